@@ -1,0 +1,144 @@
+# Shared by scripts/setup, build, demo, test and bench. Source it; don't run it.
+# Every step checks before it installs, so running a script twice does no
+# work the second time.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+RUN_DIR="$ROOT/.run"          # logs and pid files of services we start
+mkdir -p "$RUN_DIR"
+export PATH="$HOME/.cargo/bin:$ROOT/node_modules/.bin:$PATH"
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1
+
+say() { printf '\033[1m[venuemesh]\033[0m %s\n' "$*"; }
+die() { printf '\033[31m[venuemesh] %s\033[0m\n' "$*" >&2; exit 1; }
+
+# The wasm-bindgen version the lock file pins; the CLI must match it exactly.
+wasm_bindgen_version() {
+  awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' "$ROOT/Cargo.lock"
+}
+
+ensure_apt() {
+  local missing=()
+  command -v chromium >/dev/null || missing+=(chromium)
+  command -v chromedriver >/dev/null || missing+=(chromium-driver)
+  command -v mosquitto >/dev/null && [ -x /usr/sbin/mosquitto ] || missing+=(mosquitto)
+  command -v node >/dev/null || missing+=(nodejs)
+  command -v npm >/dev/null || missing+=(npm)
+  command -v ss >/dev/null || missing+=(iproute2)
+  command -v curl >/dev/null || missing+=(curl)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "apt-get install ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  # Debian starts a system mosquitto on 1883 when it installs the package;
+  # our scripts run their own with the repo's config, so stop that one.
+  if command -v systemctl >/dev/null && systemctl is-active --quiet mosquitto 2>/dev/null; then
+    systemctl stop mosquitto || true
+  fi
+}
+
+ensure_rust() {
+  command -v cargo >/dev/null || die "cargo not found: install Rust with rustup first"
+  if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+    say "rustup target add wasm32-unknown-unknown"
+    rustup target add wasm32-unknown-unknown
+  fi
+  [ -f "$ROOT/Cargo.lock" ] || (cd "$ROOT" && cargo generate-lockfile)
+  local want have
+  want="$(wasm_bindgen_version)"
+  have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" || true
+  if [ "$have" != "$want" ]; then
+    say "cargo install wasm-bindgen-cli $want (installed: ${have:-none}; takes a few minutes)"
+    # --locked first; the registry mirror here lacks one crate version that
+    # wasm-bindgen-cli's own lock file names (webpki-roots 1.0.11), so fall
+    # back to resolving afresh: the CLI version is what must match, not its deps.
+    cargo install wasm-bindgen-cli --version "$want" --locked -q 2>/dev/null \
+      || cargo install wasm-bindgen-cli --version "$want" -q
+  fi
+}
+
+ensure_npm() {
+  # node_modules is current when the lock file has not changed since npm ci.
+  local stamp="$ROOT/node_modules/.venuemesh-lock"
+  if [ ! -f "$stamp" ] || ! cmp -s "$ROOT/package-lock.json" "$stamp"; then
+    say "npm ci (test and bench tooling)"
+    (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$ROOT/package-lock.json" "$stamp"
+  fi
+}
+
+setup_all() { ensure_apt; ensure_rust; ensure_npm; }
+
+# Release wasm -> wasm-bindgen --target web -> wasm-opt -Oz -> pkg/.
+build_pkg() {
+  say "building the release package into pkg/"
+  (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown --lib -q)
+  local out="$ROOT/pkg"
+  rm -rf "$out" && mkdir -p "$out"
+  wasm-bindgen --target web --out-dir "$out" --out-name venuemesh \
+    "$ROOT/target/wasm32-unknown-unknown/release/venuemesh.wasm"
+  # npm's binaryen: Debian's wasm-opt 108 breaks modules from current rustc.
+  wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
+    --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \
+    "$out/venuemesh_bg.wasm" -o "$out/venuemesh_bg.wasm"
+  cp -r "$ROOT/pkg-template/." "$out/"
+  # The package version follows Cargo.toml.
+  local ver; ver="$(awk -F'"' '/^version = /{print $2; exit}' "$ROOT/Cargo.toml")"
+  sed -i "s/\"version\": \"[^\"]*\"/\"version\": \"$ver\"/" "$out/package.json"
+}
+
+# --- services ----------------------------------------------------------------
+STARTED_PIDS=()
+stop_started() {
+  local pid
+  for pid in "${STARTED_PIDS[@]:-}"; do
+    [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
+  done
+  for pid in "${STARTED_PIDS[@]:-}"; do
+    [ -n "$pid" ] && wait "$pid" 2>/dev/null || true
+  done
+  STARTED_PIDS=()
+}
+
+wait_port() { # port, seconds
+  local i
+  for ((i = 0; i < $2 * 10; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+# Mosquitto with the repo's config (websockets on loopback only).
+start_broker() { # config file, port
+  local conf="$1" port="$2"
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    die "port $port is already in use: stop whatever listens there (a broker from an earlier run?)"
+  fi
+  /usr/sbin/mosquitto -c "$conf" >"$RUN_DIR/mosquitto-$port.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  wait_port "$port" 10 || die "mosquitto did not start on $port (see $RUN_DIR/mosquitto-$port.log)"
+  say "mosquitto on ws://127.0.0.1:$port (pid $!)"
+}
+
+start_static() { # port
+  local port="$1"
+  node "$ROOT/scripts/serve.mjs" "$port" >"$RUN_DIR/serve-$port.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  wait_port "$port" 10 || die "static server did not start on $port"
+  say "static server on http://127.0.0.1:$port (pid $!)"
+}
+
+# Fails when a process we run listens on anything but loopback.
+check_loopback_only() {
+  local bad
+  bad="$(ss -ltnupH 2>/dev/null | grep -E 'mosquitto|node|chrom|wasm-bindgen' \
+    | awk '{print $5}' | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]|localhost):' || true)"
+  if [ -n "$bad" ]; then
+    ss -ltnupH | grep -E 'mosquitto|node|chrom|wasm-bindgen' >&2
+    die "a service of ours listens on a non-loopback address: $bad"
+  fi
+  say "listening sockets of ours are loopback only"
+}

@@ -1,0 +1,41 @@
+// A tiny static file server for the demo, the e2e tests and the benchmarks.
+// Binds 127.0.0.1 only and serves a few folders of the repo read-only.
+// Usage: node scripts/serve.mjs PORT
+import { createServer } from 'node:http';
+import { readFile, stat } from 'node:fs/promises';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
+const port = Number(process.argv[2] || 8080);
+// Only these prefixes are served; everything else is 404.
+const allowed = ['www/', 'pkg/', 'tests/e2e/pages/', '.run/pages/', 'node_modules/mqtt/dist/',
+  'node_modules/idb/build/', 'node_modules/dexie/dist/'];
+const types = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8', '.css': 'text/css; charset=utf-8',
+  '.wasm': 'application/wasm', '.json': 'application/json', '.svg': 'image/svg+xml',
+  '.png': 'image/png', '.ts': 'text/plain; charset=utf-8', '.map': 'application/json',
+};
+
+createServer(async (req, res) => {
+  try {
+    let path = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '');
+    if (path === '') { res.writeHead(302, { location: '/www/' }); res.end(); return; }
+    if (path.endsWith('/')) path += 'index.html';
+    const rel = normalize(path);
+    if (rel.startsWith('..') || !allowed.some((p) => rel.startsWith(p))) throw new Error('not served');
+    const file = join(root, rel);
+    if (!file.startsWith(root + sep)) throw new Error('outside root');
+    if (!(await stat(file)).isFile()) throw new Error('not a file');
+    const body = await readFile(file);
+    res.writeHead(200, {
+      'content-type': types[extname(file)] || 'application/octet-stream',
+      'cache-control': 'no-store',
+    });
+    res.end(body);
+  } catch {
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found');
+  }
+}).listen(port, '127.0.0.1', () => console.log(`serving ${root} on http://127.0.0.1:${port}/`));

@@ -1,0 +1,14 @@
+//! The browser shell: the only code that touches the browser.
+//!
+//! It owns the WebSocket, IndexedDB, timers and the `wasm-bindgen` API, and
+//! runs the core's loop: feed an input, drain the outputs until the core asks
+//! to be woken at some instant, set a timer for it. Protocol decisions stay in
+//! the core; this layer only performs IO and converts values at the JS border.
+
+mod api;
+mod clock;
+mod errors;
+mod idb;
+
+pub use api::*;
+pub use errors::ErrorCode;

@@ -1,0 +1,20 @@
+// scripts/bench entry point: runs each benchmark and prints one table.
+// Usage: node tests/bench/run.mjs [name ...]   (default: all)
+import { bundleSize } from './size.mjs';
+
+const all = { size: bundleSize };
+const wanted = process.argv.slice(2);
+const rows = [];
+for (const [name, run] of Object.entries(all)) {
+  if (wanted.length && !wanted.includes(name)) continue;
+  rows.push(...(await run()));
+}
+
+// | what | venuemesh | peer | ratio |
+const head = ['benchmark', 'venuemesh', 'peer', 'peer figure', 'ratio (ours/peer)'];
+const table = [head, ...rows.map((r) => [r.what, r.ours, r.peer || '', r.peerValue ?? '', r.ratio ?? ''])];
+const widths = head.map((_, i) => Math.max(...table.map((row) => String(row[i]).length)));
+for (const [i, row] of table.entries()) {
+  console.log('| ' + row.map((c, j) => String(c).padEnd(widths[j])).join(' | ') + ' |');
+  if (i === 0) console.log('|' + widths.map((w) => '-'.repeat(w + 2)).join('|') + '|');
+}

@@ -1,0 +1,89 @@
+// Shared helpers for the end-to-end tests: Debian's Chromium through
+// playwright-core (never a downloaded browser), the static server and the
+// broker that scripts/test started, and private brokers a test can kill.
+import { chromium } from 'playwright-core';
+import { spawn, execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import net from 'node:net';
+
+export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
+export const BROKER = process.env.VM_TEST_BROKER || 'ws://127.0.0.1:19001';
+
+// Without the background-networking flags Chromium keeps dialling Google's
+// hosts, which this machine's closed network refuses.
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--disable-features=WebRtcHideLocalIpsWithMdns'];
+
+export async function launch() {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+}
+
+/** A page of `path` in a fresh context (its own storage = its own device). */
+export async function openPage(browser, path, { viewport } = {}) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  page.on('console', (m) => { if (process.env.VM_E2E_VERBOSE) console.log(`[page] ${m.text()}`); });
+  await page.goto(`${BASE}${path}`);
+  return { context, page, errors };
+}
+
+export function demoUrl(params = {}) {
+  const q = new URLSearchParams({ broker: BROKER, ...params });
+  return `/www/?${q}`;
+}
+
+export async function freePort() {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1', () => { const { port } = srv.address(); srv.close(() => resolve(port)); });
+    srv.on('error', reject);
+  });
+}
+
+async function waitPort(port, ms = 10_000) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    const ok = await new Promise((r) => {
+      const s = net.connect(port, '127.0.0.1', () => { s.end(); r(true); });
+      s.on('error', () => r(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`nothing listens on ${port}`);
+}
+
+/** A private Mosquitto on loopback that the test may stop and restart. */
+export async function startBroker({ port, extra = '' } = {}) {
+  port ||= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'vm-broker-'));
+  const conf = join(dir, 'mosquitto.conf');
+  writeFileSync(conf, `per_listener_settings false\nlistener ${port} lo\nprotocol websockets\n` +
+    `allow_anonymous true\npersistence false\n${extra}\n`);
+  const proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
+  await waitPort(port);
+  return {
+    port, url: `ws://127.0.0.1:${port}`,
+    async stop() {
+      if (proc.exitCode !== null) return;
+      const exited = new Promise((r) => proc.once('exit', r));
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** Listening sockets of our processes that are not on loopback. */
+export function nonLoopbackListeners() {
+  const out = execFileSync('ss', ['-ltnupH'], { encoding: 'utf8' });
+  return out.split('\n').filter((l) => /mosquitto|node|chrom/.test(l))
+    .map((l) => l.trim().split(/\s+/)[4])
+    .filter((addr) => addr && !/^(127\.[\d.]+|\[::1\]|\[::ffff:127\.[\d.]+\]|localhost):/.test(addr));
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
