@@ -1,0 +1,135 @@
+//! Error types of the MQTT layer, one per cause (rustls style): API misuse
+//! ([`UsageError`], never caused by the network), bad configuration
+//! ([`ConfigError`]), and a misbehaving broker ([`ProtocolError`], which
+//! arrives as a disconnect reason, never as the return value of a call).
+
+use core::fmt;
+
+use super::codec::DecodeError;
+use super::topic::TopicError;
+
+/// The application called the API in a way that cannot work. Never caused
+/// by anything the network did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// The topic name of a publish is not valid (wildcards, empty, NUL...).
+    InvalidTopic(TopicError),
+    /// The topic filter of a subscribe/unsubscribe is not valid.
+    InvalidFilter(TopicError),
+    /// The encoded packet would exceed the configured `max_packet_size`.
+    PacketTooLarge { size: usize, max: usize },
+    /// `max_queued` messages are already waiting; nothing was queued.
+    QueueFull { limit: usize },
+    /// Too many SUBSCRIBE/UNSUBSCRIBE requests are awaiting their ack.
+    TooManyPendingRequests { limit: usize },
+    /// A subscribe/unsubscribe call without any filter.
+    NoFilters,
+    /// `close()` was called; the client does nothing any more.
+    Closed,
+}
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsageError::InvalidTopic(e) => write!(f, "invalid topic name: {e}"),
+            UsageError::InvalidFilter(e) => write!(f, "invalid topic filter: {e}"),
+            UsageError::PacketTooLarge { size, max } => {
+                write!(f, "packet of {size} bytes exceeds max_packet_size {max}")
+            }
+            UsageError::QueueFull { limit } => write!(f, "publish queue full ({limit} messages)"),
+            UsageError::TooManyPendingRequests { limit } => {
+                write!(f, "more than {limit} subscribe/unsubscribe requests pending")
+            }
+            UsageError::NoFilters => f.write_str("no topic filter given"),
+            UsageError::Closed => f.write_str("client is closed"),
+        }
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// The configuration cannot work; returned by the constructors.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The endpoint list is empty.
+    NoEndpoints,
+    /// Endpoint `index` has a URL that is not `ws://` or `wss://`.
+    InvalidUrl { index: usize },
+    /// Endpoint `index` has a connect timeout of 0.
+    ZeroConnectTimeout { index: usize },
+    /// The client id is unusable (why).
+    InvalidClientId(&'static str),
+    /// The Will topic is not a valid topic name.
+    InvalidWill(TopicError),
+    /// A username, password or Will payload is longer than 65,535 bytes,
+    /// or a password is given without a username (3.1.1 forbids it).
+    InvalidCredentials(&'static str),
+    /// A numeric limit is out of range (which one).
+    InvalidLimit(&'static str),
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::NoEndpoints => f.write_str("no broker endpoints configured"),
+            ConfigError::InvalidUrl { index } => {
+                write!(f, "endpoint {index}: URL must start with ws:// or wss://")
+            }
+            ConfigError::ZeroConnectTimeout { index } => {
+                write!(f, "endpoint {index}: connect timeout must be > 0")
+            }
+            ConfigError::InvalidClientId(why) => write!(f, "invalid client id: {why}"),
+            ConfigError::InvalidWill(e) => write!(f, "invalid Will topic: {e}"),
+            ConfigError::InvalidCredentials(why) => write!(f, "invalid credentials: {why}"),
+            ConfigError::InvalidLimit(which) => write!(f, "invalid limit: {which}"),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The broker broke the protocol; the connection is dropped and retried.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// The bytes are not a valid packet.
+    Decode(DecodeError),
+    /// A packet a broker must not send, or not in this state (its name).
+    UnexpectedPacket(&'static str),
+    /// A SUBACK with a different number of return codes than filters asked.
+    SubAckMismatch { requested: usize, returned: usize },
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::Decode(e) => write!(f, "decode error: {e}"),
+            ProtocolError::UnexpectedPacket(p) => write!(f, "unexpected {p} from broker"),
+            ProtocolError::SubAckMismatch { requested, returned } => {
+                write!(f, "SUBACK has {returned} codes for {requested} filters")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// Why a publish will never complete.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// The app called `close()` before the broker acknowledged it.
+    Closed,
+}
+
+impl fmt::Display for PublishError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PublishError::Closed => f.write_str("client closed before the publish completed"),
+        }
+    }
+}
+
+impl std::error::Error for PublishError {}

@@ -1,0 +1,598 @@
+//! One MQTT 3.1.1 client session, carried over a sequence of transport
+//! connections (quinn-proto style, sans-IO).
+//!
+//! The methods fall into four kinds:
+//! - transport inputs: [`Session::connect`] (a transport just opened),
+//!   [`Session::handle_data`], [`Session::transport_closed`],
+//!   [`Session::handle_timeout`] (calling it early or twice is harmless);
+//! - application mutators: [`Session::publish`], [`Session::subscribe`],
+//!   [`Session::unsubscribe`], [`Session::ping_now`], [`Session::disconnect`],
+//!   [`Session::close`];
+//! - outputs, polled in this order after every input or mutation:
+//!   [`Session::poll_transmit`] (all bytes since the last poll, coalesced into
+//!   one buffer = one WebSocket frame), [`Session::poll_event`],
+//!   [`Session::poll_timeout`];
+//! - getters ([`Session::rtt`], [`Session::counters`], ...).
+//!
+//! What survives a transport: the queue, unacknowledged QoS 1/2 messages,
+//! the QoS 2 ids received but not yet released, the subscriptions, and
+//! pending SUBSCRIBE/UNSUBSCRIBE requests. See `docs/protocol-mqtt.md` for
+//! the resend rules.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::codec::{self, Decoder};
+use super::error::{ConfigError, ProtocolError, PublishError, UsageError};
+
+mod config;
+mod inbound;
+
+pub use config::SessionConfig;
+use super::packet::*;
+use super::timing::{Deadline, RttStats};
+use super::topic::{validate_topic_filter, validate_topic_name};
+
+/// The app's handle on one publish, stable across reconnects and packet-id
+/// changes (use it to resolve the app's promise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PublishId(pub u64);
+
+/// At most this many SUBSCRIBE/UNSUBSCRIBE requests may await their ack.
+pub const MAX_PENDING_REQUESTS: usize = 256;
+
+
+/// Why the session dropped its transport on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LostReason {
+    /// No PINGRESP (nor any other packet) before the deadline: a zombie socket.
+    KeepaliveTimeout,
+    /// No CONNACK before the deadline.
+    ConnectTimeout,
+    /// The broker sent something invalid.
+    Protocol(ProtocolError),
+}
+
+/// What the session tells its owner.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SessionEvent {
+    /// CONNACK accepted.
+    Connected { session_present: bool },
+    /// CONNACK refused; the transport should be closed.
+    ConnectionRefused { code: ConnectReturnCode },
+    /// The session gave up on this transport; close it and reconnect.
+    ConnectionLost { reason: LostReason },
+    /// An application message arrived (QoS 2: once per packet id).
+    Message(Publish),
+    /// QoS 0: handed to the transport. QoS 1: PUBACK. QoS 2: PUBCOMP.
+    PublishDone { id: PublishId },
+    /// Only after [`Session::close`]: this publish will not complete.
+    PublishFailed { id: PublishId, error: PublishError },
+    /// A SUBACK; `None` = the broker refused that filter (0x80).
+    Subscribed { packet_id: u16, results: Vec<(String, Option<QoS>)> },
+    /// An UNSUBACK.
+    Unsubscribed { packet_id: u16, filters: Vec<String> },
+}
+
+/// Coarse state, for getters and stats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// No transport (or one that is not ours yet).
+    Disconnected,
+    /// CONNECT sent, waiting for CONNACK.
+    Connecting,
+    /// CONNACK accepted.
+    Connected,
+    /// `close()` was called.
+    Closed,
+}
+
+/// Counters since the session was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionCounters {
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub packets_in: u64,
+    pub packets_out: u64,
+    /// QoS 1/2 PUBLISH (DUP) and PUBREL packets resent after a reconnect.
+    pub resent: u64,
+}
+
+#[derive(Debug)]
+enum State {
+    Disconnected,
+    Connecting { deadline: Option<Deadline> },
+    Connected,
+    Closed,
+}
+
+#[derive(Debug)]
+struct Message {
+    id: PublishId,
+    topic: String,
+    payload: Vec<u8>,
+    qos: QoS,
+    retain: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum Stage {
+    /// PUBLISH sent, waiting for PUBACK (QoS 1) or PUBREC (QoS 2).
+    Published,
+    /// QoS 2: PUBREL sent, waiting for PUBCOMP.
+    Released,
+}
+
+#[derive(Debug)]
+struct Inflight {
+    msg: Message,
+    seq: u64,
+    stage: Stage,
+    /// First transmission time; `None` once resent (no RTT sample then).
+    sent_at: Option<u64>,
+}
+
+#[derive(Debug)]
+enum RequestKind {
+    Sub(Vec<(String, QoS)>),
+    Unsub(Vec<String>),
+}
+
+#[derive(Debug)]
+struct Request {
+    packet_id: u16,
+    kind: RequestKind,
+}
+
+#[derive(Debug)]
+struct Ping {
+    sent_at: u64,
+    deadline: Deadline,
+    timeout_ms: u64,
+}
+
+/// The transmit side: one buffer for everything produced since the last poll.
+#[derive(Debug, Default)]
+struct Tx {
+    out: Vec<u8>,
+    last_send: u64,
+    packets: u64,
+}
+
+impl Tx {
+    fn packet(&mut self, p: &Packet, now: u64) {
+        // Control packets built here always have non-zero ids and fields
+        // validated on the way in, so encoding cannot fail; if it ever did,
+        // writing nothing is the safe outcome.
+        if codec::encode(p, &mut self.out).is_ok() {
+            self.packets += 1;
+            self.last_send = now;
+        }
+    }
+
+    fn publish(&mut self, m: &Message, packet_id: u16, dup: bool, now: u64) {
+        // Topic and size were validated by `Session::publish`.
+        let dup = dup && m.qos != QoS::AtMostOnce;
+        if codec::encode_publish(&mut self.out, &m.topic, &m.payload, m.qos, packet_id, dup, m.retain)
+            .is_ok()
+        {
+            self.packets += 1;
+            self.last_send = now;
+        }
+    }
+}
+
+/// The MQTT client session state machine. See the module docs.
+#[derive(Debug)]
+pub struct Session {
+    cfg: SessionConfig,
+    state: State,
+    decoder: Decoder,
+    tx: Tx,
+    events: VecDeque<SessionEvent>,
+    next_publish_id: u64,
+    next_packet_id: u16,
+    next_seq: u64,
+    /// Publishes not yet handed to the broker, in publish order.
+    queue: VecDeque<Message>,
+    /// QoS 1/2 publishes awaiting acks, by packet id.
+    inflight: BTreeMap<u16, Inflight>,
+    /// Incoming QoS 2 ids delivered to the app, awaiting PUBREL.
+    incoming_qos2: BTreeSet<u16>,
+    /// Filters the broker granted, with the QoS we asked for.
+    subs: BTreeMap<String, QoS>,
+    /// SUBSCRIBE/UNSUBSCRIBE awaiting their ack, in request order.
+    requests: VecDeque<Request>,
+    ping: Option<Ping>,
+    rtt: RttStats,
+    counters: SessionCounters,
+}
+
+impl Session {
+    /// A disconnected session; call [`Session::connect`] once a transport is open.
+    pub fn new(cfg: SessionConfig) -> Result<Self, ConfigError> {
+        cfg.validate()?;
+        Ok(Session {
+            decoder: Decoder::new(cfg.max_packet_size),
+            cfg,
+            state: State::Disconnected,
+            tx: Tx::default(),
+            events: VecDeque::new(),
+            next_publish_id: 1,
+            next_packet_id: 0,
+            next_seq: 0,
+            queue: VecDeque::new(),
+            inflight: BTreeMap::new(),
+            incoming_qos2: BTreeSet::new(),
+            subs: BTreeMap::new(),
+            requests: VecDeque::new(),
+            ping: None,
+            rtt: RttStats::default(),
+            counters: SessionCounters::default(),
+        })
+    }
+
+    // ------------------------------------------------------------ getters
+
+    pub fn config(&self) -> &SessionConfig {
+        &self.cfg
+    }
+
+    pub fn state(&self) -> SessionState {
+        match self.state {
+            State::Disconnected => SessionState::Disconnected,
+            State::Connecting { .. } => SessionState::Connecting,
+            State::Connected => SessionState::Connected,
+            State::Closed => SessionState::Closed,
+        }
+    }
+
+    pub fn rtt(&self) -> RttStats {
+        self.rtt
+    }
+
+    pub fn counters(&self) -> SessionCounters {
+        let mut c = self.counters;
+        c.packets_out = self.tx.packets;
+        c
+    }
+
+    /// QoS 1/2 publishes awaiting their acks.
+    pub fn inflight_len(&self) -> usize {
+        self.inflight.len()
+    }
+
+    /// Publishes waiting to be sent.
+    pub fn queued_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// Filters currently granted by the broker.
+    pub fn subscriptions(&self) -> impl Iterator<Item = (&str, QoS)> {
+        self.subs.iter().map(|(f, q)| (f.as_str(), *q))
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set_next_packet_id(&mut self, id: u16) {
+        self.next_packet_id = id;
+    }
+
+    // ------------------------------------------------------------ transport inputs
+
+    /// A new transport is open: sends CONNECT. `connack_deadline` is the
+    /// instant by which CONNACK must have arrived.
+    pub fn connect(&mut self, now: u64, connack_deadline: Option<u64>) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        self.reset_transport();
+        self.state = State::Connecting { deadline: connack_deadline.map(Deadline::new) };
+        let connect = Packet::Connect(self.cfg.connect_packet());
+        self.tx.packet(&connect, now);
+    }
+
+    /// The transport is gone (closed by the peer, or by the owner). No event:
+    /// the owner knows. State that must survive is kept.
+    pub fn transport_closed(&mut self) {
+        if matches!(self.state, State::Connecting { .. } | State::Connected) {
+            self.reset_transport();
+            self.state = State::Disconnected;
+        }
+    }
+
+    /// Bytes from the transport, in order. Any chunking is fine.
+    pub fn handle_data(&mut self, data: Vec<u8>, now: u64) {
+        if !matches!(self.state, State::Connecting { .. } | State::Connected) {
+            return;
+        }
+        self.counters.bytes_in += data.len() as u64;
+        self.decoder.feed_owned(data);
+        loop {
+            match self.decoder.next_packet() {
+                Ok(Some(p)) => {
+                    self.counters.packets_in += 1;
+                    if let Err(e) = self.handle_packet(p, now) {
+                        self.lose(LostReason::Protocol(e));
+                        return;
+                    }
+                    if !matches!(self.state, State::Connecting { .. } | State::Connected) {
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    self.lose(LostReason::Protocol(ProtocolError::Decode(e)));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Fires due timers: CONNACK deadline, PINGRESP deadline, keepalive PINGREQ.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if let State::Connecting { deadline: Some(d) } = &mut self.state {
+            if d.expired(now) {
+                self.rtt.timeouts += 1;
+                self.lose(LostReason::ConnectTimeout);
+            }
+            return;
+        }
+        if !matches!(self.state, State::Connected) {
+            return;
+        }
+        if let Some(p) = &mut self.ping {
+            if p.deadline.expired(now) {
+                self.rtt.timeouts += 1;
+                self.lose(LostReason::KeepaliveTimeout);
+                return;
+            }
+        }
+        if self.keepalive_due().is_some_and(|due| now >= due) {
+            self.send_ping(now, self.cfg.ping_timeout_ms);
+        }
+    }
+
+    // ------------------------------------------------------------ app mutators
+
+    /// Queues a publish; it is sent at once when connected and the in-flight
+    /// window allows, else after the next CONNACK. Never silently dropped:
+    /// it ends in `PublishDone`, or `PublishFailed` after `close()`.
+    pub fn publish(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        now: u64,
+    ) -> Result<PublishId, UsageError> {
+        if matches!(self.state, State::Closed) {
+            return Err(UsageError::Closed);
+        }
+        validate_topic_name(topic).map_err(UsageError::InvalidTopic)?;
+        let size = codec::publish_len(topic, payload.len(), qos);
+        if size > self.cfg.max_packet_size {
+            return Err(UsageError::PacketTooLarge { size, max: self.cfg.max_packet_size });
+        }
+        if self.queue.len() >= self.cfg.max_queued {
+            return Err(UsageError::QueueFull { limit: self.cfg.max_queued });
+        }
+        let id = PublishId(self.next_publish_id);
+        self.next_publish_id += 1;
+        self.queue.push_back(Message { id, topic: topic.to_owned(), payload, qos, retain });
+        self.flush_queue(now);
+        Ok(id)
+    }
+
+    /// Subscribes to filters; returns the packet id of the SUBSCRIBE. Kept
+    /// across reconnects: re-sent when the broker has no session for us.
+    pub fn subscribe(&mut self, filters: &[(&str, QoS)], now: u64) -> Result<u16, UsageError> {
+        for (f, _) in filters {
+            validate_topic_filter(f).map_err(UsageError::InvalidFilter)?;
+        }
+        let list: Vec<(String, QoS)> = filters.iter().map(|(f, q)| ((*f).to_owned(), *q)).collect();
+        let size = 5 + list.iter().map(|(f, _)| 3 + f.len()).sum::<usize>();
+        self.request(RequestKind::Sub(list), size, now)
+    }
+
+    /// Unsubscribes; returns the packet id of the UNSUBSCRIBE.
+    pub fn unsubscribe(&mut self, filters: &[&str], now: u64) -> Result<u16, UsageError> {
+        for f in filters {
+            validate_topic_filter(f).map_err(UsageError::InvalidFilter)?;
+        }
+        let list: Vec<String> = filters.iter().map(|f| (*f).to_owned()).collect();
+        let size = 5 + list.iter().map(|f| 2 + f.len()).sum::<usize>();
+        self.request(RequestKind::Unsub(list), size, now)
+    }
+
+    /// Checks liveness now: sends PINGREQ (unless one is out) and expects an
+    /// answer within `wake_ping_timeout_ms`. Call it when the page becomes
+    /// visible or the network comes back: iOS leaves sockets that look OPEN
+    /// but are dead, and only a reply proves otherwise.
+    pub fn ping_now(&mut self, now: u64) {
+        if !matches!(self.state, State::Connected) {
+            return;
+        }
+        let timeout = self.cfg.wake_ping_timeout_ms;
+        match &mut self.ping {
+            Some(p) => {
+                if now.saturating_add(timeout) < p.deadline.at {
+                    p.deadline = Deadline::new(now.saturating_add(timeout));
+                    p.timeout_ms = timeout;
+                }
+            }
+            None => self.send_ping(now, timeout),
+        }
+    }
+
+    /// Sends DISCONNECT (the broker then discards the Will) and leaves the
+    /// transport; poll the transmit once more, then close the socket. State
+    /// that survives transports is kept for the next `connect`.
+    pub fn disconnect(&mut self, now: u64) {
+        if matches!(self.state, State::Connecting { .. } | State::Connected) {
+            self.tx.packet(&Packet::Disconnect, now);
+            self.decoder.reset();
+            self.ping = None;
+            self.state = State::Disconnected;
+        }
+    }
+
+    /// Disconnects for good: every unfinished publish ends in
+    /// `PublishFailed { error: Closed }`, in publish order.
+    pub fn close(&mut self, now: u64) {
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        self.disconnect(now);
+        self.state = State::Closed;
+        let mut unfinished: Vec<Inflight> = std::mem::take(&mut self.inflight).into_values().collect();
+        unfinished.sort_by_key(|f| f.seq);
+        let ids = unfinished.into_iter().map(|f| f.msg.id).chain(self.queue.drain(..).map(|m| m.id));
+        for id in ids {
+            self.events.push_back(SessionEvent::PublishFailed { id, error: PublishError::Closed });
+        }
+        self.requests.clear();
+        self.subs.clear();
+    }
+
+    // ------------------------------------------------------------ outputs
+
+    /// Every byte produced since the last call, as one buffer (send it as one
+    /// WebSocket frame). `None` when there is nothing to send.
+    pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {
+        if self.tx.out.is_empty() {
+            return None;
+        }
+        let out = std::mem::take(&mut self.tx.out);
+        self.counters.bytes_out += out.len() as u64;
+        Some(out)
+    }
+
+    pub fn poll_event(&mut self) -> Option<SessionEvent> {
+        self.events.pop_front()
+    }
+
+    /// The next instant [`Session::handle_timeout`] has work to do.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        match &self.state {
+            State::Connecting { deadline } => deadline.map(|d| d.at),
+            State::Connected => {
+                let ping = self.ping.as_ref().map(|p| p.deadline.at);
+                match (ping, self.keepalive_due()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            _ => None,
+        }
+    }
+
+    // ------------------------------------------------------------ internals
+
+    fn keepalive_due(&self) -> Option<u64> {
+        match self.cfg.keep_alive_secs {
+            0 => None,
+            s => Some(self.tx.last_send.saturating_add(u64::from(s) * 1000)),
+        }
+    }
+
+    fn send_ping(&mut self, now: u64, timeout_ms: u64) {
+        self.tx.packet(&Packet::PingReq, now);
+        if self.ping.is_none() {
+            self.ping = Some(Ping { sent_at: now, deadline: Deadline::new(now.saturating_add(timeout_ms)), timeout_ms });
+        }
+    }
+
+    fn reset_transport(&mut self) {
+        self.tx.out.clear();
+        self.decoder.reset();
+        self.ping = None;
+    }
+
+    fn lose(&mut self, reason: LostReason) {
+        self.reset_transport();
+        self.state = State::Disconnected;
+        self.events.push_back(SessionEvent::ConnectionLost { reason });
+    }
+
+    fn id_in_use(&self, id: u16) -> bool {
+        self.inflight.contains_key(&id) || self.requests.iter().any(|r| r.packet_id == id)
+    }
+
+    /// The next free packet id (never 0, skipping ids still in use).
+    fn alloc_packet_id(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.next_packet_id = self.next_packet_id.wrapping_add(1).max(1);
+            if !self.id_in_use(self.next_packet_id) {
+                return Some(self.next_packet_id);
+            }
+        }
+        None
+    }
+
+    fn request(&mut self, kind: RequestKind, size: usize, now: u64) -> Result<u16, UsageError> {
+        if matches!(self.state, State::Closed) {
+            return Err(UsageError::Closed);
+        }
+        let empty = match &kind {
+            RequestKind::Sub(l) => l.is_empty(),
+            RequestKind::Unsub(l) => l.is_empty(),
+        };
+        if empty {
+            return Err(UsageError::NoFilters);
+        }
+        if size > self.cfg.max_packet_size {
+            return Err(UsageError::PacketTooLarge { size, max: self.cfg.max_packet_size });
+        }
+        if self.requests.len() >= MAX_PENDING_REQUESTS {
+            return Err(UsageError::TooManyPendingRequests { limit: MAX_PENDING_REQUESTS });
+        }
+        let packet_id = self
+            .alloc_packet_id()
+            .ok_or(UsageError::TooManyPendingRequests { limit: MAX_PENDING_REQUESTS })?;
+        self.requests.push_back(Request { packet_id, kind });
+        if matches!(self.state, State::Connected) {
+            if let Some(r) = self.requests.back() {
+                send_request(&mut self.tx, r, now);
+            }
+        }
+        Ok(packet_id)
+    }
+
+    /// Hands queued publishes to the broker, in order, while the window allows.
+    fn flush_queue(&mut self, now: u64) {
+        if !matches!(self.state, State::Connected) {
+            return;
+        }
+        while let Some(front) = self.queue.front() {
+            if front.qos == QoS::AtMostOnce {
+                let Some(m) = self.queue.pop_front() else { break };
+                self.tx.publish(&m, 0, false, now);
+                self.events.push_back(SessionEvent::PublishDone { id: m.id });
+                continue;
+            }
+            if self.inflight.len() >= usize::from(self.cfg.max_inflight) {
+                break;
+            }
+            let Some(packet_id) = self.alloc_packet_id() else { break };
+            let Some(msg) = self.queue.pop_front() else { break };
+            self.tx.publish(&msg, packet_id, false, now);
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.inflight
+                .insert(packet_id, Inflight { msg, seq, stage: Stage::Published, sent_at: Some(now) });
+        }
+    }
+
+}
+
+fn send_request(tx: &mut Tx, r: &Request, now: u64) {
+    let packet = match &r.kind {
+        RequestKind::Sub(filters) => {
+            Packet::Subscribe(Subscribe { packet_id: r.packet_id, filters: filters.clone() })
+        }
+        RequestKind::Unsub(filters) => {
+            Packet::Unsubscribe(Unsubscribe { packet_id: r.packet_id, filters: filters.clone() })
+        }
+    };
+    tx.packet(&packet, now);
+}
