@@ -78,7 +78,7 @@ build_pkg() {
   local out="$ROOT/pkg"
   rm -rf "$out" && mkdir -p "$out"
   wasm-bindgen --target web --out-dir "$out" --out-name venuemesh \
-    "$ROOT/target/wasm32-unknown-unknown/release/venuemesh.wasm"
+    "${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-unknown-unknown/release/venuemesh.wasm"
   # npm's binaryen: Debian's wasm-opt 108 breaks modules from current rustc.
   wasm-opt -Oz --strip-debug --strip-producers --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \

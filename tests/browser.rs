@@ -61,7 +61,8 @@ mod identity {
             options(&[("venue", "v"), ("dbNmae", "typo")]),
             JsValue::from_str("not an object"),
         ] {
-            let err = VenueMesh::open(bad).await.err().expect("must be rejected");
+            let shown = format!("{bad:?}");
+            let err = VenueMesh::open(bad).await.err().unwrap_or_else(|| panic!("must be rejected: {shown}"));
             assert_eq!(code_of(&err), "INVALID_OPTIONS");
             let name = js_sys::Reflect::get(&err, &"name".into()).unwrap();
             assert_eq!(name.as_string().as_deref(), Some("VenueMeshError"));

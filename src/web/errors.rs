@@ -14,6 +14,8 @@ pub enum ErrorCode {
     Storage,
     /// The browser ran out of storage quota for this origin.
     QueueFull,
+    /// A call got an argument it cannot use (bad topic, payload type...).
+    InvalidArgument,
     /// The mesh was closed; no further calls are accepted.
     Closed,
     /// The broker connection failed or was refused.
@@ -25,6 +27,7 @@ impl ErrorCode {
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::InvalidOptions => "INVALID_OPTIONS",
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
             ErrorCode::Storage => "STORAGE",
             ErrorCode::QueueFull => "QUEUE_FULL",
             ErrorCode::Closed => "CLOSED",

@@ -6,9 +6,15 @@
 //! the core; this layer only performs IO and converts values at the JS border.
 
 mod api;
+mod broker;
 mod clock;
 mod errors;
 mod idb;
+mod js;
+mod listeners;
+mod mqtt_api;
+mod socket;
 
 pub use api::*;
+pub use mqtt_api::MqttClient;
 pub use errors::ErrorCode;

@@ -63,7 +63,9 @@ export async function startBroker({ port, extra = '' } = {}) {
   port ||= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'vm-broker-'));
   const conf = join(dir, 'mosquitto.conf');
-  writeFileSync(conf, `per_listener_settings false\nlistener ${port} lo\nprotocol websockets\n` +
+  const tcp = await freePort();
+  // A plain MQTT listener first: Mosquitto 2.0.11 won't start with websockets only.
+  writeFileSync(conf, `per_listener_settings false\nlistener ${tcp} 127.0.0.1\nlistener ${port} lo\nprotocol websockets\n` +
     `allow_anonymous true\npersistence false\n${extra}\n`);
   const proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
   await waitPort(port);

@@ -1,0 +1,148 @@
+//! Reading JS option objects and values, with errors that name the field.
+//!
+//! Hand-written rather than serde: the option objects are small, unions such
+//! as `string | Uint8Array` are awkward in serde, and serde-wasm-bindgen adds
+//! tens of KB to the module for a handful of fields.
+
+use wasm_bindgen::prelude::*;
+
+use super::errors::{js_error, ErrorCode};
+
+fn invalid(msg: String) -> JsValue {
+    js_error(ErrorCode::InvalidOptions, &msg, None)
+}
+
+/// An options object whose keys are checked against the ones we know, so a
+/// misspelt option is an error instead of a silently ignored setting.
+pub struct Options<'a> {
+    obj: &'a JsValue,
+    what: &'static str,
+}
+
+impl<'a> Options<'a> {
+    /// `undefined`/`null` count as `{}` when `optional`.
+    pub fn new(value: &'a JsValue, what: &'static str, known: &[&str], optional: bool) -> Result<Self, JsValue> {
+        if optional && value.is_undefined() || optional && value.is_null() {
+            return Ok(Options { obj: value, what });
+        }
+        if !value.is_object() || js_sys::Array::is_array(value) {
+            return Err(invalid(format!("{what} must be an object")));
+        }
+        let keys = js_sys::Object::keys(value.unchecked_ref::<js_sys::Object>());
+        for key in keys.iter().filter_map(|k| k.as_string()) {
+            if !known.contains(&key.as_str()) {
+                return Err(invalid(format!("unknown option `{key}` in {what} (known: {})", known.join(", "))));
+            }
+        }
+        Ok(Options { obj: value, what })
+    }
+
+    fn get(&self, key: &str) -> Option<JsValue> {
+        if !self.obj.is_object() {
+            return None;
+        }
+        let v = js_sys::Reflect::get(self.obj, &key.into()).ok()?;
+        (!v.is_undefined() && !v.is_null()).then_some(v)
+    }
+
+    pub fn raw(&self, key: &str) -> Option<JsValue> {
+        self.get(key)
+    }
+
+    pub fn string(&self, key: &str) -> Result<Option<String>, JsValue> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_string().map(Some).ok_or_else(|| invalid(format!("{}.{key} must be a string", self.what))),
+        }
+    }
+
+    pub fn required_string(&self, key: &str) -> Result<String, JsValue> {
+        self.string(key)?.ok_or_else(|| invalid(format!("{}.{key} is required", self.what)))
+    }
+
+    pub fn bool(&self, key: &str) -> Result<Option<bool>, JsValue> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| invalid(format!("{}.{key} must be a boolean", self.what))),
+        }
+    }
+
+    /// A non-negative integer no larger than `max`.
+    pub fn uint(&self, key: &str, max: u64) -> Result<Option<u64>, JsValue> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => match v.as_f64() {
+                Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= max as f64 => Ok(Some(n as u64)),
+                _ => Err(invalid(format!("{}.{key} must be an integer from 0 to {max}", self.what))),
+            },
+        }
+    }
+
+    pub fn string_list(&self, key: &str) -> Result<Option<Vec<String>>, JsValue> {
+        let Some(v) = self.get(key) else { return Ok(None) };
+        if let Some(s) = v.as_string() {
+            return Ok(Some(vec![s]));
+        }
+        if !js_sys::Array::is_array(&v) {
+            return Err(invalid(format!("{}.{key} must be an array of strings", self.what)));
+        }
+        let arr: js_sys::Array = v.unchecked_into();
+        arr.iter()
+            .map(|x| x.as_string().ok_or_else(|| invalid(format!("{}.{key} must be an array of strings", self.what))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Some)
+    }
+
+    pub fn bytes(&self, key: &str) -> Result<Option<Vec<u8>>, JsValue> {
+        match self.get(key) {
+            None => Ok(None),
+            Some(v) => bytes_of(&v).map(Some).map_err(|_| {
+                invalid(format!("{}.{key} must be a string, Uint8Array or ArrayBuffer", self.what))
+            }),
+        }
+    }
+}
+
+/// A payload: strings are UTF-8 encoded, binary is copied.
+pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
+    if let Some(s) = v.as_string() {
+        return Ok(s.into_bytes());
+    }
+    if let Some(a) = v.dyn_ref::<js_sys::Uint8Array>() {
+        return Ok(a.to_vec());
+    }
+    if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(js_sys::Uint8Array::new(b).to_vec());
+    }
+    if js_sys::ArrayBuffer::is_view(v) {
+        let view: &js_sys::Object = v.unchecked_ref();
+        let get = |k: &str| js_sys::Reflect::get(view, &k.into()).ok().and_then(|x| x.as_f64()).unwrap_or(0.0) as u32;
+        let buffer = js_sys::Reflect::get(view, &"buffer".into()).map_err(|_| ())?;
+        let buffer: js_sys::ArrayBuffer = buffer.dyn_into().map_err(|_| ())?;
+        return Ok(js_sys::Uint8Array::new_with_byte_offset_and_length(&buffer, get("byteOffset"), get("byteLength")).to_vec());
+    }
+    Err(())
+}
+
+/// A small plain object built field by field for events and stats.
+pub struct ObjBuilder(js_sys::Object);
+
+impl ObjBuilder {
+    pub fn new() -> Self {
+        ObjBuilder(js_sys::Object::new())
+    }
+    pub fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        // Setting a data property on a fresh plain object cannot fail.
+        let _ = js_sys::Reflect::set(&self.0, &key.into(), &value.into());
+        self
+    }
+    pub fn opt<T: Into<JsValue>>(self, key: &str, value: Option<T>) -> Self {
+        match value {
+            Some(v) => self.set(key, v),
+            None => self.set(key, JsValue::NULL),
+        }
+    }
+    pub fn build(self) -> JsValue {
+        self.0.into()
+    }
+}

@@ -1,0 +1,72 @@
+//! App callbacks: `on(event, cb)` returns an unsubscribe function, and
+//! callbacks are only ever called with no Rust borrow held, so they may call
+//! back into the API.
+
+use js_sys::Function;
+use wasm_bindgen::prelude::*;
+
+/// Callbacks by name (an event name or an MQTT topic filter).
+#[derive(Default)]
+pub struct Listeners {
+    next_id: u32,
+    entries: Vec<(u32, String, Function)>,
+}
+
+impl Listeners {
+    pub fn add(&mut self, name: &str, f: Function) -> u32 {
+        self.next_id = self.next_id.wrapping_add(1);
+        self.entries.push((self.next_id, name.to_string(), f));
+        self.next_id
+    }
+
+    /// Removes one callback; returns the name it was registered under.
+    pub fn remove(&mut self, id: u32) -> Option<String> {
+        let pos = self.entries.iter().position(|(i, _, _)| *i == id)?;
+        Some(self.entries.remove(pos).1)
+    }
+
+    /// Clones the callbacks of `name`, so they can be called after the
+    /// borrow of the owner is released.
+    pub fn targets(&self, name: &str) -> Vec<Function> {
+        self.entries.iter().filter(|(_, n, _)| n == name).map(|(_, _, f)| f.clone()).collect()
+    }
+
+    /// Clones the callbacks whose name satisfies `keep`.
+    pub fn targets_where(&self, mut keep: impl FnMut(&str) -> bool) -> Vec<Function> {
+        self.entries.iter().filter(|(_, n, _)| keep(n)).map(|(_, _, f)| f.clone()).collect()
+    }
+
+    pub fn has(&self, name: &str) -> bool {
+        self.entries.iter().any(|(_, n, _)| n == name)
+    }
+
+    pub fn clear(&mut self) {
+        self.entries.clear();
+    }
+}
+
+/// Calls each callback; one that throws is reported and does not stop the
+/// others or the library.
+pub fn call_all(targets: &[Function], args: &[&JsValue]) {
+    for f in targets {
+        let result = match args {
+            [] => f.call0(&JsValue::NULL),
+            [a] => f.call1(&JsValue::NULL, a),
+            [a, b, ..] => f.call2(&JsValue::NULL, a, b),
+        };
+        if let Err(e) = result {
+            web_sys::console::error_2(&"venuemesh: an event callback threw".into(), &e);
+        }
+    }
+}
+
+/// A JS function that runs `undo` once; later calls do nothing.
+pub fn unsubscribe_fn(undo: impl FnOnce() + 'static) -> Function {
+    let mut undo = Some(undo);
+    let f = Closure::<dyn FnMut()>::new(move || {
+        if let Some(u) = undo.take() {
+            u();
+        }
+    });
+    f.into_js_value().unchecked_into()
+}

@@ -1,0 +1,399 @@
+//! `MqttClient`: the MQTT transport on its own, for apps (and benchmarks)
+//! that want plain publish/subscribe with local-first broker failover.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+
+use super::broker::{self, BrokerLink, Host};
+use super::clock::{monotonic_ms, random_seed};
+use super::errors::{js_error, ErrorCode};
+use super::js::{bytes_of, ObjBuilder, Options};
+use super::listeners::{call_all, unsubscribe_fn, Listeners};
+use crate::mqtt::{
+    topic_matches, BackoffConfig, Client, ClientConfig, DisconnectReason, EndpointConfig, Event, PublishId, QoS,
+    SessionConfig, Will,
+};
+use crate::rng::Rng;
+
+const CONNECT_KEYS: &[&str] = &[
+    "brokers", "clientId", "keepAlive", "clean", "username", "password", "will", "connectTimeoutMs", "probeIntervalMs",
+];
+const WILL_KEYS: &[&str] = &["topic", "payload", "qos", "retain"];
+const PUBLISH_KEYS: &[&str] = &["qos", "retain"];
+
+/// An MQTT 3.1.1 client over WebSocket with an ordered broker list.
+#[wasm_bindgen]
+pub struct MqttClient {
+    shared: Rc<RefCell<Shared>>,
+}
+
+type Settle = (Function, Function);
+
+struct Shared {
+    link: BrokerLink,
+    events: Listeners,
+    /// Message callbacks, registered under their topic filter.
+    subs: Listeners,
+    publishes: HashMap<PublishId, Settle>,
+    /// `connect()`'s promise until the first CONNACK (or the first round fails).
+    first_connect: Option<Settle>,
+    failed_attempts: Vec<String>,
+    endpoint_count: usize,
+    acked_filters: Vec<String>,
+    suback_waiters: Vec<(String, Function)>,
+    connected: bool,
+    url: Option<String>,
+    closed: bool,
+}
+
+impl Host for Shared {
+    fn link(&mut self) -> &mut BrokerLink {
+        &mut self.link
+    }
+
+    fn dispatch(this: &Rc<RefCell<Self>>, events: Vec<Event>) {
+        for event in events {
+            dispatch_one(this, event);
+        }
+    }
+}
+
+fn qos_of(n: u64) -> QoS {
+    match n {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    }
+}
+
+fn qos_num(q: QoS) -> u8 {
+    match q {
+        QoS::AtMostOnce => 0,
+        QoS::AtLeastOnce => 1,
+        QoS::ExactlyOnce => 2,
+    }
+}
+
+/// A short machine-friendly reason string for events.
+pub(crate) fn reason_str(r: &DisconnectReason) -> String {
+    match r {
+        DisconnectReason::KeepaliveTimeout => "keepalive-timeout".into(),
+        DisconnectReason::ConnectTimeout => "connect-timeout".into(),
+        DisconnectReason::Refused(code) => format!("refused: {code:?}"),
+        DisconnectReason::SocketClosed => "socket-closed".into(),
+        DisconnectReason::Protocol(e) => format!("protocol-error: {e}"),
+        DisconnectReason::SwitchingEndpoint => "switching-endpoint".into(),
+        DisconnectReason::Closed => "closed".into(),
+    }
+}
+
+fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
+    match event {
+        Event::Message { topic, payload, qos, retain, dup } => {
+            let targets = this.borrow().subs.targets_where(|filter| topic_matches(filter, &topic));
+            if targets.is_empty() {
+                return;
+            }
+            let info = ObjBuilder::new().set("qos", qos_num(qos)).set("retain", retain).set("dup", dup).build();
+            let payload: JsValue = js_sys::Uint8Array::from(payload.as_slice()).into();
+            let topic: JsValue = topic.into();
+            for f in &targets {
+                if let Err(e) = f.call3(&JsValue::NULL, &topic, &payload, &info) {
+                    web_sys::console::error_2(&"venuemesh: a message callback threw".into(), &e);
+                }
+            }
+        }
+        Event::PublishDone { id } => {
+            let settle = this.borrow_mut().publishes.remove(&id);
+            if let Some((resolve, _)) = settle {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+        }
+        Event::PublishFailed { id, error } => {
+            let settle = this.borrow_mut().publishes.remove(&id);
+            if let Some((_, reject)) = settle {
+                let err = js_error(ErrorCode::Closed, &format!("publish abandoned: {error}"), None);
+                let _ = reject.call1(&JsValue::NULL, &err);
+            }
+        }
+        Event::Connected { url, .. } => {
+            let (first, targets) = {
+                let mut s = this.borrow_mut();
+                s.connected = true;
+                s.url = Some(url.clone());
+                s.failed_attempts.clear();
+                (s.first_connect.take(), s.events.targets("connected"))
+            };
+            if let Some((resolve, _)) = first {
+                let _ = resolve.call0(&JsValue::NULL);
+            }
+            call_all(&targets, &[&ObjBuilder::new().set("url", url).build()]);
+        }
+        Event::ConnectFailed { url, reason, .. } => {
+            // connect() fails once every endpoint has failed in a row; after
+            // that first round the client keeps retrying with backoff.
+            let first = {
+                let mut s = this.borrow_mut();
+                s.failed_attempts.push(format!("{url}: {}", reason_str(&reason)));
+                let refused = matches!(reason, DisconnectReason::Refused(_));
+                if s.first_connect.is_some() && (refused || s.failed_attempts.len() >= s.endpoint_count) {
+                    s.first_connect.take().map(|f| (f, s.failed_attempts.join("; ")))
+                } else {
+                    None
+                }
+            };
+            if let Some(((_, reject), why)) = first {
+                let err = js_error(ErrorCode::Connection, &format!("could not connect to any broker ({why})"), None);
+                let _ = reject.call1(&JsValue::NULL, &err);
+                close_shared(this);
+            }
+        }
+        Event::Disconnected { reason } => {
+            let targets = {
+                let mut s = this.borrow_mut();
+                s.connected = false;
+                s.url = None;
+                s.acked_filters.clear();
+                s.events.targets("disconnected")
+            };
+            call_all(&targets, &[&ObjBuilder::new().set("reason", reason_str(&reason)).build()]);
+        }
+        Event::Subscribed { filter, granted } => {
+            let waiters: Vec<Function> = {
+                let mut s = this.borrow_mut();
+                if granted.is_some() && !s.acked_filters.contains(&filter) {
+                    s.acked_filters.push(filter.clone());
+                }
+                let (done, rest): (Vec<_>, Vec<_>) = s.suback_waiters.drain(..).partition(|(f, _)| *f == filter);
+                s.suback_waiters = rest;
+                done.into_iter().map(|(_, f)| f).collect()
+            };
+            call_all(&waiters, &[&JsValue::from_bool(granted.is_some())]);
+        }
+        _ => {}
+    }
+}
+
+fn close_shared(this: &Rc<RefCell<Shared>>) {
+    {
+        let mut s = this.borrow_mut();
+        if s.closed {
+            return;
+        }
+        s.closed = true;
+        s.link.client.close(monotonic_ms());
+    }
+    broker::drain(this); // sends DISCONNECT, rejects pending publishes
+    let mut s = this.borrow_mut();
+    s.link.shutdown();
+    s.events.clear();
+    s.subs.clear();
+}
+
+#[wasm_bindgen]
+impl MqttClient {
+    /// Connects to the first broker of `brokers` that answers (each gets
+    /// `connectTimeoutMs`, default 2000). Resolves on the first CONNACK;
+    /// rejects (`CONNECTION`) when every broker failed once in a row or the
+    /// broker refused the credentials.
+    pub async fn connect(options: JsValue) -> Result<MqttClient, JsValue> {
+        let o = Options::new(&options, "MqttClient.connect options", CONNECT_KEYS, false)?;
+        let brokers = o.string_list("brokers")?.unwrap_or_default();
+        if brokers.is_empty() {
+            return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL", None));
+        }
+        let timeout = o.uint("connectTimeoutMs", 600_000)?.unwrap_or(2_000);
+        let endpoints = brokers.iter().map(|u| EndpointConfig::new(u.clone(), timeout)).collect::<Vec<_>>();
+        let seed = random_seed();
+        let client_id = o.string("clientId")?.unwrap_or_else(|| format!("vm-{seed:016x}"));
+        let mut session = SessionConfig::new(client_id);
+        session.clean_session = o.bool("clean")?.unwrap_or(true);
+        session.keep_alive_secs = o.uint("keepAlive", u16::MAX as u64)?.unwrap_or(30) as u16;
+        session.username = o.string("username")?;
+        session.password = o.string("password")?.map(String::into_bytes);
+        if let Some(w) = o.raw("will") {
+            let w = Options::new(&w, "will", WILL_KEYS, false)?;
+            session.will = Some(Will {
+                topic: w.required_string("topic")?,
+                payload: w.bytes("payload")?.unwrap_or_default(),
+                qos: qos_of(w.uint("qos", 2)?.unwrap_or(0)),
+                retain: w.bool("retain")?.unwrap_or(false),
+            });
+        }
+        let mut backoff = BackoffConfig::default();
+        if let Some(p) = o.uint("probeIntervalMs", 24 * 3_600_000)? {
+            backoff.probe_interval_ms = p;
+        }
+        let config = ClientConfig { endpoints, session, backoff };
+        let client = Client::new(config, Rng::new(seed), monotonic_ms())
+            .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
+
+        let shared = Rc::new(RefCell::new(Shared {
+            link: BrokerLink::new(client),
+            events: Listeners::default(),
+            subs: Listeners::default(),
+            publishes: HashMap::new(),
+            first_connect: None,
+            failed_attempts: Vec::new(),
+            endpoint_count: brokers.len(),
+            acked_filters: Vec::new(),
+            suback_waiters: Vec::new(),
+            connected: false,
+            url: None,
+            closed: false,
+        }));
+        let s2 = shared.clone();
+        let promise = Promise::new(&mut |resolve, reject| {
+            s2.borrow_mut().first_connect = Some((resolve, reject));
+        });
+        broker::listen_for_wake(&shared);
+        broker::drain(&shared);
+        wasm_bindgen_futures::JsFuture::from(promise).await?;
+        Ok(MqttClient { shared })
+    }
+
+    /// Publishes; resolves when QoS 0 is written, QoS 1 acked, QoS 2 complete.
+    pub fn publish(&self, topic: &str, payload: JsValue, options: JsValue) -> Promise {
+        match self.try_publish(topic, &payload, &options) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    fn try_publish(&self, topic: &str, payload: &JsValue, options: &JsValue) -> Result<Promise, JsValue> {
+        let o = Options::new(options, "publish options", PUBLISH_KEYS, true)?;
+        let qos = qos_of(o.uint("qos", 2)?.unwrap_or(0));
+        let retain = o.bool("retain")?.unwrap_or(false);
+        let bytes = bytes_of(payload).map_err(|_| {
+            js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None)
+        })?;
+        let id = {
+            let mut s = self.shared.borrow_mut();
+            if s.closed {
+                return Err(js_error(ErrorCode::Closed, "the client is closed", None));
+            }
+            s.link
+                .client
+                .publish(topic, &bytes, qos, retain, monotonic_ms())
+                .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?
+        };
+        let shared = self.shared.clone();
+        let promise = Promise::new(&mut |resolve, reject| {
+            shared.borrow_mut().publishes.insert(id, (resolve, reject));
+        });
+        broker::schedule_drain(&self.shared);
+        Ok(promise)
+    }
+
+    /// Calls `callback(topic, payload, {qos, retain, dup})` for messages
+    /// matching `filter`; returns the function that unsubscribes it.
+    pub fn subscribe(&self, filter: &str, callback: Function, options: JsValue) -> Result<Function, JsValue> {
+        let o = Options::new(&options, "subscribe options", &["qos"], true)?;
+        let qos = qos_of(o.uint("qos", 2)?.unwrap_or(0));
+        let id = {
+            let mut s = self.shared.borrow_mut();
+            if s.closed {
+                return Err(js_error(ErrorCode::Closed, "the client is closed", None));
+            }
+            if !s.subs.has(filter) {
+                s.link
+                    .client
+                    .subscribe(filter, qos, monotonic_ms())
+                    .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+            }
+            s.subs.add(filter, callback)
+        };
+        broker::schedule_drain(&self.shared);
+        let weak = Rc::downgrade(&self.shared);
+        Ok(unsubscribe_fn(move || {
+            let Some(shared) = weak.upgrade() else { return };
+            {
+                let mut s = shared.borrow_mut();
+                let Some(filter) = s.subs.remove(id) else { return };
+                if s.closed || s.subs.has(&filter) {
+                    return;
+                }
+                s.acked_filters.retain(|f| *f != filter);
+                let _ = s.link.client.unsubscribe(&filter, monotonic_ms());
+            }
+            broker::schedule_drain(&shared);
+        }))
+    }
+
+    /// Resolves once the broker has acknowledged the subscription of
+    /// `filter` (to `true`, or `false` when the broker refused it).
+    pub fn subscribed(&self, filter: &str) -> Promise {
+        let mut s = self.shared.borrow_mut();
+        if s.acked_filters.iter().any(|f| f == filter) {
+            return Promise::resolve(&JsValue::TRUE);
+        }
+        let filter = filter.to_string();
+        Promise::new(&mut |resolve, _| s.suback_waiters.push((filter.clone(), resolve)))
+    }
+
+    /// `connected` / `disconnected` events; returns the unsubscribe function.
+    pub fn on(&self, event: &str, callback: Function) -> Result<Function, JsValue> {
+        if !matches!(event, "connected" | "disconnected") {
+            return Err(js_error(ErrorCode::InvalidArgument, &format!("unknown event `{event}`"), None));
+        }
+        let id = self.shared.borrow_mut().events.add(event, callback);
+        let weak = Rc::downgrade(&self.shared);
+        Ok(unsubscribe_fn(move || {
+            if let Some(s) = weak.upgrade() {
+                s.borrow_mut().events.remove(id);
+            }
+        }))
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        self.shared.borrow().connected
+    }
+
+    /// The broker in use, or `null` while disconnected.
+    #[wasm_bindgen(getter)]
+    pub fn url(&self) -> Option<String> {
+        self.shared.borrow().url.clone()
+    }
+
+    /// Connection figures: RTT, reconnects, bytes and packets, queue depths.
+    pub fn stats(&self) -> JsValue {
+        client_stats_js(&self.shared.borrow().link.client)
+    }
+
+    /// Sends DISCONNECT (no Will), closes the socket, rejects pending
+    /// publishes with `CLOSED`. Safe to call twice.
+    pub fn close(&self) {
+        close_shared(&self.shared);
+    }
+}
+
+/// The client's stats as a plain JS object (shared with `getDetailedStats`).
+pub(crate) fn client_stats_js(client: &Client) -> JsValue {
+    let st = client.stats();
+    ObjBuilder::new()
+        .set("connected", st.connected)
+        .opt("url", st.url)
+        .opt("endpoint", st.endpoint.map(|e| e as u32))
+        .opt("rttMs", st.rtt.smoothed_ms)
+        .opt("rttMinMs", st.rtt.min_ms.map(|v| v as f64))
+        .set("rttSamples", st.rtt.samples as f64)
+        .set("connects", st.connects as f64)
+        .set("reconnects", st.reconnects as f64)
+        .set("connectFailures", st.connect_failures as f64)
+        .set("bytesIn", st.bytes_in as f64)
+        .set("bytesOut", st.bytes_out as f64)
+        .set("packetsIn", st.packets_in as f64)
+        .set("packetsOut", st.packets_out as f64)
+        .set("resent", st.resent as f64)
+        .set("inflight", st.inflight as u32)
+        .set("queued", st.queued as u32)
+        .set("subscriptions", st.subscriptions as u32)
+        .set("probesOk", st.probes_ok as f64)
+        .set("probesFailed", st.probes_failed as f64)
+        .build()
+}
