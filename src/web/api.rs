@@ -27,6 +27,35 @@ const OPEN_KEYS: &[&str] = &["venue", "brokers", "dbName", "connectTimeoutMs"];
 /// Events `on()` accepts.
 const EVENTS: &[&str] = &["connected", "disconnected"];
 
+#[wasm_bindgen(typescript_custom_section)]
+const TS_MESH: &'static str = r#"
+/** Options of `VenueMesh.open()`. */
+export interface OpenOptions {
+  /** The venue (shop, salon, festival site): a name without '/', '+' or '#'. */
+  venue: string;
+  /** Ordered broker list, local first: e.g. ["ws://192.168.1.10:9001", "wss://mqtt.example.com/mqtt"]. */
+  brokers?: string | string[];
+  /** IndexedDB database name; default `venuemesh-{venue}`. */
+  dbName?: string;
+  /** Per broker attempt, default 2000. */
+  connectTimeoutMs?: number;
+}
+/** Events of `VenueMesh.on()` and what their callbacks receive. */
+export interface MeshEvents {
+  connected: ConnectedEvent;
+  disconnected: DisconnectedEvent;
+}
+/** Typed overload of `on()` (declaration merging with the class). */
+export interface VenueMesh {
+  on<K extends keyof MeshEvents>(event: K, callback: (event: MeshEvents[K]) => void): () => void;
+}
+export interface DetailedStats {
+  deviceId: string;
+  venue: string;
+  broker: ConnectionStats;
+}
+"#;
+
 /// One member of a venue's mesh. Create it with `await VenueMesh.open({...})`.
 #[wasm_bindgen]
 pub struct VenueMesh {
@@ -36,7 +65,7 @@ pub struct VenueMesh {
 struct Shared {
     venue: String,
     device_id: String,
-    db: Option<rexie::Rexie>,
+    db: Option<idb::Db>,
     link: BrokerLink,
     events: Listeners,
     url: Option<String>,
@@ -72,7 +101,9 @@ impl VenueMesh {
     /// Opens the local database (creating the device identity on first use)
     /// and starts connecting to the brokers. Resolves without waiting for a
     /// broker: the mesh works offline and connects when it can.
-    pub async fn open(options: JsValue) -> Result<VenueMesh, JsValue> {
+    pub async fn open(
+        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
+    ) -> Result<VenueMesh, JsValue> {
         let o = Options::new(&options, "VenueMesh.open options", OPEN_KEYS, false)?;
         let venue = o.required_string("venue")?;
         if venue.is_empty() || venue.contains(['/', '+', '#']) {
@@ -133,7 +164,12 @@ impl VenueMesh {
 
     /// Subscribes `callback` to `event`; returns the function that
     /// unsubscribes it. Events: `connected` ({url}), `disconnected` ({reason}).
-    pub fn on(&self, event: &str, callback: Function) -> Result<Function, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "keyof MeshEvents")] event: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: MeshEvents[keyof MeshEvents]) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
         if !EVENTS.contains(&event) {
             let msg = format!("unknown event `{event}` (known: {})", EVENTS.join(", "));
             return Err(js_error(ErrorCode::InvalidArgument, &msg, None));
@@ -148,7 +184,7 @@ impl VenueMesh {
     }
 
     /// A snapshot of the member's state for dashboards and debugging.
-    #[wasm_bindgen(js_name = getDetailedStats)]
+    #[wasm_bindgen(js_name = getDetailedStats, unchecked_return_type = "DetailedStats")]
     pub fn get_detailed_stats(&self) -> JsValue {
         let s = self.shared.borrow();
         ObjBuilder::new()

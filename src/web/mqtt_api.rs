@@ -25,6 +25,47 @@ const CONNECT_KEYS: &[&str] = &[
 const WILL_KEYS: &[&str] = &["topic", "payload", "qos", "retain"];
 const PUBLISH_KEYS: &[&str] = &["qos", "retain"];
 
+#[wasm_bindgen(typescript_custom_section)]
+const TS_MQTT: &'static str = r#"
+/** Options of `MqttClient.connect()`. */
+export interface MqttConnectOptions {
+  /** Ordered broker list, preferred (local) first: `ws://` or `wss://` URLs. */
+  brokers: string | string[];
+  /** Default: random `vm-…`. Must be unique per broker. */
+  clientId?: string;
+  /** Seconds; default 30. PINGREQ after this long without traffic. */
+  keepAlive?: number;
+  /** Default true. `false` keeps subscriptions and QoS 1/2 state at the broker. */
+  clean?: boolean;
+  username?: string;
+  password?: string;
+  /** Published by the broker if this client vanishes without `close()`. */
+  will?: { topic: string; payload?: string | Uint8Array; qos?: 0 | 1 | 2; retain?: boolean };
+  /** Per broker attempt, default 2000. */
+  connectTimeoutMs?: number;
+  /** While on a fallback broker, probe the preferred one this often; default 30000. */
+  probeIntervalMs?: number;
+}
+export interface PublishOptions { qos?: 0 | 1 | 2; retain?: boolean }
+export interface SubscribeOptions { qos?: 0 | 1 | 2 }
+export interface MessageInfo { qos: 0 | 1 | 2; retain: boolean; dup: boolean }
+export type MessageCallback = (topic: string, payload: Uint8Array, info: MessageInfo) => void;
+export interface ConnectedEvent { url: string }
+export interface DisconnectedEvent { reason: string }
+/** Broker connection figures. */
+export interface ConnectionStats {
+  connected: boolean; url: string | null; endpoint: number | null;
+  rttMs: number | null; rttMinMs: number | null; rttSamples: number;
+  connects: number; reconnects: number; connectFailures: number;
+  bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number; resent: number;
+  inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number;
+}
+/** Error codes of `VenueMeshError.code`. */
+export type VenueMeshErrorCode = "INVALID_OPTIONS" | "INVALID_ARGUMENT" | "STORAGE" | "QUEUE_FULL" | "CLOSED" | "CONNECTION";
+/** Every rejection of this library is an `Error` with `name === "VenueMeshError"` and a `code`. */
+export interface VenueMeshError extends Error { name: "VenueMeshError"; code: VenueMeshErrorCode; cause?: unknown }
+"#;
+
 /// An MQTT 3.1.1 client over WebSocket with an ordered broker list.
 #[wasm_bindgen]
 pub struct MqttClient {
@@ -200,7 +241,9 @@ impl MqttClient {
     /// `connectTimeoutMs`, default 2000). Resolves on the first CONNACK;
     /// rejects (`CONNECTION`) when every broker failed once in a row or the
     /// broker refused the credentials.
-    pub async fn connect(options: JsValue) -> Result<MqttClient, JsValue> {
+    pub async fn connect(
+        #[wasm_bindgen(unchecked_param_type = "MqttConnectOptions")] options: JsValue,
+    ) -> Result<MqttClient, JsValue> {
         let o = Options::new(&options, "MqttClient.connect options", CONNECT_KEYS, false)?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
@@ -257,7 +300,14 @@ impl MqttClient {
     }
 
     /// Publishes; resolves when QoS 0 is written, QoS 1 acked, QoS 2 complete.
-    pub fn publish(&self, topic: &str, payload: JsValue, options: JsValue) -> Promise {
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
+    pub fn publish(
+        &self,
+        topic: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array")] payload: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "PublishOptions")] options: Option<js_sys::Object>,
+    ) -> Promise {
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         match self.try_publish(topic, &payload, &options) {
             Ok(p) => p,
             Err(e) => Promise::reject(&e),
@@ -291,7 +341,14 @@ impl MqttClient {
 
     /// Calls `callback(topic, payload, {qos, retain, dup})` for messages
     /// matching `filter`; returns the function that unsubscribes it.
-    pub fn subscribe(&self, filter: &str, callback: Function, options: JsValue) -> Result<Function, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn subscribe(
+        &self,
+        filter: &str,
+        #[wasm_bindgen(unchecked_param_type = "MessageCallback")] callback: Function,
+        #[wasm_bindgen(unchecked_optional_param_type = "SubscribeOptions")] options: Option<js_sys::Object>,
+    ) -> Result<Function, JsValue> {
+        let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let o = Options::new(&options, "subscribe options", &["qos"], true)?;
         let qos = qos_of(o.uint("qos", 2)?.unwrap_or(0));
         let id = {
@@ -326,6 +383,7 @@ impl MqttClient {
 
     /// Resolves once the broker has acknowledged the subscription of
     /// `filter` (to `true`, or `false` when the broker refused it).
+    #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn subscribed(&self, filter: &str) -> Promise {
         let mut s = self.shared.borrow_mut();
         if s.acked_filters.iter().any(|f| f == filter) {
@@ -336,7 +394,12 @@ impl MqttClient {
     }
 
     /// `connected` / `disconnected` events; returns the unsubscribe function.
-    pub fn on(&self, event: &str, callback: Function) -> Result<Function, JsValue> {
+    #[wasm_bindgen(unchecked_return_type = "() => void")]
+    pub fn on(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = r#""connected" | "disconnected""#)] event: &str,
+        #[wasm_bindgen(unchecked_param_type = "(event: Partial<ConnectedEvent & DisconnectedEvent>) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
         if !matches!(event, "connected" | "disconnected") {
             return Err(js_error(ErrorCode::InvalidArgument, &format!("unknown event `{event}`"), None));
         }
@@ -361,6 +424,7 @@ impl MqttClient {
     }
 
     /// Connection figures: RTT, reconnects, bytes and packets, queue depths.
+    #[wasm_bindgen(unchecked_return_type = "ConnectionStats")]
     pub fn stats(&self) -> JsValue {
         client_stats_js(&self.shared.borrow().link.client)
     }
