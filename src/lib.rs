@@ -25,6 +25,7 @@ pub mod hlc;
 pub mod score;
 pub mod envelope;
 pub mod election;
+pub mod mesh;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 

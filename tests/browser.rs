@@ -17,6 +17,14 @@ fn options(pairs: &[(&str, &str)]) -> JsValue {
     obj.into()
 }
 
+/// A venue key for tests (any 16+ bytes).
+const KEY: &str = "test-venue-key-0123456789";
+/// The broker scripts/test starts (nothing needs to answer for these tests).
+const BROKER: &str = match option_env!("VM_TEST_BROKER") {
+    Some(b) => b,
+    None => "ws://127.0.0.1:19001",
+};
+
 fn code_of(err: &JsValue) -> String {
     js_sys::Reflect::get(err, &"code".into()).ok().and_then(|c| c.as_string()).unwrap_or_default()
 }
@@ -37,17 +45,17 @@ mod identity {
     #[wasm_bindgen_test]
     async fn device_id_survives_reopen_and_differs_per_database() {
         let db = unique("vm-identity");
-        let first = VenueMesh::open(options(&[("venue", "v1"), ("dbName", &db)])).await.unwrap();
+        let first = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
         let id = first.device_id();
         assert!(uuid_v4_like(&id), "not a UUID v4: {id}");
         first.close();
         first.close(); // twice is harmless
 
-        let again = VenueMesh::open(options(&[("venue", "v1"), ("dbName", &db)])).await.unwrap();
+        let again = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
         assert_eq!(again.device_id(), id, "the id must survive a reopen");
         again.close();
 
-        let other = VenueMesh::open(options(&[("venue", "v1"), ("dbName", &unique("vm-other"))])).await.unwrap();
+        let other = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &unique("vm-other"))])).await.unwrap();
         assert_ne!(other.device_id(), id);
         other.close();
     }
@@ -58,7 +66,10 @@ mod identity {
             options(&[]),
             options(&[("venue", "")]),
             options(&[("venue", "a/b")]),
-            options(&[("venue", "v"), ("dbNmae", "typo")]),
+            options(&[("venue", "v"), ("venueKey", KEY), ("dbNmae", "typo")]),
+            options(&[("venue", "v")]),
+            options(&[("venue", "v"), ("venueKey", "too-short")]),
+            options(&[("venue", "v"), ("venueKey", KEY)]),
             JsValue::from_str("not an object"),
         ] {
             let shown = format!("{bad:?}");
@@ -72,5 +83,349 @@ mod identity {
     fn uuid_v4_like(s: &str) -> bool {
         let b = s.as_bytes();
         s.len() == 36 && b[14] == b'4' && [8, 13, 18, 23].iter().all(|&i| b[i] == b'-')
+    }
+}
+
+/// `CommandQueue` against real IndexedDB: group commit, typed failures,
+/// connection loss, persistence across close/reopen (page reloads are in
+/// tests/e2e/queue.test.mjs).
+mod queue {
+    use super::*;
+    use std::cell::RefCell;
+    use std::collections::HashSet;
+    use std::rc::Rc;
+
+    use js_sys::{Array, Promise, Reflect};
+    use venuemesh::web::CommandQueue;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    use wasm_bindgen_futures::JsFuture;
+
+    const LOST: &str = "Connection to Indexed Database server lost. Refresh the page to try again";
+
+    fn open_options(db: &str, extra: &[(&str, JsValue)]) -> JsValue {
+        let o = options(&[("dbName", db)]);
+        for (k, v) in extra {
+            Reflect::set(&o, &(*k).into(), v).unwrap();
+        }
+        o
+    }
+
+    async fn open(db: &str) -> CommandQueue {
+        CommandQueue::open(open_options(db, &[])).await.expect("CommandQueue.open")
+    }
+
+    async fn settle(p: Promise) -> Result<JsValue, JsValue> {
+        JsFuture::from(p).await
+    }
+
+    async fn settle_all(ps: Vec<Promise>) -> Vec<Result<JsValue, JsValue>> {
+        let mut out = Vec::with_capacity(ps.len());
+        for p in ps {
+            out.push(settle(p).await);
+        }
+        out
+    }
+
+    fn field(v: &JsValue, k: &str) -> JsValue {
+        Reflect::get(v, &k.into()).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    fn num(v: &JsValue, k: &str) -> f64 {
+        field(v, k).as_f64().unwrap_or_else(|| panic!("{k} is not a number in {v:?}"))
+    }
+
+    fn text(v: &JsValue, k: &str) -> String {
+        field(v, k).as_string().unwrap_or_default()
+    }
+
+    fn enqueue(q: &CommandQueue, topic: &str, payload: &str) -> Promise {
+        q.enqueue(topic.into(), payload.into(), JsValue::UNDEFINED)
+    }
+
+    fn strings(a: &Array) -> Vec<String> {
+        a.iter().map(|v| v.as_string().expect("string id")).collect()
+    }
+
+    fn ids_of(q: &CommandQueue, status: &str) -> Vec<String> {
+        strings(&q.list_ids(status.into(), JsValue::UNDEFINED).unwrap())
+    }
+
+    async fn list(q: &CommandQueue, status: &str) -> Vec<JsValue> {
+        let a: Array = settle(q.list(status.into(), JsValue::UNDEFINED)).await.expect("list()").unchecked_into();
+        a.iter().collect()
+    }
+
+    fn payload_text(cmd: &JsValue) -> String {
+        let bytes = js_sys::Uint8Array::new(&field(cmd, "payload")).to_vec();
+        String::from_utf8(bytes).expect("utf-8 payload")
+    }
+
+    /// Payloads of every stored command in `status`, asserting each id once.
+    async fn payloads(q: &CommandQueue, status: &str) -> Vec<String> {
+        let cmds = list(q, status).await;
+        let ids: HashSet<String> = cmds.iter().map(|c| text(c, "id")).collect();
+        assert_eq!(ids.len(), cmds.len(), "an id listed twice");
+        cmds.iter().map(payload_text).collect()
+    }
+
+    fn assert_unique(v: &[String], what: &str) {
+        let set: HashSet<&String> = v.iter().collect();
+        assert_eq!(set.len(), v.len(), "duplicates among {what}: {v:?}");
+    }
+
+    #[wasm_bindgen_test]
+    async fn concurrent_enqueues_commit_in_one_transaction_and_each_caller_resolves() {
+        let db = unique("vm-q-group");
+        let q = open(&db).await;
+        // 300 calls in one turn: one batch, one strict transaction.
+        let ps: Vec<Promise> = (0..300).map(|i| enqueue(&q, "sale", &format!("{{\"n\":{i}}}"))).collect();
+        let results = settle_all(ps).await;
+        let ids: Vec<String> = results.into_iter().map(|r| r.expect("enqueue resolves").as_string().expect("an id")).collect();
+        assert_unique(&ids, "resolved ids");
+        let stats = q.stats();
+        assert_eq!(num(&stats, "transactions"), 1.0, "group commit: one transaction for the burst: {stats:?}");
+        assert_eq!(num(&stats, "recordsWritten"), 300.0);
+        assert_eq!(q.pending_count(), 300);
+        assert_eq!(num(&q.count_by_status(), "pending"), 300.0);
+        assert!(q.oldest_pending_age_ms().as_f64().is_some(), "oldest pending age is a number");
+        // Read back: every payload, in enqueue order (oldest first).
+        let stored = payloads(&q, "pending").await;
+        let want: Vec<String> = (0..300).map(|i| format!("{{\"n\":{i}}}")).collect();
+        let mut sorted_stored = stored.clone();
+        sorted_stored.sort();
+        let mut sorted_want = want.clone();
+        sorted_want.sort();
+        assert_eq!(sorted_stored, sorted_want, "payloads intact");
+        assert_eq!(ids_of(&q, "pending").len(), 300);
+        q.close();
+        // And after reopening, the same 300 ids.
+        let again = open(&db).await;
+        let mut reloaded = ids_of(&again, "pending");
+        let mut resolved = ids;
+        reloaded.sort();
+        resolved.sort();
+        assert_eq!(reloaded, resolved, "exactly the resolved commands are stored");
+        again.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn quota_error_rejects_every_caller_of_the_batch_typed_and_writes_nothing() {
+        let db = unique("vm-q-quota");
+        let q = open(&db).await;
+        q.fail_next_commit_for_test("QuotaExceededError", None, None, None);
+        let ps: Vec<Promise> = (0..50).map(|i| enqueue(&q, "sale", &format!("lost-{i}"))).collect();
+        for r in settle_all(ps).await {
+            let err = r.expect_err("the batch must be rejected");
+            assert_eq!(code_of(&err), "QUEUE_FULL", "typed: {err:?}");
+            assert_eq!(text(&err, "detail"), "QUOTA_EXCEEDED");
+            assert_eq!(text(&err, "name"), "VenueMeshError");
+        }
+        assert_eq!(q.pending_count(), 0, "nothing of the failed batch is queued");
+        assert!(num(&q.stats(), "failedTransactions") >= 1.0);
+        // The queue stays usable.
+        let ok = settle(enqueue(&q, "sale", "kept")).await.expect("next enqueue works").as_string().unwrap();
+        q.close();
+        let again = open(&db).await;
+        assert_eq!(ids_of(&again, "pending"), vec![ok], "only the later command is stored");
+        assert_eq!(payloads(&again, "pending").await, vec!["kept".to_string()]);
+        again.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn closed_connection_under_the_queue_is_reopened_and_the_batch_retried() {
+        let db = unique("vm-q-closed");
+        let q = open(&db).await;
+        let first = settle(enqueue(&q, "sale", "before")).await.expect("enqueue").as_string().unwrap();
+        q.close_database_for_test();
+        let ps: Vec<Promise> = (0..20).map(|i| enqueue(&q, "sale", &format!("after-{i}"))).collect();
+        for r in settle_all(ps).await {
+            r.expect("enqueue after the connection was closed resolves (reopen + retry)");
+        }
+        assert_eq!(num(&q.stats(), "reopens"), 1.0);
+        // Status writes and inbox marks go through the same reopen rule.
+        q.close_database_for_test();
+        let out = q.peer_acked(first.clone().into()).unwrap();
+        assert_eq!(num(&out, "accepted"), 1.0);
+        assert_eq!(settle(q.mark_processed("msg-1".into())).await.unwrap(), JsValue::TRUE);
+        settle(q.flush()).await.expect("flush");
+        assert_eq!(q.status(first.clone().into()).as_string().as_deref(), Some("peer_ack"));
+        assert_eq!(num(&q.stats(), "reopens"), 2.0);
+        q.close();
+        let again = open(&db).await;
+        let mut stored = payloads(&again, "pending").await;
+        stored.sort();
+        let mut want: Vec<String> = (0..20).map(|i| format!("after-{i}")).collect();
+        want.sort();
+        assert_eq!(stored, want, "each command once");
+        assert_eq!(ids_of(&again, "peer_ack"), vec![first]);
+        assert!(again.is_processed("msg-1".into()).unwrap());
+        again.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn connection_lost_after_the_data_landed_is_retried_once_without_duplicates() {
+        let db = unique("vm-q-lost");
+        let q = open(&db).await;
+        // Committed, then reported lost (WebKit): the retry writes the same
+        // ids again, which must not duplicate anything.
+        q.fail_next_commit_for_test("UnknownError", Some(LOST.into()), Some(1), Some(true));
+        let ps: Vec<Promise> = (0..30).map(|i| enqueue(&q, "sale", &format!("ok-{i}"))).collect();
+        let ids: Vec<String> = settle_all(ps).await.into_iter().map(|r| r.expect("resolves after one retry").as_string().unwrap()).collect();
+        assert_eq!(num(&q.stats(), "reopens"), 1.0);
+        // Lost twice: final. The write landed, so the queue deletes it again
+        // (compensation): a rejected command must not come back.
+        q.fail_next_commit_for_test("UnknownError", Some(LOST.into()), Some(2), Some(true));
+        let ps: Vec<Promise> = (0..10).map(|i| enqueue(&q, "sale", &format!("gone-{i}"))).collect();
+        for r in settle_all(ps).await {
+            let err = r.expect_err("a second loss is final");
+            assert_eq!(code_of(&err), "STORAGE");
+            assert_eq!(text(&err, "detail"), "STORAGE_CONNECTION_LOST");
+        }
+        settle(q.flush()).await.expect("flush (compensating delete)");
+        q.close();
+        let again = open(&db).await;
+        let mut stored = ids_of(&again, "pending");
+        stored.sort();
+        let mut want = ids;
+        want.sort();
+        assert_eq!(stored, want, "exactly the resolved commands, once each");
+        again.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn statuses_and_retries_persist_across_reopen() {
+        let db = unique("vm-q-status");
+        let q = open(&db).await;
+        let changes = Rc::new(RefCell::new(Vec::<String>::new()));
+        let c2 = changes.clone();
+        let cb = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| {
+            c2.borrow_mut().push(format!("{}:{}>{}", text(&e, "id"), text(&e, "from"), text(&e, "to")));
+        });
+        let _off = q.on("statusChanged", cb.into_js_value().unchecked_into()).unwrap();
+        let ps: Vec<Promise> = ["a", "b", "c", "d"].iter().map(|p| enqueue(&q, "sale", p)).collect();
+        let ids: Vec<String> = settle_all(ps).await.into_iter().map(|r| r.unwrap().as_string().unwrap()).collect();
+        let (a, b, c, d) = (&ids[0], &ids[1], &ids[2], &ids[3]);
+        assert_eq!(num(&q.peer_acked(a.as_str().into()).unwrap(), "accepted"), 1.0);
+        assert_eq!(num(&q.cloud_acked(Array::of1(&b.as_str().into()).into()).unwrap(), "accepted"), 1.0);
+        for _ in 0..3 {
+            assert_eq!(num(&q.upload_failed(c.as_str().into(), "timeout".into()).unwrap(), "accepted"), 1.0);
+        }
+        assert_eq!(num(&q.peer_acked(a.as_str().into()).unwrap(), "unchanged"), 1.0, "a duplicate ack changes nothing");
+        let unknown = q.peer_acked("nope".into()).unwrap();
+        let rejected: Array = field(&unknown, "rejected").unchecked_into();
+        assert_eq!(text(&rejected.get(0), "detail"), "UNKNOWN_COMMAND");
+        settle(q.flush()).await.expect("flush");
+        let seen = changes.borrow().clone();
+        for want in [format!("{a}:pending>peer_ack"), format!("{b}:pending>cloud_ack"), format!("{c}:pending>failed")] {
+            assert!(seen.contains(&want), "statusChanged {want} missing from {seen:?}");
+        }
+        q.close();
+
+        let q = open(&db).await;
+        let counts = q.count_by_status();
+        for (k, n) in [("pending", 1.0), ("peerAck", 1.0), ("cloudAck", 1.0), ("failed", 1.0)] {
+            assert_eq!(num(&counts, k), n, "{k} after reopen: {counts:?}");
+        }
+        assert_eq!(q.status(d.as_str().into()).as_string().as_deref(), Some("pending"));
+        let failed = list(&q, "failed").await;
+        assert_eq!(failed.len(), 1);
+        assert_eq!(text(&failed[0], "id"), *c);
+        assert_eq!(num(&failed[0], "retryCount"), 3.0, "max retries is 3 by default");
+        assert_eq!(text(&failed[0], "lastError"), "timeout");
+        let err = q.retry(a.as_str().into()).expect_err("retry of a peer_ack command");
+        assert_eq!((code_of(&err), text(&err, "detail")), ("INVALID_ARGUMENT".into(), "INVALID_TRANSITION".into()));
+        q.retry(c.as_str().into()).expect("failed → pending");
+        settle(q.flush()).await.expect("flush");
+        q.close();
+
+        let q = open(&db).await;
+        assert_eq!(q.status(c.as_str().into()).as_string().as_deref(), Some("pending"));
+        let pending = list(&q, "pending").await;
+        let c_rec = pending.iter().find(|r| text(r, "id") == *c).expect("c is pending again");
+        assert_eq!(num(c_rec, "retryCount"), 0.0);
+        assert!(field(c_rec, "lastError").is_null() || !text(c_rec, "lastError").is_empty());
+        q.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn max_retries_is_configurable() {
+        let db = unique("vm-q-retries");
+        let q = CommandQueue::open(open_options(&db, &[("maxRetries", 1.into())])).await.unwrap();
+        let id = settle(enqueue(&q, "sale", "x")).await.unwrap().as_string().unwrap();
+        q.upload_failed(id.as_str().into(), "offline".into()).unwrap();
+        settle(q.flush()).await.unwrap();
+        assert_eq!(q.status(id.as_str().into()).as_string().as_deref(), Some("failed"));
+        assert_eq!(num(&q.stats(), "maxRetries"), 1.0);
+        q.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn inbox_dedup_survives_reopen() {
+        let db = unique("vm-q-inbox");
+        let q = open(&db).await;
+        assert_eq!(settle(q.mark_processed("m1".into())).await.unwrap(), JsValue::TRUE);
+        assert_eq!(settle(q.mark_processed("m1".into())).await.unwrap(), JsValue::FALSE, "duplicate");
+        assert!(q.is_processed("m1".into()).unwrap());
+        assert!(!q.is_processed("m2".into()).unwrap());
+        q.close();
+        let q = open(&db).await;
+        assert!(q.is_processed("m1".into()).unwrap(), "the mark survives a reopen");
+        assert_eq!(settle(q.mark_processed("m1".into())).await.unwrap(), JsValue::FALSE);
+        assert_eq!(settle(q.mark_processed("m2".into())).await.unwrap(), JsValue::TRUE);
+        assert_eq!(num(&q.stats(), "inboxSize"), 2.0);
+        q.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn misuse_limits_and_close_are_typed_errors() {
+        for bad in [options(&[]), options(&[("dbName", "")]), options(&[("dbName", "x"), ("bogus", "1")])] {
+            let err = CommandQueue::open(bad).await.err().expect("bad options are rejected");
+            assert_eq!(code_of(&err), "INVALID_OPTIONS");
+        }
+        let db = unique("vm-q-misuse");
+        let q = CommandQueue::open(open_options(&db, &[("maxQueued", 2.into())])).await.unwrap();
+        let stats = q.stats();
+        let persistent = field(&stats, "persistent");
+        assert!(persistent.is_null() || persistent.as_bool().is_some(), "persistent is a boolean or null: {persistent:?}");
+        for (topic, payload, detail) in [
+            (JsValue::from(5), JsValue::from("x"), ""),
+            ("".into(), "x".into(), "EMPTY_TOPIC"),
+            ("t".into(), js_sys::Object::new().into(), ""),
+        ] {
+            let err = settle(q.enqueue(topic, payload, JsValue::UNDEFINED)).await.expect_err("invalid enqueue");
+            assert_eq!(code_of(&err), "INVALID_ARGUMENT");
+            if !detail.is_empty() {
+                assert_eq!(text(&err, "detail"), detail);
+            }
+        }
+        let ps = vec![enqueue(&q, "t", "1"), enqueue(&q, "t", "2"), enqueue(&q, "t", "3")];
+        let results = settle_all(ps).await;
+        assert!(results[0].is_ok() && results[1].is_ok());
+        let full = results[2].clone().expect_err("maxQueued reached");
+        assert_eq!((code_of(&full), text(&full, "detail")), ("QUEUE_FULL".into(), "QUEUE_FULL".into()));
+        assert_eq!(code_of(&settle(q.list("bogus".into(), JsValue::UNDEFINED)).await.unwrap_err()), "INVALID_ARGUMENT");
+        assert!(q.on("bogus", js_sys::Function::new_no_args("")).is_err());
+        q.close();
+        q.close(); // twice is harmless
+        assert!(q.closed());
+        assert_eq!(code_of(&settle(enqueue(&q, "t", "late")).await.unwrap_err()), "CLOSED");
+        assert_eq!(code_of(&settle(q.mark_processed("m".into())).await.unwrap_err()), "CLOSED");
+        assert_eq!(code_of(&q.peer_acked("x".into()).unwrap_err()), "CLOSED");
+    }
+
+    #[wasm_bindgen_test]
+    async fn close_rejects_commands_not_yet_written_with_closed() {
+        let db = unique("vm-q-close");
+        let q = open(&db).await;
+        let kept = settle(enqueue(&q, "t", "kept")).await.unwrap().as_string().unwrap();
+        let ps: Vec<Promise> = (0..5).map(|i| enqueue(&q, "t", &format!("late-{i}"))).collect();
+        q.close(); // same turn: their batch was never issued
+        for r in settle_all(ps).await {
+            assert_eq!(code_of(&r.expect_err("rejected by close()")), "CLOSED");
+        }
+        let again = open(&db).await;
+        assert_eq!(ids_of(&again, "pending"), vec![kept]);
+        again.close();
     }
 }

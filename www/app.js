@@ -2,6 +2,9 @@
 //   ?venue=NAME            venue to join (default "demo")
 //   &broker=ws://host:port broker URL(s), comma separated (default ws://<this host>:9001)
 //   &db=NAME               IndexedDB name (tests give each page its own)
+//   &key=SECRET            venue key (≥ 16 characters; the demo default is for demos only)
+//   &kind=ipad|kiosk|pos|phone   device kind for the hub score
+//   &hb=MS                 heartbeat interval (300 = fast failover)
 import init, { VenueMesh, version } from '../pkg/venuemesh.js';
 
 const params = new URLSearchParams(location.search);
@@ -27,7 +30,9 @@ async function main() {
   await init();
   $('version').textContent = version();
   $('venue').textContent = venue;
-  const options = { venue, brokers };
+  const options = { venue, brokers, venueKey: params.get('key') || 'venuemesh-demo-key-not-secret' };
+  if (params.get('kind')) options.deviceInfo = { kind: params.get('kind') };
+  if (params.get('hb')) options.heartbeatIntervalMs = Number(params.get('hb'));
   if (params.get('db')) options.dbName = params.get('db');
   const mesh = await VenueMesh.open(options);
   window.mesh = mesh; // for tests and for poking at it from the console

@@ -7,15 +7,23 @@ use std::rc::Rc;
 use js_sys::Function;
 use wasm_bindgen::prelude::*;
 
-use super::broker::{self, BrokerLink, Host};
-use super::clock::{monotonic_ms, random_seed};
+use super::broker::{self, LinkRef};
+use super::clock::{monotonic_ms, random_seed, wall_ms};
+use super::device::{self, Battery};
 use super::errors::{js_error, ErrorCode};
 use super::idb;
-use super::js::{ObjBuilder, Options};
-use super::listeners::{call_all, unsubscribe_fn, Listeners};
+use super::js::{bytes_of, ObjBuilder, Options};
+use super::listeners::{call_all, keep_alive, release, unsubscribe_fn};
+use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
+use super::meta;
 use super::mqtt_api::{client_stats_js, reason_str};
-use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, SessionConfig};
+use super::stats::mesh_stats_js;
+use crate::election;
+use crate::envelope::{is_valid_id, VenueKey};
+use crate::mesh::{MeshConfig, MeshNode};
+use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
 use crate::rng::Rng;
+use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
 
 /// The library version (the crate's `Cargo.toml` version).
 #[wasm_bindgen]
@@ -23,194 +31,487 @@ pub fn version() -> String {
     crate::VERSION.to_string()
 }
 
-const OPEN_KEYS: &[&str] = &["venue", "brokers", "dbName", "connectTimeoutMs"];
-/// Events `on()` accepts.
-const EVENTS: &[&str] = &["connected", "disconnected"];
-
 #[wasm_bindgen(typescript_custom_section)]
 const TS_MESH: &'static str = r#"
+/** What the host app knows about the device (Safari has no Battery or Network Information API). */
+export interface DeviceInfoInput {
+  /** "kiosk" | "ipad" | "pos" | "phone" | "other" (unknown names count as "other"). */
+  kind?: "kiosk" | "ipad" | "pos" | "phone" | "other";
+  charging?: boolean;
+  /** 0..100 */
+  batteryPercent?: number;
+  /** 0..10; without it the broker round trip and loss stand in. */
+  wifiQuality?: number;
+}
 /** Options of `VenueMesh.open()`. */
 export interface OpenOptions {
-  /** The venue (shop, salon, festival site): a name without '/', '+' or '#'. */
+  /** The venue (shop, salon, festival site): 1-64 characters of A-Z a-z 0-9 . _ - */
   venue: string;
+  /** The venue's shared secret (at least 16 bytes): signs and verifies every mesh message. */
+  venueKey: string | Uint8Array;
   /** Ordered broker list, local first: e.g. ["ws://192.168.1.10:9001", "wss://mqtt.example.com/mqtt"]. */
-  brokers?: string | string[];
+  brokers: string | string[];
+  /** Broker credentials (the device token). */
+  username?: string;
+  password?: string;
   /** IndexedDB database name; default `venuemesh-{venue}`. */
   dbName?: string;
   /** Per broker attempt, default 2000. */
   connectTimeoutMs?: number;
+  deviceInfo?: DeviceInfoInput;
+  /** Heartbeat period, default 5000 (the seed); 300 gives hub failover under 2 s on a hung hub. */
+  heartbeatIntervalMs?: number;
+  /** A peer is gone after this many silent heartbeat periods; default 3. */
+  missedHeartbeats?: number;
+  /** How long a claimer waits for better claims before acting as hub; default 1000, or half of heartbeatIntervalMs (≥ 100) when that is given. Must exceed twice the one-way network delay. */
+  claimWindowMs?: number;
 }
+export interface HubTerm { number: number; score: number; hub: string }
 /** Events of `VenueMesh.on()` and what their callbacks receive. */
 export interface MeshEvents {
   connected: ConnectedEvent;
   disconnected: DisconnectedEvent;
+  becomeHub: { term: HubTerm };
+  loseHub: { term: HubTerm; newHub: string | null };
+  hubChanged: { hub: string | null; term: HubTerm | null };
+  peerJoined: { device: string; score: number };
+  peerLeft: { device: string; reason: "leave" | "will" | "silent" };
+  scoreChanged: { score: number };
 }
 /** Typed overload of `on()` (declaration merging with the class). */
 export interface VenueMesh {
   on<K extends keyof MeshEvents>(event: K, callback: (event: MeshEvents[K]) => void): () => void;
 }
+export interface PeerInfo { device: string; score: number; lastSeenMsAgo: number; hub: string | null; term: HubTerm | null; queueDepth: number; kind: string | null }
 export interface DetailedStats {
   deviceId: string;
   venue: string;
+  role: "follower" | "candidate" | "hub";
+  hub: HubTerm | null;
+  term: HubTerm | null;
+  score: number;
+  scoreBreakdown: { base: number; uptime: number; wifi: number; power: number };
+  deviceInfo: { kind: string; charging: boolean | null; batteryPercent: number | null; wifiQuality: number | null };
+  uptimeMs: number;
+  peers: PeerInfo[];
+  security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
+  traffic: Record<"presence" | "heartbeat" | "hubClaim", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
   broker: ConnectionStats;
 }
 "#;
 
-/// One member of a venue's mesh. Create it with `await VenueMesh.open({...})`.
-#[wasm_bindgen]
-pub struct VenueMesh {
-    shared: Rc<RefCell<Shared>>,
+const OPEN_KEYS: &[&str] = &[
+    "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
+    "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs",
+];
+const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
+
+/// What the host app said about the device; it wins over browser APIs.
+#[derive(Default, Clone)]
+struct HostInfo {
+    kind: Option<DeviceKind>,
+    charging: Option<bool>,
+    battery_percent: Option<f64>,
+    wifi_quality: Option<f64>,
 }
 
-struct Shared {
-    venue: String,
-    device_id: String,
-    db: Option<idb::Db>,
-    link: BrokerLink,
-    events: Listeners,
-    url: Option<String>,
-    closed: bool,
-}
-
-impl Host for Shared {
-    fn link(&mut self) -> &mut BrokerLink {
-        &mut self.link
+impl HostInfo {
+    fn merge_from(&mut self, v: &JsValue) -> Result<(), JsValue> {
+        let o = Options::new(v, "deviceInfo", DEVICE_KEYS, false)?;
+        if let Some(k) = o.string("kind")? {
+            self.kind = Some(DeviceKind::from_name(&k));
+        }
+        if let Some(c) = o.bool("charging")? {
+            self.charging = Some(c);
+        }
+        let num = |key: &str, max: f64| -> Result<Option<f64>, JsValue> {
+            match o.raw(key).map(|x| x.as_f64()) {
+                None => Ok(None),
+                Some(Some(n)) if (0.0..=max).contains(&n) => Ok(Some(n)),
+                _ => Err(js_error(ErrorCode::InvalidOptions, &format!("deviceInfo.{key} must be a number from 0 to {max}"), None)),
+            }
+        };
+        if let Some(b) = num("batteryPercent", 100.0)? {
+            self.battery_percent = Some(b);
+        }
+        if let Some(w) = num("wifiQuality", 10.0)? {
+            self.wifi_quality = Some(w);
+        }
+        Ok(())
     }
 
-    fn dispatch(this: &Rc<RefCell<Self>>, events: Vec<Event>) {
-        for event in events {
-            let (name, payload) = match event {
-                Event::Connected { url, .. } => {
-                    this.borrow_mut().url = Some(url.clone());
-                    ("connected", ObjBuilder::new().set("url", url).build())
-                }
-                Event::Disconnected { reason } => {
-                    this.borrow_mut().url = None;
-                    ("disconnected", ObjBuilder::new().set("reason", reason_str(&reason)).build())
-                }
-                _ => continue,
-            };
-            let targets = this.borrow().events.targets(name);
-            call_all(&targets, &[&payload]);
+    /// Host values first, then the browser's APIs where it has them.
+    fn device_info(&self, battery: Option<Battery>) -> DeviceInfo {
+        DeviceInfo {
+            kind: self.kind.unwrap_or(DeviceKind::Other),
+            charging: self.charging.or(battery.map(|b| b.charging)),
+            battery_percent: self.battery_percent.or(battery.map(|b| b.percent)),
+            uptime_ms: 0,
+            wifi_quality: self.wifi_quality.or_else(|| device::network_rtt_ms().map(|rtt| wifi_quality_from_link(rtt, 0.0))),
         }
     }
 }
 
+/// One member of a venue's mesh. Create it with `await VenueMesh.open({...})`.
+#[wasm_bindgen]
+pub struct VenueMesh {
+    driver: DriverRef,
+    state: Rc<RefCell<MeshSide>>,
+}
+
+/// What the API keeps beside the driver.
+struct MeshSide {
+    venue: String,
+    device_id: String,
+    host: HostInfo,
+    battery: Option<Battery>,
+    battery_manager: Option<JsValue>,
+    _battery_listener: Option<Closure<dyn FnMut()>>,
+    _pagehide: Option<Closure<dyn FnMut()>>,
+    url: Option<String>,
+    closed: bool,
+    /// Key of the keep-alive entry (see `listeners::keep_alive`).
+    live: u64,
+}
+
+fn election_config(o: &Options) -> Result<election::Config, JsValue> {
+    let mut c = election::Config::default();
+    if let Some(hb) = o.uint("heartbeatIntervalMs", 3_600_000)? {
+        if hb < 50 {
+            return Err(js_error(ErrorCode::InvalidOptions, "heartbeatIntervalMs must be at least 50", None));
+        }
+        c.heartbeat_interval = hb;
+        // Half a heartbeat (at least 100 ms): far above twice the one-way
+        // delay on a venue LAN, which is what the window must cover
+        // (docs/election.md), and short enough for sub-300 ms failover.
+        c.claim_window = (hb / 2).max(100);
+    }
+    if let Some(m) = o.uint("missedHeartbeats", 100)? {
+        c.missed_heartbeats = m.max(1);
+    }
+    if let Some(w) = o.uint("claimWindowMs", 600_000)? {
+        c.claim_window = w;
+    }
+    Ok(c.sanitized())
+}
+
 #[wasm_bindgen]
 impl VenueMesh {
-    /// Opens the local database (creating the device identity on first use)
-    /// and starts connecting to the brokers. Resolves without waiting for a
-    /// broker: the mesh works offline and connects when it can.
+    /// Opens the local database (creating the device identity on first use),
+    /// restores the mesh state, and starts connecting to the brokers.
+    /// Resolves without waiting for a broker: the mesh works offline and
+    /// connects when it can.
     pub async fn open(
         #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
     ) -> Result<VenueMesh, JsValue> {
         let o = Options::new(&options, "VenueMesh.open options", OPEN_KEYS, false)?;
         let venue = o.required_string("venue")?;
-        if venue.is_empty() || venue.contains(['/', '+', '#']) {
-            return Err(js_error(
-                ErrorCode::InvalidOptions,
-                "`venue` must be a non-empty name without '/', '+' or '#'",
-                None,
-            ));
+        if !is_valid_id(&venue) {
+            return Err(js_error(ErrorCode::InvalidOptions, "`venue` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
         }
+        let secret = o.bytes("venueKey")?.ok_or_else(|| {
+            js_error(ErrorCode::InvalidOptions, "`venueKey` (the venue's shared secret, at least 16 bytes) is required", None)
+        })?;
+        let key = VenueKey::new(&venue, 1, &secret)
+            .map_err(|_| js_error(ErrorCode::InvalidOptions, "`venueKey` must be at least 16 bytes", None))?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
+        if brokers.is_empty() {
+            return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL (local first)", None));
+        }
         let timeout = o.uint("connectTimeoutMs", 600_000)?.unwrap_or(2_000);
         let db_name = o.string("dbName")?.unwrap_or_else(|| format!("venuemesh-{venue}"));
+        let mut host = HostInfo::default();
+        if let Some(d) = o.raw("deviceInfo") {
+            host.merge_from(&d)?;
+        }
+        let election = election_config(&o)?;
+        let username = o.string("username")?;
+        let password = o.string("password")?;
 
         let db = idb::open(&db_name).await?;
         let device_id = idb::device_id(&db).await?;
+        let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
-        // Each tab is its own MQTT client: the device id plus a per-open
-        // suffix, so two tabs of one device don't take over each other's
-        // broker session.
         let seed = random_seed();
-        let client_id = format!("vm-{}-{:06x}", &device_id[..8], seed & 0xff_ffff);
-        let endpoints = brokers.iter().map(|u| EndpointConfig::new(u.clone(), timeout)).collect::<Vec<_>>();
-        let config = ClientConfig::new(endpoints, SessionConfig::new(client_id));
-        let client = Client::new(config, Rng::new(seed), monotonic_ms())
+        let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
+        config.election = election;
+        let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
+        node.handle_restored(&state, monotonic_ms());
 
-        let shared = Rc::new(RefCell::new(Shared {
+        // Each tab is its own MQTT client: venue, device and a per-open
+        // suffix (docs/protocol-mqtt.md), so two tabs of one device don't
+        // take over each other's broker session.
+        let client_id = format!("vm:{venue}:{device_id}:{:06x}", seed & 0xff_ffff);
+        let (will_topic, will_payload, will_qos, will_retain) = node.will();
+        let mut session = SessionConfig::new(client_id);
+        session.username = username;
+        session.password = password.map(String::into_bytes);
+        session.will = Some(Will {
+            topic: will_topic,
+            payload: will_payload,
+            qos: if will_qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce },
+            retain: will_retain,
+        });
+        let endpoints = brokers.iter().map(|u| EndpointConfig::new(u.clone(), timeout)).collect::<Vec<_>>();
+        let client = Client::new(ClientConfig::new(endpoints, session), Rng::new(seed), monotonic_ms())
+            .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
+        let link = broker::new_link(client);
+        for filter in node.subscriptions() {
+            // Kept by the client and re-sent after every reconnect.
+            let _ = link.borrow_mut().client.subscribe(&filter, QoS::AtLeastOnce, monotonic_ms());
+        }
+
+        let driver = MeshDriver::new(node, link.clone(), db);
+        let side = Rc::new(RefCell::new(MeshSide {
             venue,
             device_id,
-            db: Some(db),
-            link: BrokerLink::new(client),
-            events: Listeners::default(),
+            host,
+            battery: None,
+            battery_manager: None,
+            _battery_listener: None,
+            _pagehide: None,
             url: None,
             closed: false,
+            live: 0,
         }));
-        broker::listen_for_wake(&shared);
-        broker::drain(&shared);
-        Ok(VenueMesh { shared })
+        side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
+        let mesh = VenueMesh { driver: driver.clone(), state: side.clone() };
+        mesh.connect_link_events(&link);
+        broker::listen_for_wake(&link);
+        broker::drain(&link);
+        mesh_driver::drive(&driver);
+        mesh.watch_page();
+        mesh.watch_battery().await;
+        Ok(mesh)
+    }
+
+    /// Link events: transport up/down and messages go to the node.
+    fn connect_link_events(&self, link: &LinkRef) {
+        let driver = Rc::downgrade(&self.driver);
+        let side = Rc::downgrade(&self.state);
+        broker::set_sink(
+            link,
+            Rc::new(move |events: Vec<Event>| {
+                let (Some(driver), Some(side)) = (driver.upgrade(), side.upgrade()) else { return };
+                for event in events {
+                    let app = match event {
+                        Event::Message { topic, payload, retain, .. } => {
+                            driver.borrow_mut().node.handle_message(&topic, &payload, retain, monotonic_ms(), wall_ms());
+                            None
+                        }
+                        Event::Connected { url, .. } => {
+                            side.borrow_mut().url = Some(url.clone());
+                            driver.borrow_mut().node.handle_transport(true, monotonic_ms());
+                            Some(("connected", ObjBuilder::new().set("url", url).build()))
+                        }
+                        Event::Disconnected { reason } => {
+                            side.borrow_mut().url = None;
+                            driver.borrow_mut().node.handle_transport(false, monotonic_ms());
+                            Some(("disconnected", ObjBuilder::new().set("reason", reason_str(&reason)).build()))
+                        }
+                        _ => None,
+                    };
+                    mesh_driver::drive(&driver);
+                    if let Some((name, arg)) = app {
+                        let targets = driver.borrow().events.targets(name);
+                        call_all(&targets, &[&arg]);
+                    }
+                }
+            }),
+        );
+    }
+
+    /// A page being hidden for good leaves the mesh cleanly (the retained
+    /// presence is cleared at once instead of waiting for the Will).
+    fn watch_page(&self) {
+        let Some(window) = web_sys::window() else { return };
+        let driver = Rc::downgrade(&self.driver);
+        let side = Rc::downgrade(&self.state);
+        let f = Closure::<dyn FnMut()>::new(move || {
+            if let (Some(driver), Some(side)) = (driver.upgrade(), side.upgrade()) {
+                close_mesh(&driver, &side);
+            }
+        });
+        let _ = window.add_event_listener_with_callback("pagehide", f.as_ref().unchecked_ref());
+        self.state.borrow_mut()._pagehide = Some(f);
+    }
+
+    async fn watch_battery(&self) {
+        let Some(manager) = device::battery_manager().await else { return };
+        let driver = Rc::downgrade(&self.driver);
+        let side = Rc::downgrade(&self.state);
+        let m2 = manager.clone();
+        let listener = device::watch_battery(&manager, move || {
+            if let (Some(driver), Some(side)) = (driver.upgrade(), side.upgrade()) {
+                side.borrow_mut().battery = device::battery_of(&m2);
+                push_device_info(&driver, &side);
+            }
+        });
+        {
+            let mut s = self.state.borrow_mut();
+            s.battery = device::battery_of(&manager);
+            s.battery_manager = Some(manager);
+            s._battery_listener = listener;
+        }
+        push_device_info(&self.driver, &self.state);
     }
 
     /// This device's id: a UUID v4 created once and kept in IndexedDB.
     #[wasm_bindgen(getter, js_name = deviceId)]
     pub fn device_id(&self) -> String {
-        self.shared.borrow().device_id.clone()
+        self.state.borrow().device_id.clone()
     }
 
     /// The venue this member belongs to.
     #[wasm_bindgen(getter)]
     pub fn venue(&self) -> String {
-        self.shared.borrow().venue.clone()
+        self.state.borrow().venue.clone()
     }
 
     /// Whether a broker connection is up.
     #[wasm_bindgen(getter)]
     pub fn connected(&self) -> bool {
-        self.shared.borrow().url.is_some()
+        self.state.borrow().url.is_some()
+    }
+
+    /// Whether this device currently acts as the venue's hub.
+    #[wasm_bindgen(getter, js_name = isHub)]
+    pub fn is_hub(&self) -> bool {
+        self.driver.borrow().node.is_hub()
+    }
+
+    /// The hub this device recognizes (device id), or `null`.
+    #[wasm_bindgen(getter)]
+    pub fn hub(&self) -> Option<String> {
+        self.driver.borrow().node.hub().map(|t| t.hub.clone())
+    }
+
+    /// This device's hub score (points).
+    #[wasm_bindgen(getter)]
+    pub fn score(&self) -> f64 {
+        self.driver.borrow().node.score() as f64 / 1000.0
+    }
+
+    /// Updates what the host app knows about the device (kind, charging,
+    /// battery, Wi-Fi quality); fields left out keep their value.
+    #[wasm_bindgen(js_name = setDeviceInfo)]
+    pub fn set_device_info(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "DeviceInfoInput")] info: JsValue,
+    ) -> Result<(), JsValue> {
+        let mut host = self.state.borrow().host.clone();
+        host.merge_from(&info)?;
+        self.state.borrow_mut().host = host;
+        push_device_info(&self.driver, &self.state);
+        Ok(())
     }
 
     /// Subscribes `callback` to `event`; returns the function that
-    /// unsubscribes it. Events: `connected` ({url}), `disconnected` ({reason}).
+    /// unsubscribes it. See `MeshEvents` for the events and their payloads.
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn on(
         &self,
         #[wasm_bindgen(unchecked_param_type = "keyof MeshEvents")] event: &str,
         #[wasm_bindgen(unchecked_param_type = "(event: MeshEvents[keyof MeshEvents]) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
-        if !EVENTS.contains(&event) {
-            let msg = format!("unknown event `{event}` (known: {})", EVENTS.join(", "));
+        if !(event == "connected" || event == "disconnected" || MESH_EVENTS.contains(&event)) {
+            let msg = format!("unknown event `{event}` (known: connected, disconnected, {})", MESH_EVENTS.join(", "));
             return Err(js_error(ErrorCode::InvalidArgument, &msg, None));
         }
-        let id = self.shared.borrow_mut().events.add(event, callback);
-        let weak = Rc::downgrade(&self.shared);
+        let id = self.driver.borrow_mut().events.add(event, callback);
+        let weak = Rc::downgrade(&self.driver);
         Ok(unsubscribe_fn(move || {
-            if let Some(s) = weak.upgrade() {
-                s.borrow_mut().events.remove(id);
+            if let Some(d) = weak.upgrade() {
+                d.borrow_mut().events.remove(id);
             }
         }))
+    }
+
+    /// `on("becomeHub", cb)`: called once each time this device starts acting as hub.
+    #[wasm_bindgen(js_name = onBecomeHub, unchecked_return_type = "() => void")]
+    pub fn on_become_hub(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: MeshEvents[\"becomeHub\"]) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
+        self.on("becomeHub", callback)
+    }
+
+    /// `on("loseHub", cb)`: called once each time this device stops acting as hub.
+    #[wasm_bindgen(js_name = onLoseHub, unchecked_return_type = "() => void")]
+    pub fn on_lose_hub(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "(event: MeshEvents[\"loseHub\"]) => void")] callback: Function,
+    ) -> Result<Function, JsValue> {
+        self.on("loseHub", callback)
     }
 
     /// A snapshot of the member's state for dashboards and debugging.
     #[wasm_bindgen(js_name = getDetailedStats, unchecked_return_type = "DetailedStats")]
     pub fn get_detailed_stats(&self) -> JsValue {
-        let s = self.shared.borrow();
-        ObjBuilder::new()
-            .set("deviceId", s.device_id.clone())
-            .set("venue", s.venue.clone())
-            .set("broker", client_stats_js(&s.link.client))
-            .build()
+        let d = self.driver.borrow();
+        let broker_stats = client_stats_js(&d.link.borrow().client);
+        let s = self.state.borrow();
+        let info = s.host.device_info(s.battery);
+        mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats)
     }
 
-    /// Leaves the mesh (DISCONNECT, sockets closed) and closes the database.
-    /// Safe to call twice.
+    /// Leaves the mesh (clears this device's presence, DISCONNECT) and
+    /// closes the database. Safe to call twice.
     pub fn close(&self) {
-        {
-            let mut s = self.shared.borrow_mut();
-            if s.closed {
-                return;
-            }
-            s.closed = true;
-            s.link.client.close(monotonic_ms());
+        close_mesh(&self.driver, &self.state);
+    }
+
+    /// Publishes an application message on `vm/{venue}/topic/{name}`
+    /// (QoS 1). Test and demo helper until the routing layer lands.
+    #[doc(hidden)]
+    #[wasm_bindgen(js_name = __publishRawForTest)]
+    pub fn publish_raw_for_test(&self, topic: &str, payload: JsValue) -> Result<(), JsValue> {
+        let bytes = bytes_of(&payload).map_err(|_| js_error(ErrorCode::InvalidArgument, "payload must be bytes or a string", None))?;
+        let link = self.driver.borrow().link.clone();
+        link.borrow_mut()
+            .client
+            .publish(topic, &bytes, QoS::AtLeastOnce, false, monotonic_ms())
+            .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+        broker::schedule_drain(&link);
+        Ok(())
+    }
+}
+
+fn push_device_info(driver: &DriverRef, side: &Rc<RefCell<MeshSide>>) {
+    let info = {
+        let s = side.borrow();
+        s.host.device_info(s.battery)
+    };
+    driver.borrow_mut().node.set_device_info(info, monotonic_ms());
+    mesh_driver::drive(driver);
+}
+
+fn close_mesh(driver: &DriverRef, side: &Rc<RefCell<MeshSide>>) {
+    {
+        let mut s = side.borrow_mut();
+        if s.closed {
+            return;
         }
-        broker::drain(&self.shared);
-        let mut s = self.shared.borrow_mut();
-        s.link.shutdown();
-        s.events.clear();
-        if let Some(db) = s.db.take() {
+        s.closed = true;
+        s._battery_listener = None;
+    }
+    driver.borrow_mut().node.leave(monotonic_ms());
+    mesh_driver::drive(driver);
+    let link = driver.borrow().link.clone();
+    // Send the clearing presence now (not in a microtask: the page may be
+    // going away), then DISCONNECT so the broker does not fire the Will.
+    broker::drain(&link);
+    link.borrow_mut().client.close(monotonic_ms());
+    broker::drain(&link);
+    broker::shutdown(&link);
+    {
+        let mut d = driver.borrow_mut();
+        if let Some(db) = d.db.take() {
             db.close();
         }
+        d.stop();
     }
+    let live = side.borrow().live;
+    release(live);
 }

@@ -5,8 +5,10 @@
 //! at once: they schedule one drain in a microtask, so everything an app does
 //! in one JavaScript turn leaves as one WebSocket frame (Mosquitto stalls
 //! ≈100 ms on back-to-back frames, and one frame is what makes bursts fast).
-//! Events reach the owner ([`Host::dispatch`]) only after the borrow of the
-//! owner is released, so app callbacks may call back into the API.
+//! Events go to the owner's callback only after the link's borrow is
+//! released, so app callbacks may call back into the API.
+//!
+//! [`mqtt::Client`]: crate::mqtt::Client
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,78 +21,92 @@ use super::clock::monotonic_ms;
 use super::socket::{Socket, SocketEvent};
 use crate::mqtt::{Client, Event, Input, Output, SocketId};
 
-/// The owner of a [`BrokerLink`]: an API object that reacts to its events.
-pub trait Host: 'static {
-    fn link(&mut self) -> &mut BrokerLink;
-    /// Called with no borrow of `this` held.
-    fn dispatch(this: &Rc<RefCell<Self>>, events: Vec<Event>);
-}
+/// Where a link's events go (called with no borrow of the link held).
+pub type EventSink = Rc<dyn Fn(Vec<Event>)>;
 
 /// The IO half of an MQTT connection: sockets, the timer, wake-up listeners.
-pub struct BrokerLink {
+pub struct Link {
     pub client: Client,
     sockets: HashMap<SocketId, Socket>,
     timer: Option<(u64, Timeout)>,
     drain_scheduled: bool,
     wake: Vec<(web_sys::EventTarget, &'static str, Closure<dyn FnMut(web_sys::Event)>)>,
+    sink: Option<EventSink>,
 }
 
-impl BrokerLink {
-    pub fn new(client: Client) -> Self {
-        BrokerLink { client, sockets: HashMap::new(), timer: None, drain_scheduled: false, wake: Vec::new() }
-    }
+/// Shared handle: the owner keeps one, socket and timer callbacks a weak one.
+pub type LinkRef = Rc<RefCell<Link>>;
 
-    /// Stops timers and listeners and drops the sockets (closing them).
-    pub fn shutdown(&mut self) {
-        self.timer = None;
-        self.sockets.clear();
-        for (target, name, f) in self.wake.drain(..) {
-            let _ = target.remove_event_listener_with_callback(name, f.as_ref().unchecked_ref());
-        }
-    }
+/// Wraps `client`; call [`drain`] once to start connecting.
+pub fn new_link(client: Client) -> LinkRef {
+    Rc::new(RefCell::new(Link {
+        client,
+        sockets: HashMap::new(),
+        timer: None,
+        drain_scheduled: false,
+        wake: Vec::new(),
+        sink: None,
+    }))
+}
+
+/// Sets where events go (the owner holds the link, so the sink holds a weak
+/// reference back to the owner, never a strong one).
+pub fn set_sink(link: &LinkRef, sink: EventSink) {
+    link.borrow_mut().sink = Some(sink);
 }
 
 /// Feeds one input and drains.
-pub fn feed<H: Host>(this: &Rc<RefCell<H>>, input: Input) {
-    this.borrow_mut().link().client.handle_input(input, monotonic_ms());
-    drain(this);
+pub fn feed(link: &LinkRef, input: Input) {
+    link.borrow_mut().client.handle_input(input, monotonic_ms());
+    drain(link);
 }
 
 /// Drains soon (in a microtask), once however often it is called per turn.
-pub fn schedule_drain<H: Host>(this: &Rc<RefCell<H>>) {
+pub fn schedule_drain(link: &LinkRef) {
     {
-        let mut h = this.borrow_mut();
-        let link = h.link();
-        if link.drain_scheduled {
+        let mut l = link.borrow_mut();
+        if l.drain_scheduled {
             return;
         }
-        link.drain_scheduled = true;
+        l.drain_scheduled = true;
     }
-    let weak = Rc::downgrade(this);
+    let weak = Rc::downgrade(link);
     wasm_bindgen_futures::spawn_local(async move {
-        if let Some(this) = weak.upgrade() {
-            this.borrow_mut().link().drain_scheduled = false;
-            drain(&this);
+        if let Some(link) = weak.upgrade() {
+            link.borrow_mut().drain_scheduled = false;
+            drain(&link);
         }
     });
 }
 
-/// Performs every output the client has, then hands events to the host.
-pub fn drain<H: Host>(this: &Rc<RefCell<H>>) {
+/// Performs every output the client has, then hands events to the sink.
+pub fn drain(link: &LinkRef) {
     loop {
-        let events = {
-            let weak = Rc::downgrade(this);
-            let mut h = this.borrow_mut();
-            run_outputs(h.link(), &weak)
+        let (events, sink) = {
+            let weak = Rc::downgrade(link);
+            let mut l = link.borrow_mut();
+            let events = run_outputs(&mut l, &weak);
+            (events, l.sink.clone())
         };
-        if events.is_empty() {
-            return;
+        match sink {
+            Some(sink) if !events.is_empty() => sink(events),
+            _ => return,
         }
-        H::dispatch(this, events);
     }
 }
 
-fn run_outputs<H: Host>(link: &mut BrokerLink, weak: &Weak<RefCell<H>>) -> Vec<Event> {
+/// Stops timers and listeners and drops the sockets (closing them).
+pub fn shutdown(link: &LinkRef) {
+    let mut l = link.borrow_mut();
+    l.timer = None;
+    l.sockets.clear();
+    l.sink = None;
+    for (target, name, f) in l.wake.drain(..) {
+        let _ = target.remove_event_listener_with_callback(name, f.as_ref().unchecked_ref());
+    }
+}
+
+fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>) -> Vec<Event> {
     let now = monotonic_ms();
     let mut events = Vec::new();
     loop {
@@ -98,13 +114,13 @@ fn run_outputs<H: Host>(link: &mut BrokerLink, weak: &Weak<RefCell<H>>) -> Vec<E
             Output::OpenSocket { id, url } => {
                 let w = weak.clone();
                 let opened = Socket::open(&url, move |ev| {
-                    if let Some(this) = w.upgrade() {
+                    if let Some(link) = w.upgrade() {
                         let input = match ev {
                             SocketEvent::Opened => Input::SocketOpened(id),
                             SocketEvent::Data(bytes) => Input::SocketData(id, bytes),
                             SocketEvent::Closed => Input::SocketClosed(id),
                         };
-                        feed(&this, input);
+                        feed(&link, input);
                     }
                 });
                 match opened {
@@ -138,23 +154,21 @@ fn run_outputs<H: Host>(link: &mut BrokerLink, weak: &Weak<RefCell<H>>) -> Vec<E
                 link.timer = None;
                 break;
             }
-            #[allow(unreachable_patterns)]
-            _ => {}
         }
     }
     events
 }
 
-fn arm_timer<H: Host>(link: &mut BrokerLink, at: u64, now: u64, weak: &Weak<RefCell<H>>) {
+fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
     if matches!(link.timer, Some((armed, _)) if armed == at) {
         return;
     }
     let w = weak.clone();
     let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
     let t = Timeout::new(delay, move || {
-        if let Some(this) = w.upgrade() {
-            this.borrow_mut().link().timer = None;
-            feed(&this, Input::Timeout);
+        if let Some(link) = w.upgrade() {
+            link.borrow_mut().timer = None;
+            feed(&link, Input::Timeout);
         }
     });
     link.timer = Some((at, t)); // replacing the old Timeout cancels it
@@ -162,7 +176,7 @@ fn arm_timer<H: Host>(link: &mut BrokerLink, at: u64, now: u64, weak: &Weak<RefC
 
 /// Reconnects at once when the browser comes back: `online`, `pageshow`
 /// and `visibilitychange` to visible (iOS leaves zombie sockets behind).
-pub fn listen_for_wake<H: Host>(this: &Rc<RefCell<H>>) {
+pub fn listen_for_wake(link: &LinkRef) {
     let Some(window) = web_sys::window() else { return };
     let mut targets: Vec<(web_sys::EventTarget, &'static str)> =
         vec![(window.clone().into(), "online"), (window.clone().into(), "pageshow")];
@@ -170,18 +184,18 @@ pub fn listen_for_wake<H: Host>(this: &Rc<RefCell<H>>) {
         targets.push((doc.into(), "visibilitychange"));
     }
     for (target, name) in targets {
-        let w = Rc::downgrade(this);
+        let w = Rc::downgrade(link);
         let f = Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
             let visible = web_sys::window()
                 .and_then(|w| w.document())
                 .map(|d| d.visibility_state() == web_sys::VisibilityState::Visible)
                 .unwrap_or(true);
-            if let (true, Some(this)) = (visible, w.upgrade()) {
-                feed(&this, Input::Wake);
+            if let (true, Some(link)) = (visible, w.upgrade()) {
+                feed(&link, Input::Wake);
             }
         });
         if target.add_event_listener_with_callback(name, f.as_ref().unchecked_ref()).is_ok() {
-            this.borrow_mut().link().wake.push((target, name, f));
+            link.borrow_mut().wake.push((target, name, f));
         }
     }
 }

@@ -37,17 +37,16 @@ pub type Db = IdbDatabase;
 
 #[wasm_bindgen]
 extern "C" {
+    /// An `IDBDatabase` seen through the one overload web-sys lacks.
+    #[wasm_bindgen(extends = IdbDatabase, js_name = IDBDatabase)]
+    type DbWithOptions;
+
     /// `IDBDatabase.transaction(stores, mode, { durability })`. web-sys has
     /// this overload only behind `--cfg web_sys_unstable_apis`; the options
     /// dictionary is plain JS, and browsers that don't know `durability`
     /// ignore it.
-    #[wasm_bindgen(method, catch, js_class = "IDBDatabase", js_name = transaction)]
-    fn transaction_with_options(
-        this: &IdbDatabase,
-        stores: &str,
-        mode: &str,
-        options: &JsValue,
-    ) -> Result<IdbTransaction, JsValue>;
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction(this: &DbWithOptions, stores: &str, mode: &str, options: &JsValue) -> Result<IdbTransaction, JsValue>;
 }
 
 /// An IndexedDB failure as the browser reported it (`DOMException` name and
@@ -153,7 +152,7 @@ pub fn transaction(db: &Db, store: &str, mode: IdbTransactionMode, durability: O
                 IdbTransactionMode::Readwrite => "readwrite",
                 _ => "readonly",
             };
-            db.transaction_with_options(store, mode, &opts)
+            db.unchecked_ref::<DbWithOptions>().transaction(store, mode, &opts)
         }
         None => db.transaction_with_str_and_mode(store, mode),
     };

@@ -70,3 +70,31 @@ pub fn unsubscribe_fn(undo: impl FnOnce() + 'static) -> Function {
     });
     f.into_js_value().unchecked_into()
 }
+
+thread_local! {
+    /// Open clients and meshes, kept alive until `close()`: an app that
+    /// drops its last reference to a connected client must not lose the
+    /// connection when the JS garbage collector frees the wrapper (as a
+    /// socket keeps an MQTT.js client alive).
+    static LIVE: std::cell::RefCell<Vec<(u64, Box<dyn std::any::Any>)>> = const { std::cell::RefCell::new(Vec::new()) };
+    static NEXT_LIVE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Keeps `value` alive until [`release`] is called with the returned key.
+pub fn keep_alive(value: Box<dyn std::any::Any>) -> u64 {
+    let key = NEXT_LIVE.with(|n| {
+        n.set(n.get() + 1);
+        n.get()
+    });
+    LIVE.with(|l| l.borrow_mut().push((key, value)));
+    key
+}
+
+/// Lets go of what [`keep_alive`] held (dropped outside the registry's borrow).
+pub fn release(key: u64) {
+    let taken = LIVE.with(|l| {
+        let mut l = l.borrow_mut();
+        l.iter().position(|(k, _)| *k == key).map(|i| l.swap_remove(i))
+    });
+    drop(taken);
+}

@@ -8,13 +8,21 @@
 mod api;
 mod broker;
 mod clock;
+mod device;
 mod errors;
 mod idb;
 mod js;
 mod listeners;
+mod mesh_driver;
+mod meta;
 mod mqtt_api;
+mod queue;
+mod queue_api;
+mod queue_idb;
 mod socket;
+mod stats;
 
 pub use api::*;
 pub use mqtt_api::MqttClient;
+pub use queue_api::CommandQueue;
 pub use errors::ErrorCode;

@@ -8,11 +8,11 @@ use std::rc::Rc;
 use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
-use super::broker::{self, BrokerLink, Host};
+use super::broker::{self, LinkRef};
 use super::clock::{monotonic_ms, random_seed};
 use super::errors::{js_error, ErrorCode};
 use super::js::{bytes_of, ObjBuilder, Options};
-use super::listeners::{call_all, unsubscribe_fn, Listeners};
+use super::listeners::{call_all, keep_alive, release, unsubscribe_fn, Listeners};
 use crate::mqtt::{
     topic_matches, BackoffConfig, Client, ClientConfig, DisconnectReason, EndpointConfig, Event, PublishId, QoS,
     SessionConfig, Will,
@@ -75,7 +75,7 @@ pub struct MqttClient {
 type Settle = (Function, Function);
 
 struct Shared {
-    link: BrokerLink,
+    link: LinkRef,
     events: Listeners,
     /// Message callbacks, registered under their topic filter.
     subs: Listeners,
@@ -89,19 +89,10 @@ struct Shared {
     connected: bool,
     url: Option<String>,
     closed: bool,
+    /// Key of the keep-alive entry (see `listeners::keep_alive`).
+    live: u64,
 }
 
-impl Host for Shared {
-    fn link(&mut self) -> &mut BrokerLink {
-        &mut self.link
-    }
-
-    fn dispatch(this: &Rc<RefCell<Self>>, events: Vec<Event>) {
-        for event in events {
-            dispatch_one(this, event);
-        }
-    }
-}
 
 fn qos_of(n: u64) -> QoS {
     match n {
@@ -220,19 +211,24 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
 }
 
 fn close_shared(this: &Rc<RefCell<Shared>>) {
-    {
+    let link = {
         let mut s = this.borrow_mut();
         if s.closed {
             return;
         }
         s.closed = true;
-        s.link.client.close(monotonic_ms());
-    }
-    broker::drain(this); // sends DISCONNECT, rejects pending publishes
-    let mut s = this.borrow_mut();
-    s.link.shutdown();
-    s.events.clear();
-    s.subs.clear();
+        s.link.clone()
+    };
+    link.borrow_mut().client.close(monotonic_ms());
+    broker::drain(&link); // sends DISCONNECT, rejects pending publishes
+    broker::shutdown(&link);
+    let live = {
+        let mut s = this.borrow_mut();
+        s.events.clear();
+        s.subs.clear();
+        s.live
+    };
+    release(live);
 }
 
 #[wasm_bindgen]
@@ -275,8 +271,9 @@ impl MqttClient {
         let client = Client::new(config, Rng::new(seed), monotonic_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
 
+        let link = broker::new_link(client);
         let shared = Rc::new(RefCell::new(Shared {
-            link: BrokerLink::new(client),
+            link: link.clone(),
             events: Listeners::default(),
             subs: Listeners::default(),
             publishes: HashMap::new(),
@@ -288,13 +285,27 @@ impl MqttClient {
             connected: false,
             url: None,
             closed: false,
+            live: 0,
         }));
+        let live = keep_alive(Box::new(shared.clone()));
+        shared.borrow_mut().live = live;
         let s2 = shared.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             s2.borrow_mut().first_connect = Some((resolve, reject));
         });
-        broker::listen_for_wake(&shared);
-        broker::drain(&shared);
+        let weak = Rc::downgrade(&shared);
+        broker::set_sink(
+            &link,
+            Rc::new(move |events| {
+                if let Some(this) = weak.upgrade() {
+                    for event in events {
+                        dispatch_one(&this, event);
+                    }
+                }
+            }),
+        );
+        broker::listen_for_wake(&link);
+        broker::drain(&link);
         wasm_bindgen_futures::JsFuture::from(promise).await?;
         Ok(MqttClient { shared })
     }
@@ -321,21 +332,17 @@ impl MqttClient {
         let bytes = bytes_of(payload).map_err(|_| {
             js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None)
         })?;
-        let id = {
-            let mut s = self.shared.borrow_mut();
-            if s.closed {
-                return Err(js_error(ErrorCode::Closed, "the client is closed", None));
-            }
-            s.link
-                .client
-                .publish(topic, &bytes, qos, retain, monotonic_ms())
-                .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?
-        };
+        let link = self.live_link()?;
+        let id = link
+            .borrow_mut()
+            .client
+            .publish(topic, &bytes, qos, retain, monotonic_ms())
+            .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
         let shared = self.shared.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().publishes.insert(id, (resolve, reject));
         });
-        broker::schedule_drain(&self.shared);
+        broker::schedule_drain(&link);
         Ok(promise)
     }
 
@@ -351,33 +358,29 @@ impl MqttClient {
         let options: JsValue = options.map(Into::into).unwrap_or(JsValue::UNDEFINED);
         let o = Options::new(&options, "subscribe options", &["qos"], true)?;
         let qos = qos_of(o.uint("qos", 2)?.unwrap_or(0));
+        let link = self.live_link()?;
         let id = {
             let mut s = self.shared.borrow_mut();
-            if s.closed {
-                return Err(js_error(ErrorCode::Closed, "the client is closed", None));
-            }
             if !s.subs.has(filter) {
-                s.link
+                link.borrow_mut()
                     .client
                     .subscribe(filter, qos, monotonic_ms())
                     .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
             }
             s.subs.add(filter, callback)
         };
-        broker::schedule_drain(&self.shared);
+        broker::schedule_drain(&link);
         let weak = Rc::downgrade(&self.shared);
         Ok(unsubscribe_fn(move || {
             let Some(shared) = weak.upgrade() else { return };
-            {
-                let mut s = shared.borrow_mut();
-                let Some(filter) = s.subs.remove(id) else { return };
-                if s.closed || s.subs.has(&filter) {
-                    return;
-                }
-                s.acked_filters.retain(|f| *f != filter);
-                let _ = s.link.client.unsubscribe(&filter, monotonic_ms());
+            let mut s = shared.borrow_mut();
+            let Some(filter) = s.subs.remove(id) else { return };
+            if s.closed || s.subs.has(&filter) {
+                return;
             }
-            broker::schedule_drain(&shared);
+            s.acked_filters.retain(|f| *f != filter);
+            let _ = s.link.borrow_mut().client.unsubscribe(&filter, monotonic_ms());
+            broker::schedule_drain(&s.link);
         }))
     }
 
@@ -426,7 +429,16 @@ impl MqttClient {
     /// Connection figures: RTT, reconnects, bytes and packets, queue depths.
     #[wasm_bindgen(unchecked_return_type = "ConnectionStats")]
     pub fn stats(&self) -> JsValue {
-        client_stats_js(&self.shared.borrow().link.client)
+        client_stats_js(&self.shared.borrow().link.borrow().client)
+    }
+
+    /// The link, or `CLOSED` once `close()` was called.
+    fn live_link(&self) -> Result<LinkRef, JsValue> {
+        let s = self.shared.borrow();
+        if s.closed {
+            return Err(js_error(ErrorCode::Closed, "the client is closed", None));
+        }
+        Ok(s.link.clone())
     }
 
     /// Sends DISCONNECT (no Will), closes the socket, rejects pending

@@ -1,13 +1,22 @@
 // scripts/bench entry point: runs each benchmark and prints one table.
 // Usage: node tests/bench/run.mjs [name ...]   (default: all)
 import { bundleSize } from './size.mjs';
+import { queueBench } from './queue.mjs';
+import { mqttBench } from './mqtt.mjs';
+import { electionBench } from './election.mjs';
 
-const all = { size: bundleSize };
+const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench };
 const wanted = process.argv.slice(2);
 const rows = [];
 for (const [name, run] of Object.entries(all)) {
   if (wanted.length && !wanted.includes(name)) continue;
-  rows.push(...(await run()));
+  try {
+    rows.push(...(await run()));
+  } catch (e) { // one broken benchmark still leaves the others' rows
+    console.error(`benchmark ${name} failed: ${e?.stack ?? e}`);
+    rows.push({ what: `${name}: error (see above)`, ours: 'error' });
+    process.exitCode = 1;
+  }
 }
 
 // | what | venuemesh | peer | ratio |

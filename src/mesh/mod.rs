@@ -1,0 +1,375 @@
+//! The mesh node: election + signed envelope + HLC + score over MQTT topics,
+//! behind one sans-IO door ([`MeshNode`]).
+//!
+//! The browser shell owns the MQTT client, IndexedDB and the timers; the node
+//! owns the protocol. It takes inputs with the current time and hands back
+//! [`Output`]s: MQTT publishes (bytes, topic, QoS, retain), a record to write
+//! durably, events for the app, and finally the instant it wants to be woken.
+//! After every input, drain [`MeshNode::poll_output`] until it returns
+//! [`Output::Timeout`] (str0m's "single-mutation invariant").
+//!
+//! **Two clocks, both passed in**:
+//! * `now` / `now_mono`: monotonic milliseconds (`performance.now()`) — the
+//!   election's timers, heartbeat silence, uptime for the score, and the
+//!   [`Output::Timeout`] instants;
+//! * `now_wall`: Unix epoch milliseconds (`Date.now()`) — only where devices
+//!   compare times: the HLC stamped into every envelope, the freshness check
+//!   of received events, and the counter floor when storage was lost.
+//!
+//! Inputs: [`MeshNode::handle_restored`] (once, at start, before anything is
+//! sent), [`MeshNode::handle_persisted`], [`MeshNode::handle_transport`],
+//! [`MeshNode::handle_message`], [`MeshNode::handle_timeout`] (early, late or
+//! twice is harmless). Mutators: [`MeshNode::set_device_info`],
+//! [`MeshNode::set_link_quality`], [`MeshNode::set_queue_depth`],
+//! [`MeshNode::leave`]. Getters: [`MeshNode::stats`], [`MeshNode::will`],
+//! [`MeshNode::subscriptions`], …
+//!
+//! Topics, body encodings, the Will and the failover timing are specified in
+//! `docs/protocol-mesh.md`.
+//!
+//! ```
+//! use venuemesh::envelope::VenueKey;
+//! use venuemesh::mesh::{MeshConfig, MeshEvent, MeshNode, MeshState, Output};
+//! use venuemesh::rng::Rng;
+//! use venuemesh::score::{DeviceInfo, DeviceKind};
+//!
+//! let key = VenueKey::new("shop-1", 1, &[7u8; 32]).unwrap();
+//! let device = DeviceInfo { kind: DeviceKind::Kiosk, ..DeviceInfo::default() };
+//! let config = MeshConfig::new("kiosk-1", key, device);
+//! let (mut mono, wall0) = (0u64, 1_769_508_000_000u64); // performance.now(), Date.now()
+//! let mut node = MeshNode::new(config, Rng::new(7), mono, wall0).unwrap();
+//!
+//! // 1. Connect MQTT with this Will (empty retained presence, QoS 1).
+//! let (_will_topic, will_payload, _will_qos, will_retain) = node.will();
+//! assert!(will_payload.is_empty() && will_retain);
+//! // 2. Give the node what IndexedDB holds (MeshState::default() on first start).
+//! node.handle_restored(&MeshState::default(), mono);
+//! // 3. After CONNACK: tell the node, then subscribe to node.subscriptions() (QoS 1).
+//! node.handle_transport(true, mono);
+//! // 4. The run loop: drain outputs after every input, sleep until the timeout.
+//! let mut became_hub = false;
+//! for _ in 0..20 {
+//!     loop {
+//!         match node.poll_output(mono, wall0 + mono) {
+//!             Output::Publish { topic: _, payload: _, qos: _, retain: _ } => { /* client.publish(..) */ }
+//!             Output::Persist(state) => node.handle_persisted(&state, mono), // after the IDB commit
+//!             Output::Event(MeshEvent::BecameHub { .. }) => became_hub = true,
+//!             Output::Event(_) => {}
+//!             Output::Timeout(at) => {
+//!                 mono = at;
+//!                 break;
+//!             }
+//!         }
+//!     }
+//!     node.handle_timeout(mono); // the timer fired (messages go to handle_message)
+//! }
+//! assert!(became_hub && node.is_hub()); // alone, it elects itself
+//! ```
+
+mod node;
+pub mod topics;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use node::MeshNode;
+pub use topics::{MeshTopic, TopicKind, TopicParseError};
+pub use wire::{Body, Capabilities, PresenceInfo, WireError, PROTOCOL_VERSION};
+
+use crate::election::{self, LeftReason, PersistedTerm, RoleKind, Term};
+use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter, VenueKey};
+use crate::hlc::{Clock, Hlc};
+use crate::score::{Breakdown, DeviceInfo};
+use core::fmt;
+
+/// Everything a node needs to start. [`MeshConfig::new`] fills the defaults.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// The venue id; must equal `venue_key.venue()`.
+    pub venue: String,
+    /// This device's id (an envelope id: 1–64 bytes of `A-Z a-z 0-9 . _ -`),
+    /// stable across reloads (the shell keeps it in IndexedDB).
+    pub device_id: String,
+    /// The venue's shared secret; signs and verifies every message.
+    pub venue_key: VenueKey,
+    /// Score inputs. `uptime_ms` is ignored (the node counts uptime from
+    /// [`MeshNode::new`]); without `wifi_quality` the link quality set with
+    /// [`MeshNode::set_link_quality`] stands in.
+    pub device: DeviceInfo,
+    /// Election timers (`election::Config::fast()` for sub-2-s failover).
+    pub election: election::Config,
+    /// Announced in the Join.
+    pub capabilities: Capabilities,
+    /// Heartbeats whose HLC wall time is older than this (vs our `now_wall`)
+    /// are dropped: a receiver's replay windows are empty after a reload, and
+    /// this closes that gap for events. Default 120 000 ms (clock skew
+    /// between devices must stay well below it).
+    pub max_event_age_ms: u64,
+    /// HLC: remote clocks further ahead than this are not merged (the message
+    /// is still processed and counted as `clock_ahead`). Default 60 000 ms.
+    pub max_clock_drift_ms: u64,
+    /// Envelope size limits.
+    pub limits: Limits,
+    /// Senders tracked by the replay window and the state table.
+    pub max_senders: usize,
+    /// Send counters reserved per storage write.
+    pub counter_block: u64,
+}
+
+impl MeshConfig {
+    /// A config with defaults: the seed's election timers
+    /// (`election::Config::default()`), no capabilities, 2-minute event
+    /// freshness, 1-minute clock drift, default envelope limits, 256 senders,
+    /// 4096 counters per write.
+    pub fn new(device_id: impl Into<String>, venue_key: VenueKey, device: DeviceInfo) -> MeshConfig {
+        MeshConfig {
+            venue: venue_key.venue().to_string(),
+            device_id: device_id.into(),
+            venue_key,
+            device,
+            election: election::Config::default(),
+            capabilities: Capabilities::NONE,
+            max_event_age_ms: 120_000,
+            max_clock_drift_ms: Clock::DEFAULT_MAX_DRIFT_MS,
+            limits: Limits::default(),
+            max_senders: crate::envelope::ReplayWindow::DEFAULT_MAX_SENDERS,
+            counter_block: SendCounter::DEFAULT_BLOCK,
+        }
+    }
+
+    /// Check the ids.
+    pub fn validate(&self) -> Result<(), MeshConfigError> {
+        if !is_valid_id(&self.device_id) {
+            return Err(MeshConfigError::BadDeviceId);
+        }
+        if self.venue != self.venue_key.venue() {
+            return Err(MeshConfigError::VenueMismatch);
+        }
+        Ok(())
+    }
+}
+
+/// A [`MeshConfig`] the node refuses (API misuse, never network input).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MeshConfigError {
+    /// `device_id` is not a valid id.
+    BadDeviceId,
+    /// `venue` differs from the key's venue.
+    VenueMismatch,
+}
+
+impl fmt::Display for MeshConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            MeshConfigError::BadDeviceId => "device id must be 1-64 bytes of A-Z a-z 0-9 . _ -",
+            MeshConfigError::VenueMismatch => "venue differs from the venue key's venue",
+        })
+    }
+}
+
+impl std::error::Error for MeshConfigError {}
+
+/// What survives a reload: one record (IndexedDB store `meta`, one key,
+/// overwritten). Every field only grows.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub struct MeshState {
+    /// The election's record (highest term seen, own latest claim).
+    pub persisted_term: PersistedTerm,
+    /// No envelope counter at or above this was ever used; `None` = never
+    /// written (first start, or the browser evicted storage).
+    pub counter_ceiling: Option<u64>,
+}
+
+/// What the shell must do next; drain until [`Output::Timeout`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Output {
+    /// `client.publish(topic, payload, qos, retain)`. An empty payload is
+    /// the clean leave's clear of the retained presence.
+    Publish {
+        /// Topic name.
+        topic: String,
+        /// Envelope bytes (or empty).
+        payload: Vec<u8>,
+        /// 0 or 1.
+        qos: u8,
+        /// Retain flag.
+        retain: bool,
+    },
+    /// Write this record durably (strict durability, overwriting the
+    /// previous one, in order), then call [`MeshNode::handle_persisted`]
+    /// with it. Until then nothing is sent that needs it.
+    Persist(MeshState),
+    /// Tell the app (outside any borrow of the node).
+    Event(MeshEvent),
+    /// Nothing more now: call [`MeshNode::handle_timeout`] at this monotonic
+    /// instant, or earlier on the next input.
+    Timeout(u64),
+}
+
+/// What the app (and later layers) should know. Scores are milli-points.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum MeshEvent {
+    /// This device now acts as hub in `term` (once per term).
+    BecameHub {
+        /// The term it acts in.
+        term: Term,
+    },
+    /// This device stopped acting as hub.
+    LostHub {
+        /// The term it acted in.
+        term: Term,
+        /// The hub of the higher term that fenced it, when that is why.
+        new_hub: Option<String>,
+    },
+    /// The hub this device recognizes changed (to `None` while there is none).
+    HubChanged {
+        /// The hub's device id.
+        hub: Option<String>,
+        /// Its term.
+        term: Option<Term>,
+    },
+    /// A device appeared (or came back).
+    PeerJoined {
+        /// Its id.
+        device: String,
+        /// Its score when it appeared.
+        score: u64,
+    },
+    /// A device left the peer table.
+    PeerLeft {
+        /// Its id.
+        device: String,
+        /// Clean leave, Will (or cleared presence), or silence.
+        reason: LeftReason,
+    },
+    /// This device's score changed (device info, uptime minute, link).
+    ScoreChanged {
+        /// The new score.
+        score: u64,
+    },
+}
+
+/// Messages and bytes of one message class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Received (before any check).
+    pub msgs_in: u64,
+    /// Received bytes.
+    pub bytes_in: u64,
+    /// Published.
+    pub msgs_out: u64,
+    /// Published bytes.
+    pub bytes_out: u64,
+}
+
+/// Traffic per message class.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Traffic {
+    /// Join and Leave on `presence/…`.
+    pub presence: Flow,
+    /// Empty payloads on `presence/…` (Wills and clean-leave clears).
+    pub presence_clear: Flow,
+    /// `hb/…`.
+    pub heartbeat: Flow,
+    /// `hub`.
+    pub hub_claim: Flow,
+    /// Anything else received (not a topic the node subscribes to).
+    pub other: Flow,
+}
+
+/// The node's own counters (the envelope's are in [`EnvelopeStats`]). Every
+/// received payload ends in exactly one of the first eleven fields, or in
+/// the envelope's rejections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MeshCounters {
+    /// Verified, consistent, decoded and handed to the election.
+    pub delivered: u64,
+    /// Empty presences handed to the election as "peer gone".
+    pub peer_gone: u64,
+    /// Empty payloads on `hub` (ignored).
+    pub hub_cleared: u64,
+    /// Not a mesh topic of our venue, or not one the node handles.
+    pub bad_topic: u64,
+    /// Arrived before [`MeshNode::handle_restored`].
+    pub not_ready: u64,
+    /// Our own messages echoed by the broker.
+    pub own_echo: u64,
+    /// The envelope's sender is not the device the topic names.
+    pub sender_mismatch: u64,
+    /// Envelope kind, body type and topic disagree.
+    pub kind_mismatch: u64,
+    /// The body does not decode.
+    pub bad_body: u64,
+    /// A heartbeat older than `max_event_age_ms`, or delivered as retained.
+    pub stale_event: u64,
+    /// A Join/Leave/HubClaim not newer (by sender counter) than one applied.
+    pub stale_state: u64,
+    /// Messages whose HLC was too far ahead to merge (still delivered).
+    pub clock_ahead: u64,
+    /// Times sending stalled waiting for a durable counter ceiling.
+    pub send_stalls: u64,
+    /// Own messages that could not be encoded (a bug).
+    pub encode_errors: u64,
+    /// Sender state rows dropped to respect `max_senders`.
+    pub senders_evicted: u64,
+}
+
+/// One row of the peer table for `getDetailedStats()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// Device id.
+    pub device: String,
+    /// Last score heard, milli-points.
+    pub score: u64,
+    /// When last heard (monotonic ms of this node).
+    pub last_seen: u64,
+    /// The highest term it reported.
+    pub term: Option<Term>,
+    /// The hub it recognizes.
+    pub hub: Option<String>,
+    /// Its outbox depth.
+    pub queue_depth: u64,
+    /// What its latest Join said, if we saw one.
+    pub presence: Option<PresenceInfo>,
+}
+
+/// A snapshot for `getDetailedStats()`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshStats {
+    /// This device.
+    pub device: String,
+    /// The venue.
+    pub venue: String,
+    /// Follower, candidate or hub.
+    pub role: RoleKind,
+    /// The hub this device recognizes.
+    pub hub: Option<Term>,
+    /// The highest term seen (the fencing level).
+    pub term: Option<Term>,
+    /// Broker connection as last reported.
+    pub transport_up: bool,
+    /// Whether [`MeshNode::handle_restored`] was called.
+    pub restored: bool,
+    /// Current score, milli-points, and its terms.
+    pub score: u64,
+    /// The score's four terms.
+    pub score_breakdown: Breakdown,
+    /// Since [`MeshNode::new`], ms.
+    pub uptime_ms: u64,
+    /// Live peers, by device id.
+    pub peers: Vec<PeerStats>,
+    /// Envelope verdicts: accepted, bad signatures, replays, duplicates, …
+    pub envelope: EnvelopeStats,
+    /// The node's own counters.
+    pub counters: MeshCounters,
+    /// Messages and bytes in/out per class.
+    pub traffic: Traffic,
+    /// The next send counter and the durable ceiling (after restore).
+    pub send_counter: Option<(u64, u64)>,
+    /// Messages waiting for a durable counter.
+    pub held: usize,
+    /// The HLC's latest value.
+    pub hlc: Hlc,
+}

@@ -1,0 +1,628 @@
+//! [`MeshNode`]: the composition. The rules it adds on top of its parts
+//! (election, envelope, HLC, score) are listed in `docs/protocol-mesh.md` §4.
+
+use super::topics::{self, TopicKind};
+use super::wire::{self, Body, PresenceInfo, PROTOCOL_VERSION};
+use super::{MeshConfig, MeshConfigError, MeshCounters, MeshEvent, MeshState, MeshStats, Output, PeerStats, Traffic};
+use crate::election::{Election, ElectionEvent, ElectionMsg, PersistedTerm, RoleKind, Term};
+use crate::envelope::{Envelope, Header, Kind, Receiver, SendCounter};
+use crate::hlc::Clock;
+use crate::rng::Rng;
+use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
+use std::collections::{BTreeMap, VecDeque};
+
+const MINUTE_MS: u64 = 60_000;
+/// An election that keeps producing output without a timeout is a bug; the
+/// node stops draining it after this many outputs per poll.
+const MAX_DRAIN: usize = 4096;
+
+/// Per sender: the counter of the newest state message applied per state
+/// class, and what its latest Join said.
+#[derive(Debug, Clone, Default)]
+struct SenderState {
+    presence: Option<u64>,
+    claim: Option<u64>,
+    info: Option<PresenceInfo>,
+    used: u64,
+}
+
+/// One device's mesh node. See the module docs for the run loop.
+#[derive(Debug)]
+pub struct MeshNode {
+    cfg: MeshConfig,
+    election: Election,
+    receiver: Receiver,
+    /// `None` until [`MeshNode::handle_restored`].
+    counter: Option<SendCounter>,
+    clock: Clock,
+    /// Kept for later layers (ids, jitter); the election has its own.
+    #[allow(dead_code)]
+    rng: Rng,
+    started: u64,
+    wall_at_start: u64,
+    now_floor: u64,
+    link: Option<(f64, f64)>,
+    score: u64,
+    transport_up: bool,
+    term_record: PersistedTerm,
+    ceiling_written: u64,
+    persist_due: bool,
+    held: VecDeque<ElectionMsg>,
+    stalled: bool,
+    out: VecDeque<Output>,
+    election_timeout: u64,
+    senders: BTreeMap<String, SenderState>,
+    tick: u64,
+    counters: MeshCounters,
+    traffic: Traffic,
+}
+
+impl MeshNode {
+    /// A node that has neither storage nor a connection yet. `now_mono` is
+    /// `performance.now()`, `now_wall` is `Date.now()`; `rng` is seeded from
+    /// `crypto.getRandomValues` (the simulator: from its seed).
+    pub fn new(config: MeshConfig, mut rng: Rng, now_mono: u64, now_wall: u64) -> Result<MeshNode, MeshConfigError> {
+        config.validate()?;
+        let mut node = MeshNode {
+            election: Election::new(config.device_id.clone(), 0, config.election.clone(), Rng::new(rng.next_u64())),
+            receiver: Receiver::new(config.venue_key.clone(), config.limits, config.max_senders),
+            counter: None,
+            clock: Clock::new(config.max_clock_drift_ms),
+            rng,
+            started: now_mono,
+            wall_at_start: now_wall,
+            now_floor: now_mono,
+            link: None,
+            score: 0,
+            transport_up: false,
+            term_record: PersistedTerm::default(),
+            ceiling_written: 0,
+            persist_due: false,
+            held: VecDeque::new(),
+            stalled: false,
+            out: VecDeque::new(),
+            election_timeout: now_mono,
+            senders: BTreeMap::new(),
+            tick: 0,
+            counters: MeshCounters::default(),
+            traffic: Traffic::default(),
+            cfg: config,
+        };
+        node.score = node.compute_score(now_mono);
+        node.election.set_score(node.score, now_mono);
+        Ok(node)
+    }
+
+    // ----- getters -------------------------------------------------------
+
+    /// This device's id.
+    pub fn device_id(&self) -> &str {
+        &self.cfg.device_id
+    }
+    /// The venue id.
+    pub fn venue(&self) -> &str {
+        &self.cfg.venue
+    }
+    /// The configuration.
+    pub fn config(&self) -> &MeshConfig {
+        &self.cfg
+    }
+    /// The MQTT Last Will to connect with: `(topic, payload, qos, retain)` =
+    /// (`vm/{venue}/presence/{device}`, empty, 1, true). The broker clears
+    /// the retained presence with it when the connection dies uncleanly.
+    pub fn will(&self) -> (String, Vec<u8>, u8, bool) {
+        (topics::presence(&self.cfg.venue, &self.cfg.device_id), Vec::new(), 1, true)
+    }
+    /// The topic filters to subscribe to (QoS 1) after every CONNACK.
+    pub fn subscriptions(&self) -> Vec<String> {
+        topics::subscriptions(&self.cfg.venue)
+    }
+    /// Current score, milli-points.
+    pub fn score(&self) -> u64 {
+        self.score
+    }
+    /// Whether this device acts as hub.
+    pub fn is_hub(&self) -> bool {
+        self.election.is_hub()
+    }
+    /// Follower, candidate or hub.
+    pub fn role(&self) -> RoleKind {
+        self.election.role()
+    }
+    /// The hub this device recognizes (itself while acting).
+    pub fn hub(&self) -> Option<&Term> {
+        self.election.hub()
+    }
+    /// The election (read-only: terms, peers, config).
+    pub fn election(&self) -> &Election {
+        &self.election
+    }
+    /// The HLC (read-only).
+    pub fn clock(&self) -> &Clock {
+        &self.clock
+    }
+    /// Whether [`MeshNode::handle_restored`] was called.
+    pub fn is_restored(&self) -> bool {
+        self.counter.is_some()
+    }
+
+    /// A snapshot for `getDetailedStats()`, as of the latest input.
+    pub fn stats(&self) -> MeshStats {
+        let peers = self
+            .election
+            .peers()
+            .map(|(id, p)| PeerStats {
+                device: id.to_string(),
+                score: p.score,
+                last_seen: p.last_seen,
+                term: p.term.clone(),
+                hub: p.hub.clone(),
+                queue_depth: p.queue_depth,
+                presence: self.senders.get(id).and_then(|s| s.info.clone()),
+            })
+            .collect();
+        MeshStats {
+            device: self.cfg.device_id.clone(),
+            venue: self.cfg.venue.clone(),
+            role: self.election.role(),
+            hub: self.election.hub().cloned(),
+            term: self.election.highest_term().cloned(),
+            transport_up: self.transport_up,
+            restored: self.is_restored(),
+            score: self.score,
+            score_breakdown: score::breakdown(&self.effective_info(self.now_floor)),
+            uptime_ms: self.now_floor - self.started,
+            peers,
+            envelope: *self.receiver.stats(),
+            counters: self.counters,
+            traffic: self.traffic,
+            send_counter: self.counter.as_ref().map(|c| (c.peek(), c.ceiling())),
+            held: self.held.len(),
+            hlc: self.clock.last(),
+        }
+    }
+
+    // ----- inputs --------------------------------------------------------
+
+    /// The record read from storage at start (`MeshState::default()` if
+    /// none). Call it once, before connecting; nothing is published before
+    /// it and before the first counter ceiling it leads to is durable. A
+    /// second call only raises the election's fencing level.
+    pub fn handle_restored(&mut self, state: &MeshState, now: u64) {
+        let now = self.begin(now);
+        self.election.handle_restored(&state.persisted_term, now);
+        if self.counter.is_some() {
+            return;
+        }
+        let counter = SendCounter::resume(state.counter_ceiling, self.wall_at_start).with_block(self.cfg.counter_block);
+        self.ceiling_written = counter.ceiling();
+        self.counter = Some(counter);
+        self.term_record = state.persisted_term.clone();
+        if self.transport_up {
+            self.election.handle_transport(true, now);
+        }
+    }
+
+    /// The shell committed `state` (one that came out of [`Output::Persist`]).
+    pub fn handle_persisted(&mut self, state: &MeshState, now: u64) {
+        let now = self.begin(now);
+        self.election.handle_persisted(&state.persisted_term, now);
+        if let (Some(c), Some(counter)) = (state.counter_ceiling, self.counter.as_mut()) {
+            counter.persisted(c);
+        }
+    }
+
+    /// The write of a [`Output::Persist`] record failed; the counter ceiling
+    /// is asked for again at the next poll (the election gives a claim up by
+    /// itself if its record never becomes durable).
+    pub fn handle_persist_failed(&mut self, now: u64) {
+        self.begin(now);
+        if let Some(counter) = self.counter.as_mut() {
+            counter.persist_failed();
+        }
+        self.persist_due = true;
+    }
+
+    /// The broker connection came up (right after CONNACK, before the
+    /// retained messages) or went down (close, or a dead socket).
+    pub fn handle_transport(&mut self, up: bool, now: u64) {
+        let now = self.begin(now);
+        self.transport_up = up;
+        if !up {
+            // Heartbeats and claims waiting for a counter are stale now; the
+            // election re-announces itself on the next connect.
+            self.held.retain(|m| matches!(m, ElectionMsg::Leave));
+        }
+        if self.is_restored() {
+            self.election.handle_transport(up, now);
+        }
+    }
+
+    /// A message from the broker: `retained` is the PUBLISH's retain flag
+    /// (set for stored messages sent on subscribe). Never panics; whatever
+    /// is wrong with it is counted in [`MeshStats`] and dropped.
+    pub fn handle_message(&mut self, topic: &str, payload: &[u8], retained: bool, now_mono: u64, now_wall: u64) {
+        let now = self.begin(now_mono);
+        let Ok(parsed) = topics::parse(topic) else {
+            return self.reject_topic(payload);
+        };
+        if parsed.venue != self.cfg.venue {
+            return self.reject_topic(payload);
+        }
+        let me = self.cfg.device_id.as_str();
+        let bytes = payload.len() as u64;
+        let expected = match parsed.kind {
+            TopicKind::Presence { device } if payload.is_empty() => {
+                count_in(&mut self.traffic.presence_clear, bytes);
+                if !self.is_restored() {
+                    self.counters.not_ready += 1;
+                    return;
+                }
+                // The device's Will, or its clean leave's clear. For our own
+                // id the election re-announces us (the others dropped us).
+                self.counters.peer_gone += 1;
+                let device = device.to_string();
+                return self.election.handle_peer_gone(&device, now);
+            }
+            TopicKind::Presence { device } => {
+                count_in(&mut self.traffic.presence, bytes);
+                if device == me {
+                    self.counters.own_echo += 1;
+                    return;
+                }
+                Kind::Presence
+            }
+            TopicKind::Heartbeat { device } => {
+                count_in(&mut self.traffic.heartbeat, bytes);
+                if device == me {
+                    self.counters.own_echo += 1;
+                    return;
+                }
+                if retained {
+                    self.counters.stale_event += 1; // a stored heartbeat is old news
+                    return;
+                }
+                Kind::Heartbeat
+            }
+            TopicKind::Hub => {
+                count_in(&mut self.traffic.hub_claim, bytes);
+                if payload.is_empty() {
+                    self.counters.hub_cleared += 1;
+                    return;
+                }
+                Kind::HubClaim
+            }
+            _ => return self.reject_topic(payload),
+        };
+        if !self.is_restored() {
+            self.counters.not_ready += 1;
+            return;
+        }
+        let Ok(env) = self.receiver.receive(payload) else {
+            return; // counted in the envelope stats
+        };
+        let h = &env.header;
+        if h.sender == self.cfg.device_id {
+            self.counters.own_echo += 1;
+            return;
+        }
+        if parsed.kind.device().is_some_and(|d| d != h.sender) {
+            self.counters.sender_mismatch += 1;
+            return;
+        }
+        if h.kind != expected {
+            self.counters.kind_mismatch += 1;
+            return;
+        }
+        if !h.kind.is_state() && !env.is_fresh(now_wall, self.cfg.max_event_age_ms) {
+            self.counters.stale_event += 1;
+            return;
+        }
+        let body = match wire::decode(&env.body) {
+            Ok(b) if b.kind() == h.kind => b,
+            Ok(_) => {
+                self.counters.kind_mismatch += 1;
+                return;
+            }
+            Err(_) => {
+                self.counters.bad_body += 1;
+                return;
+            }
+        };
+        if h.kind.is_state() && !self.newer_state(&h.sender, h.kind, h.counter) {
+            self.counters.stale_state += 1;
+            return;
+        }
+        if self.clock.observe(h.hlc, now_wall).is_err() {
+            self.counters.clock_ahead += 1;
+        }
+        if let Body::Join(info) = &body {
+            self.sender_mut(&env.header.sender).info = Some(info.clone());
+        }
+        self.counters.delivered += 1;
+        self.election.handle_message(&env.header.sender, body.to_election(), now);
+    }
+
+    /// A timer fired (early, late or twice is fine).
+    pub fn handle_timeout(&mut self, now: u64) {
+        let now = self.begin(now);
+        if self.is_restored() {
+            self.election.handle_timeout(now);
+        }
+    }
+
+    // ----- mutators ------------------------------------------------------
+
+    /// New score inputs from the app or the browser (`uptime_ms` is ignored).
+    /// A changed device kind is re-announced in the retained presence.
+    pub fn set_device_info(&mut self, info: DeviceInfo, now: u64) {
+        let kind_changed = info.kind != self.cfg.device.kind;
+        self.cfg.device = info;
+        self.begin(now);
+        if kind_changed && self.transport_up && self.is_restored() {
+            self.queue_send(ElectionMsg::Join { score: self.score });
+        }
+    }
+
+    /// The measured broker round trip (ms, smoothed) and loss ratio (0..=1),
+    /// the Wi-Fi quality fallback when [`DeviceInfo::wifi_quality`] is
+    /// `None`. Rounded to 0.1 (one score point); applied at the next input
+    /// or poll.
+    pub fn set_link_quality(&mut self, rtt_ms: f64, loss: f64) {
+        self.link = Some((rtt_ms, loss));
+    }
+
+    /// The outbox depth reported in heartbeats.
+    pub fn set_queue_depth(&mut self, depth: u64) {
+        self.election.set_queue_depth(depth);
+    }
+
+    /// Leaving for good (`pagehide`): the next polls publish a signed Leave
+    /// (not retained) and the empty retained presence on
+    /// `presence/{device}`; then disconnect cleanly (no Will). A later
+    /// `handle_transport(true)` rejoins.
+    pub fn leave(&mut self, now: u64) {
+        let now = self.begin(now);
+        if self.is_restored() {
+            self.election.leave(now);
+        }
+        self.transport_up = false;
+    }
+
+    // ----- output --------------------------------------------------------
+
+    /// The next thing to do; call until it returns [`Output::Timeout`].
+    /// Runs due timers itself, so a shell that only polls is correct too.
+    pub fn poll_output(&mut self, now_mono: u64, now_wall: u64) -> Output {
+        if let Some(o) = self.out.pop_front() {
+            return o;
+        }
+        let now = self.begin(now_mono);
+        if self.is_restored() {
+            self.drain_election(now);
+            self.flush(now_wall);
+            if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
+                self.ceiling_written = self.ceiling_written.max(target);
+                self.persist_due = true;
+            }
+            if std::mem::take(&mut self.persist_due) {
+                self.out.push_back(Output::Persist(MeshState {
+                    persisted_term: self.term_record.clone(),
+                    counter_ceiling: Some(self.ceiling_written),
+                }));
+            }
+        }
+        match self.out.pop_front() {
+            Some(o) => o,
+            None => Output::Timeout(self.next_timeout(now)),
+        }
+    }
+
+    // ----- internals -----------------------------------------------------
+
+    /// Common prologue: monotonic floor, and the score (uptime minutes, link
+    /// quality) brought up to date.
+    fn begin(&mut self, now: u64) -> u64 {
+        let now = now.max(self.now_floor);
+        self.now_floor = now;
+        let score = self.compute_score(now);
+        if score != self.score {
+            self.score = score;
+            self.election.set_score(score, now);
+            self.out.push_back(Output::Event(MeshEvent::ScoreChanged { score }));
+        }
+        now
+    }
+
+    fn effective_info(&self, now: u64) -> DeviceInfo {
+        let mut info = self.cfg.device.clone();
+        info.uptime_ms = now.saturating_sub(self.started);
+        if info.wifi_quality.is_none() {
+            if let Some((rtt, loss)) = self.link {
+                let q = score::wifi_quality_from_link(rtt, loss);
+                info.wifi_quality = Some((q * 10.0).round() / 10.0);
+            }
+        }
+        info
+    }
+
+    fn compute_score(&self, now: u64) -> u64 {
+        u64::from(score::score(&self.effective_info(now)).milli())
+    }
+
+    fn next_timeout(&self, now: u64) -> u64 {
+        let mut at = if self.is_restored() {
+            self.election_timeout
+        } else {
+            now.saturating_add(self.cfg.election.heartbeat_interval.max(1))
+        };
+        let minutes = (now - self.started) / MINUTE_MS;
+        if minutes < UPTIME_CAP_MINUTES {
+            at = at.min(self.started + (minutes + 1) * MINUTE_MS);
+        }
+        at.max(now + 1)
+    }
+
+    fn drain_election(&mut self, now: u64) {
+        use crate::election::Output as E;
+        for _ in 0..MAX_DRAIN {
+            match self.election.poll_output(now) {
+                E::Broadcast(msg) => self.queue_send(msg),
+                E::Persist(record) => {
+                    self.term_record = record;
+                    self.persist_due = true;
+                }
+                E::Event(e) => {
+                    let e = self.map_event(e);
+                    self.out.push_back(Output::Event(e));
+                }
+                E::Timeout(at) => {
+                    self.election_timeout = at;
+                    return;
+                }
+            }
+        }
+        self.election_timeout = now + 1;
+    }
+
+    fn map_event(&self, e: ElectionEvent) -> MeshEvent {
+        match e {
+            ElectionEvent::BecameHub { term } => MeshEvent::BecameHub { term },
+            ElectionEvent::LostHub { term, new_hub } => MeshEvent::LostHub { term, new_hub },
+            ElectionEvent::HubChanged { hub, term } => MeshEvent::HubChanged { hub, term },
+            ElectionEvent::PeerJoined { device } => {
+                let score = self
+                    .election
+                    .peer(&device)
+                    .map(|p| p.score)
+                    .or_else(|| self.senders.get(&device).and_then(|s| s.info.as_ref()).map(|i| i.score))
+                    .unwrap_or(0);
+                MeshEvent::PeerJoined { device, score }
+            }
+            ElectionEvent::PeerLeft { device, reason } => MeshEvent::PeerLeft { device, reason },
+        }
+    }
+
+    /// Queue an election message for sealing; a newer message of the same
+    /// kind replaces a queued one (only the latest state or heartbeat
+    /// matters), and a Leave drops everything before it.
+    fn queue_send(&mut self, msg: ElectionMsg) {
+        let same = |a: &ElectionMsg, b: &ElectionMsg| core::mem::discriminant(a) == core::mem::discriminant(b);
+        if matches!(msg, ElectionMsg::Leave) {
+            self.held.clear();
+        } else {
+            self.held.retain(|m| !same(m, &msg));
+        }
+        self.held.push_back(msg);
+    }
+
+    /// Seal and publish what the counter allows.
+    fn flush(&mut self, now_wall: u64) {
+        while let Some(msg) = self.held.front() {
+            let is_leave = matches!(msg, ElectionMsg::Leave);
+            let counter = self.counter.as_mut().and_then(SendCounter::issue);
+            if counter.is_none() && !is_leave {
+                if !self.stalled {
+                    self.stalled = true;
+                    self.counters.send_stalls += 1;
+                }
+                return;
+            }
+            let Some(msg) = self.held.pop_front() else { return };
+            if let Some(c) = counter {
+                let body = Body::from_election(msg, &self.presence_info());
+                self.publish_body(&body, c, now_wall);
+            }
+            if is_leave {
+                // Leaving must not wait for storage: the clear goes out even
+                // when the signed Leave could not.
+                let topic = topics::presence(&self.cfg.venue, &self.cfg.device_id);
+                count_out(&mut self.traffic.presence_clear, 0);
+                self.out.push_back(Output::Publish { topic, payload: Vec::new(), qos: 1, retain: true });
+            }
+        }
+        self.stalled = false;
+    }
+
+    fn presence_info(&self) -> PresenceInfo {
+        PresenceInfo {
+            protocol: PROTOCOL_VERSION,
+            kind: self.cfg.device.kind,
+            capabilities: self.cfg.capabilities,
+            score: self.score,
+        }
+    }
+
+    fn publish_body(&mut self, body: &Body, counter: u64, now_wall: u64) {
+        let (venue, me) = (&self.cfg.venue, &self.cfg.device_id);
+        let (topic, qos, retain, flow) = match body {
+            Body::Join(_) => (topics::presence(venue, me), 1, true, &mut self.traffic.presence),
+            Body::Leave => (topics::presence(venue, me), 1, false, &mut self.traffic.presence),
+            Body::Heartbeat { .. } => (topics::heartbeat(venue, me), 0, false, &mut self.traffic.heartbeat),
+            Body::HubClaim { .. } => (topics::hub(venue), 1, true, &mut self.traffic.hub_claim),
+        };
+        let header = Header {
+            kind: body.kind(),
+            sender: me.clone(),
+            counter,
+            term: self.election.highest_term().map_or(0, |t| t.number),
+            hlc: self.clock.now(now_wall),
+        };
+        let sealed = body
+            .encode()
+            .ok()
+            .and_then(|b| Envelope::seal_with(&header, &b, self.receiver.key(), self.cfg.limits).ok());
+        match sealed {
+            Some(payload) => {
+                count_out(flow, payload.len() as u64);
+                self.out.push_back(Output::Publish { topic, payload, qos, retain });
+            }
+            None => self.counters.encode_errors += 1,
+        }
+    }
+
+    fn reject_topic(&mut self, payload: &[u8]) {
+        count_in(&mut self.traffic.other, payload.len() as u64);
+        self.counters.bad_topic += 1;
+    }
+
+    /// Whether a state message (`counter`) of `sender` is newer than the
+    /// newest of its class applied; records it if so. Counters order one
+    /// sender's messages across its restarts too (persisted ceiling), which
+    /// its HLC does not when its wall clock went back.
+    fn newer_state(&mut self, sender: &str, kind: Kind, counter: u64) -> bool {
+        let s = self.sender_mut(sender);
+        let slot = if kind == Kind::HubClaim { &mut s.claim } else { &mut s.presence };
+        if slot.is_some_and(|c| counter <= c) {
+            return false;
+        }
+        *slot = Some(counter);
+        true
+    }
+
+    fn sender_mut(&mut self, sender: &str) -> &mut SenderState {
+        self.tick += 1;
+        let tick = self.tick;
+        if !self.senders.contains_key(sender) && self.senders.len() >= self.cfg.max_senders.max(1) {
+            // Ticks are unique: the least recently used row is unique.
+            let oldest = self.senders.iter().min_by_key(|(_, s)| s.used).map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                self.senders.remove(&k);
+                self.counters.senders_evicted += 1;
+            }
+        }
+        let s = self.senders.entry(sender.to_string()).or_default();
+        s.used = tick;
+        s
+    }
+}
+
+fn count_in(flow: &mut super::Flow, bytes: u64) {
+    flow.msgs_in += 1;
+    flow.bytes_in += bytes;
+}
+
+fn count_out(flow: &mut super::Flow, bytes: u64) {
+    flow.msgs_out += 1;
+    flow.bytes_out += bytes;
+}

@@ -1,0 +1,207 @@
+//! Runs the core [`MeshNode`] in the page: its timer, its durable state in
+//! IndexedDB `meta`, and its publishes through the broker link.
+//!
+//! Like the link, it drains the node after every input and calls the app's
+//! callbacks only after every borrow is released.
+
+use std::cell::RefCell;
+use std::rc::{Rc, Weak};
+
+use gloo_timers::callback::Timeout;
+use wasm_bindgen::prelude::*;
+
+use super::broker::{self, LinkRef};
+use super::clock::{monotonic_ms, wall_ms};
+use super::idb::Db;
+use super::js::ObjBuilder;
+use super::listeners::{call_all, Listeners};
+use super::meta::{save_mesh_state, term_to_js};
+use crate::election::LeftReason;
+use crate::mesh::{MeshEvent, MeshNode, MeshState, Output};
+use crate::mqtt::QoS;
+
+/// The node and what it needs from the page.
+pub struct MeshDriver {
+    pub node: MeshNode,
+    pub link: LinkRef,
+    pub db: Option<Db>,
+    pub events: Listeners,
+    timer: Option<(u64, Timeout)>,
+    /// A state write in flight, and the newest state waiting behind it.
+    writing: bool,
+    next_state: Option<MeshState>,
+}
+
+pub type DriverRef = Rc<RefCell<MeshDriver>>;
+
+impl MeshDriver {
+    pub fn new(node: MeshNode, link: LinkRef, db: Db) -> DriverRef {
+        Rc::new(RefCell::new(MeshDriver {
+            node,
+            link,
+            db: Some(db),
+            events: Listeners::default(),
+            timer: None,
+            writing: false,
+            next_state: None,
+        }))
+    }
+
+    pub fn stop(&mut self) {
+        self.timer = None;
+        self.events.clear();
+        self.db = None;
+    }
+}
+
+/// Drains the node: publishes go to the link (one frame per turn), state
+/// to IndexedDB, events to the app.
+pub fn drive(this: &DriverRef) {
+    loop {
+        let (events, published) = {
+            let mut d = this.borrow_mut();
+            let d = &mut *d;
+            let mut events = Vec::new();
+            let mut published = false;
+            loop {
+                match d.node.poll_output(monotonic_ms(), wall_ms()) {
+                    Output::Publish { topic, payload, qos, retain } => {
+                        let qos = if qos == 0 { QoS::AtMostOnce } else { QoS::AtLeastOnce };
+                        // A refused publish (queue full while offline) is a
+                        // lost heartbeat at worst: the election tolerates it.
+                        let _ = d.link.borrow_mut().client.publish(&topic, &payload, qos, retain, monotonic_ms());
+                        published = true;
+                    }
+                    Output::Persist(state) => {
+                        d.next_state = Some(state);
+                    }
+                    Output::Event(e) => events.push(e),
+                    Output::Timeout(at) => {
+                        arm_timer(d, at, Rc::downgrade(this));
+                        break;
+                    }
+                }
+            }
+            (events, published)
+        };
+        if published {
+            let link = this.borrow().link.clone();
+            broker::schedule_drain(&link);
+        }
+        write_state(this);
+        if events.is_empty() {
+            return;
+        }
+        let targets: Vec<_> = {
+            let d = this.borrow();
+            events.iter().map(|e| (d.events.targets(event_name(e)), event_js(e))).collect()
+        };
+        for (t, arg) in targets {
+            call_all(&t, &[&arg]);
+        }
+    }
+}
+
+fn arm_timer(d: &mut MeshDriver, at: u64, weak: Weak<RefCell<MeshDriver>>) {
+    if matches!(d.timer, Some((armed, _)) if armed == at) {
+        return;
+    }
+    let delay = at.saturating_sub(monotonic_ms()).min(i32::MAX as u64) as u32;
+    let t = Timeout::new(delay, move || {
+        if let Some(this) = weak.upgrade() {
+            {
+                let mut d = this.borrow_mut();
+                d.timer = None;
+                feed_link_quality(&mut d);
+                d.node.handle_timeout(monotonic_ms());
+            }
+            drive(&this);
+        }
+    });
+    d.timer = Some((at, t));
+}
+
+/// The broker round trip and its timeouts stand in for Wi-Fi quality when
+/// neither the host app nor the browser gives one (Safari).
+fn feed_link_quality(d: &mut MeshDriver) {
+    let rtt = d.link.borrow().client.stats().rtt;
+    if let Some(ms) = rtt.smoothed_ms {
+        let attempts = rtt.samples + rtt.timeouts;
+        let loss = if attempts == 0 { 0.0 } else { rtt.timeouts as f64 / attempts as f64 };
+        d.node.set_link_quality(ms, loss);
+    }
+}
+
+/// Writes the newest state, one write at a time; the node learns of each
+/// commit through `handle_persisted` (it acts as hub only after that).
+fn write_state(this: &DriverRef) {
+    let (db, state) = {
+        let mut d = this.borrow_mut();
+        if d.writing {
+            return;
+        }
+        let (Some(db), Some(state)) = (d.db.clone(), d.next_state.take()) else { return };
+        d.writing = true;
+        (db, state)
+    };
+    let weak = Rc::downgrade(this);
+    wasm_bindgen_futures::spawn_local(async move {
+        let result = save_mesh_state(&db, &state).await;
+        let Some(this) = weak.upgrade() else { return };
+        {
+            let mut d = this.borrow_mut();
+            d.writing = false;
+            match result {
+                Ok(()) => d.node.handle_persisted(&state, monotonic_ms()),
+                Err(e) => {
+                    web_sys::console::warn_1(&format!("venuemesh: could not store the mesh state: {}", e.message).into());
+                    d.node.handle_persist_failed(monotonic_ms());
+                }
+            }
+        }
+        drive(&this);
+    });
+}
+
+fn event_name(e: &MeshEvent) -> &'static str {
+    match e {
+        MeshEvent::BecameHub { .. } => "becomeHub",
+        MeshEvent::LostHub { .. } => "loseHub",
+        MeshEvent::HubChanged { .. } => "hubChanged",
+        MeshEvent::PeerJoined { .. } => "peerJoined",
+        MeshEvent::PeerLeft { .. } => "peerLeft",
+        MeshEvent::ScoreChanged { .. } => "scoreChanged",
+    }
+}
+
+fn event_js(e: &MeshEvent) -> JsValue {
+    let points = |milli: u64| milli as f64 / 1000.0;
+    match e {
+        MeshEvent::BecameHub { term } => ObjBuilder::new().set("term", term_to_js(term)).build(),
+        MeshEvent::LostHub { term, new_hub } => {
+            ObjBuilder::new().set("term", term_to_js(term)).opt("newHub", new_hub.clone()).build()
+        }
+        MeshEvent::HubChanged { hub, term } => ObjBuilder::new()
+            .opt("hub", hub.clone())
+            .set("term", term.as_ref().map(term_to_js).unwrap_or(JsValue::NULL))
+            .build(),
+        MeshEvent::PeerJoined { device, score } => {
+            ObjBuilder::new().set("device", device.clone()).set("score", points(*score)).build()
+        }
+        MeshEvent::PeerLeft { device, reason } => ObjBuilder::new()
+            .set("device", device.clone())
+            .set(
+                "reason",
+                match reason {
+                    LeftReason::Leave => "leave",
+                    LeftReason::Will => "will",
+                    LeftReason::Silent => "silent",
+                },
+            )
+            .build(),
+        MeshEvent::ScoreChanged { score } => ObjBuilder::new().set("score", points(*score)).build(),
+    }
+}
+
+/// The event names `VenueMesh.on()` accepts from the mesh.
+pub const MESH_EVENTS: &[&str] = &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged"];

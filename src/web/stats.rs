@@ -1,0 +1,95 @@
+//! `getDetailedStats()`: the core's snapshots as plain JS objects.
+
+use wasm_bindgen::prelude::*;
+
+use super::js::ObjBuilder;
+use super::meta::term_to_js;
+use crate::election::{RoleKind, Term};
+use crate::mesh::{Flow, MeshStats};
+use crate::score::DeviceInfo;
+
+fn points(milli: u64) -> f64 {
+    milli as f64 / 1000.0
+}
+
+fn term(t: &Option<Term>) -> JsValue {
+    t.as_ref().map(term_to_js).unwrap_or(JsValue::NULL)
+}
+
+fn flow(f: &Flow) -> JsValue {
+    ObjBuilder::new()
+        .set("msgsIn", f.msgs_in as f64)
+        .set("bytesIn", f.bytes_in as f64)
+        .set("msgsOut", f.msgs_out as f64)
+        .set("bytesOut", f.bytes_out as f64)
+        .build()
+}
+
+pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue) -> JsValue {
+    let peers = js_sys::Array::new();
+    for p in &s.peers {
+        peers.push(
+            &ObjBuilder::new()
+                .set("device", p.device.clone())
+                .set("score", points(p.score))
+                .set("lastSeenMsAgo", now.saturating_sub(p.last_seen) as f64)
+                .opt("hub", p.hub.clone())
+                .set("term", term(&p.term))
+                .set("queueDepth", p.queue_depth as f64)
+                .opt("kind", p.presence.as_ref().map(|i| i.kind.as_str()))
+                .build(),
+        );
+    }
+    let b = &s.score_breakdown;
+    let e = &s.envelope;
+    ObjBuilder::new()
+        .set("deviceId", s.device.clone())
+        .set("venue", s.venue.clone())
+        .set(
+            "role",
+            match s.role {
+                RoleKind::Follower => "follower",
+                RoleKind::Candidate => "candidate",
+                RoleKind::Hub => "hub",
+            },
+        )
+        .set("hub", term(&s.hub))
+        .set("term", term(&s.term))
+        .set("score", points(s.score))
+        .set(
+            "scoreBreakdown",
+            ObjBuilder::new().set("base", b.base).set("uptime", b.uptime).set("wifi", b.wifi).set("power", b.power).build(),
+        )
+        .set(
+            "deviceInfo",
+            ObjBuilder::new()
+                .set("kind", info.kind.as_str())
+                .opt("charging", info.charging)
+                .opt("batteryPercent", info.battery_percent)
+                .opt("wifiQuality", info.wifi_quality)
+                .build(),
+        )
+        .set("uptimeMs", s.uptime_ms as f64)
+        .set("peers", peers)
+        .set(
+            "security",
+            ObjBuilder::new()
+                .set("accepted", e.accepted as f64)
+                .set("badSignature", e.bad_signature as f64)
+                .set("malformed", e.malformed as f64)
+                .set("wrongVenue", e.wrong_venue as f64)
+                .set("duplicates", e.duplicates as f64)
+                .set("replays", e.replays as f64)
+                .build(),
+        )
+        .set(
+            "traffic",
+            ObjBuilder::new()
+                .set("presence", flow(&s.traffic.presence))
+                .set("heartbeat", flow(&s.traffic.heartbeat))
+                .set("hubClaim", flow(&s.traffic.hub_claim))
+                .build(),
+        )
+        .set("broker", broker)
+        .build()
+}

@@ -1,0 +1,29 @@
+// One mesh member for the election end-to-end tests and benchmarks.
+// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db.
+// Every event is recorded in window.events with a wall-clock timestamp
+// (performance.timeOrigin + performance.now(), comparable across pages).
+import init, { VenueMesh } from '/pkg/venuemesh.js';
+
+const p = new URLSearchParams(location.search);
+window.events = [];
+const stamp = () => performance.timeOrigin + performance.now();
+try {
+  await init();
+  const options = {
+    venue: p.get('venue'),
+    venueKey: p.get('key') || 'e2e-venue-key-0123456789',
+    brokers: p.get('broker').split(','),
+    deviceInfo: { kind: p.get('kind') || 'phone', charging: p.get('charging') === '1' },
+    heartbeatIntervalMs: Number(p.get('hb') || 300),
+  };
+  if (p.get('db')) options.dbName = p.get('db');
+  const mesh = await VenueMesh.open(options);
+  for (const ev of ['becomeHub', 'loseHub', 'hubChanged', 'peerJoined', 'peerLeft', 'connected', 'disconnected']) {
+    mesh.on(ev, (e) => window.events.push({ ev, at: stamp(), ...e }));
+  }
+  window.mesh = mesh;
+  document.getElementById('out').textContent = `device ${mesh.deviceId}`;
+} catch (err) {
+  window.openError = `${err.code} ${err.message}`;
+  document.getElementById('out').textContent = window.openError;
+}
