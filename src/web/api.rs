@@ -16,6 +16,7 @@ use super::js::{bytes_of, ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, release, unsubscribe_fn};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
 use super::meta;
+use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
 use super::stats::mesh_stats_js;
 use crate::election;
@@ -97,6 +98,7 @@ export interface DetailedStats {
   security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
   traffic: Record<"presence" | "heartbeat" | "hubClaim", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
   broker: ConnectionStats;
+  queue: QueueStats;
 }
 "#;
 
@@ -157,6 +159,7 @@ impl HostInfo {
 pub struct VenueMesh {
     driver: DriverRef,
     state: Rc<RefCell<MeshSide>>,
+    queue: CommandQueue,
 }
 
 /// What the API keeps beside the driver.
@@ -230,6 +233,9 @@ impl VenueMesh {
 
         let db = idb::open(&db_name).await?;
         let device_id = idb::device_id(&db).await?;
+        // The queue keeps its own connection (it reopens it after WebKit
+        // drops it); ids start with the device id.
+        let queue = CommandQueue::open_with(&db_name, Some(device_id[..8].to_string()), |_| {}).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let seed = random_seed();
@@ -276,7 +282,7 @@ impl VenueMesh {
             live: 0,
         }));
         side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
-        let mesh = VenueMesh { driver: driver.clone(), state: side.clone() };
+        let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue };
         mesh.connect_link_events(&link);
         broker::listen_for_wake(&link);
         broker::drain(&link);
@@ -453,13 +459,33 @@ impl VenueMesh {
         let broker_stats = client_stats_js(&d.link.borrow().client);
         let s = self.state.borrow();
         let info = s.host.device_info(s.battery);
-        mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats)
+        let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats);
+        let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
+        stats
+    }
+
+    /// The durable command queue (IndexedDB outbox and inbox) of this device.
+    #[wasm_bindgen(getter)]
+    pub fn queue(&self) -> CommandQueue {
+        self.queue.clone()
+    }
+
+    /// Commits a command to the durable queue; resolves with its id once it
+    /// is in IndexedDB (strict durability). Same as `mesh.queue.enqueue()`.
+    #[wasm_bindgen(unchecked_return_type = "Promise<string>")]
+    pub fn enqueue(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "string")] topic: JsValue,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] payload: JsValue,
+    ) -> js_sys::Promise {
+        self.queue.enqueue(topic, payload, JsValue::UNDEFINED)
     }
 
     /// Leaves the mesh (clears this device's presence, DISCONNECT) and
     /// closes the database. Safe to call twice.
     pub fn close(&self) {
         close_mesh(&self.driver, &self.state);
+        self.queue.close();
     }
 
     /// Publishes an application message on `vm/{venue}/topic/{name}`

@@ -111,6 +111,7 @@ fn invalid_options(msg: &str) -> JsValue {
 /// The durable command queue of one database. Create it with
 /// `await CommandQueue.open({ dbName })`.
 #[wasm_bindgen]
+#[derive(Clone)]
 pub struct CommandQueue {
     shared: Shared,
 }
