@@ -7,7 +7,7 @@
 //! body, followed by an HMAC-SHA256 tag keyed with the venue key. Only
 //! paired devices hold that key, so a valid tag means "sent by a device of
 //! this venue, unmodified". The byte layout is specified in
-//! `docs/protocol-envelope.md` so other languages can implement it.
+//! `PROTOCOL.md` (Part 2) so other languages can implement it.
 //!
 //! Parts:
 //! * [`Envelope::seal`] / [`Envelope::open`]: encode + sign, verify + decode

@@ -11,7 +11,7 @@
 //!       + (50 if charging else battery% / 2)        0..=50
 //! ```
 //!
-//! Choices the seed left open (all documented in `docs/protocol-envelope.md`):
+//! Choices the seed left open (all documented in `PROTOCOL.md` (Part 2)):
 //!
 //! * **POS = 750.** The seed ranks kiosk > iPad charging > iPad > phone and
 //!   has no POS. A POS terminal is fixed and on mains like a kiosk, but it is

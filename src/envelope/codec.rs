@@ -1,4 +1,4 @@
-//! Byte layout, signing and verification (layout in `docs/protocol-envelope.md`).
+//! Byte layout, signing and verification (layout in `PROTOCOL.md` (Part 2)).
 //!
 //! ```text
 //! version u8 | kind u8 | key_id u8 | venue_len u8 | venue | sender_len u8 | sender
@@ -201,7 +201,7 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// The test vector printed in docs/protocol-envelope.md. If this fails,
+    /// The test vector printed in PROTOCOL.md (Part 2). If this fails,
     /// the wire format changed: bump VERSION and update the document.
     #[test]
     fn documented_test_vector() {

@@ -25,7 +25,7 @@
 //! [`MeshNode::subscriptions`], …
 //!
 //! Topics, body encodings, the Will and the failover timing are specified in
-//! `docs/protocol-mesh.md`.
+//! `PROTOCOL.md` (Part 3).
 //!
 //! ```
 //! use venuemesh::envelope::VenueKey;

@@ -1,5 +1,5 @@
 //! [`MeshNode`]: the composition. The rules it adds on top of its parts
-//! (election, envelope, HLC, score) are listed in `docs/protocol-mesh.md` §4.
+//! (election, envelope, HLC, score) are listed in `PROTOCOL.md` (Part 3) §4.
 
 use super::topics::{self, TopicKind};
 use super::wire::{self, Body, PresenceInfo, PROTOCOL_VERSION};

@@ -1,5 +1,5 @@
 //! The binary bodies of the election's messages, carried inside the signed
-//! envelope (`docs/protocol-mesh.md` §3 has the byte tables).
+//! envelope (`PROTOCOL.md` (Part 3) §3 has the byte tables).
 //!
 //! Conventions as in the envelope: unsigned big-endian integers; an id is a
 //! length byte (1..=64) followed by that many bytes of the id alphabet. Byte
@@ -346,7 +346,7 @@ mod tests {
         Term { number: n, score: s, hub: hub.into() }
     }
 
-    /// The examples printed in docs/protocol-mesh.md §3. If this fails, the
+    /// The examples printed in PROTOCOL.md (Part 3) §3. If this fails, the
     /// body format changed: bump PROTOCOL_VERSION and update the document.
     #[test]
     fn documented_examples() {
@@ -385,7 +385,7 @@ mod tests {
 
     /// A whole HEARTBEAT envelope (the envelope document's test key and
     /// header, this module's hub heartbeat as body), printed in
-    /// docs/protocol-mesh.md §3.5 for implementers in other languages.
+    /// PROTOCOL.md (Part 3) §3.5 for implementers in other languages.
     #[test]
     fn documented_envelope() {
         use crate::envelope::{Envelope, Header, VenueKey};

@@ -246,7 +246,7 @@ impl VenueMesh {
         node.handle_restored(&state, monotonic_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
-        // suffix (docs/protocol-mqtt.md), so two tabs of one device don't
+        // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't
         // take over each other's broker session.
         let client_id = format!("vm:{venue}:{device_id}:{:06x}", seed & 0xff_ffff);
         let (will_topic, will_payload, will_qos, will_retain) = node.will();
