@@ -284,6 +284,16 @@ impl VenueMesh {
         side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
         let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue };
         mesh.connect_link_events(&link);
+        // Heartbeats carry the outbox depth (the replication layer reads it).
+        let (weak_driver, q) = (Rc::downgrade(&driver), mesh.queue.clone());
+        mesh.queue.set_hook(Rc::new(move |_event| {
+            if let Some(d) = weak_driver.upgrade() {
+                let depth = q.pending_count();
+                if let Ok(mut d) = d.try_borrow_mut() {
+                    d.node.set_queue_depth(u64::from(depth));
+                }
+            }
+        }));
         broker::listen_for_wake(&link);
         broker::drain(&link);
         mesh_driver::drive(&driver);

@@ -306,7 +306,6 @@ impl CommandQueue {
     /// Observes every core event from Rust (e.g. `Enqueued` with its records,
     /// for replication). Called after the JS promises of the same drain step
     /// are settled, with no borrow held.
-    #[allow(dead_code)]
     pub(crate) fn set_hook(&self, hook: Hook) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.hook = Some(hook);
