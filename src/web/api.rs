@@ -13,7 +13,7 @@ use super::device::{self, Battery};
 use super::errors::{js_error, ErrorCode};
 use super::idb;
 use super::js::{bytes_of, ObjBuilder, Options};
-use super::listeners::{call_all, keep_alive, release, unsubscribe_fn};
+use super::listeners::{call_all, keep_alive, listen, release};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
 use super::meta;
 use super::queue_api::CommandQueue;
@@ -435,13 +435,7 @@ impl VenueMesh {
             let msg = format!("unknown event `{event}` (known: connected, disconnected, {})", MESH_EVENTS.join(", "));
             return Err(js_error(ErrorCode::InvalidArgument, &msg, None));
         }
-        let id = self.driver.borrow_mut().events.add(event, callback);
-        let weak = Rc::downgrade(&self.driver);
-        Ok(unsubscribe_fn(move || {
-            if let Some(d) = weak.upgrade() {
-                d.borrow_mut().events.remove(id);
-            }
-        }))
+        Ok(listen(&self.driver, |d| &mut d.events, event, callback))
     }
 
     /// `on("becomeHub", cb)`: called once each time this device starts acting as hub.

@@ -60,6 +60,28 @@ pub fn call_all(targets: &[Function], args: &[&JsValue]) {
     }
 }
 
+/// Registers `f` under `name` in the [`Listeners`] that `pick` finds in
+/// `owner`, and returns the JS function that removes it again. An unknown
+/// `name` is the caller's check (each API has its own event list).
+pub fn listen<T: 'static>(
+    owner: &std::rc::Rc<std::cell::RefCell<T>>,
+    pick: fn(&mut T) -> &mut Listeners,
+    name: &str,
+    f: Function,
+) -> Function {
+    let id = pick(&mut owner.borrow_mut()).add(name, f);
+    let weak = std::rc::Rc::downgrade(owner);
+    unsubscribe_fn(move || {
+        if let Some(o) = weak.upgrade() {
+            // A callback that unsubscribes while its owner is busy (inside
+            // a call into it) has nothing to remove it from right now.
+            if let Ok(mut o) = o.try_borrow_mut() {
+                pick(&mut o).remove(id);
+            }
+        }
+    })
+}
+
 /// A JS function that runs `undo` once; later calls do nothing.
 pub fn unsubscribe_fn(undo: impl FnOnce() + 'static) -> Function {
     let mut undo = Some(undo);

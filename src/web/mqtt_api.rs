@@ -12,7 +12,7 @@ use super::broker::{self, LinkRef};
 use super::clock::{monotonic_ms, random_seed};
 use super::errors::{js_error, ErrorCode};
 use super::js::{bytes_of, ObjBuilder, Options};
-use super::listeners::{call_all, keep_alive, release, unsubscribe_fn, Listeners};
+use super::listeners::{call_all, keep_alive, listen, release, unsubscribe_fn, Listeners};
 use crate::mqtt::{
     topic_matches, BackoffConfig, Client, ClientConfig, DisconnectReason, EndpointConfig, Event, PublishId, QoS,
     SessionConfig, Will,
@@ -406,13 +406,7 @@ impl MqttClient {
         if !matches!(event, "connected" | "disconnected") {
             return Err(js_error(ErrorCode::InvalidArgument, &format!("unknown event `{event}`"), None));
         }
-        let id = self.shared.borrow_mut().events.add(event, callback);
-        let weak = Rc::downgrade(&self.shared);
-        Ok(unsubscribe_fn(move || {
-            if let Some(s) = weak.upgrade() {
-                s.borrow_mut().events.remove(id);
-            }
-        }))
+        Ok(listen(&self.shared, |s| &mut s.events, event, callback))
     }
 
     #[wasm_bindgen(getter)]

@@ -13,7 +13,7 @@ use super::clock::{random_seed, wall_ms};
 use super::errors::{js_error, ErrorCode};
 use super::idb::{self, Db, DbError};
 use super::js::{bytes_of, ObjBuilder, Options};
-use super::listeners::unsubscribe_fn;
+use super::listeners::listen;
 use super::queue::{self, Hook, Inner, ReadWaiter, Settle, Shared};
 use super::queue_idb::{self, Inject};
 use crate::outbox::{BatchOutcome, CommandId, Config, NewCommand, Outbox, Status};
@@ -579,15 +579,8 @@ impl CommandQueue {
         if !EVENTS.contains(&event) {
             return Err(invalid(&format!("unknown event `{event}` (known: {})", EVENTS.join(", "))));
         }
-        let id = self.open_inner("on()")?.listeners.add(event, callback);
-        let weak = Rc::downgrade(&self.shared);
-        Ok(unsubscribe_fn(move || {
-            if let Some(s) = weak.upgrade() {
-                if let Ok(mut s) = s.try_borrow_mut() {
-                    s.listeners.remove(id);
-                }
-            }
-        }))
+        drop(self.open_inner("on()")?); // refuses once closed
+        Ok(listen(&self.shared, |s| &mut s.listeners, event, callback))
     }
 
     /// Resolves once nothing is queued, in flight or waiting for a retry
