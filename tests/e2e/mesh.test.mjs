@@ -118,3 +118,24 @@ test('a device with another venue key is not part of the mesh', { timeout: 60_00
   assert.equal(await hubOf(intruder), intruder.id, 'alone in its own mesh, it elects itself');
   for (const m of [a, b, intruder]) await m.context.close();
 });
+
+test('terms survive a reload: the reloaded hub claims a higher term', { timeout: 60_000 }, async () => {
+  const venue = `e2e-reload-${Date.now()}`;
+  const a = await member(venue, 'kiosk', { db: `reload-${Date.now()}` });
+  await waitAgree([a], a.id);
+  const [first] = await eventsOf(a, 'becomeHub');
+  // A fresh broker session cannot remember the term: only IndexedDB can.
+  // Clear the retained hub claim so the page cannot learn it from there.
+  await a.page.evaluate(async (topic) => {
+    const { MqttClient } = await import('/pkg/venuemesh.js');
+    const c = await MqttClient.connect({ brokers: [new URLSearchParams(location.search).get('broker')] });
+    await c.publish(topic, new Uint8Array(), { qos: 1, retain: true });
+    c.close();
+  }, `vm/${venue}/hub`);
+  await a.page.reload();
+  await a.page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  await waitAgree([a], a.id);
+  const [second] = await eventsOf(a, 'becomeHub');
+  assert.ok(second.term.number > first.term.number, `term ${second.term.number} must exceed ${first.term.number}`);
+  await a.context.close();
+});
