@@ -1,0 +1,203 @@
+// MQTT over WebSocket: venuemesh's MqttClient against MQTT.js 5.16, same run,
+// same broker (scripts/bench: Mosquitto with max_queued_messages 0 and
+// max_inflight_messages 0), same headless Chromium, MQTT 3.1.1 for both.
+//
+// Four pages, each its own browser context (device): for each client a
+// publisher and a subscriber. Page side: tests/bench/pages/mqtt-bench.mjs.
+//
+// throughput: N (10,000) × 200 B fired back to back by the publisher; the
+//   subscriber (subscribed at the same QoS) notes when the N-th arrives;
+//   msg/s = N ÷ (first publish call → N-th receipt), both read as
+//   performance.timeOrigin + performance.now(). Connections are made first
+//   and warmed up with one run of 1,000; then RUNS (3) runs per client and
+//   QoS, alternating which client goes first; the median is reported.
+// round trip: the publisher page publishes to ping, the subscriber page
+//   (the echo) republishes what it gets to pong, the publisher waits for it:
+//   TRIPS (1,000) sequential trips after 50 warm-up ones; p50 / p99.
+// Every wait is bounded: a broken client gives an error row, not a hang.
+// VM_BENCH_MQTT_FRAMES=1 also counts the WebSocket frames each page sends
+// (a wrapper around WebSocket.prototype.send, so off by default): Mosquitto
+// 2.0.11 can stall ≈ 100 ms on frames sent back to back (toolchain notes).
+import { chromium } from 'playwright-core';
+import { randomBytes } from 'node:crypto';
+
+const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
+const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
+const N = Number(process.env.VM_BENCH_MQTT_N || 10_000);
+const RUNS = Number(process.env.VM_BENCH_MQTT_RUNS || 3);
+const TRIPS = Number(process.env.VM_BENCH_MQTT_TRIPS || 1_000);
+const SIZE = 200;
+const WARMUP_N = 1_000, WARMUP_TRIPS = 50;
+const LIMIT_MS = 15 * 60_000; // the whole MQTT benchmark
+const SIDES = { ours: 'venuemesh', peer: 'mqttjs' };
+const PEER = 'MQTT.js 5.16';
+const RUN_ID = randomBytes(3).toString('hex');
+const FRAMES = process.env.VM_BENCH_MQTT_FRAMES === '1';
+
+// As tests/e2e/lib.mjs, plus --expose-gc so each run starts from a collected heap.
+const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--js-flags=--expose-gc'];
+
+const nodeWithin = (promise, ms, what) => {
+  let timer;
+  return Promise.race([promise, new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer from the page within ${ms} ms`)), ms);
+  })]).finally(() => clearTimeout(timer));
+};
+/** page.evaluate with a Node-side deadline too (a hung page never answers). */
+const ev = (side, page, fn, arg, ms, what) => nodeWithin(page.page.evaluate(fn, arg), ms, `${side}: ${what}`);
+
+const median = (xs) => { const s = [...xs].sort((a, b) => a - b); const m = s.length >> 1; return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2; };
+const fmtRate = (x) => `${Math.round(x).toLocaleString('en-US')} msg/s`;
+const fmtMs = (x) => `${x.toFixed(3)} ms`;
+
+async function openPage(browser, side, role) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const p = { page, errors: [] };
+  page.on('pageerror', (e) => p.errors.push(String(e)));
+  if (FRAMES) {
+    await page.addInitScript(() => {
+      window.__sent = { frames: 0, bytes: 0 };
+      const send = WebSocket.prototype.send;
+      WebSocket.prototype.send = function (d) {
+        window.__sent.frames++; window.__sent.bytes += d.byteLength ?? d.size ?? d.length ?? 0;
+        return send.call(this, d);
+      };
+    });
+  }
+  await nodeWithin(page.goto(`${BASE}/tests/bench/pages/mqtt.html`), 20_000, `${side}: loading the page`);
+  await ev(side, p, ([which, url, id]) => window.bench.init(which, url, id), [SIDES[side], BROKER, `bench-${RUN_ID}-${side}-${role}`], 30_000, 'connect');
+  return p;
+}
+
+const framesReset = async (side, ...ps) => {
+  if (FRAMES) for (const p of ps) await ev(side, p, () => { window.__sent = { frames: 0, bytes: 0 }; }, null, 10_000, 'frames');
+};
+const framesText = async (side, pages) => {
+  if (!FRAMES) return '';
+  const [a, b] = [await ev(side, pages.pub, () => window.__sent, null, 10_000, 'frames'), await ev(side, pages.sub, () => window.__sent, null, 10_000, 'frames')];
+  return `; WebSocket frames sent: publisher ${a.frames} (${a.bytes} B), subscriber ${b.frames} (${b.bytes} B)`;
+};
+
+async function throughput(side, pages, qos, n, tag) {
+  const { pub, sub } = pages;
+  const topic = `bench/${RUN_ID}/${side}/tp/q${qos}/${tag}`;
+  await ev(side, pub, () => window.bench.gc(), null, 10_000, 'gc');
+  await ev(side, sub, () => window.bench.gc(), null, 10_000, 'gc');
+  await ev(side, sub, ([t, q, k]) => window.bench.tpArm(t, q, k), [topic, qos, n], 15_000, 'subscribe');
+  await framesReset(side, pub, sub);
+  const p = await ev(side, pub, ([t, q, k, s]) => window.bench.tpPublish(t, q, k, s, 60_000), [topic, qos, n, SIZE], 70_000, 'publish');
+  if (p.error) throw new Error(`${side} publisher, QoS ${qos}: ${p.error}`);
+  const s = await ev(side, sub, (ms) => window.bench.tpResult(ms), 60_000, 70_000, 'receive');
+  const extra = await ev(side, sub, (t) => window.bench.tpDisarm(t), topic, 10_000, 'unsubscribe');
+  if (s.error) throw new Error(`${side} subscriber, QoS ${qos}: ${s.error}`);
+  const ms = s.tLast - p.t0;
+  return { rate: n / (ms / 1000), ms, callsMs: p.tCalls - p.t0, doneMs: p.tDone - p.t0, firstMs: s.tFirst - p.t0, extra, frames: await framesText(side, pages) };
+}
+
+async function roundTrip(side, pages, qos) {
+  const { pub, sub } = pages;
+  const ping = `bench/${RUN_ID}/${side}/rt/q${qos}/ping`, pong = `bench/${RUN_ID}/${side}/rt/q${qos}/pong`;
+  await ev(side, pub, () => window.bench.gc(), null, 10_000, 'gc');
+  await ev(side, sub, () => window.bench.gc(), null, 10_000, 'gc');
+  await ev(side, sub, ([i, o, q]) => window.bench.echo(i, o, q), [ping, pong, qos], 15_000, 'echo subscribe');
+  await framesReset(side, pub, sub);
+  try {
+    const r = await ev(side, pub, ([i, o, q, n, w, s]) => window.bench.rtt(i, o, q, n, w, s, 5_000, 120_000),
+      [ping, pong, qos, TRIPS, WARMUP_TRIPS, SIZE], 130_000, 'round trips');
+    return { ...r, frames: await framesText(side, pages) };
+  } finally {
+    const errs = await ev(side, sub, (t) => { window.bench.unsubscribe(t); return window.bench.echoErrors(); }, ping, 10_000, 'echo stop').catch(() => []);
+    if (errs.length) console.log(`  ${side} echo page publish errors: ${errs.join('; ')}`);
+  }
+}
+
+export async function mqttBench() {
+  const watchdog = setTimeout(() => {
+    console.error(`mqtt bench: still running after ${LIMIT_MS / 60_000} min: giving up`);
+    process.exit(1);
+  }, LIMIT_MS);
+  watchdog.unref();
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+  const sides = {};
+  // A failed measurement leaves an error row and the rest goes on; a page
+  // that stopped answering (or never connected) ends that client's part.
+  const fail = (side, e, fatal = false) => {
+    const msg = String(e?.message ?? e).split('\n')[0];
+    sides[side].errors.push(msg);
+    if (fatal || /no answer from the page/.test(msg)) sides[side].dead = true;
+    console.log(`  ${side} (${SIDES[side]}) failed: ${msg}`);
+  };
+  const res = {};
+  try {
+    for (const side of Object.keys(SIDES)) {
+      sides[side] = { errors: [], dead: false };
+      res[side] = { tp: { 0: [], 1: [] }, rt: {} };
+      try { sides[side].pages = { pub: await openPage(browser, side, 'pub'), sub: await openPage(browser, side, 'sub') }; }
+      catch (e) { fail(side, e, true); }
+    }
+    const live = (order) => order.filter((s) => !sides[s].dead);
+
+    console.log(`mqtt: broker ${BROKER}, ${N.toLocaleString('en-US')} × ${SIZE} B, ${RUNS} runs; ${TRIPS} round trips`);
+    for (const qos of [0, 1]) {
+      for (const side of live(Object.keys(SIDES))) {
+        try { await throughput(side, sides[side].pages, qos, WARMUP_N, 'warmup'); } catch (e) { fail(side, e); }
+      }
+      for (let r = 0; r < RUNS; r++) {
+        for (const side of live(r % 2 ? ['peer', 'ours'] : ['ours', 'peer'])) {
+          try {
+            const x = await throughput(side, sides[side].pages, qos, N, `run${r}`);
+            res[side].tp[qos].push(x);
+            console.log(`  throughput QoS ${qos} ${side.padEnd(4)} run ${r + 1}: ${fmtRate(x.rate)} (last receipt ${x.ms.toFixed(0)} ms, ` +
+              `publish calls ${x.callsMs.toFixed(0)} ms, all resolved ${x.doneMs.toFixed(0)} ms, first receipt ${x.firstMs.toFixed(0)} ms` +
+              `${x.extra ? `, ${x.extra} duplicates` : ''}${x.frames})`);
+          } catch (e) { fail(side, e); }
+        }
+      }
+    }
+    for (const qos of [0, 1]) {
+      for (const side of live(qos ? ['peer', 'ours'] : ['ours', 'peer'])) {
+        try {
+          const x = await roundTrip(side, sides[side].pages, qos);
+          res[side].rt[qos] = x;
+          console.log(`  round trip QoS ${qos} ${side.padEnd(4)}: p50 ${fmtMs(x.p50)}, p99 ${fmtMs(x.p99)}, max ${fmtMs(x.max)}, mean ${fmtMs(x.mean)}, ${x.over50ms} trips over 50 ms${x.frames}`);
+        } catch (e) { fail(side, e); }
+      }
+    }
+    for (const side of Object.keys(SIDES)) {
+      for (const p of Object.values(sides[side].pages ?? {})) if (p.errors.length) console.log(`  ${side} page errors: ${p.errors.slice(0, 3).join(' | ')}`);
+    }
+    if (!sides.ours.dead) {
+      const st = await ev('ours', sides.ours.pages.pub, () => window.bench.stats(), null, 10_000, 'stats').catch((e) => ({ error: e.message }));
+      console.log(`  ours publisher stats(): ${JSON.stringify(st)}`);
+    }
+  } finally {
+    clearTimeout(watchdog);
+    await nodeWithin(browser.close(), 20_000, 'closing the browser').catch((e) => console.error(e.message));
+  }
+
+  const value = (side, get, fmt) => {
+    try { const v = get(res[side]); if (v === undefined || Number.isNaN(v)) throw 0; return { v, s: fmt(v) }; }
+    catch { return { v: null, s: sides[side].errors.length ? 'error' : 'n/a' }; }
+  };
+  const row = (what, get, fmt) => {
+    const o = value('ours', get, fmt), p = value('peer', get, fmt);
+    return { what, ours: o.s, peer: PEER, peerValue: p.s, ratio: o.v !== null && p.v !== null ? (o.v / p.v).toFixed(2) : '' };
+  };
+  const tpMedian = (qos) => (r) => (r.tp[qos].length === RUNS ? median(r.tp[qos].map((x) => x.rate)) : undefined);
+  const rows = [
+    row(`MQTT throughput QoS 0, ${N.toLocaleString('en-US')} × ${SIZE} B, median of ${RUNS} (goal ≥ 2×)`, tpMedian(0), fmtRate),
+    row(`MQTT throughput QoS 1, ${N.toLocaleString('en-US')} × ${SIZE} B, median of ${RUNS} (goal ≥ 2×)`, tpMedian(1), fmtRate),
+  ];
+  for (const qos of [0, 1]) {
+    for (const p of ['p50', 'p99']) rows.push(row(`MQTT round trip via echo page QoS ${qos}, ${p} of ${TRIPS} (goal ≤ 1×)`, (r) => r.rt[qos][p], fmtMs));
+  }
+  const errors = Object.entries(sides).flatMap(([side, s]) => s.errors.map((e) => `${side} (${SIDES[side]}): ${e}`));
+  if (errors.length) {
+    console.error(`mqtt bench errors:\n  ${errors.join('\n  ')}`);
+    process.exitCode = 1;
+  }
+  return rows;
+}

@@ -1,0 +1,149 @@
+// In-page half of tests/bench/mqtt.mjs, on `window.bench`. One client per
+// page: venuemesh's MqttClient or MQTT.js 5.16 behind the same four calls
+// (connect, publish -> Promise, subscribe -> SUBACK, unsubscribe), each
+// used the way its own docs show. Every wait has a deadline.
+const now = () => performance.timeOrigin + performance.now(); // one clock for all pages of the browser
+
+const within = (promise, ms, what) => {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: not done within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+};
+
+async function venuemesh(url, clientId) {
+  const mod = await import('/pkg/venuemesh.js');
+  await mod.default();
+  if (typeof mod.MqttClient?.connect !== 'function') throw new Error('/pkg/venuemesh.js does not export MqttClient');
+  const c = await within(mod.MqttClient.connect({ brokers: [url], clientId, keepAlive: 30 }), 10_000, 'MqttClient.connect');
+  const offs = new Map();
+  return {
+    publish: (topic, payload, opts) => c.publish(topic, payload, opts),
+    async subscribe(topic, qos, cb) {
+      offs.set(topic, c.subscribe(topic, cb, { qos }));
+      if ((await within(c.subscribed(topic), 10_000, `subscribed(${topic})`)) === false) throw new Error(`SUBACK refused ${topic}`);
+    },
+    unsubscribe(topic) { offs.get(topic)?.(); offs.delete(topic); },
+    stats: () => c.stats(),
+    close: () => c.close(),
+  };
+}
+
+async function mqttjs(url, clientId) {
+  const { default: mqtt } = await import('/node_modules/mqtt/dist/mqtt.esm.js');
+  const c = mqtt.connect(url, { clientId, keepalive: 30, protocolVersion: 4, reconnectPeriod: 1000, connectTimeout: 5000 });
+  await within(new Promise((resolve, reject) => { c.once('connect', resolve); c.once('error', reject); }), 10_000, 'mqtt.connect');
+  const handlers = new Map(); // exact topics only: the benchmark uses no wildcards
+  c.on('message', (topic, payload) => { const h = handlers.get(topic); if (h) h(topic, payload); });
+  return {
+    // The callback form, as a promise: completion like MqttClient.publish's.
+    publish: (topic, payload, opts) => new Promise((resolve, reject) => c.publish(topic, payload, opts, (err) => (err ? reject(err) : resolve()))),
+    async subscribe(topic, qos, cb) {
+      handlers.set(topic, cb);
+      await within(new Promise((resolve, reject) => c.subscribe(topic, { qos }, (err, granted) =>
+        (err ? reject(err) : granted?.[0]?.qos === 128 ? reject(new Error(`SUBACK refused ${topic}`)) : resolve()))), 10_000, `subscribe(${topic})`);
+    },
+    unsubscribe(topic) { handlers.delete(topic); c.unsubscribe(topic); },
+    stats: () => ({}),
+    close: () => c.end(true),
+  };
+}
+
+let client = null;
+let tp = null;          // the armed throughput receiver
+const echoErrors = [];
+
+// "00000042xxxx…": an 8-digit sequence number, then padding to `size` bytes.
+const seqPayload = (i, pad) => String(i).padStart(8, '0') + pad;
+const readSeq = (p) => { let s = 0; for (let k = 0; k < 8; k++) s = s * 10 + (p[k] - 48); return s; };
+
+window.bench = {
+  async init(which, url, clientId) {
+    client = await (which === 'venuemesh' ? venuemesh : mqttjs)(url, clientId);
+    return which;
+  },
+
+  gc() { globalThis.gc?.(); },
+
+  stats() { return client.stats(); },
+
+  /** Subscribes the receiver: counts messages on `topic`, notes the time of the n-th. */
+  async tpArm(topic, qos, n) {
+    const st = { n, count: 0, tFirst: 0, tLast: 0 };
+    st.done = new Promise((resolve) => { st.resolve = resolve; });
+    tp = st;
+    await client.subscribe(topic, qos, () => {
+      const c = ++st.count;
+      if (c === 1) st.tFirst = now();
+      if (c === st.n) { st.tLast = now(); st.resolve(); }
+    });
+  },
+
+  async tpResult(ms) {
+    try { await within(tp.done, ms, 'receiving'); } catch { return { error: `only ${tp.count} of ${tp.n} messages arrived within ${ms} ms` }; }
+    return { count: tp.count, tFirst: tp.tFirst, tLast: tp.tLast };
+  },
+
+  async tpDisarm(topic, settleMs = 200) {
+    await new Promise((r) => setTimeout(r, settleMs)); // duplicates would show here
+    const extra = tp.count - tp.n;
+    client.unsubscribe(topic);
+    tp = null;
+    return extra;
+  },
+
+  /** Fires n publishes of `size` bytes back to back, then waits for all of them. */
+  async tpPublish(topic, qos, n, size, ms) {
+    const payload = 'x'.repeat(size);
+    const opts = { qos };
+    const promises = new Array(n);
+    const t0 = now();
+    for (let i = 0; i < n; i++) promises[i] = client.publish(topic, payload, opts);
+    const tCalls = now();
+    try { await within(Promise.all(promises), ms, `${n} publish promises`); } catch (e) { return { error: String(e?.message ?? e) }; }
+    return { t0, tCalls, tDone: now() };
+  },
+
+  /** Republishes every message on inTopic to outTopic, as received. */
+  async echo(inTopic, outTopic, qos) {
+    const opts = { qos };
+    await client.subscribe(inTopic, qos, (_t, payload) => {
+      client.publish(outTopic, payload, opts).catch((e) => echoErrors.push(String(e?.message ?? e)));
+    });
+  },
+  echoErrors: () => echoErrors.slice(0, 5),
+  unsubscribe(topic) { client.unsubscribe(topic); },
+
+  /** warmup + n sequential trips ping -> echo page -> pong; times in ms. */
+  async rtt(ping, pong, qos, n, warmup, size, tripMs, totalMs) {
+    let waiting = null;
+    const errors = [];
+    await client.subscribe(pong, qos, (_t, payload) => {
+      if (waiting && readSeq(payload) === waiting.seq) waiting.resolve();
+    });
+    const opts = { qos };
+    const pad = 'x'.repeat(size - 8);
+    const times = [];
+    const start = performance.now();
+    try {
+      for (let i = 0; i < warmup + n; i++) {
+        const payload = seqPayload(i, pad);
+        const back = new Promise((resolve) => { waiting = { seq: i, resolve }; });
+        const t = performance.now();
+        client.publish(ping, payload, opts).catch((e) => errors.push(String(e?.message ?? e)));
+        await within(back, tripMs, `round trip ${i}`);
+        const dt = performance.now() - t;
+        if (i >= warmup) times.push(dt);
+        if (errors.length) throw new Error(`publish failed: ${errors[0]}`);
+        if (performance.now() - start > totalMs) throw new Error(`round trips: over ${totalMs} ms after ${i + 1} trips`);
+      }
+    } finally {
+      waiting = null;
+      client.unsubscribe(pong);
+    }
+    times.sort((a, b) => a - b);
+    const rank = (p) => times[Math.max(0, Math.ceil(p * times.length) - 1)];
+    return { n: times.length, p50: rank(0.5), p99: rank(0.99), max: times[times.length - 1], mean: times.reduce((a, b) => a + b, 0) / times.length, over50ms: times.filter((x) => x > 50).length };
+  },
+};
