@@ -5,6 +5,11 @@
 //! at once: they schedule one drain in a microtask, so everything an app does
 //! in one JavaScript turn leaves as one WebSocket frame (Mosquitto stalls
 //! ≈100 ms on back-to-back frames, and one frame is what makes bursts fast).
+//! Sends are coalesced across tasks too: bytes for the socket accumulate and
+//! leave in one frame from a `MessageChannel` task, so the PUBACKs for a
+//! run of incoming frames (Mosquitto sends one PUBLISH per frame) and the
+//! publishes that those acks release go out together instead of one frame
+//! each — the pattern that stalls Mosquitto.
 //! Events go to the owner's callback only after the link's borrow is
 //! released, so app callbacks may call back into the API.
 //!
@@ -32,6 +37,19 @@ pub struct Link {
     drain_scheduled: bool,
     wake: Vec<(web_sys::EventTarget, &'static str, Closure<dyn FnMut(web_sys::Event)>)>,
     sink: Option<EventSink>,
+    /// Bytes waiting for the next flush, for one socket.
+    out: Option<(SocketId, Vec<u8>)>,
+    /// A task that flushes `out`; created on first use.
+    flusher: Option<Flusher>,
+    flush_scheduled: bool,
+}
+
+/// Posts to itself through a `MessageChannel`: a task that runs after the
+/// tasks already queued (unlike a microtask) without `setTimeout`'s clamp.
+struct Flusher {
+    port: web_sys::MessagePort,
+    _receiver: web_sys::MessagePort,
+    _on_message: Closure<dyn FnMut()>,
 }
 
 /// Shared handle: the owner keeps one, socket and timer callbacks a weak one.
@@ -46,6 +64,9 @@ pub fn new_link(client: Client) -> LinkRef {
         drain_scheduled: false,
         wake: Vec::new(),
         sink: None,
+        out: None,
+        flusher: None,
+        flush_scheduled: false,
     }))
 }
 
@@ -97,6 +118,7 @@ pub fn drain(link: &LinkRef) {
 
 /// Stops timers and listeners and drops the sockets (closing them).
 pub fn shutdown(link: &LinkRef) {
+    flush(link); // a DISCONNECT or clearing presence must still leave
     let mut l = link.borrow_mut();
     l.timer = None;
     l.sockets.clear();
@@ -133,16 +155,19 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>) -> Vec<Event> {
                 }
             }
             Output::Send { id, bytes } => {
-                let failed = match link.sockets.get(&id) {
-                    Some(s) => s.send(&bytes).is_err(),
-                    None => false,
-                };
-                if failed {
-                    link.sockets.remove(&id);
-                    link.client.handle_input(Input::SocketClosed(id), now);
+                match &mut link.out {
+                    Some((pending, buf)) if *pending == id => buf.extend_from_slice(&bytes),
+                    _ => {
+                        send_now(link, now); // another socket: keep the order
+                        link.out = Some((id, bytes));
+                    }
                 }
+                schedule_flush(link, weak);
             }
             Output::CloseSocket { id } => {
+                if matches!(&link.out, Some((pending, _)) if *pending == id) {
+                    send_now(link, now); // e.g. the DISCONNECT before the close
+                }
                 link.sockets.remove(&id); // dropping closes it
             }
             Output::Event(e) => events.push(e),
@@ -157,6 +182,61 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>) -> Vec<Event> {
         }
     }
     events
+}
+
+/// Sends what is buffered, in one frame.
+fn send_now(link: &mut Link, now: u64) {
+    let Some((id, bytes)) = link.out.take() else { return };
+    let failed = match link.sockets.get(&id) {
+        Some(s) => s.send(&bytes).is_err(),
+        None => false,
+    };
+    if failed {
+        link.sockets.remove(&id);
+        link.client.handle_input(Input::SocketClosed(id), now);
+    }
+}
+
+/// Sends the buffered bytes now and performs what that caused.
+pub fn flush(link: &LinkRef) {
+    let pending = {
+        let mut l = link.borrow_mut();
+        l.flush_scheduled = false;
+        if l.out.is_none() {
+            return;
+        }
+        send_now(&mut l, monotonic_ms());
+        true
+    };
+    if pending {
+        drain(link); // a failed send is a closed socket to the core
+    }
+}
+
+fn schedule_flush(link: &mut Link, weak: &Weak<RefCell<Link>>) {
+    if link.flush_scheduled {
+        return;
+    }
+    if link.flusher.is_none() {
+        link.flusher = new_flusher(weak.clone());
+    }
+    match &link.flusher {
+        Some(f) if f.port.post_message(&JsValue::NULL).is_ok() => link.flush_scheduled = true,
+        // No MessageChannel (very old browsers): send at once.
+        _ => send_now(link, monotonic_ms()),
+    }
+}
+
+fn new_flusher(weak: Weak<RefCell<Link>>) -> Option<Flusher> {
+    let channel = web_sys::MessageChannel::new().ok()?;
+    let on_message = Closure::<dyn FnMut()>::new(move || {
+        if let Some(link) = weak.upgrade() {
+            flush(&link);
+        }
+    });
+    let receiver = channel.port2();
+    receiver.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    Some(Flusher { port: channel.port1(), _receiver: receiver, _on_message: on_message })
 }
 
 fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
