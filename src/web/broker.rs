@@ -76,10 +76,16 @@ pub fn set_sink(link: &LinkRef, sink: EventSink) {
     link.borrow_mut().sink = Some(sink);
 }
 
-/// Feeds one input and drains.
+/// Feeds one input and drains. Replies to incoming data wait for the
+/// flush task (more frames may be queued behind this one); everything else
+/// leaves at once.
 pub fn feed(link: &LinkRef, input: Input) {
+    let incoming = matches!(input, Input::SocketData(..));
     link.borrow_mut().client.handle_input(input, monotonic_ms());
     drain(link);
+    if !incoming {
+        flush(link);
+    }
 }
 
 /// Drains soon (in a microtask), once however often it is called per turn.
@@ -96,6 +102,7 @@ pub fn schedule_drain(link: &LinkRef) {
         if let Some(link) = weak.upgrade() {
             link.borrow_mut().drain_scheduled = false;
             drain(&link);
+            flush(&link); // app calls: no reason to wait for another task
         }
     });
 }

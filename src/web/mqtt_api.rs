@@ -385,10 +385,15 @@ impl MqttClient {
     }
 
     /// Resolves once the broker has acknowledged the subscription of
-    /// `filter` (to `true`, or `false` when the broker refused it).
+    /// `filter` (to `true`, or `false` when the broker refused it); rejects
+    /// with `INVALID_ARGUMENT` when `filter` has no subscription here.
     #[wasm_bindgen(unchecked_return_type = "Promise<boolean>")]
     pub fn subscribed(&self, filter: &str) -> Promise {
         let mut s = self.shared.borrow_mut();
+        if !s.subs.has(filter) {
+            let msg = format!("`{filter}` is not subscribed: call subscribe() first");
+            return Promise::reject(&js_error(ErrorCode::InvalidArgument, &msg, None));
+        }
         if s.acked_filters.iter().any(|f| f == filter) {
             return Promise::resolve(&JsValue::TRUE);
         }
@@ -397,6 +402,8 @@ impl MqttClient {
     }
 
     /// `connected` / `disconnected` events; returns the unsubscribe function.
+    /// The first connection happens before `connect()` resolves, so it is
+    /// not an event: read `url` for it.
     #[wasm_bindgen(unchecked_return_type = "() => void")]
     pub fn on(
         &self,
@@ -415,9 +422,9 @@ impl MqttClient {
     }
 
     /// The broker in use, or `null` while disconnected.
-    #[wasm_bindgen(getter)]
-    pub fn url(&self) -> Option<String> {
-        self.shared.borrow().url.clone()
+    #[wasm_bindgen(getter, unchecked_return_type = "string | null")]
+    pub fn url(&self) -> JsValue {
+        self.shared.borrow().url.clone().map(JsValue::from).unwrap_or(JsValue::NULL)
     }
 
     /// Connection figures: RTT, reconnects, bytes and packets, queue depths.
