@@ -1,49 +1,402 @@
-// The demo page: one mesh member per tab. Query parameters:
+// The demo page: one mesh member per browser profile (or per `db`). Query parameters:
 //   ?venue=NAME            venue to join (default "demo")
 //   &broker=ws://host:port broker URL(s), comma separated (default ws://<this host>:9001)
-//   &db=NAME               IndexedDB name (tests give each page its own)
+//   &db=NAME               IndexedDB name = device identity (tests and "New device tab" give each page its own)
 //   &key=SECRET            venue key (≥ 16 characters; the demo default is for demos only)
-//   &kind=ipad|kiosk|pos|phone   device kind for the hub score
+//   &kind=ipad|kiosk|pos|phone|other   device kind for the hub score (else the last one picked here)
 //   &hb=MS                 heartbeat interval (300 = fast failover)
-import init, { VenueMesh, version } from '../pkg/venuemesh.js';
+//
+// Plain ES module, no framework, Safari-safe: no Battery or Network
+// Information API here (the library uses them where they exist), no
+// top-level await. The view is refreshed from the mesh's events and a
+// 1 s poll of getDetailedStats(). window.mesh is kept for tests and the console.
+import init, { VenueMesh, MqttClient, version } from '../pkg/venuemesh.js';
 
 const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
-const brokers = (params.get('broker') || `ws://${location.hostname || '127.0.0.1'}:9001`).split(',');
-const $ = (id) => document.getElementById(id);
+const brokers = (params.get('broker') || `ws://${location.hostname || '127.0.0.1'}:9001`).split(',').map((s) => s.trim()).filter(Boolean);
+const dbName = params.get('db') || `venuemesh-${venue}`;
+const KINDS = ['pos', 'kiosk', 'ipad', 'phone', 'other'];
+const STATUSES = ['pending', 'peer_ack', 'cloud_ack', 'failed'];
+const COUNT_KEYS = { pending: 'pending', peer_ack: 'peerAck', cloud_ack: 'cloudAck', failed: 'failed' };
+const ITEMS = [
+  { name: 'Espresso', cents: 240 }, { name: 'Cappuccino', cents: 350 }, { name: 'Croissant', cents: 280 },
+  { name: 'Water', cents: 150 }, { name: 'Sandwich', cents: 690 }, { name: 'Beer', cents: 520 },
+];
+const SETTINGS = `vm-demo:${dbName}:`; // localStorage prefix for what the user picked on this device
 
-function log(text) {
-  const li = document.createElement('li');
-  li.textContent = `${new Date().toLocaleTimeString()} ${text}`;
-  $('log').prepend(li);
-  while ($('log').children.length > 200) $('log').lastChild.remove();
+const $ = (id) => document.getElementById(id);
+const dec = new TextDecoder();
+const short = (id) => (id ? String(id).slice(0, 8) : '–');
+const money = (cents) => `€${(cents / 100).toFixed(2)}`;
+const time = (ms) => new Date(ms).toLocaleTimeString();
+
+let mesh = null;
+let chat = null;
+let lastCounts = '';
+const deviceRows = new Map(); // device id → its <tr>
+
+// --- small DOM helpers ------------------------------------------------------
+function el(tag, attrs, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') node.className = v;
+    else if (k.startsWith('data-')) node.setAttribute(k, String(v));
+    else node[k] = v;
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function setText(node, text) { if (node.textContent !== text) node.textContent = text; }
+
+function log(text, kind = '') {
+  const list = $('log');
+  list.prepend(el('li', { class: kind }, el('time', {}, time(Date.now())), ' ', text));
+  while (list.children.length > 200) list.lastChild.remove();
+}
+
+function banner(text, action) {
+  const b = $('banner');
+  b.textContent = text;
+  if (action) {
+    const btn = el('button', { type: 'button', class: 'secondary' }, action.label);
+    btn.addEventListener('click', action.run);
+    b.append(' ', btn);
+  }
+  b.hidden = false;
 }
 
 function setConn(state, text) {
-  const el = $('conn');
-  el.dataset.state = state;
-  el.textContent = text;
-  el.className = `pill ${state === 'connected' ? 'pill-on' : 'pill-off'}`;
+  const pill = $('conn');
+  pill.dataset.state = state;
+  pill.textContent = text;
+  pill.className = `pill ${state === 'connected' ? 'pill-on' : 'pill-off'}`;
 }
 
+function ago(ms) {
+  if (ms < 1000) return 'now';
+  if (ms < 60_000) return `${(ms / 1000).toFixed(ms < 10_000 ? 1 : 0)} s`;
+  return `${Math.round(ms / 60_000)} min`;
+}
+
+// --- rendering ----------------------------------------------------------------
+function renderRole(stats) {
+  const role = $('role');
+  role.dataset.role = stats.role;
+  role.textContent = stats.role === 'hub' ? 'HUB' : stats.role === 'candidate' ? 'electing…' : 'follower';
+  const hub = stats.hub;
+  $('hub').dataset.hub = hub ? hub.hub : '';
+  $('hub').textContent = hub ? (hub.hub === stats.deviceId ? `${short(hub.hub)} (this device)` : short(hub.hub)) : 'none yet';
+  $('term').textContent = hub ? String(hub.number) : '–';
+}
+
+function renderDevices(stats) {
+  const hubId = stats.hub ? stats.hub.hub : null;
+  const rows = [{
+    device: stats.deviceId, kind: stats.deviceInfo.kind, score: stats.score, self: true,
+    role: stats.role, seen: 0, queue: stats.queue.pending,
+  }];
+  for (const p of stats.peers) {
+    rows.push({ device: p.device, kind: p.kind || '?', score: p.score, self: false,
+      role: p.device === hubId ? 'hub' : 'peer', seen: p.lastSeenMsAgo, queue: p.queueDepth });
+  }
+  rows.sort((a, b) => b.score - a.score || (a.device < b.device ? -1 : 1));
+  // Rows are kept per device and only their text changes, so a tap or a
+  // text selection in the table survives the 1 s refresh.
+  const body = $('devices').tBodies[0];
+  const seen = new Set();
+  rows.forEach((r, i) => {
+    seen.add(r.device);
+    let tr = deviceRows.get(r.device);
+    if (!tr) {
+      tr = el('tr', { 'data-device': r.device },
+        el('td', { class: 'mono' }, short(r.device), r.self ? el('span', { class: 'you' }, 'this device') : null),
+        el('td', {}), el('td', { class: 'num score' }), el('td', {}, el('span', { class: 'badge' })),
+        el('td', { class: 'num' }), el('td', { class: 'num' }));
+      if (r.self) tr.className = 'self';
+      deviceRows.set(r.device, tr);
+    }
+    const isHub = r.device === hubId;
+    if (isHub) tr.dataset.hub = '1'; else delete tr.dataset.hub;
+    setText(tr.cells[1], r.kind);
+    setText(tr.cells[2], r.score.toFixed(1));
+    const badge = tr.cells[3].firstChild;
+    badge.className = `badge ${isHub ? 'badge-hub' : 'badge-role'}`;
+    setText(badge, isHub ? 'HUB' : r.self ? r.role : 'follower');
+    setText(tr.cells[4], r.self ? '–' : ago(r.seen));
+    setText(tr.cells[5], String(r.queue));
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const [device, tr] of deviceRows) {
+    if (!seen.has(device)) { tr.remove(); deviceRows.delete(device); }
+  }
+  $('device-count').textContent = String(rows.length);
+}
+
+function renderMe(stats) {
+  $('score').textContent = stats.score.toFixed(1);
+  const b = stats.scoreBreakdown;
+  // The breakdown comes in milli-points while `score` is in points (0.1.0);
+  // scale it when its sum says so.
+  const sum = b.base + b.uptime + b.wifi + b.power;
+  const unit = Math.abs(sum - stats.score) < 1 ? 1 : 1000;
+  const pt = (v) => String(Math.round((v / unit) * 10) / 10);
+  $('score-parts').textContent = `base ${pt(b.base)} · uptime ${pt(b.uptime)} · Wi-Fi ${pt(b.wifi)} · power ${pt(b.power)}`;
+  const s = stats.security;
+  const rejected = s.badSignature + s.malformed + s.wrongVenue + s.replays;
+  $('security').textContent = `${s.accepted} accepted · ${rejected} rejected · ${s.duplicates} duplicates`;
+  const q = stats.queue;
+  const persisted = q.persistent === true ? 'persistent' : q.persistent === false ? 'best effort (may be evicted)' : 'persistence unknown';
+  $('storage').textContent = `IndexedDB “${q.dbName}”, ${persisted}`;
+  for (const b2 of $('kind').querySelectorAll('button')) {
+    b2.setAttribute('aria-pressed', String(b2.dataset.kind === stats.deviceInfo.kind));
+  }
+  $('charging').checked = stats.deviceInfo.charging === true;
+}
+
+function renderRoute(stats) {
+  const b = stats.broker;
+  $('route-broker').dataset.state = b.connected ? 'up' : 'down';
+  $('route-broker-url').textContent = b.url || brokers.join(', ');
+  const chip = $('route-broker-state');
+  chip.textContent = b.connected ? 'connected' : 'down';
+  chip.className = `chip ${b.connected ? 'chip-ok' : 'chip-bad'}`;
+  $('route-broker-rtt').textContent = b.rttMs === null ? '–' : `${b.rttMs.toFixed(1)} ms`;
+  $('route-broker-rttmin').textContent = b.rttMinMs === null ? '' : `min ${b.rttMinMs.toFixed(1)} ms`;
+  const endpoint = b.endpoint === null ? '' : `broker #${b.endpoint + 1} of ${brokers.length} · `;
+  $('route-broker-figures').textContent = `${endpoint}${b.connects} connects, ${b.reconnects} reconnects, ` +
+    `${b.connectFailures} failed · ${kb(b.bytesIn)} in / ${kb(b.bytesOut)} out · ${b.inflight} in flight`;
+}
+const kb = (n) => (n < 10_240 ? `${n} B` : `${(n / 1024).toFixed(0)} KiB`);
+
+function renderCounts(counts) {
+  for (const s of STATUSES) {
+    const n = counts[COUNT_KEYS[s]];
+    const node = $(`q-${s}`);
+    node.textContent = String(n);
+    node.dataset.count = String(n);
+  }
+  $('ack-cloud').disabled = counts.pending === 0;
+  const key = JSON.stringify(counts);
+  if (key !== lastCounts) { lastCounts = key; scheduleQueueList(); }
+}
+
+function renderQueueMeta(stats) {
+  const age = mesh.queue.oldestPendingAgeMs();
+  const q = stats.queue;
+  $('queue-meta').textContent = `${q.queued} not cloud-acked of max ${q.maxQueued}` +
+    (age === null ? '' : ` · oldest pending ${ago(age)}`) + ` · ${q.transactions} IndexedDB transactions`;
+}
+
+let listTimer = 0;
+function scheduleQueueList() {
+  if (listTimer) return;
+  listTimer = setTimeout(() => { listTimer = 0; renderQueueList().catch((e) => log(`queue list: ${e.code || ''} ${e.message}`, 'bad')); }, 50);
+}
+
+async function renderQueueList() {
+  const all = [];
+  for (const s of STATUSES) all.push(...await mesh.queue.list(s, 50));
+  all.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
+  const items = all.slice(0, 8).map((c) => {
+    let what = c.topic;
+    try {
+      const sale = JSON.parse(dec.decode(c.payload));
+      if (sale && sale.item) what = `${sale.item} ${money(sale.cents)}`;
+    } catch { /* not a sale */ }
+    return el('li', { 'data-id': c.id, 'data-status': c.status },
+      el('span', { class: 'what' }, what),
+      el('span', { class: 'mono small muted' }, `${time(c.createdAt)} · ${c.id.slice(-10)}`),
+      el('span', { class: `chip chip-${c.status}` }, c.status));
+  });
+  if (items.length === 0) items.push(el('li', { class: 'empty muted' }, 'No commands yet: sell something.'));
+  $('queue-list').replaceChildren(...items);
+}
+
+function refresh() {
+  if (!mesh) return;
+  const stats = mesh.getDetailedStats();
+  renderRole(stats);
+  renderDevices(stats);
+  renderMe(stats);
+  renderRoute(stats);
+  renderCounts(mesh.queue.countByStatus());
+  renderQueueMeta(stats);
+}
+
+// --- actions ------------------------------------------------------------------
+function setupPos() {
+  const box = $('items');
+  for (const item of ITEMS) {
+    const btn = el('button', { type: 'button', class: 'item', 'data-item': item.name },
+      el('span', { class: 'name' }, item.name), el('span', { class: 'price' }, money(item.cents)));
+    btn.addEventListener('click', () => sell(item, btn));
+    box.append(btn);
+  }
+}
+
+async function sell(item, btn) {
+  if (!mesh) return;
+  btn.classList.add('busy');
+  try {
+    const sale = { item: item.name, cents: item.cents, device: mesh.deviceId, at: Date.now() };
+    const id = await mesh.enqueue('pos/transaction', JSON.stringify(sale));
+    $('last-sale').textContent = `Sold ${item.name} (${money(item.cents)}): committed as ${id.slice(-10)}, ${mesh.queue.status(id)}.`;
+    log(`sale ${item.name} queued as ${id}`);
+  } catch (err) {
+    $('last-sale').textContent = `Could not queue the sale: ${err.code || ''} ${err.message}`;
+    log(`enqueue failed: ${err.code || ''} ${err.message}`, 'bad');
+  } finally {
+    btn.classList.remove('busy');
+    refresh();
+  }
+}
+
+function ackPendingAsCloud() {
+  const ids = mesh.queue.listIds('pending');
+  if (ids.length === 0) return;
+  const out = mesh.queue.cloudAcked(ids);
+  log(`demo shortcut: cloudAcked(${ids.length}) → ${out.accepted} accepted, ${out.rejected.length} rejected`, 'demo');
+  refresh();
+}
+
+function pickKind(kind) {
+  mesh.setDeviceInfo({ kind });
+  localStorage.setItem(`${SETTINGS}kind`, kind);
+  log(`device kind set to ${kind}`);
+  refresh();
+}
+
+function setCharging(on) {
+  mesh.setDeviceInfo({ charging: on });
+  localStorage.setItem(`${SETTINGS}charging`, on ? '1' : '0');
+  log(on ? 'on power' : 'on battery');
+  refresh();
+}
+
+/** Same page, fresh IndexedDB name: a new device identity in this browser. */
+function newDeviceUrl() {
+  const q = new URLSearchParams(location.search);
+  const r = new Uint8Array(4);
+  crypto.getRandomValues(r);
+  q.set('db', `vm-demo-${Array.from(r, (b) => b.toString(16).padStart(2, '0')).join('')}`);
+  q.delete('kind');
+  return `${location.pathname}?${q}`;
+}
+
+// Tabs of one profile with the same `db` are one device (same id in
+// IndexedDB): they do not see each other as peers. Tell the user.
+function watchSameDevice() {
+  if (typeof BroadcastChannel === 'undefined') return;
+  const ch = new BroadcastChannel(`vm-demo:${dbName}`);
+  let told = false;
+  ch.onmessage = (e) => {
+    if (e.data === 'hello') ch.postMessage('here');
+    if (!told && (e.data === 'hello' || e.data === 'here')) {
+      told = true;
+      banner('Another tab of this browser is the same device (same IndexedDB): tabs of one device do not see each other as peers.',
+        { label: 'Make this tab a new device', run: () => location.assign(newDeviceUrl()) });
+    }
+  };
+  ch.postMessage('hello');
+}
+
+// --- chat: plain MQTT, not the mesh ---------------------------------------------
+async function startChat() {
+  const topic = `vm/${venue}/topic/chat`;
+  const input = $('chat-input');
+  const send = $('chat-send');
+  try {
+    chat = await MqttClient.connect({ brokers });
+  } catch (err) {
+    $('chat-log').append(el('li', { class: 'muted' }, `chat unavailable: ${err.code || ''} ${err.message}`));
+    return;
+  }
+  chat.on('connected', () => { input.disabled = false; send.disabled = false; });
+  chat.on('disconnected', () => { input.disabled = true; send.disabled = true; });
+  chat.subscribe(topic, (_t, payload) => {
+    let m;
+    try { m = JSON.parse(dec.decode(payload)); } catch { return; }
+    if (!m || typeof m.text !== 'string') return;
+    const mine = mesh && m.from === mesh.deviceId;
+    const list = $('chat-log');
+    list.append(el('li', { class: mine ? 'mine' : '' },
+      el('span', { class: 'from' }, `${mine ? 'me' : short(m.from)}${m.kind ? ` (${m.kind})` : ''}`),
+      el('span', { class: 'text' }, m.text.slice(0, 200))));
+    while (list.children.length > 100) list.firstChild.remove();
+    list.scrollTop = list.scrollHeight;
+  }, { qos: 1 });
+  input.disabled = false; send.disabled = false;
+  $('chat-form').addEventListener('submit', (e) => {
+    e.preventDefault();
+    const text = input.value.trim();
+    if (!text || !chat) return;
+    const kind = mesh ? mesh.getDetailedStats().deviceInfo.kind : null;
+    chat.publish(topic, JSON.stringify({ from: mesh ? mesh.deviceId : 'unknown', kind, text, at: Date.now() }), { qos: 1 })
+      .then(() => { input.value = ''; }, (err) => log(`chat: ${err.code || ''} ${err.message}`, 'bad'));
+  });
+}
+
+// --- start ---------------------------------------------------------------------
 async function main() {
+  $('venue').textContent = venue;
+  $('broker').textContent = brokers.join(', ');
+  setupPos();
   await init();
   $('version').textContent = version();
-  $('venue').textContent = venue;
-  const options = { venue, brokers, venueKey: params.get('key') || 'venuemesh-demo-key-not-secret' };
-  if (params.get('kind')) options.deviceInfo = { kind: params.get('kind') };
+
+  const kindParam = params.get('kind');
+  const kind = kindParam || localStorage.getItem(`${SETTINGS}kind`) || 'other';
+  const options = {
+    venue, brokers, dbName,
+    venueKey: params.get('key') || 'venuemesh-demo-key-not-secret',
+    deviceInfo: { kind: KINDS.includes(kind) ? kind : 'other' },
+  };
+  // Only what the user said here; otherwise the library asks the browser
+  // where it can (Chromium's Battery API; Safari has none).
+  const charging = localStorage.getItem(`${SETTINGS}charging`);
+  if (charging !== null) options.deviceInfo.charging = charging === '1';
   if (params.get('hb')) options.heartbeatIntervalMs = Number(params.get('hb'));
-  if (params.get('db')) options.dbName = params.get('db');
-  const mesh = await VenueMesh.open(options);
+  mesh = await VenueMesh.open(options);
   window.mesh = mesh; // for tests and for poking at it from the console
   $('device-id').textContent = mesh.deviceId;
-  log(`opened as ${mesh.deviceId}`);
-  mesh.on('connected', (e) => { setConn('connected', 'connected'); $('broker').textContent = e.url; log(`connected to ${e.url}`); });
-  mesh.on('disconnected', (e) => { setConn('disconnected', 'offline'); log(`disconnected: ${e.reason}`); });
+  log(`opened as ${mesh.deviceId} (${options.deviceInfo.kind})`);
+
+  const on = (name, text) => mesh.on(name, (e) => { log(text(e), name); refresh(); });
+  mesh.on('connected', (e) => { setConn('connected', 'connected'); $('broker').textContent = e.url; log(`connected to ${e.url}`, 'ok'); refresh(); });
+  mesh.on('disconnected', (e) => { setConn('disconnected', 'offline'); log(`disconnected: ${e.reason}`, 'bad'); refresh(); });
+  if (mesh.connected) { setConn('connected', 'connected'); $('broker').textContent = mesh.getDetailedStats().broker.url || ''; }
+  on('becomeHub', (e) => `this device became hub (term ${e.term.number})`);
+  on('loseHub', (e) => `this device stopped being hub (new hub ${short(e.newHub)})`);
+  on('hubChanged', (e) => (e.hub ? `hub is now ${short(e.hub)} (term ${e.term ? e.term.number : '?'})` : 'no hub'));
+  on('peerJoined', (e) => `peer ${short(e.device)} joined (score ${e.score.toFixed(1)})`);
+  on('peerLeft', (e) => `peer ${short(e.device)} left (${e.reason})`);
+  on('scoreChanged', (e) => `score now ${e.score.toFixed(1)}`);
+  mesh.queue.on('statusChanged', (e) => { log(`${e.id.slice(-10)}: ${e.from} → ${e.to}`, 'queue'); scheduleQueueList(); });
+  mesh.queue.on('storageError', (e) => log(`storage: ${e.code} ${e.message}`, 'bad'));
+
+  for (const b of $('kind').querySelectorAll('button')) b.addEventListener('click', () => pickKind(b.dataset.kind));
+  $('charging').addEventListener('change', (e) => setCharging(e.target.checked));
+  $('ack-cloud').addEventListener('click', ackPendingAsCloud);
+  $('new-device').addEventListener('click', () => window.open(newDeviceUrl(), '_blank'));
+  // The library leaves the mesh on `pagehide`; a page restored from the
+  // back/forward cache (Safari keeps many) starts again.
+  window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
+  setInterval(() => { if (!document.hidden) refresh(); }, 1000);
+  watchSameDevice();
+  refresh();
+  scheduleQueueList();
+  startChat();
 }
+
+// iOS Safari only shows :active styles when a touch listener exists.
+document.addEventListener('touchstart', () => {}, { passive: true });
 
 main().catch((err) => {
   setConn('error', 'error');
-  log(`error: ${err.code || ''} ${err.message}`);
+  banner(`Could not start: ${err.code || ''} ${err.message}`);
+  log(`error: ${err.code || ''} ${err.message}`, 'bad');
   console.error(err);
 });
