@@ -126,17 +126,19 @@ impl HostInfo {
         if let Some(c) = o.bool("charging")? {
             self.charging = Some(c);
         }
-        let num = |key: &str, max: f64| -> Result<Option<f64>, JsValue> {
+        // The limit is spelled out as text: formatting an f64 would pull
+        // float printing (~15 KB) into the module for one error message.
+        let num = |key: &str, max: f64, max_text: &str| -> Result<Option<f64>, JsValue> {
             match o.raw(key).map(|x| x.as_f64()) {
                 None => Ok(None),
                 Some(Some(n)) if (0.0..=max).contains(&n) => Ok(Some(n)),
-                _ => Err(js_error(ErrorCode::InvalidOptions, &format!("deviceInfo.{key} must be a number from 0 to {max}"), None)),
+                _ => Err(js_error(ErrorCode::InvalidOptions, &format!("deviceInfo.{key} must be a number from 0 to {max_text}"), None)),
             }
         };
-        if let Some(b) = num("batteryPercent", 100.0)? {
+        if let Some(b) = num("batteryPercent", 100.0, "100")? {
             self.battery_percent = Some(b);
         }
-        if let Some(w) = num("wifiQuality", 10.0)? {
+        if let Some(w) = num("wifiQuality", 10.0, "10")? {
             self.wifi_quality = Some(w);
         }
         Ok(())
@@ -398,9 +400,9 @@ impl VenueMesh {
     }
 
     /// The hub this device recognizes (device id), or `null`.
-    #[wasm_bindgen(getter)]
-    pub fn hub(&self) -> Option<String> {
-        self.driver.borrow().node.hub().map(|t| t.hub.clone())
+    #[wasm_bindgen(getter, unchecked_return_type = "string | null")]
+    pub fn hub(&self) -> JsValue {
+        self.driver.borrow().node.hub().map(|t| JsValue::from(t.hub.as_str())).unwrap_or(JsValue::NULL)
     }
 
     /// This device's hub score (points).

@@ -68,7 +68,12 @@ impl DbError {
         let field = |k: &str| Reflect::get(v, &k.into()).ok().and_then(|x| x.as_string());
         match (field("name"), field("message")) {
             (Some(name), Some(message)) => DbError { name, message },
-            _ => DbError::new("Error", &v.as_string().unwrap_or_else(|| format!("{v:?}"))),
+            // JSON, not `{v:?}`: JsValue's Debug formats numbers with f64
+            // Debug, which drags float printing (~15 KB) into the module.
+            _ => {
+                let text = v.as_string().or_else(|| js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()));
+                DbError::new("Error", &text.unwrap_or_else(|| "unknown error".into()))
+            }
         }
     }
 

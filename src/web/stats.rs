@@ -58,7 +58,12 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         .set("score", points(s.score))
         .set(
             "scoreBreakdown",
-            ObjBuilder::new().set("base", b.base).set("uptime", b.uptime).set("wifi", b.wifi).set("power", b.power).build(),
+            ObjBuilder::new()
+                .set("base", points(u64::from(b.base)))
+                .set("uptime", points(u64::from(b.uptime)))
+                .set("wifi", points(u64::from(b.wifi)))
+                .set("power", points(u64::from(b.power)))
+                .build(),
         )
         .set(
             "deviceInfo",
