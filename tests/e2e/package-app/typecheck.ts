@@ -99,7 +99,7 @@ const rttNum: number = stats.broker.rttMs;
 void role; void rtt; void persistent; void firstPeer; void rttNum;
 
 const counts: StatusCounts = mesh.queue.countByStatus();
-const hub: string | undefined = mesh.hub;
+const hub: string | null = mesh.hub;
 const isHub: boolean = mesh.isHub;
 const score: number = mesh.score;
 void counts; void hub; void isHub; void score;
