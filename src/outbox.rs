@@ -60,6 +60,7 @@ mod error;
 mod flight;
 mod inbox;
 mod queue;
+mod sort;
 mod status;
 mod types;
 

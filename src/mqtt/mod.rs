@@ -10,7 +10,7 @@
 //! - [`client`]: session + [`crate::endpoints`] behind one
 //!   `handle_input`/`poll_output` door.
 //!
-//! `docs/protocol-mqtt.md` describes exactly what goes on the wire.
+//! `PROTOCOL.md` (Part 1) describes exactly what goes on the wire.
 
 pub mod client;
 pub mod codec;

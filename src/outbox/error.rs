@@ -46,13 +46,12 @@ impl StorageError {
     /// - anything else → [`StorageErrorKind::Other`].
     pub fn classify(name: &str, message: &str) -> Self {
         let lower = message.to_ascii_lowercase();
-        let kind = if name == "QuotaExceededError" || lower.contains("quota") {
+        let has = |needle: &str| contains(&lower, needle);
+        let kind = if name == "QuotaExceededError" || has("quota") {
             StorageErrorKind::QuotaExceeded
-        } else if lower.contains("connection to indexed database server lost")
+        } else if has("connection to indexed database server lost")
             || ((name == "InvalidStateError" || name == "UnknownError")
-                && (lower.contains("closing")
-                    || lower.contains("closed")
-                    || lower.contains("connection")))
+                && (has("closing") || has("closed") || has("connection")))
         {
             StorageErrorKind::ConnectionLost
         } else {
@@ -65,6 +64,14 @@ impl StorageError {
         };
         StorageError { kind, message }
     }
+}
+
+/// `haystack.contains(needle)` by plain byte comparison (the same answer for UTF-8 strings):
+/// `str::contains` with a string pattern brings the two-way searcher (~2 KB) into the wasm
+/// build, for a few short error messages.
+fn contains(haystack: &str, needle: &str) -> bool {
+    let (h, n) = (haystack.as_bytes(), needle.as_bytes());
+    (0..=h.len()).any(|i| h[i..].starts_with(n))
 }
 
 impl fmt::Display for StorageError {

@@ -13,9 +13,10 @@
 //! `max_age_ms` and among the `max_entries` most recent marks; a redelivery later than that is
 //! applied again (callers needing more must make the effect idempotent).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use super::error::{Misuse, QueueError, StorageError};
+use super::sort::sort;
 use super::types::{Event, InboxConfig, InboxEntry};
 
 /// Longest message id accepted by [`Inbox::mark_processed`].
@@ -38,9 +39,12 @@ pub struct Inbox {
     cfg: InboxConfig,
     loaded: bool,
     processed: HashMap<Box<str>, u64>,
-    // Ordered maps: what is written must not depend on hash order (reproducible simulation).
-    to_put: BTreeMap<String, u64>,
-    to_delete: BTreeSet<String>,
+    // Marks to write (id → processed_at) and ids to delete (the value is unused). Same map type
+    // as `processed`, so the wasm build carries one hash map for all three. What is written
+    // must not depend on hash order (reproducible simulation): `take_write` takes the smallest
+    // ids first, in order.
+    to_put: HashMap<Box<str>, u64>,
+    to_delete: HashMap<Box<str>, u64>,
     retry_at: Option<u64>,
     backoff_ms: u64,
 }
@@ -51,8 +55,8 @@ impl Inbox {
             cfg,
             loaded: false,
             processed: HashMap::new(),
-            to_put: BTreeMap::new(),
-            to_delete: BTreeSet::new(),
+            to_put: HashMap::new(),
+            to_delete: HashMap::new(),
             retry_at: None,
             backoff_ms: BACKOFF_START_MS,
         }
@@ -101,7 +105,7 @@ impl Inbox {
         }
         self.processed.insert(id.into(), now);
         self.to_delete.remove(id);
-        self.to_put.insert(id.to_owned(), now);
+        self.to_put.insert(id.into(), now);
         if self.processed.len() > self.cfg.max_entries.saturating_add(self.cfg.prune_slack) {
             self.prune(now, self.cfg.max_entries);
         }
@@ -134,7 +138,7 @@ impl Inbox {
         let mut all: Vec<(u64, &str)> = self.processed.iter().map(|(k, t)| (*t, &**k)).collect();
         let mut victims: Vec<String> = Vec::new();
         if all.iter().any(|(t, _)| *t < cutoff) || all.len() > keep {
-            all.sort_unstable();
+            sort(&mut all);
             let by_age = all.iter().take_while(|(t, _)| *t < cutoff).count();
             let by_count = all.len().saturating_sub(keep);
             victims = all[..by_age.max(by_count)]
@@ -144,8 +148,8 @@ impl Inbox {
         }
         for id in victims {
             self.processed.remove(id.as_str());
-            self.to_put.remove(&id);
-            self.to_delete.insert(id);
+            self.to_put.remove(id.as_str());
+            self.to_delete.insert(id.into_boxed_str(), 0);
         }
     }
 
@@ -161,23 +165,17 @@ impl Inbox {
             return None;
         }
         if !self.to_put.is_empty() {
-            let mut entries = Vec::new();
-            while entries.len() < WRITE_CHUNK {
-                let Some((id, processed_at)) = self.to_put.pop_first() else {
-                    break;
-                };
-                entries.push(InboxEntry { id, processed_at });
-            }
+            let entries = take_smallest(&mut self.to_put)
+                .into_iter()
+                .map(|(id, processed_at)| InboxEntry { id, processed_at })
+                .collect();
             return Some(InboxWrite::Put(entries));
         }
         if !self.to_delete.is_empty() {
-            let mut ids = Vec::new();
-            while ids.len() < WRITE_CHUNK {
-                let Some(id) = self.to_delete.pop_first() else {
-                    break;
-                };
-                ids.push(id);
-            }
+            let ids = take_smallest(&mut self.to_delete)
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
             return Some(InboxWrite::Delete(ids));
         }
         None
@@ -201,7 +199,7 @@ impl Inbox {
                 for e in entries {
                     // Pruned meanwhile: no longer to be written.
                     if self.processed.contains_key(e.id.as_str()) {
-                        self.to_put.entry(e.id).or_insert(e.processed_at);
+                        self.to_put.entry(e.id.into_boxed_str()).or_insert(e.processed_at);
                     }
                 }
                 n
@@ -211,7 +209,7 @@ impl Inbox {
                 for id in ids {
                     // Marked again meanwhile: the put supersedes the delete.
                     if !self.processed.contains_key(id.as_str()) {
-                        self.to_delete.insert(id);
+                        self.to_delete.insert(id.into_boxed_str(), 0);
                     }
                 }
                 n
@@ -236,4 +234,20 @@ impl Inbox {
             self.retry_at = None;
         }
     }
+}
+
+/// Removes the (at most) [`WRITE_CHUNK`] smallest ids from `map` and returns them in id order
+/// with their values.
+fn take_smallest(map: &mut HashMap<Box<str>, u64>) -> Vec<(String, u64)> {
+    // Sorted as (0, id) pairs: the same element type `prune` sorts, one sort in the build.
+    let mut ids: Vec<(u64, &str)> = map.keys().map(|k| (0, &**k)).collect();
+    sort(&mut ids);
+    let chosen: Vec<String> = ids.iter().take(WRITE_CHUNK).map(|(_, id)| (*id).to_owned()).collect();
+    chosen
+        .into_iter()
+        .map(|id| {
+            let v = map.remove(id.as_str()).unwrap_or(0);
+            (id, v)
+        })
+        .collect()
 }

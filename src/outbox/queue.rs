@@ -2,11 +2,13 @@
 //! door (`poll_storage_op` / `handle_storage_done`), events and timers. Status transitions,
 //! deletes, reads and queries are in `status.rs`.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::cell::Cell;
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use super::error::{FullCause, Misuse, QueueError, StorageError};
 use super::flight::{Conn, Flight};
 use super::inbox::{Inbox, InboxWrite};
+use super::sort::sort;
 use super::types::{
     CommandId, CommandInfo, CommandRecord, Config, Event, NewCommand, OpId, Status, StatusUpdate,
     StorageOp, Ticket,
@@ -100,8 +102,14 @@ pub struct Outbox {
     pub(super) inbox: Inbox,
     pub(super) inbox_flight: Option<Flight<InboxWrite>>,
     pub(super) conn: Conn,
-    /// Backoff deadlines of commands waiting to be uploaded again.
-    pub(super) retry_due: BTreeSet<(u64, CommandId)>,
+    /// Backoff deadlines of commands waiting to be uploaded again, by id (at most one per
+    /// command: its committed state's [`Outbox::due_at`]). A hash map rather than an ordered set,
+    /// and keyed like the inbox's maps, keeps the wasm build small; `handle_timeout` sorts what
+    /// is due.
+    pub(super) retry_due: HashMap<Box<str>, u64>,
+    /// Cache of the smallest deadline in `retry_due` (`None` = stale, recomputed on demand), so
+    /// `poll_timeout` scans the map at most once per change of its minimum.
+    retry_next: Cell<Option<Option<u64>>>,
     pub(super) maintenance_at: Option<u64>,
     pub(super) events: VecDeque<Event>,
 }
@@ -135,7 +143,8 @@ impl Outbox {
             reads: Vec::new(),
             inbox_flight: None,
             conn: Conn::new(),
-            retry_due: BTreeSet::new(),
+            retry_due: HashMap::new(),
+            retry_next: Cell::new(Some(None)),
             maintenance_at: None,
             events: VecDeque::new(),
         }
@@ -532,7 +541,8 @@ impl Outbox {
         let ids: Vec<CommandId> = f.body.records.into_iter().map(|r| r.id).collect();
         self.unwritten = self.unwritten.saturating_sub(ids.len());
         if f.retried {
-            for chunk in ids.chunks(self.cfg.max_batch_records) {
+            // `max(1)`: already clamped, but it spares the build a panic path.
+            for chunk in ids.chunks(self.cfg.max_batch_records.max(1)) {
                 self.del_queue.push_back(DelBatch {
                     kind: DelKind::Compensate,
                     ids: chunk.to_vec(),
@@ -588,7 +598,7 @@ impl Outbox {
     /// a retry backoff ending, an inbox write retry, or housekeeping.
     pub fn poll_timeout(&self) -> Option<u64> {
         [
-            self.retry_due.first().map(|(t, _)| *t),
+            self.retry_next(),
             self.inbox.poll_timeout(),
             self.maintenance_at,
             self.compensate_at,
@@ -600,17 +610,23 @@ impl Outbox {
 
     /// Runs what is due at `now`. Calling it early, late or twice is harmless.
     pub fn handle_timeout(&mut self, now: u64) {
-        let mut due = Vec::new();
-        while let Some((t, _)) = self.retry_due.first() {
-            if *t > now {
-                break;
+        if self.retry_next().is_some_and(|t| t <= now) {
+            // Due ones in (deadline, id) order.
+            let mut due: Vec<(u64, &str)> = self
+                .retry_due
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(id, t)| (*t, &**id))
+                .collect();
+            sort(&mut due);
+            let due: Vec<CommandId> = due.into_iter().map(|(_, id)| CommandId::from(id)).collect();
+            for id in &due {
+                self.retry_due.remove(id.as_str());
             }
-            if let Some((_, id)) = self.retry_due.pop_first() {
-                due.push(id);
+            self.retry_next.set(None);
+            if !due.is_empty() {
+                self.events.push_back(Event::RetryDue { ids: due });
             }
-        }
-        if !due.is_empty() {
-            self.events.push_back(Event::RetryDue { ids: due });
         }
         self.inbox.handle_timeout(now);
         if self.compensate_at.is_some_and(|t| t <= now) {
@@ -632,8 +648,22 @@ impl Outbox {
     pub(super) fn remember(&mut self, id: &CommandId, info: &CommandInfo) {
         self.counts[info.status.index()] += 1;
         if let Some(t) = self.due_at(info) {
-            self.retry_due.insert((t, id.clone()));
+            let old = self.retry_due.insert(id.as_str().into(), t);
+            self.retry_next.set(match (old, self.retry_next.get()) {
+                (None, Some(next)) => Some(Some(next.map_or(t, |n| n.min(t)))),
+                _ => None,
+            });
         }
+    }
+
+    /// The smallest deadline in `retry_due`.
+    fn retry_next(&self) -> Option<u64> {
+        if let Some(next) = self.retry_next.get() {
+            return next;
+        }
+        let next = self.retry_due.values().copied().min();
+        self.retry_next.set(Some(next));
+        next
     }
 
     /// Removes a committed state from the counts and the backoff set.
@@ -641,7 +671,12 @@ impl Outbox {
         let c = &mut self.counts[info.status.index()];
         *c = c.saturating_sub(1);
         if let Some(t) = self.due_at(info) {
-            self.retry_due.remove(&(t, id.clone()));
+            if self.retry_due.get(id.as_str()) == Some(&t) {
+                self.retry_due.remove(id.as_str());
+                if self.retry_next.get() == Some(Some(t)) {
+                    self.retry_next.set(None);
+                }
+            }
         }
     }
 

@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use super::error::{Misuse, QueueError, StorageError};
 use super::flight::Flight;
 use super::queue::{DelBatch, DelKind, Outbox, ReadReq, UpdBatch};
+use super::sort::sort;
 use super::types::{
     BatchOutcome, CommandId, CommandInfo, CommandRecord, Event, OpId, Status, StatusCounts,
     StatusUpdate,
@@ -99,7 +100,11 @@ impl Outbox {
         match (action, cur.status) {
             (Action::PeerAck, Status::Pending) => next.status = Status::PeerAck,
             (Action::PeerAck, Status::PeerAck | Status::CloudAck) => return Ok(false),
-            (Action::PeerAck, Status::Failed) => return Err(invalid()),
+            // Replication races with uploads: a peer ack for a command whose
+            // upload just failed for good is normal, not misuse. It stays
+            // Failed (it still needs retry()); the replicas' copy changes
+            // nothing about that.
+            (Action::PeerAck, Status::Failed) => return Ok(false),
             (Action::CloudAck, Status::CloudAck) => return Ok(false),
             (Action::CloudAck, _) => {
                 next.status = Status::CloudAck;
@@ -213,7 +218,8 @@ impl Outbox {
         let Some(keep) = self.cfg.keep_cloud_acked_ms else {
             return;
         };
-        let mut ids: Vec<CommandId> = self
+        // Sorted by id, as (0, id) pairs: the element type the inbox sorts too.
+        let mut by_id: Vec<(u64, &str)> = self
             .index
             .iter()
             .filter(|(_, e)| {
@@ -222,15 +228,17 @@ impl Outbox {
                     && !e.purging
                     && e.committed.updated_at.saturating_add(keep) <= now
             })
-            .map(|(id, _)| id.clone())
+            .map(|(id, _)| (0, id.as_str()))
             .collect();
-        ids.sort_unstable();
+        sort(&mut by_id);
+        let ids: Vec<CommandId> = by_id.into_iter().map(|(_, id)| CommandId::from(id)).collect();
         for id in &ids {
             if let Some(e) = self.index.get_mut(id) {
                 e.purging = true;
             }
         }
-        for chunk in ids.chunks(self.cfg.max_batch_records) {
+        // `max(1)`: already clamped, but it spares the build a panic path.
+        for chunk in ids.chunks(self.cfg.max_batch_records.max(1)) {
             self.del_queue.push_back(DelBatch {
                 kind: DelKind::Purge,
                 ids: chunk.to_vec(),
@@ -327,7 +335,8 @@ impl Outbox {
         match result {
             Ok(records) => {
                 let f = self.reads.remove(i);
-                let mut wanted: HashSet<&CommandId> = f.body.ids.iter().collect();
+                // Owned ids: the set type `reserved` already uses, one hash set in the build.
+                let mut wanted: HashSet<CommandId> = f.body.ids.iter().cloned().collect();
                 let mut found = Vec::with_capacity(records.len());
                 for r in records {
                     if wanted.remove(&r.id) {
@@ -338,7 +347,7 @@ impl Outbox {
                     .body
                     .ids
                     .iter()
-                    .filter(|id| wanted.contains(id))
+                    .filter(|id| wanted.contains(*id))
                     .cloned()
                     .collect();
                 self.events.push_back(Event::RecordsRead {
@@ -414,7 +423,7 @@ impl Outbox {
             .filter(|(_, e)| e.committed.status == status)
             .map(|(id, e)| (e.committed.created_at, id))
             .collect();
-        v.sort_unstable();
+        sort(&mut v);
         v.into_iter().map(|(_, id)| id).collect()
     }
 

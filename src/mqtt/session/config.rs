@@ -8,7 +8,7 @@ use crate::mqtt::topic::{validate_topic_name, MAX_STRING_LEN};
 /// How the session identifies itself and how much it buffers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionConfig {
-    /// Unique per broker; see `docs/protocol-mqtt.md` for the convention.
+    /// Unique per broker; see `PROTOCOL.md` (Part 1) for the convention.
     pub client_id: String,
     /// `false` asks the broker to keep subscriptions and QoS 1/2 state
     /// across connections (needs a stable, non-empty client id).

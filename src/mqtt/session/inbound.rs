@@ -17,17 +17,15 @@ impl Session {
             for r in &self.requests {
                 send_request(&mut self.tx, r, now);
             }
-            let mut order: Vec<(u64, u16)> = self.inflight.iter().map(|(id, f)| (f.seq, *id)).collect();
-            order.sort_unstable();
-            for (_, id) in order {
-                if let Some(f) = self.inflight.get_mut(&id) {
-                    f.sent_at = None;
-                    match f.stage {
-                        Stage::Published => self.tx.publish(&f.msg, id, true, now),
-                        Stage::Released => self.tx.packet(&Packet::PubRel(id), now),
-                    }
-                    self.counters.resent += 1;
+            // `inflight` is in the order of first transmission.
+            for f in self.inflight.iter_mut() {
+                let id = f.packet_id;
+                f.sent_at = None;
+                match f.stage {
+                    Stage::Published => self.tx.publish(&f.msg, id, true, now),
+                    Stage::Released => self.tx.packet(&Packet::PubRel(id), now),
                 }
+                self.counters.resent += 1;
             }
         } else {
             // No session on the broker: it knows none of our ids and none of
@@ -35,15 +33,14 @@ impl Session {
             // ones (the app must not lose them), in their original order,
             // ahead of everything queued later.
             self.incoming_qos2.clear();
-            let mut old: Vec<Inflight> = std::mem::take(&mut self.inflight).into_values().collect();
-            old.sort_by_key(|f| f.seq);
+            let old = std::mem::take(&mut self.inflight);
             for f in old.into_iter().rev() {
                 self.queue.push_front(f.msg);
             }
             let mut resub: Vec<Request> = Vec::new();
             let mut chunk: Vec<(String, QoS)> = Vec::new();
             let mut size = 5;
-            let all: Vec<(String, QoS)> = self.subs.iter().map(|(f, q)| (f.clone(), *q)).collect();
+            let all: Vec<(String, QoS)> = self.subs.clone();
             for (f, q) in all {
                 if !chunk.is_empty() && size + 3 + f.len() > self.cfg.max_packet_size.min(65_536) {
                     resub.push(Request { packet_id: 0, kind: RequestKind::Sub(std::mem::take(&mut chunk)) });
@@ -90,8 +87,9 @@ impl Session {
         match p {
             Packet::Publish(publish) => self.on_publish(publish, now),
             Packet::PubAck(id) => {
-                if self.inflight.get(&id).is_some_and(|f| f.msg.qos == QoS::AtLeastOnce) {
-                    if let Some(f) = self.inflight.remove(&id) {
+                let pos = self.inflight_pos(id).filter(|&i| self.inflight[i].msg.qos == QoS::AtLeastOnce);
+                if let Some(i) = pos {
+                    if let Some(f) = self.inflight.remove(i) {
                         if let Some(t) = f.sent_at {
                             self.rtt.sample(now.saturating_sub(t));
                         }
@@ -101,7 +99,7 @@ impl Session {
                 }
             }
             Packet::PubRec(id) => {
-                if let Some(f) = self.inflight.get_mut(&id) {
+                if let Some(f) = self.inflight_pos(id).and_then(|i| self.inflight.get_mut(i)) {
                     if f.msg.qos == QoS::ExactlyOnce {
                         if f.stage == Stage::Published {
                             if let Some(t) = f.sent_at {
@@ -114,15 +112,16 @@ impl Session {
                 }
             }
             Packet::PubComp(id) => {
-                if self.inflight.get(&id).is_some_and(|f| f.stage == Stage::Released) {
-                    if let Some(f) = self.inflight.remove(&id) {
+                let pos = self.inflight_pos(id).filter(|&i| self.inflight[i].stage == Stage::Released);
+                if let Some(i) = pos {
+                    if let Some(f) = self.inflight.remove(i) {
                         self.events.push_back(SessionEvent::PublishDone { id: f.msg.id });
                     }
                     self.flush_queue(now);
                 }
             }
             Packet::PubRel(id) => {
-                self.incoming_qos2.remove(&id);
+                self.incoming_qos2.retain(|&x| x != id);
                 self.tx.packet(&Packet::PubComp(id), now);
             }
             Packet::SubAck(ack) => self.on_suback(ack)?,
@@ -135,7 +134,7 @@ impl Session {
                     pos.and_then(|i| self.requests.remove(i))
                 {
                     for f in &filters {
-                        self.subs.remove(f);
+                        self.sub_remove(f);
                     }
                     self.events.push_back(SessionEvent::Unsubscribed { packet_id: id, filters });
                 }
@@ -159,7 +158,8 @@ impl Session {
             }
             QoS::ExactlyOnce => {
                 let id = p.packet_id;
-                if self.incoming_qos2.insert(id) {
+                if !self.incoming_qos2.contains(&id) {
+                    self.incoming_qos2.push(id);
                     self.events.push_back(SessionEvent::Message(p));
                 }
                 self.tx.packet(&Packet::PubRec(id), now);
@@ -185,9 +185,9 @@ impl Session {
             let mut results = Vec::with_capacity(filters.len());
             for ((f, asked), code) in filters.into_iter().zip(ack.return_codes) {
                 match code {
-                    Some(_) => self.subs.insert(f.clone(), asked),
-                    None => self.subs.remove(&f),
-                };
+                    Some(_) => self.sub_insert(f.clone(), asked),
+                    None => self.sub_remove(&f),
+                }
                 results.push((f, code));
             }
             self.events.push_back(SessionEvent::Subscribed { packet_id: ack.packet_id, results });

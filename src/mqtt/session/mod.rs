@@ -16,10 +16,10 @@
 //!
 //! What survives a transport: the queue, unacknowledged QoS 1/2 messages,
 //! the QoS 2 ids received but not yet released, the subscriptions, and
-//! pending SUBSCRIBE/UNSUBSCRIBE requests. See `docs/protocol-mqtt.md` for
+//! pending SUBSCRIBE/UNSUBSCRIBE requests. See `PROTOCOL.md` (Part 1) for
 //! the resend rules.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use super::codec::{self, Decoder};
 use super::error::{ConfigError, ProtocolError, PublishError, UsageError};
@@ -126,7 +126,7 @@ enum Stage {
 #[derive(Debug)]
 struct Inflight {
     msg: Message,
-    seq: u64,
+    packet_id: u16,
     stage: Stage,
     /// First transmission time; `None` once resent (no RTT sample then).
     sent_at: Option<u64>,
@@ -192,15 +192,18 @@ pub struct Session {
     events: VecDeque<SessionEvent>,
     next_publish_id: u64,
     next_packet_id: u16,
-    next_seq: u64,
     /// Publishes not yet handed to the broker, in publish order.
     queue: VecDeque<Message>,
-    /// QoS 1/2 publishes awaiting acks, by packet id.
-    inflight: BTreeMap<u16, Inflight>,
-    /// Incoming QoS 2 ids delivered to the app, awaiting PUBREL.
-    incoming_qos2: BTreeSet<u16>,
-    /// Filters the broker granted, with the QoS we asked for.
-    subs: BTreeMap<String, QoS>,
+    /// QoS 1/2 publishes awaiting acks, in the order they were first sent
+    /// (packet ids are unique within it). Acks mostly come in that order, so
+    /// lookups find theirs at the front; a plain deque is far smaller in wasm
+    /// than an ordered map.
+    inflight: VecDeque<Inflight>,
+    /// Incoming QoS 2 ids delivered to the app, awaiting PUBREL (no duplicates).
+    incoming_qos2: Vec<u16>,
+    /// Filters the broker granted, with the QoS we asked for, sorted by filter
+    /// (no duplicates).
+    subs: Vec<(String, QoS)>,
     /// SUBSCRIBE/UNSUBSCRIBE awaiting their ack, in request order.
     requests: VecDeque<Request>,
     ping: Option<Ping>,
@@ -220,11 +223,10 @@ impl Session {
             events: VecDeque::new(),
             next_publish_id: 1,
             next_packet_id: 0,
-            next_seq: 0,
             queue: VecDeque::new(),
-            inflight: BTreeMap::new(),
-            incoming_qos2: BTreeSet::new(),
-            subs: BTreeMap::new(),
+            inflight: VecDeque::new(),
+            incoming_qos2: Vec::new(),
+            subs: Vec::new(),
             requests: VecDeque::new(),
             ping: None,
             rtt: RttStats::default(),
@@ -444,8 +446,8 @@ impl Session {
         }
         self.disconnect(now);
         self.state = State::Closed;
-        let mut unfinished: Vec<Inflight> = std::mem::take(&mut self.inflight).into_values().collect();
-        unfinished.sort_by_key(|f| f.seq);
+        // `inflight` is already in publish order.
+        let unfinished = std::mem::take(&mut self.inflight);
         let ids = unfinished.into_iter().map(|f| f.msg.id).chain(self.queue.drain(..).map(|m| m.id));
         for id in ids {
             self.events.push_back(SessionEvent::PublishFailed { id, error: PublishError::Closed });
@@ -514,8 +516,32 @@ impl Session {
         self.events.push_back(SessionEvent::ConnectionLost { reason });
     }
 
+    /// Where the in-flight publish with this packet id is.
+    fn inflight_pos(&self, id: u16) -> Option<usize> {
+        self.inflight.iter().position(|f| f.packet_id == id)
+    }
+
+    /// Where `filter` is (`Ok`) or would go (`Err`) in the sorted `subs`.
+    fn sub_pos(&self, filter: &str) -> Result<usize, usize> {
+        self.subs.binary_search_by(|(f, _)| f.as_str().cmp(filter))
+    }
+
+    /// Records a granted filter (replacing the QoS of one already there).
+    fn sub_insert(&mut self, filter: String, qos: QoS) {
+        match self.sub_pos(&filter) {
+            Ok(i) => self.subs[i].1 = qos,
+            Err(i) => self.subs.insert(i, (filter, qos)),
+        }
+    }
+
+    fn sub_remove(&mut self, filter: &str) {
+        if let Ok(i) = self.sub_pos(filter) {
+            self.subs.remove(i);
+        }
+    }
+
     fn id_in_use(&self, id: u16) -> bool {
-        self.inflight.contains_key(&id) || self.requests.iter().any(|r| r.packet_id == id)
+        self.inflight_pos(id).is_some() || self.requests.iter().any(|r| r.packet_id == id)
     }
 
     /// The next free packet id (never 0, skipping ids still in use).
@@ -576,10 +602,8 @@ impl Session {
             let Some(packet_id) = self.alloc_packet_id() else { break };
             let Some(msg) = self.queue.pop_front() else { break };
             self.tx.publish(&msg, packet_id, false, now);
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            self.inflight
-                .insert(packet_id, Inflight { msg, seq, stage: Stage::Published, sent_at: Some(now) });
+            // `alloc_packet_id` skips ids in use: the id is new to `inflight`.
+            self.inflight.push_back(Inflight { msg, packet_id, stage: Stage::Published, sent_at: Some(now) });
         }
     }
 
