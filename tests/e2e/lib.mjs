@@ -89,3 +89,18 @@ export function nonLoopbackListeners() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A fresh device (browser context) with a helper page that exposes
+ * `window.t` (its `ready` promise settles when the page is set up); the
+ * context closes when test `t` ends.
+ */
+export async function helperDevice(browser, path, t) {
+  const d = await openPage(browser, path);
+  t.after(() => d.context.close().catch(() => {}));
+  await d.page.evaluate(() => window.t.ready);
+  return d;
+}
+
+/** Calls `window.t[method](...args)` in a helper page. */
+export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => window.t[m](...a), [method, args]);

@@ -14,7 +14,7 @@ import { mkdtempSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { launch, openPage, BROKER, startBroker, freePort, sleep } from './lib.mjs';
+import { launch, BROKER, startBroker, freePort, sleep, helperDevice, callPage } from './lib.mjs';
 import { startFakeBroker, CONNACK_OK } from './fakebroker.mjs';
 
 const CLIENT = process.env.VM_E2E_CLIENT || 'venuemesh';
@@ -27,15 +27,8 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-/** A fresh device (browser context) with the helper page loaded. */
-async function device(t) {
-  const d = await openPage(browser, PAGE);
-  t.after(() => d.context.close().catch(() => {}));
-  await d.page.evaluate(() => window.t.ready);
-  return d;
-}
-/** window.t[method](...args) in the device's page. */
-const call = (d, method, ...args) => d.page.evaluate(([m, a]) => window.t[m](...a), [method, args]);
+const device = (t) => helperDevice(browser, PAGE, t);
+const call = callPage;
 const noPageErrors = (...ds) => { for (const d of ds) assert.deepEqual(d.errors.map(String), [], 'uncaught errors in the page'); };
 const b64 = (buf) => ({ b64: Buffer.from(buf).toString('base64') });
 const bytesOf = (p) => (typeof p === 'string' ? Buffer.from(p, 'utf8') : Buffer.from(p.b64, 'base64'));

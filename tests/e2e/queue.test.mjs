@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { launch, openPage } from './lib.mjs';
+import { launch, helperDevice, callPage } from './lib.mjs';
 
 const PAGE = '/tests/e2e/pages/queue.html';
 const RUN = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
@@ -13,13 +13,8 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-async function device(t) {
-  const d = await openPage(browser, PAGE);
-  t.after(() => d.context.close().catch(() => {}));
-  await d.page.evaluate(() => window.t.ready);
-  return d;
-}
-const call = (d, method, ...args) => d.page.evaluate(([m, a]) => window.t[m](...a), [method, args]);
+const device = (t) => helperDevice(browser, PAGE, t);
+const call = callPage;
 const noPageErrors = (d) => assert.deepEqual(d.errors.map(String), [], 'uncaught errors in the page');
 
 async function reload(d) {
