@@ -80,9 +80,10 @@ build_pkg() {
   wasm-bindgen --target web --out-dir "$out" --out-name venuemesh \
     "${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-unknown-unknown/release/venuemesh.wasm"
   # npm's binaryen: Debian's wasm-opt 108 breaks modules from current rustc.
-  # --low-memory-unused: Rust puts the stack below its data, so addresses under 1 KiB are never
-  # used (the stack grows down from 1 MiB, data sits above it) and loads/stores can fold their offsets; --converge repeats -Oz until the size stops
-  # shrinking. Together ~2 KB gzip; load the result in Chromium (e2e) after changing these.
+  # --low-memory-unused: rustc's wasm32 layout puts the stack (growing down from 1 MiB) below
+  # the data, so addresses under 1 KiB are never used and loads/stores can fold their offsets;
+  # --converge repeats -Oz until the module stops shrinking. Together ~1.4 KB gzip. After
+  # changing these flags, load the result in Chromium (ONLY=e2e bash scripts/test).
   wasm-opt -Oz --low-memory-unused --converge --strip-debug --strip-producers \
     --enable-bulk-memory --enable-nontrapping-float-to-int \
     --enable-sign-ext --enable-mutable-globals --enable-reference-types --enable-multivalue \

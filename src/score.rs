@@ -185,7 +185,9 @@ pub const UPTIME_CAP_MINUTES: u64 = 100;
 
 /// `x` clamped into `0..=max`; NaN is "unknown".
 fn clamp_known(x: f64, max: f64) -> Option<f64> {
-    (!x.is_nan()).then(|| x.clamp(0.0, max))
+    // max/min, not clamp: with a non-constant bound, clamp's panic message
+    // (min > max) links all of float formatting (~10 KB gzip) into the module.
+    (!x.is_nan()).then(|| x.max(0.0).min(max))
 }
 
 /// Milli-points of `x` points, `x` already in a small non-negative range.

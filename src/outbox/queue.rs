@@ -89,11 +89,11 @@ pub struct Outbox {
     pub(super) reserved: HashSet<CommandId>,
     /// Records accepted by `enqueue` and not yet committed or rejected.
     pub(super) unwritten: usize,
-    pub(super) put_queue: VecDeque<PutBatch>,
+    pub(super) put_queue: Vec<PutBatch>,
     pub(super) put_flight: Option<Flight<PutBatch>>,
-    pub(super) upd_queue: VecDeque<UpdBatch>,
+    pub(super) upd_queue: Vec<UpdBatch>,
     pub(super) upd_flight: Option<Flight<Vec<StatusUpdate>>>,
-    pub(super) del_queue: VecDeque<DelBatch>,
+    pub(super) del_queue: Vec<DelBatch>,
     pub(super) del_flight: Option<Flight<DelBatch>>,
     /// Compensating deletes that failed, re-queued at `compensate_at`.
     pub(super) compensate_later: Vec<DelBatch>,
@@ -132,11 +132,11 @@ impl Outbox {
             counts: [0; 4],
             reserved: HashSet::new(),
             unwritten: 0,
-            put_queue: VecDeque::new(),
+            put_queue: Vec::new(),
             put_flight: None,
-            upd_queue: VecDeque::new(),
+            upd_queue: Vec::new(),
             upd_flight: None,
-            del_queue: VecDeque::new(),
+            del_queue: Vec::new(),
             del_flight: None,
             compensate_later: Vec::new(),
             compensate_at: None,
@@ -276,14 +276,14 @@ impl Outbox {
         self.reserved.insert(id);
         self.unwritten += 1;
         let size = record_size(&record);
-        let fits = self.put_queue.back().is_some_and(|b| {
+        let fits = self.put_queue.last().is_some_and(|b| {
             b.records.len() < self.cfg.max_batch_records
                 && b.bytes.saturating_add(size) <= self.cfg.max_batch_bytes
         });
         if !fits {
-            self.put_queue.push_back(PutBatch::default());
+            self.put_queue.push(PutBatch::default());
         }
-        if let Some(b) = self.put_queue.back_mut() {
+        if let Some(b) = self.put_queue.last_mut() {
             b.tickets.push(ticket.clone());
             b.records.push(record);
             b.bytes = b.bytes.saturating_add(size);
@@ -346,7 +346,7 @@ impl Outbox {
             return None;
         }
         if self.put_flight.is_none() {
-            self.put_flight = self.put_queue.pop_front().map(Flight::new);
+            self.put_flight = pop_front(&mut self.put_queue).map(Flight::new);
         }
         if let Some(f) = self.put_flight.as_mut() {
             if let Some(op) = self.conn.issue(f) {
@@ -357,7 +357,7 @@ impl Outbox {
             }
         }
         while self.upd_flight.is_none() {
-            let Some(b) = self.upd_queue.pop_front() else {
+            let Some(b) = pop_front(&mut self.upd_queue) else {
                 break;
             };
             let updates = b
@@ -378,7 +378,7 @@ impl Outbox {
             }
         }
         if self.del_flight.is_none() {
-            self.del_flight = self.del_queue.pop_front().map(Flight::new);
+            self.del_flight = pop_front(&mut self.del_queue).map(Flight::new);
         }
         if let Some(f) = self.del_flight.as_mut() {
             if let Some(op) = self.conn.issue(f) {
@@ -543,7 +543,7 @@ impl Outbox {
         if f.retried {
             // `max(1)`: already clamped, but it spares the build a panic path.
             for chunk in ids.chunks(self.cfg.max_batch_records.max(1)) {
-                self.del_queue.push_back(DelBatch {
+                self.del_queue.push(DelBatch {
                     kind: DelKind::Compensate,
                     ids: chunk.to_vec(),
                 });
@@ -631,7 +631,7 @@ impl Outbox {
         self.inbox.handle_timeout(now);
         if self.compensate_at.is_some_and(|t| t <= now) {
             self.compensate_at = None;
-            self.del_queue.extend(self.compensate_later.drain(..));
+            self.del_queue.append(&mut self.compensate_later);
         }
         if self.maintenance_at.is_some_and(|t| t <= now) {
             self.run_maintenance(now);
@@ -694,6 +694,12 @@ impl Outbox {
             .min(self.cfg.retry_backoff_max_ms);
         Some(info.updated_at.saturating_add(backoff))
     }
+}
+
+/// Takes the first element. The batch queues hold few batches (each up to `max_batch_records`
+/// records), so a `Vec` does; a `VecDeque` per batch type would cost more code in the wasm build.
+fn pop_front<T>(v: &mut Vec<T>) -> Option<T> {
+    (!v.is_empty()).then(|| v.remove(0))
 }
 
 /// Approximate stored size of a record, for `max_batch_bytes`.

@@ -132,13 +132,13 @@ impl Outbox {
     /// Puts the id into the open update batch (once per batch).
     fn stage_update(&mut self, id: &CommandId) {
         let max = self.cfg.max_batch_records;
-        if self.upd_queue.back().is_some_and(|b| b.set.contains(id)) {
+        if self.upd_queue.last().is_some_and(|b| b.set.contains(id)) {
             return;
         }
-        if self.upd_queue.back().is_none_or(|b| b.ids.len() >= max) {
-            self.upd_queue.push_back(UpdBatch::default());
+        if self.upd_queue.last().is_none_or(|b| b.ids.len() >= max) {
+            self.upd_queue.push(UpdBatch::default());
         }
-        if let Some(b) = self.upd_queue.back_mut() {
+        if let Some(b) = self.upd_queue.last_mut() {
             b.ids.push(id.clone());
             b.set.insert(id.clone());
         }
@@ -239,7 +239,7 @@ impl Outbox {
         }
         // `max(1)`: already clamped, but it spares the build a panic path.
         for chunk in ids.chunks(self.cfg.max_batch_records.max(1)) {
-            self.del_queue.push_back(DelBatch {
+            self.del_queue.push(DelBatch {
                 kind: DelKind::Purge,
                 ids: chunk.to_vec(),
             });

@@ -57,7 +57,7 @@ impl Session {
                     Some(id) => r.packet_id = id,
                     None => continue,
                 }
-                self.requests.push_front(r);
+                self.requests.insert(0, r);
             }
             for r in &self.requests {
                 send_request(&mut self.tx, r, now);
@@ -131,7 +131,7 @@ impl Session {
                     .iter()
                     .position(|r| r.packet_id == id && matches!(r.kind, RequestKind::Unsub(_)));
                 if let Some(Request { kind: RequestKind::Unsub(filters), .. }) =
-                    pos.and_then(|i| self.requests.remove(i))
+                    pos.map(|i| self.requests.remove(i))
                 {
                     for f in &filters {
                         self.sub_remove(f);
@@ -181,7 +181,7 @@ impl Session {
                 });
             }
         }
-        if let Some(Request { kind: RequestKind::Sub(filters), .. }) = self.requests.remove(i) {
+        if let Request { kind: RequestKind::Sub(filters), .. } = self.requests.remove(i) {
             let mut results = Vec::with_capacity(filters.len());
             for ((f, asked), code) in filters.into_iter().zip(ack.return_codes) {
                 match code {

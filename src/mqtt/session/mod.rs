@@ -205,7 +205,7 @@ pub struct Session {
     /// (no duplicates).
     subs: Vec<(String, QoS)>,
     /// SUBSCRIBE/UNSUBSCRIBE awaiting their ack, in request order.
-    requests: VecDeque<Request>,
+    requests: Vec<Request>,
     ping: Option<Ping>,
     rtt: RttStats,
     counters: SessionCounters,
@@ -227,7 +227,7 @@ impl Session {
             inflight: VecDeque::new(),
             incoming_qos2: Vec::new(),
             subs: Vec::new(),
-            requests: VecDeque::new(),
+            requests: Vec::new(),
             ping: None,
             rtt: RttStats::default(),
             counters: SessionCounters::default(),
@@ -575,9 +575,9 @@ impl Session {
         let packet_id = self
             .alloc_packet_id()
             .ok_or(UsageError::TooManyPendingRequests { limit: MAX_PENDING_REQUESTS })?;
-        self.requests.push_back(Request { packet_id, kind });
+        self.requests.push(Request { packet_id, kind });
         if matches!(self.state, State::Connected) {
-            if let Some(r) = self.requests.back() {
+            if let Some(r) = self.requests.last() {
                 send_request(&mut self.tx, r, now);
             }
         }
