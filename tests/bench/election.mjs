@@ -12,13 +12,11 @@
 //   for a client with keepalive 2 s that stops talking (the broker checks
 //   keepalives only every few seconds).
 // Median of RUNS runs each; every wait is bounded.
-import { chromium } from 'playwright-core';
+import { launch } from '../e2e/lib.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
 const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
 const RUNS = Number(process.env.VM_BENCH_ELECTION_RUNS || 5);
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -101,7 +99,7 @@ async function willRun(browser, mode, run) {
 }
 
 export async function electionBench() {
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+  const browser = await launch();
   try {
     const rows = [];
     for (const mode of ['close', 'hang']) {

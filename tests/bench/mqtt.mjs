@@ -18,7 +18,7 @@
 // VM_BENCH_MQTT_FRAMES=1 also counts the WebSocket frames each page sends
 // (a wrapper around WebSocket.prototype.send, so off by default): Mosquitto
 // 2.0.11 can stall ≈ 100 ms on frames sent back to back (toolchain notes).
-import { chromium } from 'playwright-core';
+import { launch } from '../e2e/lib.mjs';
 import { randomBytes } from 'node:crypto';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
@@ -34,10 +34,8 @@ const PEER = 'MQTT.js 5.16';
 const RUN_ID = randomBytes(3).toString('hex');
 const FRAMES = process.env.VM_BENCH_MQTT_FRAMES === '1';
 
-// As tests/e2e/lib.mjs, plus --expose-gc so each run starts from a collected heap.
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--js-flags=--expose-gc'];
+// --expose-gc so each run starts from a collected heap.
+const EXTRA_ARGS = ['--js-flags=--expose-gc'];
 
 const nodeWithin = (promise, ms, what) => {
   let timer;
@@ -120,7 +118,7 @@ export async function mqttBench() {
     process.exit(1);
   }, LIMIT_MS);
   watchdog.unref();
-  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+  const browser = await launch(EXTRA_ARGS);
   const sides = {};
   // A failed measurement leaves an error row and the rest goes on; a page
   // that stopped answering (or never connected) ends that client's part.

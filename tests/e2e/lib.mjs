@@ -17,8 +17,9 @@ const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--disable-features=WebRtcHideLocalIpsWithMdns'];
 
-export async function launch() {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: ARGS });
+/** Debian's Chromium, headless, with our flags plus `extraArgs`. */
+export async function launch(extraArgs = []) {
+  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...ARGS, ...extraArgs] });
 }
 
 /** A page of `path` in a fresh context (its own storage = its own device). */
