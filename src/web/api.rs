@@ -12,7 +12,7 @@ use super::clock::{monotonic_ms, random_seed, wall_ms};
 use super::device::{self, Battery};
 use super::errors::{js_error, ErrorCode};
 use super::idb;
-use super::js::{bytes_of, ObjBuilder, Options};
+use super::js::{ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
 use super::meta;
@@ -492,21 +492,6 @@ impl VenueMesh {
     pub fn close(&self) {
         close_mesh(&self.driver, &self.state);
         self.queue.close();
-    }
-
-    /// Publishes an application message on `vm/{venue}/topic/{name}`
-    /// (QoS 1). Test and demo helper until the routing layer lands.
-    #[doc(hidden)]
-    #[wasm_bindgen(js_name = __publishRawForTest)]
-    pub fn publish_raw_for_test(&self, topic: &str, payload: JsValue) -> Result<(), JsValue> {
-        let bytes = bytes_of(&payload).map_err(|_| js_error(ErrorCode::InvalidArgument, "payload must be bytes or a string", None))?;
-        let link = self.driver.borrow().link.clone();
-        link.borrow_mut()
-            .client
-            .publish(topic, &bytes, QoS::AtLeastOnce, false, monotonic_ms())
-            .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
-        broker::schedule_drain(&link);
-        Ok(())
     }
 }
 
