@@ -77,7 +77,9 @@ pub enum Kind {
     Probe,
     /// `11`: answer to a [`Kind::Probe`].
     ProbeReply,
-    /// Any other code (`0` and `12..=255` today).
+    /// `12`: a batch of commands from the hub to the cloud's ingest.
+    Upload,
+    /// Any other code (`0` and `13..=255` today).
     Unknown(u8),
 }
 
@@ -96,6 +98,7 @@ impl Kind {
             Kind::HubResign => 9,
             Kind::Probe => 10,
             Kind::ProbeReply => 11,
+            Kind::Upload => 12,
             Kind::Unknown(code) => code,
         }
     }
@@ -116,6 +119,7 @@ impl Kind {
             9 => Kind::HubResign,
             10 => Kind::Probe,
             11 => Kind::ProbeReply,
+            12 => Kind::Upload,
             other => Kind::Unknown(other),
         }
     }
@@ -345,7 +349,8 @@ mod tests {
             assert_eq!(Kind::from_code(code).code(), code);
         }
         assert_eq!(Kind::from_code(1), Kind::Heartbeat);
-        assert_eq!(Kind::from_code(12), Kind::Unknown(12));
+        assert_eq!(Kind::from_code(12), Kind::Upload);
+        assert_eq!(Kind::from_code(13), Kind::Unknown(13));
         assert_eq!(Kind::from_code(0), Kind::Unknown(0));
         assert!(Kind::Presence.is_state() && Kind::HubClaim.is_state());
         assert!(!Kind::ReplicateCommand.is_state());

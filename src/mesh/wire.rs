@@ -131,6 +131,9 @@ pub enum WireError {
     BadId,
     /// `HB_HUB_IS_TERM_HUB` without both `HB_TERM` and `HB_HUB`.
     BadFlags(u8),
+    /// A command id or topic that is empty, too long or not UTF-8, or a
+    /// count of zero where one is needed (replication bodies).
+    BadField,
 }
 
 impl fmt::Display for WireError {
@@ -141,6 +144,7 @@ impl fmt::Display for WireError {
             WireError::Truncated => f.write_str("body truncated"),
             WireError::BadId => f.write_str("invalid id in body"),
             WireError::BadFlags(b) => write!(f, "inconsistent heartbeat flags {b:#04x}"),
+            WireError::BadField => f.write_str("invalid command id, topic or count in body"),
         }
     }
 }
@@ -241,7 +245,7 @@ fn put_score(out: &mut Vec<u8>, score: u64) {
     out.extend_from_slice(&u32::try_from(score).unwrap_or(u32::MAX).to_be_bytes());
 }
 
-fn put_id(out: &mut Vec<u8>, id: &str) -> Result<(), WireError> {
+pub(crate) fn put_id(out: &mut Vec<u8>, id: &str) -> Result<(), WireError> {
     if !is_valid_id(id) {
         return Err(WireError::BadId);
     }
@@ -296,12 +300,14 @@ pub fn decode(bytes: &[u8]) -> Result<Body, WireError> {
     })
 }
 
-struct Reader<'a> {
-    rest: &'a [u8],
+/// Reads a body front to back; every read checks the length (shared with
+/// the replication bodies).
+pub(crate) struct Reader<'a> {
+    pub(crate) rest: &'a [u8],
 }
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         if self.rest.len() < n {
             return Err(WireError::Truncated);
         }
@@ -314,16 +320,19 @@ impl<'a> Reader<'a> {
         a.copy_from_slice(self.take(N)?);
         Ok(a)
     }
-    fn u8(&mut self) -> Result<u8, WireError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, WireError> {
+    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
+        self.array().map(u16::from_be_bytes)
+    }
+    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
         self.array().map(u32::from_be_bytes)
     }
-    fn u64(&mut self) -> Result<u64, WireError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
         self.array().map(u64::from_be_bytes)
     }
-    fn id(&mut self) -> Result<String, WireError> {
+    pub(crate) fn id(&mut self) -> Result<String, WireError> {
         let len = self.u8()? as usize;
         let raw = self.take(len)?;
         match core::str::from_utf8(raw) {

@@ -1,0 +1,106 @@
+//! Quorum replication and the upstream drain (sans-IO).
+//!
+//! A command is first durable on its origin (the outbox commits it), then
+//! the [`Replicator`] copies it to the best-placed peers until
+//! `factor` devices hold it (default 3, counting the origin). It is
+//! `peer_ack` once a **majority** of `factor` (2 of 3) hold it durably: a
+//! replica answers `SYNC_ACK` only after its own IndexedDB commit. The hub
+//! drains everything it holds to the cloud in batches, keyed by command id
+//! so that retries and new hubs never duplicate; the cloud's `CLOUD_ACK`
+//! reaches every holder, which marks the command `cloud_ack` (the outbox
+//! purges it after its retention).
+//!
+//! Placement: the acting hub first (so the hub holds what it must upload),
+//! then the other peers by score, highest first. `docs/replication.md` has
+//! the rules, the failure cases and what happens with fewer devices than
+//! the factor; `PROTOCOL.md` Part 4 has the bytes.
+
+mod replicator;
+#[cfg(test)]
+mod tests;
+pub mod wire;
+
+pub use replicator::{Output, PeerView, Replicator, View};
+pub use wire::{AckState, Cmd, RepMsg};
+
+/// How the hub hands batches to the cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Upstream {
+    /// Publish [`RepMsg::Upload`] on the venue's `up` topic; the ingest
+    /// answers with a [`RepMsg::CloudAck`] on `cloud`.
+    Mqtt,
+    /// Give the batch to the app ([`Output::Upload`]); its answer comes back
+    /// through [`Replicator::handle_upload_result`].
+    Hook,
+}
+
+/// Replication and drain settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Copies wanted, counting the origin (≥ 1). Quorum = `factor / 2 + 1`.
+    pub factor: usize,
+    /// A replica request unanswered this long is sent again; after
+    /// [`Config::max_tries`] the next device in the placement is tried.
+    pub ack_timeout_ms: u64,
+    /// Sends to one target per command before it is skipped for that command.
+    pub max_tries: u32,
+    /// The hub uploads at least this often (seed 003: 30 s), and at once when
+    /// a full batch is waiting.
+    pub drain_interval_ms: u64,
+    /// Commands per upload batch and per replication message.
+    pub batch_max: usize,
+    /// Body bytes per upload batch or replication message (below the
+    /// envelope's 256 KiB body limit).
+    pub batch_max_bytes: usize,
+    /// An upload unanswered this long counts as failed.
+    pub upload_timeout_ms: u64,
+    /// Upper bound of the upload backoff (1 s doubling).
+    pub upload_backoff_max_ms: u64,
+    /// A replica that is still not cloud-acked after this long is offered to
+    /// the current hub (which answers at once if it knows the cloud has it):
+    /// the safety net when the origin and a hub were lost together, or a
+    /// `CLOUD_ACK` was missed.
+    pub reoffer_after_ms: u64,
+    /// How long cloud-acked ids are remembered to answer late requests.
+    pub remember_done_ms: u64,
+    /// Where batches go.
+    pub upstream: Upstream,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            factor: 3,
+            ack_timeout_ms: 1_500,
+            max_tries: 2,
+            drain_interval_ms: 30_000,
+            batch_max: 200,
+            batch_max_bytes: 192 * 1024,
+            upload_timeout_ms: 10_000,
+            upload_backoff_max_ms: 60_000,
+            reoffer_after_ms: 60_000,
+            remember_done_ms: 600_000,
+            upstream: Upstream::Mqtt,
+        }
+    }
+}
+
+impl Config {
+    /// Copies that make a command `peer_ack`.
+    pub fn quorum(&self) -> usize {
+        self.factor.max(1) / 2 + 1
+    }
+
+    /// The same settings with every value in a workable range.
+    pub fn sanitized(mut self) -> Config {
+        self.factor = self.factor.clamp(1, 16);
+        self.max_tries = self.max_tries.max(1);
+        self.batch_max = self.batch_max.clamp(1, 65_535);
+        self.batch_max_bytes = self.batch_max_bytes.clamp(1024, 240 * 1024);
+        self.ack_timeout_ms = self.ack_timeout_ms.max(10);
+        self.upload_timeout_ms = self.upload_timeout_ms.max(10);
+        self.drain_interval_ms = self.drain_interval_ms.max(10);
+        self.upload_backoff_max_ms = self.upload_backoff_max_ms.max(1_000);
+        self
+    }
+}

@@ -1,0 +1,586 @@
+//! The [`Replicator`] state machine: inputs are `handle_*` calls with the
+//! current (monotonic) time, outputs come from `poll_output` until `None`,
+//! then `poll_timeout` says when to call `handle_timeout`.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::rc::Rc;
+
+use super::wire::{AckState, Cmd, RepMsg};
+use super::{Config, Upstream};
+use crate::outbox::CommandId;
+
+/// SYNC_ACK / CLOUD_ACK entries per message: 1 000 ids of ≤ 128 bytes stay
+/// below the 256 KiB body limit.
+const IDS_PER_MSG: usize = 1_000;
+
+/// A live peer as the replicator needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerView {
+    /// Device id.
+    pub id: String,
+    /// Hub score (placement order).
+    pub score: u64,
+    /// Announces the REPLICA capability (keeps replicas).
+    pub replica: bool,
+}
+
+/// What the replicator knows of the mesh: live peers (not this device), the
+/// hub this device recognizes, and whether this device acts as hub.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    /// Live peers.
+    pub peers: Vec<PeerView>,
+    /// The recognized hub (may be this device).
+    pub hub: Option<String>,
+    /// This device acts as hub (its claim is durable and uncontested).
+    pub acting: bool,
+}
+
+/// What the shell must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Send to one device (`Replicate` → `dev/{to}/rep`, `SyncAck` → `dev/{to}/ack`).
+    Send {
+        /// Device id.
+        to: String,
+        /// The message.
+        msg: RepMsg,
+    },
+    /// Publish to the venue: `CloudAck` on `cloud`, `Upload` on `up`.
+    Publish(RepMsg),
+    /// Store these replicas durably (status `peer_ack`, keep an existing
+    /// record as it is), then call `handle_stored` or `handle_store_failed`.
+    Store(Vec<Rc<Cmd>>),
+    /// These own commands reached the quorum: mark them `peer_ack`.
+    PeerAcked(Vec<CommandId>),
+    /// The cloud has these commands: mark them `cloud_ack`.
+    CloudAcked(Vec<CommandId>),
+    /// [`Upstream::Hook`]: give this batch to the app's upload function and
+    /// report with `handle_upload_result`.
+    Upload {
+        /// Batch number.
+        batch: u64,
+        /// The commands.
+        cmds: Vec<Rc<Cmd>>,
+    },
+}
+
+/// One command this device holds durably and the cloud has not confirmed.
+#[derive(Debug)]
+struct Held {
+    cmd: Rc<Cmd>,
+    own: bool,
+    /// `peer_ack` reached (always true for a replica: origin + us).
+    quorum: bool,
+    /// Other devices known to hold it durably.
+    acked: BTreeSet<String>,
+    /// Requests awaiting a SYNC_ACK: target → sent at.
+    sent: BTreeMap<String, u64>,
+    /// Requests sent per target; at `max_tries` the target is skipped.
+    tries: BTreeMap<String, u32>,
+    /// When this device got it (for the re-offer age).
+    since: u64,
+    /// Part of the upload batch in flight.
+    uploading: bool,
+}
+
+#[derive(Debug)]
+struct Flight {
+    batch: u64,
+    ids: BTreeSet<CommandId>,
+    deadline: u64,
+    full: bool,
+}
+
+/// Statistics for `getDetailedStats()`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplicationStats {
+    /// Commands held and not cloud-acked (own + replicas).
+    pub held: usize,
+    /// Of which own commands below the quorum.
+    pub below_quorum: usize,
+    /// Replicas being written.
+    pub storing: usize,
+    /// Replica requests sent / SYNC_ACKs received / replicas stored for peers.
+    pub requests_sent: u64,
+    /// SYNC_ACK entries received.
+    pub acks_received: u64,
+    /// Replicas this device stored for others.
+    pub replicas_stored: u64,
+    /// Upload batches sent / failed (timeout or hook error).
+    pub batches_sent: u64,
+    /// See `batches_sent`.
+    pub batches_failed: u64,
+    /// Commands confirmed by the cloud while held here.
+    pub cloud_acked: u64,
+}
+
+/// Quorum replication and the hub's drain for one device (module docs).
+#[derive(Debug)]
+pub struct Replicator {
+    cfg: Config,
+    me: String,
+    view: View,
+    held: BTreeMap<CommandId, Held>,
+    storing: BTreeMap<CommandId, (Rc<Cmd>, Vec<String>)>,
+    done: BTreeMap<CommandId, u64>,
+    out: VecDeque<Output>,
+    to_send: BTreeMap<String, Vec<Rc<Cmd>>>,
+    acks_out: BTreeMap<String, Vec<(CommandId, AckState)>>,
+    store_out: Vec<Rc<Cmd>>,
+    peer_acked_out: Vec<CommandId>,
+    cloud_acked_out: Vec<CommandId>,
+    flight: Option<Flight>,
+    next_batch: u64,
+    drain_at: u64,
+    upload_fails: u32,
+    backoff_until: u64,
+    /// Earliest `sent` deadline (may be stale-early: a spurious wake is harmless).
+    sent_deadline: Option<u64>,
+    /// When skipped targets get another chance (every `reoffer_after_ms`).
+    tries_reset_at: u64,
+    stats: ReplicationStats,
+}
+
+impl Replicator {
+    /// A replicator for device `me`.
+    pub fn new(me: impl Into<String>, cfg: Config, now: u64) -> Replicator {
+        let cfg = cfg.sanitized();
+        Replicator {
+            tries_reset_at: now + cfg.reoffer_after_ms,
+            drain_at: now + cfg.drain_interval_ms,
+            cfg,
+            me: me.into(),
+            view: View::default(),
+            held: BTreeMap::new(),
+            storing: BTreeMap::new(),
+            done: BTreeMap::new(),
+            out: VecDeque::new(),
+            to_send: BTreeMap::new(),
+            acks_out: BTreeMap::new(),
+            store_out: Vec::new(),
+            peer_acked_out: Vec::new(),
+            cloud_acked_out: Vec::new(),
+            flight: None,
+            next_batch: 1,
+            upload_fails: 0,
+            backoff_until: 0,
+            sent_deadline: None,
+            stats: ReplicationStats::default(),
+        }
+    }
+
+    /// The settings in force.
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Counters and gauges.
+    pub fn stats(&self) -> ReplicationStats {
+        let mut s = self.stats;
+        s.held = self.held.len();
+        s.below_quorum = self.held.values().filter(|h| h.own && !h.quorum).count();
+        s.storing = self.storing.len();
+        s
+    }
+
+    /// Devices known to hold `id` durably besides this one, if held here.
+    pub fn holders(&self, id: &str) -> Option<Vec<String>> {
+        self.held.get(id).map(|h| h.acked.iter().cloned().collect())
+    }
+
+    // ----- inputs ----------------------------------------------------------
+
+    /// Commands held at start (read back from the outbox): everything not
+    /// cloud-acked, own and replicas, with `peer_acked` = its stored status.
+    pub fn handle_restored(&mut self, cmds: Vec<(Rc<Cmd>, bool)>, now: u64) {
+        for (cmd, peer_acked) in cmds {
+            let own = cmd.origin == self.me;
+            self.hold(cmd, own, peer_acked || !own, BTreeSet::new(), now);
+        }
+        self.ensure_all(now);
+        self.finish(now);
+    }
+
+    /// This device's own commands, now durable in its outbox.
+    pub fn handle_committed(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
+        let solo = self.cfg.quorum() <= 1;
+        for cmd in cmds {
+            let id = cmd.id.clone();
+            if self.held.contains_key(&id) || self.done.contains_key(&id) {
+                continue;
+            }
+            self.hold(cmd, true, solo, BTreeSet::new(), now);
+            if solo {
+                self.peer_acked_out.push(id.clone());
+            }
+            self.ensure(&id, now);
+        }
+        self.finish(now);
+    }
+
+    /// The mesh changed (peers, scores, hub, acting).
+    pub fn handle_view(&mut self, view: View, now: u64) {
+        if view == self.view {
+            return;
+        }
+        let hub_changed = view.hub != self.view.hub;
+        if view.acting && !self.view.acting {
+            // A new hub drains what is not cloud-acked at once.
+            self.drain_at = now;
+            self.backoff_until = 0;
+            self.upload_fails = 0;
+        }
+        if !view.acting {
+            self.abort_flight();
+        }
+        if hub_changed {
+            if let Some(hub) = &view.hub {
+                for h in self.held.values_mut() {
+                    h.tries.remove(hub);
+                }
+            }
+        }
+        self.view = view;
+        self.ensure_all(now);
+        self.finish(now);
+    }
+
+    /// A verified message from device `from` (one of ours, or the ingest).
+    pub fn handle_message(&mut self, from: &str, msg: RepMsg, now: u64) {
+        match msg {
+            RepMsg::Replicate(cmds) => self.on_replicate(from, cmds),
+            RepMsg::SyncAck(acks) => self.on_sync_ack(from, acks, now),
+            RepMsg::CloudAck(ids) => {
+                for id in ids {
+                    self.cloud_ack(id, now);
+                }
+            }
+            // Uploads are for the ingest; a device ignores them.
+            RepMsg::Upload { .. } => {}
+        }
+        self.finish(now);
+    }
+
+    /// The replicas of an [`Output::Store`] are durable.
+    pub fn handle_stored(&mut self, ids: &[CommandId], now: u64) {
+        for id in ids {
+            let Some((cmd, requesters)) = self.storing.remove(id) else { continue };
+            self.stats.replicas_stored += 1;
+            let state = if self.done.contains_key(id) {
+                // Confirmed while being written: the record must say so too.
+                self.cloud_acked_out.push(id.clone());
+                AckState::CloudAcked
+            } else {
+                if !self.held.contains_key(id) {
+                    let own = cmd.origin == self.me;
+                    let acked = requesters.iter().cloned().collect();
+                    self.hold(cmd, own, true, acked, now);
+                }
+                AckState::Durable
+            };
+            for r in requesters {
+                self.acks_out.entry(r).or_default().push((id.clone(), state));
+            }
+        }
+        self.finish(now);
+    }
+
+    /// The replicas of an [`Output::Store`] could not be written (quota,
+    /// storage lost): no acknowledgement; the senders place them elsewhere.
+    pub fn handle_store_failed(&mut self, ids: &[CommandId], now: u64) {
+        for id in ids {
+            self.storing.remove(id);
+        }
+        self.finish(now);
+    }
+
+    /// [`Upstream::Hook`]: the app's answer for `batch` (`Ok`: the cloud
+    /// stored every command of it).
+    pub fn handle_upload_result(&mut self, batch: u64, result: Result<(), String>, now: u64) {
+        if self.flight.as_ref().is_none_or(|f| f.batch != batch) {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                let ids: Vec<CommandId> = self.flight.as_ref().map(|f| f.ids.iter().cloned().collect()).unwrap_or_default();
+                for chunk in ids.chunks(IDS_PER_MSG) {
+                    self.out.push_back(Output::Publish(RepMsg::CloudAck(chunk.to_vec())));
+                }
+                for id in ids {
+                    self.cloud_ack(id, now);
+                }
+            }
+            Err(_) => self.upload_failed(now),
+        }
+        self.finish(now);
+    }
+
+    /// Timers: resends, upload deadline, periodic drain, housekeeping.
+    pub fn handle_timeout(&mut self, now: u64) {
+        if self.sent_deadline.is_some_and(|d| d <= now) {
+            let timeout = self.cfg.ack_timeout_ms;
+            for h in self.held.values_mut() {
+                h.sent.retain(|_, at| *at + timeout > now);
+            }
+            self.sent_deadline = self.held.values().flat_map(|h| h.sent.values()).min().map(|at| at + timeout);
+        }
+        if self.flight.as_ref().is_some_and(|f| f.deadline <= now) {
+            self.upload_failed(now);
+        }
+        if self.tries_reset_at <= now {
+            self.tries_reset_at = now + self.cfg.reoffer_after_ms;
+            for h in self.held.values_mut() {
+                h.tries.clear();
+            }
+        }
+        let keep = self.cfg.remember_done_ms;
+        self.done.retain(|_, at| *at + keep > now);
+        self.ensure_all(now);
+        self.finish(now);
+    }
+
+    // ----- outputs ---------------------------------------------------------
+
+    /// The next thing to do, or `None`.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When `handle_timeout` has work next.
+    pub fn poll_timeout(&self) -> Option<u64> {
+        let mut t = self.sent_deadline;
+        let mut at = |x: u64| t = Some(t.map_or(x, |y| y.min(x)));
+        if let Some(f) = &self.flight {
+            at(f.deadline);
+        } else if self.view.acting && !self.held.is_empty() {
+            at(self.drain_at.max(self.backoff_until));
+        }
+        if !self.held.is_empty() {
+            // Also when replicas become due for a re-offer to the hub: they
+            // are checked on this tick (at most one period late).
+            at(self.tries_reset_at);
+        }
+        if let Some(first) = self.done.values().min() {
+            at(first + self.cfg.remember_done_ms);
+        }
+        t
+    }
+
+    // ----- internals -------------------------------------------------------
+
+    fn hold(&mut self, cmd: Rc<Cmd>, own: bool, quorum: bool, acked: BTreeSet<String>, now: u64) {
+        let id = cmd.id.clone();
+        self.held.insert(
+            id,
+            Held { cmd, own, quorum, acked, sent: BTreeMap::new(), tries: BTreeMap::new(), since: now, uploading: false },
+        );
+    }
+
+    fn alive(&self, device: &str) -> bool {
+        device == self.me || self.view.peers.iter().any(|p| p.id == device)
+    }
+
+    /// Replica targets in order: the hub first, then by score (highest
+    /// first, ties by id), replica-capable live peers only, never `me`.
+    fn placement(&self) -> Vec<&str> {
+        let mut peers: Vec<&PeerView> = self.view.peers.iter().filter(|p| p.replica && p.id != self.me).collect();
+        peers.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        let hub = self.view.hub.as_deref();
+        peers.sort_by_key(|p| Some(p.id.as_str()) != hub);
+        peers.into_iter().map(|p| p.id.as_str()).collect()
+    }
+
+    fn ensure_all(&mut self, now: u64) {
+        let ids: Vec<CommandId> = self.held.keys().cloned().collect();
+        for id in ids {
+            self.ensure(&id, now);
+        }
+    }
+
+    /// Sends `id` where copies are missing: up to `factor` holders if this
+    /// device is responsible (its origin, or a replica whose origin is
+    /// gone), and to the hub if the hub does not have it.
+    fn ensure(&mut self, id: &CommandId, now: u64) {
+        let Some(h) = self.held.get(id) else { return };
+        let responsible = h.own || !self.alive(&h.cmd.origin);
+        let max_tries = self.cfg.max_tries;
+        let usable = |p: &str| {
+            p != h.cmd.origin && !h.acked.contains(p) && !h.sent.contains_key(p) && h.tries.get(p).copied().unwrap_or(0) < max_tries
+        };
+        let mut wanted: Vec<String> = Vec::new();
+        if responsible {
+            let live = |p: &String| self.alive(p);
+            let have = h.acked.iter().filter(|p| live(p)).count() + h.sent.keys().filter(|p| live(p)).count();
+            let need = (self.cfg.factor - 1).saturating_sub(have);
+            wanted.extend(self.placement().into_iter().filter(|p| usable(p)).take(need).map(str::to_owned));
+        }
+        if let Some(hub) = self.view.hub.as_deref() {
+            let due = responsible || now >= h.since + self.cfg.reoffer_after_ms;
+            let capable = self.view.peers.iter().any(|p| p.id == hub && p.replica);
+            if due && capable && hub != self.me && usable(hub) && !wanted.iter().any(|w| w == hub) {
+                wanted.push(hub.to_owned());
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let Some(h) = self.held.get_mut(id) else { return };
+        for to in wanted {
+            h.sent.insert(to.clone(), now);
+            *h.tries.entry(to.clone()).or_insert(0) += 1;
+            self.to_send.entry(to).or_default().push(h.cmd.clone());
+            self.stats.requests_sent += 1;
+        }
+        let deadline = now + self.cfg.ack_timeout_ms;
+        self.sent_deadline = Some(self.sent_deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    fn on_replicate(&mut self, from: &str, cmds: Vec<Rc<Cmd>>) {
+        for cmd in cmds {
+            let id = cmd.id.clone();
+            if self.done.contains_key(&id) {
+                self.acks_out.entry(from.to_owned()).or_default().push((id, AckState::CloudAcked));
+            } else if let Some(h) = self.held.get_mut(&id) {
+                h.acked.insert(from.to_owned());
+                self.acks_out.entry(from.to_owned()).or_default().push((id, AckState::Durable));
+            } else if let Some((_, requesters)) = self.storing.get_mut(&id) {
+                if !requesters.iter().any(|r| r == from) {
+                    requesters.push(from.to_owned());
+                }
+            } else {
+                self.store_out.push(cmd.clone());
+                self.storing.insert(id, (cmd, vec![from.to_owned()]));
+            }
+        }
+    }
+
+    fn on_sync_ack(&mut self, from: &str, acks: Vec<(CommandId, AckState)>, now: u64) {
+        let quorum = self.cfg.quorum();
+        for (id, state) in acks {
+            self.stats.acks_received += 1;
+            if state == AckState::CloudAcked {
+                self.cloud_ack(id, now);
+                continue;
+            }
+            let Some(h) = self.held.get_mut(&id) else { continue };
+            h.sent.remove(from);
+            h.acked.insert(from.to_owned());
+            if h.own && !h.quorum && 1 + h.acked.len() >= quorum {
+                h.quorum = true;
+                self.peer_acked_out.push(id);
+            }
+        }
+    }
+
+    fn cloud_ack(&mut self, id: CommandId, now: u64) {
+        if let Some(f) = self.flight.as_mut() {
+            f.ids.remove(&id);
+        }
+        if self.held.remove(&id).is_some() {
+            self.stats.cloud_acked += 1;
+            self.cloud_acked_out.push(id.clone());
+        }
+        self.done.insert(id, now);
+        if self.flight.as_ref().is_some_and(|f| f.ids.is_empty()) {
+            let full = self.flight.take().is_some_and(|f| f.full);
+            self.upload_fails = 0;
+            if full {
+                // Draining a backlog: the next batch goes at once.
+                self.drain_at = now;
+            }
+        }
+    }
+
+    fn abort_flight(&mut self) {
+        if let Some(f) = self.flight.take() {
+            for id in f.ids {
+                if let Some(h) = self.held.get_mut(&id) {
+                    h.uploading = false;
+                }
+            }
+        }
+    }
+
+    fn upload_failed(&mut self, now: u64) {
+        self.abort_flight();
+        self.stats.batches_failed += 1;
+        self.upload_fails = self.upload_fails.saturating_add(1);
+        let backoff = 1_000u64.saturating_mul(1 << self.upload_fails.min(16).saturating_sub(1));
+        self.backoff_until = now + backoff.min(self.cfg.upload_backoff_max_ms);
+        self.drain_at = self.backoff_until;
+    }
+
+    /// Starts an upload batch if this device acts as hub, none is in flight,
+    /// and a full batch waits or the drain interval has passed.
+    fn drain(&mut self, now: u64) {
+        if !self.view.acting || self.flight.is_some() || now < self.backoff_until {
+            return;
+        }
+        let mut waiting: Vec<&Held> = self.held.values().filter(|h| !h.uploading).collect();
+        if waiting.is_empty() || (waiting.len() < self.cfg.batch_max && now < self.drain_at) {
+            return;
+        }
+        waiting.sort_by(|a, b| (a.cmd.created_at, &a.cmd.id).cmp(&(b.cmd.created_at, &b.cmd.id)));
+        let (mut cmds, mut bytes, mut full) = (Vec::new(), 9usize, false);
+        for h in waiting {
+            let len = h.cmd.wire_len();
+            if cmds.len() == self.cfg.batch_max || (!cmds.is_empty() && bytes + len > self.cfg.batch_max_bytes) {
+                full = true;
+                break;
+            }
+            bytes += len;
+            cmds.push(h.cmd.clone());
+        }
+        let batch = self.next_batch;
+        self.next_batch += 1;
+        let ids: BTreeSet<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
+        for id in &ids {
+            if let Some(h) = self.held.get_mut(id) {
+                h.uploading = true;
+            }
+        }
+        self.flight = Some(Flight { batch, ids, deadline: now + self.cfg.upload_timeout_ms, full });
+        self.drain_at = now + self.cfg.drain_interval_ms;
+        self.stats.batches_sent += 1;
+        self.out.push_back(match self.cfg.upstream {
+            Upstream::Mqtt => Output::Publish(RepMsg::Upload { batch, cmds }),
+            Upstream::Hook => Output::Upload { batch, cmds },
+        });
+    }
+
+    /// Turns what the last input produced into outputs.
+    fn finish(&mut self, now: u64) {
+        if !self.store_out.is_empty() {
+            self.out.push_back(Output::Store(std::mem::take(&mut self.store_out)));
+        }
+        for (to, cmds) in std::mem::take(&mut self.to_send) {
+            let mut chunk: Vec<Rc<Cmd>> = Vec::new();
+            let mut bytes = 3;
+            for c in cmds {
+                let len = c.wire_len();
+                if !chunk.is_empty() && (chunk.len() == self.cfg.batch_max || bytes + len > self.cfg.batch_max_bytes) {
+                    self.out.push_back(Output::Send { to: to.clone(), msg: RepMsg::Replicate(std::mem::take(&mut chunk)) });
+                    bytes = 3;
+                }
+                bytes += len;
+                chunk.push(c);
+            }
+            if !chunk.is_empty() {
+                self.out.push_back(Output::Send { to, msg: RepMsg::Replicate(chunk) });
+            }
+        }
+        for (to, acks) in std::mem::take(&mut self.acks_out) {
+            for chunk in acks.chunks(IDS_PER_MSG) {
+                self.out.push_back(Output::Send { to: to.clone(), msg: RepMsg::SyncAck(chunk.to_vec()) });
+            }
+        }
+        if !self.peer_acked_out.is_empty() {
+            self.out.push_back(Output::PeerAcked(std::mem::take(&mut self.peer_acked_out)));
+        }
+        if !self.cloud_acked_out.is_empty() {
+            self.out.push_back(Output::CloudAcked(std::mem::take(&mut self.cloud_acked_out)));
+        }
+        self.drain(now);
+    }
+}

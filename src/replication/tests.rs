@@ -1,0 +1,282 @@
+//! Unit tests of the replicator: placement, quorum, storing replicas,
+//! re-replication, the hub's drain. The seeded runs with faults are in
+//! `sim::replication`.
+
+use std::rc::Rc;
+
+use super::*;
+use crate::outbox::CommandId;
+
+fn cmd(id: &str, origin: &str, created_at: u64) -> Rc<Cmd> {
+    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at, payload: vec![1, 2, 3] })
+}
+
+fn view(peers: &[(&str, u64)], hub: Option<&str>, acting: bool) -> View {
+    View {
+        peers: peers.iter().map(|(id, score)| PeerView { id: (*id).into(), score: *score, replica: true }).collect(),
+        hub: hub.map(Into::into),
+        acting,
+    }
+}
+
+fn outputs(r: &mut Replicator) -> Vec<Output> {
+    std::iter::from_fn(|| r.poll_output()).collect()
+}
+
+fn sends(out: &[Output]) -> Vec<(String, Vec<String>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg: RepMsg::Replicate(cmds) } => {
+                Some((to.clone(), cmds.iter().map(|c| c.id.as_str().to_owned()).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn ids(v: &[&str]) -> Vec<CommandId> {
+    v.iter().map(|s| CommandId::new(*s)).collect()
+}
+
+fn durable(ids_: &[&str]) -> RepMsg {
+    RepMsg::SyncAck(ids(ids_).into_iter().map(|i| (i, AckState::Durable)).collect())
+}
+
+#[test]
+fn replicates_to_the_hub_then_the_best_scores_and_acks_at_majority() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 500), ("c", 900), ("d", 700)], Some("b"), false), 0);
+    r.handle_committed(vec![cmd("a-1", "a", 0)], 10);
+    let out = outputs(&mut r);
+    // factor 3 counting the origin: two targets, the hub first, then the best score.
+    assert_eq!(sends(&out), vec![("b".into(), vec!["a-1".into()]), ("c".into(), vec!["a-1".into()])]);
+    assert!(!out.iter().any(|o| matches!(o, Output::PeerAcked(_))));
+
+    r.handle_message("c", durable(&["a-1"]), 20);
+    assert_eq!(outputs(&mut r), vec![Output::PeerAcked(ids(&["a-1"]))]);
+    // The second ack changes nothing visible; the command stays held until the cloud has it.
+    r.handle_message("b", durable(&["a-1"]), 21);
+    assert_eq!(outputs(&mut r), vec![]);
+    assert_eq!(r.holders("a-1").unwrap(), vec!["b".to_string(), "c".to_string()]);
+    assert_eq!(r.stats().held, 1);
+}
+
+#[test]
+fn fewer_devices_than_the_factor() {
+    // Alone: nothing to send, the command stays below the quorum (pending).
+    let mut alone = Replicator::new("a", Config::default(), 0);
+    alone.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    assert_eq!(outputs(&mut alone), vec![]);
+    assert_eq!(alone.stats().below_quorum, 1);
+    // Two devices: origin + one replica is a majority of 3.
+    let mut two = Replicator::new("a", Config::default(), 0);
+    two.handle_view(view(&[("b", 1)], None, false), 0);
+    two.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    assert_eq!(sends(&outputs(&mut two)), vec![("b".into(), vec!["a-1".into()])]);
+    two.handle_message("b", durable(&["a-1"]), 5);
+    assert_eq!(outputs(&mut two), vec![Output::PeerAcked(ids(&["a-1"]))]);
+    // Factor 1: the origin alone is the quorum.
+    let mut one = Replicator::new("a", Config { factor: 1, ..Config::default() }, 0);
+    one.handle_view(view(&[("b", 1)], None, false), 0);
+    one.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    assert_eq!(outputs(&mut one), vec![Output::PeerAcked(ids(&["a-1"]))]);
+}
+
+#[test]
+fn a_replica_is_acked_only_after_its_commit() {
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_view(view(&[("a", 1), ("c", 2)], Some("b"), false), 0);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 1);
+    assert_eq!(outputs(&mut r), vec![Output::Store(vec![cmd("a-1", "a", 0)])]);
+    // The same command from someone else while the write is in flight: one write, two acks.
+    r.handle_message("c", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 2);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_stored(&ids(&["a-1"]), 3);
+    let out = outputs(&mut r);
+    assert_eq!(
+        out,
+        vec![
+            Output::Send { to: "a".into(), msg: durable(&["a-1"]) },
+            Output::Send { to: "c".into(), msg: durable(&["a-1"]) },
+        ]
+    );
+    // Already held: acked at once, nothing written again.
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 4);
+    assert_eq!(outputs(&mut r), vec![Output::Send { to: "a".into(), msg: durable(&["a-1"]) }]);
+    // A failed write sends no ack, and the next request tries again.
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-2", "a", 0)]), 5);
+    assert_eq!(outputs(&mut r).len(), 1);
+    r.handle_store_failed(&ids(&["a-2"]), 6);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-2", "a", 0)]), 7);
+    assert_eq!(outputs(&mut r), vec![Output::Store(vec![cmd("a-2", "a", 0)])]);
+}
+
+#[test]
+fn cloud_acked_commands_are_answered_as_such() {
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_message("ingest", RepMsg::CloudAck(ids(&["a-1"])), 1);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 2);
+    assert_eq!(
+        outputs(&mut r),
+        vec![Output::Send { to: "a".into(), msg: RepMsg::SyncAck(vec![(CommandId::new("a-1"), AckState::CloudAcked)]) }]
+    );
+    // The origin takes such an answer as the cloud ack.
+    let mut a = Replicator::new("a", Config::default(), 0);
+    a.handle_view(view(&[("b", 1)], None, false), 0);
+    a.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    outputs(&mut a);
+    a.handle_message("b", RepMsg::SyncAck(vec![(CommandId::new("a-1"), AckState::CloudAcked)]), 3);
+    assert_eq!(outputs(&mut a), vec![Output::CloudAcked(ids(&["a-1"]))]);
+    assert_eq!(a.stats().held, 0);
+}
+
+#[test]
+fn resends_after_the_ack_timeout_then_tries_the_next_device() {
+    let cfg = Config { ack_timeout_ms: 100, max_tries: 2, ..Config::default() };
+    let mut r = Replicator::new("a", cfg, 0);
+    r.handle_view(view(&[("b", 9), ("c", 8), ("d", 7)], None, false), 0);
+    r.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    assert_eq!(sends(&outputs(&mut r)).len(), 2);
+    r.handle_message("c", durable(&["a-1"]), 10);
+    outputs(&mut r);
+    assert_eq!(r.poll_timeout(), Some(100));
+    r.handle_timeout(100);
+    assert_eq!(sends(&outputs(&mut r)), vec![("b".into(), vec!["a-1".into()])]);
+    r.handle_timeout(200);
+    // b had its two tries: d gets it.
+    assert_eq!(sends(&outputs(&mut r)), vec![("d".into(), vec!["a-1".into()])]);
+}
+
+#[test]
+fn a_departed_holder_is_replaced_by_the_next_best() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 9), ("c", 8), ("d", 7)], None, false), 0);
+    r.handle_committed(vec![cmd("a-1", "a", 0)], 0);
+    outputs(&mut r);
+    r.handle_message("b", durable(&["a-1"]), 1);
+    r.handle_message("c", durable(&["a-1"]), 1);
+    outputs(&mut r);
+    r.handle_view(view(&[("c", 8), ("d", 7)], None, false), 2);
+    assert_eq!(sends(&outputs(&mut r)), vec![("d".into(), vec!["a-1".into()])]);
+}
+
+#[test]
+fn replica_holders_take_over_when_the_origin_is_gone_and_feed_a_new_hub() {
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_view(view(&[("a", 1), ("c", 5), ("d", 4)], Some("c"), false), 0);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 1);
+    outputs(&mut r);
+    r.handle_stored(&ids(&["a-1"]), 2);
+    outputs(&mut r);
+    // Origin alive: the replica does nothing on its own.
+    r.handle_view(view(&[("a", 1), ("c", 5), ("d", 6)], Some("c"), false), 3);
+    assert_eq!(sends(&outputs(&mut r)), vec![]);
+    // Origin gone: this holder restores the factor, hub first.
+    r.handle_view(view(&[("c", 5), ("d", 6)], Some("c"), false), 4);
+    assert_eq!(sends(&outputs(&mut r)), vec![("c".into(), vec!["a-1".into()]), ("d".into(), vec!["a-1".into()])]);
+}
+
+#[test]
+fn a_replica_is_reoffered_to_the_hub_when_old() {
+    let cfg = Config { reoffer_after_ms: 1_000, ..Config::default() };
+    let mut r = Replicator::new("b", cfg, 0);
+    r.handle_view(view(&[("a", 1), ("c", 5)], Some("c"), false), 0);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 1);
+    r.handle_stored(&ids(&["a-1"]), 2);
+    outputs(&mut r);
+    assert_eq!(r.poll_timeout(), Some(1_000));
+    r.handle_timeout(1_000);
+    assert_eq!(sends(&outputs(&mut r)), vec![]);
+    r.handle_timeout(2_000);
+    assert_eq!(sends(&outputs(&mut r)), vec![("c".into(), vec!["a-1".into()])]);
+    r.handle_message("c", durable(&["a-1"]), 2_010);
+    r.handle_timeout(3_000);
+    assert_eq!(sends(&outputs(&mut r)), vec![]);
+}
+
+fn uploads(out: &[Output]) -> Vec<(u64, Vec<String>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Publish(RepMsg::Upload { batch, cmds }) | Output::Upload { batch, cmds } => {
+                Some((*batch, cmds.iter().map(|c| c.id.as_str().to_owned()).collect()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_hub_drains_in_batches_oldest_first() {
+    let cfg = Config { batch_max: 2, drain_interval_ms: 1_000, ..Config::default() };
+    let mut r = Replicator::new("h", cfg, 0);
+    r.handle_view(view(&[], Some("h"), false), 0);
+    r.handle_committed(vec![cmd("h-1", "h", 5)], 0);
+    assert_eq!(uploads(&outputs(&mut r)), vec![]);
+    // Becoming the hub drains at once.
+    r.handle_view(view(&[], Some("h"), true), 1);
+    assert_eq!(uploads(&outputs(&mut r)), vec![(1, vec!["h-1".into()])]);
+    // One batch in flight at a time.
+    r.handle_committed(vec![cmd("h-3", "h", 3), cmd("h-2", "h", 2), cmd("h-4", "h", 4)], 2);
+    assert_eq!(uploads(&outputs(&mut r)), vec![]);
+    r.handle_message("ingest", RepMsg::CloudAck(ids(&["h-1"])), 3);
+    // A full batch waits: it goes at once, oldest first.
+    assert_eq!(outputs(&mut r), vec![Output::CloudAcked(ids(&["h-1"])), Output::Publish(RepMsg::Upload { batch: 2, cmds: vec![cmd("h-2", "h", 2), cmd("h-3", "h", 3)] })]);
+    r.handle_message("ingest", RepMsg::CloudAck(ids(&["h-2", "h-3"])), 4);
+    // The batch was full: the rest follows at once.
+    assert_eq!(uploads(&outputs(&mut r)), vec![(3, vec!["h-4".into()])]);
+    r.handle_message("ingest", RepMsg::CloudAck(ids(&["h-4"])), 5);
+    outputs(&mut r);
+    // A lone new command waits for the interval.
+    r.handle_committed(vec![cmd("h-5", "h", 6)], 6);
+    assert_eq!(uploads(&outputs(&mut r)), vec![]);
+    let at = r.poll_timeout().unwrap();
+    r.handle_timeout(at);
+    assert_eq!(uploads(&outputs(&mut r)), vec![(4, vec!["h-5".into()])]);
+}
+
+#[test]
+fn upload_timeouts_back_off_and_a_new_hub_retries() {
+    let cfg = Config { upload_timeout_ms: 100, ..Config::default() };
+    let mut r = Replicator::new("h", cfg, 0);
+    r.handle_view(view(&[], Some("h"), true), 0);
+    r.handle_committed(vec![cmd("h-1", "h", 0)], 0);
+    assert_eq!(uploads(&outputs(&mut r)), vec![(1, vec!["h-1".into()])]);
+    r.handle_timeout(100);
+    assert_eq!(uploads(&outputs(&mut r)), vec![]);
+    assert_eq!(r.poll_timeout(), Some(1_100));
+    r.handle_timeout(1_100);
+    assert_eq!(uploads(&outputs(&mut r)), vec![(2, vec!["h-1".into()])]);
+    // Losing the hub role drops the flight; regaining it uploads again at once.
+    r.handle_view(view(&[], None, false), 1_150);
+    r.handle_view(view(&[], Some("h"), true), 1_160);
+    assert_eq!(uploads(&outputs(&mut r)), vec![(3, vec!["h-1".into()])]);
+    assert_eq!(r.stats().batches_failed, 1);
+}
+
+#[test]
+fn the_hook_upstream_gossips_the_cloud_ack() {
+    let cfg = Config { upstream: Upstream::Hook, ..Config::default() };
+    let mut r = Replicator::new("h", cfg, 0);
+    r.handle_view(view(&[("b", 1)], Some("h"), true), 0);
+    r.handle_message("b", RepMsg::Replicate(vec![cmd("b-1", "b", 0)]), 1);
+    outputs(&mut r);
+    r.handle_stored(&ids(&["b-1"]), 2);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::Upload { batch: 1, cmds: vec![cmd("b-1", "b", 0)] }), "{out:?}");
+    r.handle_upload_result(9, Ok(()), 3);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_upload_result(1, Ok(()), 3);
+    assert_eq!(outputs(&mut r), vec![Output::Publish(RepMsg::CloudAck(ids(&["b-1"]))), Output::CloudAcked(ids(&["b-1"]))]);
+}
+
+#[test]
+fn restored_commands_are_replicated_again() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 2), ("c", 1)], None, false), 0);
+    r.handle_restored(vec![(cmd("a-1", "a", 0), false), (cmd("a-2", "a", 0), true), (cmd("x-1", "x", 0), true)], 0);
+    let s = sends(&outputs(&mut r));
+    assert_eq!(s, vec![("b".into(), vec!["a-1".into(), "a-2".into(), "x-1".into()]), ("c".into(), vec!["a-1".into(), "a-2".into(), "x-1".into()])]);
+    assert_eq!(r.stats().below_quorum, 1);
+}

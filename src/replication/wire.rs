@@ -1,0 +1,318 @@
+//! The binary bodies of replication and upstream messages, carried inside
+//! the signed envelope (`PROTOCOL.md` Part 4 has the byte tables).
+//!
+//! Conventions as in the election bodies: unsigned big-endian integers, an
+//! *id* (device) is a length byte 1..=64 plus that many bytes of the id
+//! alphabet, byte 0 is the body type and must agree with the envelope kind:
+//!
+//! | type | body | envelope kind | topic |
+//! |---|---|---|---|
+//! | `0x10` | Replicate | REPLICATE_COMMAND (4) | `dev/{target}/rep` |
+//! | `0x11` | SyncAck | SYNC_ACK (5) | `dev/{origin of the request}/ack` |
+//! | `0x12` | CloudAck | CLOUD_ACK (6) | `cloud` |
+//! | `0x13` | Upload | UPLOAD (12) | `up` |
+//!
+//! Decoding is total (any bytes give a value or a [`WireError`]) and
+//! allocates at most what the bytes hold.
+
+use std::rc::Rc;
+
+use crate::envelope::Kind;
+use crate::mesh::wire::{put_id, Reader, WireError};
+use crate::outbox::CommandId;
+
+/// Body type of a replication batch.
+pub const TYPE_REPLICATE: u8 = 0x10;
+/// Body type of a durability acknowledgement.
+pub const TYPE_SYNC_ACK: u8 = 0x11;
+/// Body type of a cloud acknowledgement.
+pub const TYPE_CLOUD_ACK: u8 = 0x12;
+/// Body type of an upload batch (hub → ingest).
+pub const TYPE_UPLOAD: u8 = 0x13;
+
+/// Longest command id on the wire (the outbox's `max_id_len` default).
+pub const MAX_COMMAND_ID: usize = 128;
+/// Longest topic on the wire (the outbox's `max_topic_len` default).
+pub const MAX_TOPIC: usize = 256;
+
+/// One command as it travels between devices and to the cloud.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Cmd {
+    /// Globally unique, the idempotency key everywhere (outbox, ingest).
+    pub id: CommandId,
+    /// Device that enqueued it.
+    pub origin: String,
+    /// Application topic.
+    pub topic: String,
+    /// HLC stamp given at enqueue (or 0).
+    pub hlc: u64,
+    /// Wall-clock ms at enqueue on the origin.
+    pub created_at: u64,
+    /// Application bytes.
+    pub payload: Vec<u8>,
+}
+
+impl Cmd {
+    /// Bytes this command takes in a body.
+    pub fn wire_len(&self) -> usize {
+        2 + self.id.as_str().len() + 1 + self.origin.len() + 2 + self.topic.len() + 8 + 8 + 4 + self.payload.len()
+    }
+}
+
+/// How durable a command is on the device that sends a [`RepMsg::SyncAck`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AckState {
+    /// `1`: in the sender's IndexedDB.
+    Durable,
+    /// `2`: the sender knows the cloud has it (the requester may mark it `cloud_ack`).
+    CloudAcked,
+}
+
+/// A replication or upstream message.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RepMsg {
+    /// Keep a durable replica of these commands, then acknowledge them.
+    Replicate(Vec<Rc<Cmd>>),
+    /// These commands are durable (or cloud-acked) on the sender.
+    SyncAck(Vec<(CommandId, AckState)>),
+    /// The cloud stored these commands (from the ingest, or from a hub whose
+    /// upload hook succeeded).
+    CloudAck(Vec<CommandId>),
+    /// A batch for the cloud; `batch` is the hub's sequence number (for logs;
+    /// the ingest deduplicates by command id).
+    Upload {
+        /// Sequence number of the batch on the sending hub.
+        batch: u64,
+        /// The commands.
+        cmds: Vec<Rc<Cmd>>,
+    },
+}
+
+impl RepMsg {
+    /// The envelope kind this body travels in.
+    pub fn kind(&self) -> Kind {
+        match self {
+            RepMsg::Replicate(_) => Kind::ReplicateCommand,
+            RepMsg::SyncAck(_) => Kind::SyncAck,
+            RepMsg::CloudAck(_) => Kind::CloudAck,
+            RepMsg::Upload { .. } => Kind::Upload,
+        }
+    }
+
+    /// The body bytes. Errors on an invalid origin id, an empty or too long
+    /// command id or topic, or more than 65 535 entries.
+    pub fn encode(&self) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::new();
+        match self {
+            RepMsg::Replicate(cmds) => {
+                out.push(TYPE_REPLICATE);
+                put_cmds(&mut out, cmds)?;
+            }
+            RepMsg::Upload { batch, cmds } => {
+                out.push(TYPE_UPLOAD);
+                out.extend_from_slice(&batch.to_be_bytes());
+                put_cmds(&mut out, cmds)?;
+            }
+            RepMsg::SyncAck(acks) => {
+                out.push(TYPE_SYNC_ACK);
+                put_count(&mut out, acks.len())?;
+                for (id, state) in acks {
+                    out.push(match state {
+                        AckState::Durable => 1,
+                        AckState::CloudAcked => 2,
+                    });
+                    put_text(&mut out, id.as_str(), MAX_COMMAND_ID)?;
+                }
+            }
+            RepMsg::CloudAck(ids) => {
+                out.push(TYPE_CLOUD_ACK);
+                put_count(&mut out, ids.len())?;
+                for id in ids {
+                    put_text(&mut out, id.as_str(), MAX_COMMAND_ID)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn put_count(out: &mut Vec<u8>, n: usize) -> Result<(), WireError> {
+    let n = u16::try_from(n).map_err(|_| WireError::BadField)?;
+    if n == 0 {
+        return Err(WireError::BadField);
+    }
+    out.extend_from_slice(&n.to_be_bytes());
+    Ok(())
+}
+
+fn put_text(out: &mut Vec<u8>, s: &str, max: usize) -> Result<(), WireError> {
+    if s.is_empty() || s.len() > max {
+        return Err(WireError::BadField);
+    }
+    out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn put_cmds(out: &mut Vec<u8>, cmds: &[Rc<Cmd>]) -> Result<(), WireError> {
+    put_count(out, cmds.len())?;
+    for c in cmds {
+        put_text(out, c.id.as_str(), MAX_COMMAND_ID)?;
+        put_id(out, &c.origin)?;
+        put_text(out, &c.topic, MAX_TOPIC)?;
+        out.extend_from_slice(&c.hlc.to_be_bytes());
+        out.extend_from_slice(&c.created_at.to_be_bytes());
+        let len = u32::try_from(c.payload.len()).map_err(|_| WireError::BadField)?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(&c.payload);
+    }
+    Ok(())
+}
+
+/// Decodes a replication body. Total; trailing bytes are ignored like in
+/// the election bodies (a later version may append fields).
+pub fn decode(bytes: &[u8]) -> Result<RepMsg, WireError> {
+    let (&ty, rest) = bytes.split_first().ok_or(WireError::Empty)?;
+    let mut r = Reader { rest };
+    Ok(match ty {
+        TYPE_REPLICATE => RepMsg::Replicate(read_cmds(&mut r)?),
+        TYPE_UPLOAD => {
+            let batch = r.u64()?;
+            RepMsg::Upload { batch, cmds: read_cmds(&mut r)? }
+        }
+        TYPE_SYNC_ACK => {
+            let n = read_count(&mut r)?;
+            let mut acks = Vec::new();
+            for _ in 0..n {
+                let state = match r.u8()? {
+                    1 => AckState::Durable,
+                    2 => AckState::CloudAcked,
+                    _ => return Err(WireError::BadField),
+                };
+                acks.push((CommandId::new(read_text(&mut r, MAX_COMMAND_ID)?), state));
+            }
+            RepMsg::SyncAck(acks)
+        }
+        TYPE_CLOUD_ACK => {
+            let n = read_count(&mut r)?;
+            let mut ids = Vec::new();
+            for _ in 0..n {
+                ids.push(CommandId::new(read_text(&mut r, MAX_COMMAND_ID)?));
+            }
+            RepMsg::CloudAck(ids)
+        }
+        other => return Err(WireError::UnknownType(other)),
+    })
+}
+
+fn read_count(r: &mut Reader<'_>) -> Result<u16, WireError> {
+    match r.u16()? {
+        0 => Err(WireError::BadField),
+        n => Ok(n),
+    }
+}
+
+fn read_text(r: &mut Reader<'_>, max: usize) -> Result<String, WireError> {
+    let len = usize::from(r.u16()?);
+    if len == 0 || len > max {
+        return Err(WireError::BadField);
+    }
+    let raw = r.take(len)?;
+    core::str::from_utf8(raw).map(str::to_owned).map_err(|_| WireError::BadField)
+}
+
+fn read_cmds(r: &mut Reader<'_>) -> Result<Vec<Rc<Cmd>>, WireError> {
+    let n = read_count(r)?;
+    let mut cmds = Vec::new();
+    for _ in 0..n {
+        let id = CommandId::new(read_text(r, MAX_COMMAND_ID)?);
+        let origin = r.id()?;
+        let topic = read_text(r, MAX_TOPIC)?;
+        let hlc = r.u64()?;
+        let created_at = r.u64()?;
+        let len = r.u32()? as usize;
+        let payload = r.take(len)?.to_vec();
+        cmds.push(Rc::new(Cmd { id, origin, topic, hlc, created_at, payload }));
+    }
+    Ok(cmds)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cmd(id: &str, payload: &[u8]) -> Rc<Cmd> {
+        Rc::new(Cmd {
+            id: CommandId::new(id),
+            origin: "pos-1".into(),
+            topic: "sale".into(),
+            hlc: 0x019b_fee5_5100_0003,
+            created_at: 1_769_508_000_000,
+            payload: payload.to_vec(),
+        })
+    }
+
+    fn hex(b: &[u8]) -> String {
+        b.iter().map(|x| format!("{x:02x}")).collect()
+    }
+
+    /// The examples in PROTOCOL.md Part 4, byte for byte.
+    #[test]
+    fn documented_examples() {
+        let rep = RepMsg::Replicate(vec![cmd("c1", b"hi")]).encode().unwrap();
+        assert_eq!(
+            hex(&rep),
+"1000010002633105706f732d31000473616c65019bfee5510000030000019bfee55100000000026869"
+        );
+        let ack = RepMsg::SyncAck(vec![(CommandId::new("c1"), AckState::Durable)]).encode().unwrap();
+        assert_eq!(hex(&ack), "1100010100026331");
+        let cloud = RepMsg::CloudAck(vec![CommandId::new("c1"), CommandId::new("c2")]).encode().unwrap();
+        assert_eq!(hex(&cloud), "1200020002633100026332");
+        let up = RepMsg::Upload { batch: 7, cmds: vec![cmd("c1", b"hi")] }.encode().unwrap();
+        assert_eq!(&up[..9], &[0x13, 0, 0, 0, 0, 0, 0, 0, 7]);
+        assert_eq!(&up[9..], &rep[1..]);
+    }
+
+    #[test]
+    fn refuses_bad_fields() {
+        assert_eq!(RepMsg::CloudAck(vec![]).encode(), Err(WireError::BadField));
+        assert_eq!(RepMsg::CloudAck(vec![CommandId::new("")]).encode(), Err(WireError::BadField));
+        let mut bad = (*cmd("c1", b"")).clone();
+        bad.origin = "no spaces".into();
+        assert_eq!(RepMsg::Replicate(vec![Rc::new(bad)]).encode(), Err(WireError::BadId));
+        assert_eq!(decode(&[]), Err(WireError::Empty));
+        assert_eq!(decode(&[0x12, 0, 0]), Err(WireError::BadField));
+        assert_eq!(decode(&[0x11, 0, 1, 3, 0, 1, b'x']), Err(WireError::BadField));
+        assert_eq!(decode(&[0x12, 0, 1, 0, 2, 0xff, 0xfe]), Err(WireError::BadField));
+        assert_eq!(decode(&[0x14]), Err(WireError::UnknownType(0x14)));
+        assert_eq!(decode(&[0x10, 0, 1, 0, 2, b'c']), Err(WireError::Truncated));
+    }
+
+    fn arb_cmd() -> impl Strategy<Value = Rc<Cmd>> {
+        ("[a-z0-9-]{1,40}", "[a-z]{1,20}", "[a-z/.]{1,30}", any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
+            .prop_map(|(id, origin, topic, hlc, created_at, payload)| {
+                Rc::new(Cmd { id: CommandId::new(id), origin, topic, hlc, created_at, payload })
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(cmds in proptest::collection::vec(arb_cmd(), 1..5), batch in any::<u64>()) {
+            for m in [RepMsg::Replicate(cmds.clone()), RepMsg::Upload { batch, cmds: cmds.clone() },
+                      RepMsg::CloudAck(cmds.iter().map(|c| c.id.clone()).collect()),
+                      RepMsg::SyncAck(cmds.iter().map(|c| (c.id.clone(), AckState::CloudAcked)).collect())] {
+                let bytes = m.encode().unwrap();
+                prop_assert_eq!(m.kind(), Kind::from_code(m.kind().code()));
+                prop_assert_eq!(decode(&bytes).unwrap(), m);
+            }
+        }
+
+        #[test]
+        fn random_bytes_never_panic(ty in 0x10u8..0x14, rest in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let mut b = vec![ty];
+            b.extend(rest);
+            let _ = decode(&b);
+        }
+    }
+}
