@@ -82,6 +82,11 @@ struct Held {
     since: u64,
     /// Part of the upload batch in flight.
     uploading: bool,
+    /// When it is next offered to the hub even if the hub acked it before
+    /// (a missed CLOUD_ACK; the hub answers at once if it knows), with
+    /// doubling intervals so a long cloud outage costs little traffic.
+    next_offer: u64,
+    offers: u32,
 }
 
 #[derive(Debug)]
@@ -329,9 +334,18 @@ impl Replicator {
             self.upload_failed(now);
         }
         if self.tries_reset_at <= now {
-            self.tries_reset_at = now + self.cfg.reoffer_after_ms;
+            let period = self.cfg.reoffer_after_ms;
+            self.tries_reset_at = now + period;
+            let hub = self.view.hub.clone();
             for h in self.held.values_mut() {
                 h.tries.clear();
+                if h.next_offer <= now && !self.view.acting {
+                    if let Some(hub) = &hub {
+                        h.acked.remove(hub);
+                    }
+                    h.offers = h.offers.saturating_add(1);
+                    h.next_offer = now + (period << h.offers.min(4));
+                }
             }
         }
         let keep = self.cfg.remember_done_ms;
@@ -373,7 +387,18 @@ impl Replicator {
         let id = cmd.id.clone();
         self.held.insert(
             id,
-            Held { cmd, own, quorum, acked, sent: BTreeMap::new(), tries: BTreeMap::new(), since: now, uploading: false },
+            Held {
+                cmd,
+                own,
+                quorum,
+                acked,
+                sent: BTreeMap::new(),
+                tries: BTreeMap::new(),
+                since: now,
+                uploading: false,
+                next_offer: now + self.cfg.reoffer_after_ms,
+                offers: 0,
+            },
         );
     }
 
@@ -406,14 +431,15 @@ impl Replicator {
         let responsible = h.own || !self.alive(&h.cmd.origin);
         let max_tries = self.cfg.max_tries;
         let usable = |p: &str| {
-            p != h.cmd.origin && !h.acked.contains(p) && !h.sent.contains_key(p) && h.tries.get(p).copied().unwrap_or(0) < max_tries
+            !h.acked.contains(p) && !h.sent.contains_key(p) && h.tries.get(p).copied().unwrap_or(0) < max_tries
         };
         let mut wanted: Vec<String> = Vec::new();
         if responsible {
             let live = |p: &String| self.alive(p);
             let have = h.acked.iter().filter(|p| live(p)).count() + h.sent.keys().filter(|p| live(p)).count();
             let need = (self.cfg.factor - 1).saturating_sub(have);
-            wanted.extend(self.placement().into_iter().filter(|p| usable(p)).take(need).map(str::to_owned));
+            let origin = h.cmd.origin.as_str();
+            wanted.extend(self.placement().into_iter().filter(|p| *p != origin && usable(p)).take(need).map(str::to_owned));
         }
         if let Some(hub) = self.view.hub.as_deref() {
             let due = responsible || now >= h.since + self.cfg.reoffer_after_ms;

@@ -26,6 +26,7 @@
 //! `SEED=0x…` replays one with its trace).
 
 pub mod election;
+pub mod replication;
 pub mod trace;
 pub mod world;
 
