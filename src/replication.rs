@@ -20,7 +20,7 @@ mod replicator;
 mod tests;
 pub mod wire;
 
-pub use replicator::{Output, PeerView, Replicator, View};
+pub use replicator::{Output, PeerView, ReplicationStats, Replicator, View};
 pub use wire::{AckState, Cmd, RepMsg};
 
 /// How the hub hands batches to the cloud.

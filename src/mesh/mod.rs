@@ -55,6 +55,9 @@
 //!             Output::Persist(state) => node.handle_persisted(&state, mono), // after the IDB commit
 //!             Output::Event(MeshEvent::BecameHub { .. }) => became_hub = true,
 //!             Output::Event(_) => {}
+//!             // Replication: the outbox stores replicas and records acks.
+//!             Output::Store(cmds) => { /* outbox put, then */ node.handle_stored(&cmds.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), mono) }
+//!             Output::PeerAcked(_) | Output::CloudAcked(_) | Output::Upload { .. } => {}
 //!             Output::Timeout(at) => {
 //!                 mono = at;
 //!                 break;
@@ -115,11 +118,13 @@ pub struct MeshConfig {
     pub max_senders: usize,
     /// Send counters reserved per storage write.
     pub counter_block: u64,
+    /// Quorum replication and the hub's drain.
+    pub replication: crate::replication::Config,
 }
 
 impl MeshConfig {
     /// A config with defaults: the seed's election timers
-    /// (`election::Config::default()`), no capabilities, 2-minute event
+    /// (`election::Config::default()`), REPLICA capability, 2-minute event
     /// freshness, 1-minute clock drift, default envelope limits, 256 senders,
     /// 4096 counters per write.
     pub fn new(device_id: impl Into<String>, venue_key: VenueKey, device: DeviceInfo) -> MeshConfig {
@@ -129,12 +134,13 @@ impl MeshConfig {
             venue_key,
             device,
             election: election::Config::default(),
-            capabilities: Capabilities::NONE,
+            capabilities: Capabilities::REPLICA,
             max_event_age_ms: 120_000,
             max_clock_drift_ms: Clock::DEFAULT_MAX_DRIFT_MS,
             limits: Limits::default(),
             max_senders: crate::envelope::ReplayWindow::DEFAULT_MAX_SENDERS,
             counter_block: SendCounter::DEFAULT_BLOCK,
+            replication: crate::replication::Config::default(),
         }
     }
 
@@ -203,6 +209,22 @@ pub enum Output {
     Persist(MeshState),
     /// Tell the app (outside any borrow of the node).
     Event(MeshEvent),
+    /// Store these replicas in the outbox (status `peer_ack`, origin = their
+    /// origin; an id already there is kept as it is), then call
+    /// [`MeshNode::handle_stored`] or [`MeshNode::handle_store_failed`].
+    Store(Vec<std::rc::Rc<crate::replication::Cmd>>),
+    /// Own commands reached the quorum: `outbox.peer_acked(ids)`.
+    PeerAcked(Vec<crate::outbox::CommandId>),
+    /// The cloud has these commands: `outbox.cloud_acked(ids)`.
+    CloudAcked(Vec<crate::outbox::CommandId>),
+    /// Upload hook: give the batch to the app, then
+    /// [`MeshNode::handle_upload_result`].
+    Upload {
+        /// Batch number.
+        batch: u64,
+        /// The commands.
+        cmds: Vec<std::rc::Rc<crate::replication::Cmd>>,
+    },
     /// Nothing more now: call [`MeshNode::handle_timeout`] at this monotonic
     /// instant, or earlier on the next input.
     Timeout(u64),
@@ -275,6 +297,8 @@ pub struct Traffic {
     pub heartbeat: Flow,
     /// `hub`.
     pub hub_claim: Flow,
+    /// `dev/{me}/rep`, `dev/{me}/ack`, `cloud` in; `dev/…`, `cloud`, `up` out.
+    pub replication: Flow,
     /// Anything else received (not a topic the node subscribes to).
     pub other: Flow,
 }
@@ -372,4 +396,6 @@ pub struct MeshStats {
     pub held: usize,
     /// The HLC's latest value.
     pub hlc: Hlc,
+    /// Replication and drain counters.
+    pub replication: crate::replication::ReplicationStats,
 }

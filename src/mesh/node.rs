@@ -9,7 +9,10 @@ use crate::envelope::{Envelope, Header, Kind, Receiver, SendCounter};
 use crate::hlc::Clock;
 use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
+use crate::replication::{RepMsg, Replicator};
 use std::collections::{BTreeMap, VecDeque};
+
+mod replica;
 
 const MINUTE_MS: u64 = 60_000;
 /// An election that keeps producing output without a timeout is a bug; the
@@ -55,6 +58,9 @@ pub struct MeshNode {
     tick: u64,
     counters: MeshCounters,
     traffic: Traffic,
+    rep: Replicator,
+    /// Replication messages waiting for a send counter (never replaced).
+    rep_queue: VecDeque<(String, RepMsg)>,
 }
 
 impl MeshNode {
@@ -86,6 +92,8 @@ impl MeshNode {
             tick: 0,
             counters: MeshCounters::default(),
             traffic: Traffic::default(),
+            rep: Replicator::new(config.device_id.clone(), config.replication.clone(), now_mono),
+            rep_queue: VecDeque::new(),
             cfg: config,
         };
         node.score = node.compute_score(now_mono);
@@ -115,7 +123,7 @@ impl MeshNode {
     }
     /// The topic filters to subscribe to (QoS 1) after every CONNACK.
     pub fn subscriptions(&self) -> Vec<String> {
-        topics::subscriptions(&self.cfg.venue)
+        topics::subscriptions(&self.cfg.venue, &self.cfg.device_id)
     }
     /// Current score, milli-points.
     pub fn score(&self) -> u64 {
@@ -177,8 +185,9 @@ impl MeshNode {
             counters: self.counters,
             traffic: self.traffic,
             send_counter: self.counter.as_ref().map(|c| (c.peek(), c.ceiling())),
-            held: self.held.len(),
+            held: self.held.len() + self.rep_queue.len(),
             hlc: self.clock.last(),
+            replication: self.rep.stats(),
         }
     }
 
@@ -292,7 +301,10 @@ impl MeshNode {
                 }
                 Kind::HubClaim
             }
-            _ => return self.reject_topic(payload),
+            other => match self.replication_kind(&other, bytes) {
+                Some(kind) => kind,
+                None => return self.reject_topic(payload),
+            },
         };
         if !self.is_restored() {
             self.counters.not_ready += 1;
@@ -306,7 +318,10 @@ impl MeshNode {
             self.counters.own_echo += 1;
             return;
         }
-        if parsed.kind.device().is_some_and(|d| d != h.sender) {
+        // On `presence/{d}` and `hb/{d}` the topic names the sender; on
+        // `dev/{d}/…` it names the addressee (us).
+        let names_sender = matches!(parsed.kind, TopicKind::Presence { .. } | TopicKind::Heartbeat { .. });
+        if names_sender && parsed.kind.device().is_some_and(|d| d != h.sender) {
             self.counters.sender_mismatch += 1;
             return;
         }
@@ -317,6 +332,13 @@ impl MeshNode {
         if !h.kind.is_state() && !env.is_fresh(now_wall, self.cfg.max_event_age_ms) {
             self.counters.stale_event += 1;
             return;
+        }
+        if !matches!(expected, Kind::Presence | Kind::Heartbeat | Kind::HubClaim) {
+            if self.clock.observe(h.hlc, now_wall).is_err() {
+                self.counters.clock_ahead += 1;
+            }
+            let sender = env.header.sender.clone();
+            return self.deliver_replication(&sender, expected, &env.body, now);
         }
         let body = match wire::decode(&env.body) {
             Ok(b) if b.kind() == h.kind => b,
@@ -348,6 +370,7 @@ impl MeshNode {
         let now = self.begin(now);
         if self.is_restored() {
             self.election.handle_timeout(now);
+            self.rep.handle_timeout(now);
         }
     }
 
@@ -401,6 +424,8 @@ impl MeshNode {
         if self.is_restored() {
             self.drain_election(now);
             self.flush(now_wall);
+            self.drain_replication(now);
+            self.flush_replication(now_wall);
             if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
                 self.ceiling_written = self.ceiling_written.max(target);
                 self.persist_due = true;
@@ -456,6 +481,11 @@ impl MeshNode {
         } else {
             now.saturating_add(self.cfg.election.heartbeat_interval.max(1))
         };
+        if self.is_restored() {
+            if let Some(r) = self.rep.poll_timeout() {
+                at = at.min(r);
+            }
+        }
         let minutes = (now - self.started) / MINUTE_MS;
         if minutes < UPTIME_CAP_MINUTES {
             at = at.min(self.started + (minutes + 1) * MINUTE_MS);

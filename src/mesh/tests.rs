@@ -35,6 +35,7 @@ enum Ev {
     Persisted { to: usize, inc: u32, state: MeshState },
     Connect { to: usize, inc: u32 },
     Will { of: usize },
+    Stored { to: usize, inc: u32, ids: Vec<crate::outbox::CommandId> },
 }
 
 #[derive(Default)]
@@ -52,6 +53,8 @@ struct Dev {
     storage_free_at: u64,
     wake: u64,
     events: Vec<(u64, MeshEvent)>,
+    /// Replication outputs for the outbox (peer/cloud acks, uploads).
+    rep: Vec<(u64, Output)>,
 }
 
 struct Net {
@@ -129,6 +132,12 @@ impl Net {
                     self.push(at, Ev::Persisted { to: i, inc, state });
                 }
                 Output::Event(e) => self.devs[i].events.push((now, e)),
+                Output::Store(cmds) => {
+                    let at = now + self.rand(1, PERSIST_MAX);
+                    let (inc, ids) = (self.devs[i].inc, cmds.iter().map(|c| c.id.clone()).collect());
+                    self.push(at, Ev::Stored { to: i, inc, ids });
+                }
+                o @ (Output::PeerAcked(_) | Output::CloudAcked(_) | Output::Upload { .. }) => self.devs[i].rep.push((now, o)),
                 Output::Timeout(at) => {
                     assert!(at > now, "timeout {at} not after {now}");
                     self.devs[i].wake = at;
@@ -207,6 +216,12 @@ impl Net {
                     }
                 }
             }
+            Ev::Stored { to, inc, ids } => {
+                if self.live(to, inc) {
+                    self.devs[to].node.as_mut().unwrap().handle_stored(&ids, now);
+                    self.drain(to);
+                }
+            }
             Ev::Will { of } => {
                 let topic = topics::presence(VENUE, &self.devs[of].id);
                 self.retained.remove(&topic);
@@ -229,7 +244,7 @@ impl Net {
             if q == Some(at) {
                 let (_, ev) = self.queue.pop_first().unwrap();
                 let to = match &ev {
-                    Ev::Deliver { to, .. } | Ev::Persisted { to, .. } | Ev::Connect { to, .. } => Some(*to),
+                    Ev::Deliver { to, .. } | Ev::Persisted { to, .. } | Ev::Connect { to, .. } | Ev::Stored { to, .. } => Some(*to),
                     Ev::Will { .. } => None,
                 };
                 match to {
@@ -293,7 +308,7 @@ fn assert_accounted(s: &MeshStats) {
     let outcomes = c.delivered + c.peer_gone + c.hub_cleared + c.bad_topic + c.not_ready + c.own_echo
         + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.stale_state
         + e.bad_signature + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
-    let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
+    let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
     assert_eq!(outcomes, received, "{s:#?}");
 }
 
@@ -587,7 +602,7 @@ fn nothing_is_sent_before_the_counter_ceiling_is_durable() {
     let first = persist_of(&drain_all(&mut fresh, 0)).unwrap();
     assert_eq!(first.counter_ceiling, Some(WALL0 * 1024 + 8));
     assert_eq!(fresh.will(), (p, Vec::new(), 1, true));
-    assert_eq!(fresh.subscriptions(), topics::subscriptions(VENUE));
+    assert_eq!(fresh.subscriptions(), topics::subscriptions(VENUE, fresh.device_id()));
 }
 
 #[test]
@@ -694,3 +709,5 @@ proptest! {
         assert_accounted(&n.stats());
     }
 }
+
+mod replication;

@@ -9,7 +9,10 @@
 //! | `vm/{venue}/presence/{device}` | 1 | no | PRESENCE envelope, `Leave` body (clean leave, just before the clear) |
 //! | `vm/{venue}/hub` | 1 | yes | HUB_CLAIM envelope |
 //! | `vm/{venue}/hb/{device}` | 0 | no | HEARTBEAT envelope |
-//! | `vm/{venue}/dev/{device}/rep` · `/ack` · `/rtc` | 1 | no | reserved: replication, acks, WebRTC signalling |
+//! | `vm/{venue}/dev/{device}/rep` · `/ack` | 1 | no | REPLICATE_COMMAND / SYNC_ACK for `device` |
+//! | `vm/{venue}/dev/{device}/rtc` | 1 | no | reserved: WebRTC signalling |
+//! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
+//! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
 //! | `vm/{venue}/topic/{name}` | app | app | reserved: application messages |
 //!
 //! Venue and device ids are envelope ids ([`crate::envelope::is_valid_id`]:
@@ -41,12 +44,22 @@ pub fn heartbeat(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/hb/{device}")
 }
 
-/// `vm/{venue}/dev/{device}/rep`: replication batches for `device` (reserved).
+/// `vm/{venue}/cloud`: cloud acknowledgements for every holder.
+pub fn cloud(venue: &str) -> String {
+    format!("{ROOT}/{venue}/cloud")
+}
+
+/// `vm/{venue}/up`: the hub's upload batches, read by the ingest.
+pub fn upstream(venue: &str) -> String {
+    format!("{ROOT}/{venue}/up")
+}
+
+/// `vm/{venue}/dev/{device}/rep`: replication batches for `device`.
 pub fn replicate(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/dev/{device}/rep")
 }
 
-/// `vm/{venue}/dev/{device}/ack`: acks for `device` (reserved).
+/// `vm/{venue}/dev/{device}/ack`: acks for `device`.
 pub fn ack(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/dev/{device}/ack")
 }
@@ -62,9 +75,17 @@ pub fn app(venue: &str, name: &str) -> String {
 }
 
 /// The filters the mesh node needs (subscribe each with QoS 1):
-/// `vm/{venue}/presence/+`, `vm/{venue}/hub`, `vm/{venue}/hb/+`.
-pub fn subscriptions(venue: &str) -> Vec<String> {
-    vec![format!("{ROOT}/{venue}/presence/+"), hub(venue), format!("{ROOT}/{venue}/hb/+")]
+/// `vm/{venue}/presence/+`, `vm/{venue}/hub`, `vm/{venue}/hb/+`, and for
+/// replication `vm/{venue}/dev/{device}/rep`, `…/ack`, `vm/{venue}/cloud`.
+pub fn subscriptions(venue: &str, device: &str) -> Vec<String> {
+    vec![
+        format!("{ROOT}/{venue}/presence/+"),
+        hub(venue),
+        format!("{ROOT}/{venue}/hb/+"),
+        replicate(venue, device),
+        ack(venue, device),
+        cloud(venue),
+    ]
 }
 
 /// What a mesh topic is for (ids borrowed from the parsed topic).
@@ -77,6 +98,10 @@ pub enum TopicKind<'a> {
     },
     /// `hub`.
     Hub,
+    /// `cloud`.
+    Cloud,
+    /// `up`.
+    Upstream,
     /// `hb/{device}`.
     Heartbeat {
         /// The sending device.
@@ -113,7 +138,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Replicate { device }
             | TopicKind::Ack { device }
             | TopicKind::Rtc { device } => Some(device),
-            TopicKind::Hub | TopicKind::App { .. } => None,
+            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::App { .. } => None,
         }
     }
 
@@ -209,12 +234,14 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
     let parts: Vec<&str> = rest.split('/').take(5).collect();
     let kind = match parts.as_slice() {
         ["hub"] => TopicKind::Hub,
+        ["cloud"] => TopicKind::Cloud,
+        ["up"] => TopicKind::Upstream,
         ["presence", d] => TopicKind::Presence { device: device(d)? },
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
         ["dev", d, "rep"] => TopicKind::Replicate { device: device(d)? },
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
-        ["hub" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
+        ["hub" | "cloud" | "up" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
     };
     Ok(MeshTopic { venue, kind })
@@ -251,11 +278,15 @@ mod tests {
 
     #[test]
     fn subscriptions_match_exactly_the_node_topics() {
-        let subs = subscriptions("shop-1");
+        let subs = subscriptions("shop-1", "me");
         let hit = |t: &str| subs.iter().any(|f| topic_matches(f, t));
         assert!(hit(&presence("shop-1", "a")) && hit(&hub("shop-1")) && hit(&heartbeat("shop-1", "a")));
+        assert!(hit(&replicate("shop-1", "me")) && hit(&ack("shop-1", "me")) && hit(&cloud("shop-1")));
         assert!(!hit(&presence("shop-2", "a")));
-        assert!(!hit(&replicate("shop-1", "a")) && !hit(&app("shop-1", "chat")));
+        assert!(!hit(&replicate("shop-1", "a")) && !hit(&ack("shop-1", "a")) && !hit(&app("shop-1", "chat")));
+        assert!(!hit(&upstream("shop-1")), "devices do not read their own uploads");
+        assert_eq!(parse("vm/shop-1/cloud").unwrap().kind, TopicKind::Cloud);
+        assert_eq!(parse("vm/shop-1/up").unwrap().kind, TopicKind::Upstream);
         for f in &subs {
             assert!(crate::mqtt::validate_topic_filter(f).is_ok());
         }
