@@ -26,6 +26,8 @@ ensure_apt() {
   command -v npm >/dev/null || missing+=(npm)
   command -v ss >/dev/null || missing+=(iproute2)
   command -v curl >/dev/null || missing+=(curl)
+  # Debian's python3 (with sqlite3) runs the reference ingest, tests/ingest/ingest.py.
+  [ -x /usr/bin/python3 ] || missing+=(python3)
   if [ ${#missing[@]} -gt 0 ]; then
     say "apt-get install ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
