@@ -68,6 +68,7 @@ fn rec(i: usize, status: Status) -> CommandRecord {
         updated_at: T0 + i as u64,
         hlc: 0,
         last_error: None,
+        origin: None,
     }
 }
 

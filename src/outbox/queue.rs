@@ -267,6 +267,7 @@ impl Outbox {
             updated_at: now,
             hlc: cmd.hlc,
             last_error: None,
+            origin: None,
         };
         let ticket = Ticket {
             seq: self.next_ticket,
@@ -275,6 +276,43 @@ impl Outbox {
         self.next_ticket = self.next_ticket.wrapping_add(1);
         self.reserved.insert(id);
         self.unwritten += 1;
+        self.add_to_batch(ticket.clone(), record);
+        Ok(ticket)
+    }
+
+    /// Keeps a replica of another device's command (`record.origin` set,
+    /// status normally `PeerAck`): written in the next `PutRecords` like an
+    /// enqueue, reported by the same `Enqueued` / `EnqueueFailed` events
+    /// (its ticket has no promise behind it). `Ok(None)`: this id is already
+    /// committed here, nothing to write. Counts against `max_queued`.
+    pub fn accept_replica(&mut self, record: CommandRecord) -> Result<Option<Ticket>, QueueError> {
+        if !self.loaded {
+            return Err(Misuse::NotLoaded.into());
+        }
+        if self.index.contains_key(&record.id) {
+            return Ok(None);
+        }
+        if record.id.as_str().is_empty() || record.id.as_str().len() > self.cfg.max_id_len {
+            return Err(Misuse::InvalidId.into());
+        }
+        if self.reserved.contains(&record.id) {
+            return Err(Misuse::DuplicateId(record.id).into());
+        }
+        if record.payload.len() > self.cfg.max_payload_bytes {
+            return Err(Misuse::PayloadTooLarge { len: record.payload.len(), max: self.cfg.max_payload_bytes }.into());
+        }
+        if self.queued_len() >= self.cfg.max_queued {
+            return Err(QueueError::QueueFull(FullCause::RecordLimit { limit: self.cfg.max_queued }));
+        }
+        let ticket = Ticket { seq: self.next_ticket, id: record.id.clone() };
+        self.next_ticket = self.next_ticket.wrapping_add(1);
+        self.reserved.insert(record.id.clone());
+        self.unwritten += 1;
+        self.add_to_batch(ticket.clone(), record);
+        Ok(Some(ticket))
+    }
+
+    fn add_to_batch(&mut self, ticket: Ticket, record: CommandRecord) {
         let size = record_size(&record);
         let fits = self.put_queue.last().is_some_and(|b| {
             b.records.len() < self.cfg.max_batch_records
@@ -284,11 +322,10 @@ impl Outbox {
             self.put_queue.push(PutBatch::default());
         }
         if let Some(b) = self.put_queue.last_mut() {
-            b.tickets.push(ticket.clone());
+            b.tickets.push(ticket);
             b.records.push(record);
             b.bytes = b.bytes.saturating_add(size);
         }
-        Ok(ticket)
     }
 
     fn generate_id(&mut self) -> CommandId {

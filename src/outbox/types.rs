@@ -142,6 +142,9 @@ pub struct CommandRecord {
     pub hlc: u64,
     /// The error of the last failed upload; cleared by progress (`PeerAck`, `CloudAck`).
     pub last_error: Option<String>,
+    /// The device that enqueued it, for a replica kept for another device;
+    /// `None` for this device's own commands (stored as `origin`, absent).
+    pub origin: Option<String>,
 }
 
 /// What an [`StorageOp::UpdateStatus`] writes for one record: the shell reads the record, sets

@@ -23,6 +23,8 @@ use crate::election;
 use crate::envelope::{is_valid_id, VenueKey};
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
+use crate::outbox::{CommandRecord, Event as OutboxEvent};
+use crate::replication::Cmd;
 use crate::rng::Rng;
 use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
 
@@ -66,6 +68,25 @@ export interface OpenOptions {
   missedHeartbeats?: number;
   /** How long a claimer waits for better claims before acting as hub; default 1000, or half of heartbeatIntervalMs (≥ 100) when that is given. Must exceed twice the one-way network delay. */
   claimWindowMs?: number;
+  /** Copies of each command, counting its origin (default 3); `peer_ack` = a majority of them durable. */
+  replicationFactor?: number;
+  /** The hub uploads at least this often (default 30000), and at once when a batch is full. */
+  drainIntervalMs?: number;
+  /** Commands per upload batch (default 200). */
+  uploadBatchSize?: number;
+  /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
+   * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
+  upload?: (batch: UploadBatch) => Promise<void>;
+}
+/** A batch the hub uploads (`upload` option). Command ids are the idempotency keys. */
+export interface UploadBatch {
+  batch: number;
+  commands: { id: string; origin: string; topic: string; payload: Uint8Array; hlc: string; createdAt: number }[];
+}
+/** Replication and upstream counters in `getDetailedStats()`. */
+export interface ReplicationStats {
+  held: number; belowQuorum: number; storing: number; requestsSent: number; acksReceived: number;
+  replicasStored: number; batchesSent: number; batchesFailed: number; cloudAcked: number;
 }
 export interface HubTerm { number: number; score: number; hub: string }
 /** Events of `VenueMesh.on()` and what their callbacks receive. */
@@ -96,7 +117,8 @@ export interface DetailedStats {
   uptimeMs: number;
   peers: PeerInfo[];
   security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
-  traffic: Record<"presence" | "heartbeat" | "hubClaim", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
+  traffic: Record<"presence" | "heartbeat" | "hubClaim" | "replication", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
+  replication: ReplicationStats;
   broker: ConnectionStats;
   queue: QueueStats;
 }
@@ -104,7 +126,8 @@ export interface DetailedStats {
 
 const OPEN_KEYS: &[&str] = &[
     "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
-    "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs",
+    "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
+    "uploadBatchSize", "upload",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -230,6 +253,26 @@ impl VenueMesh {
             host.merge_from(&d)?;
         }
         let election = election_config(&o)?;
+        let mut replication = crate::replication::Config::default();
+        if let Some(f) = o.uint("replicationFactor", 16)? {
+            if f == 0 {
+                return Err(js_error(ErrorCode::InvalidOptions, "replicationFactor must be 1 to 16", None));
+            }
+            replication.factor = f as usize;
+        }
+        if let Some(ms) = o.uint("drainIntervalMs", 86_400_000)? {
+            replication.drain_interval_ms = ms.max(10);
+        }
+        if let Some(n) = o.uint("uploadBatchSize", 65_535)? {
+            replication.batch_max = n.max(1) as usize;
+        }
+        let uploader = match o.raw("upload") {
+            None => None,
+            Some(f) => Some(f.dyn_into::<Function>().map_err(|_| js_error(ErrorCode::InvalidOptions, "`upload` must be a function", None))?),
+        };
+        if uploader.is_some() {
+            replication.upstream = crate::replication::Upstream::Hook;
+        }
         let username = o.string("username")?;
         let password = o.string("password")?;
 
@@ -237,15 +280,18 @@ impl VenueMesh {
         let device_id = idb::device_id(&db).await?;
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
-        let queue = CommandQueue::open_with(&db_name, Some(device_id[..8].to_string()), |_| {}).await?;
+        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id[..8].to_string()), |_| {}, true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let seed = random_seed();
         let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
         config.election = election;
+        config.replication = replication;
         let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
         node.handle_restored(&state, monotonic_ms());
+        let held = held.into_iter().map(|r| (Rc::new(command_of(r, &device_id)), true)).collect::<Vec<_>>();
+        node.handle_restored_commands(held, monotonic_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
         // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't
@@ -271,6 +317,11 @@ impl VenueMesh {
         }
 
         let driver = MeshDriver::new(node, link.clone(), db);
+        {
+            let mut d = driver.borrow_mut();
+            d.queue = Some(queue.clone());
+            d.uploader = uploader;
+        }
         let side = Rc::new(RefCell::new(MeshSide {
             venue,
             device_id,
@@ -286,15 +337,34 @@ impl VenueMesh {
         side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
         let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue };
         mesh.connect_link_events(&link);
-        // Heartbeats carry the outbox depth (the replication layer reads it).
-        let (weak_driver, q) = (Rc::downgrade(&driver), mesh.queue.clone());
-        mesh.queue.set_hook(Rc::new(move |_event| {
-            if let Some(d) = weak_driver.upgrade() {
-                let depth = q.pending_count();
-                if let Ok(mut d) = d.try_borrow_mut() {
-                    d.node.set_queue_depth(u64::from(depth));
+        // Committed commands go to the replicator (own: replicate them;
+        // replicas: acknowledge them); heartbeats carry the outbox depth.
+        let (weak_driver, q, me) = (Rc::downgrade(&driver), mesh.queue.clone(), mesh.state.borrow().device_id.clone());
+        mesh.queue.set_hook(Rc::new(move |event| {
+            let Some(d) = weak_driver.upgrade() else { return };
+            let depth = q.pending_count();
+            {
+                let Ok(mut dm) = d.try_borrow_mut() else { return };
+                dm.node.set_queue_depth(u64::from(depth));
+                let now = monotonic_ms();
+                match event {
+                    OutboxEvent::Enqueued { records, .. } => {
+                        let (own, replicas): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.origin.is_none());
+                        let ids: Vec<_> = replicas.into_iter().map(|r| r.id.clone()).collect();
+                        dm.node.handle_stored(&ids, now);
+                        let own = own.into_iter().map(|r| Rc::new(command_of(r.clone(), &me))).collect::<Vec<_>>();
+                        if !own.is_empty() {
+                            dm.node.handle_committed(own, now);
+                        }
+                    }
+                    OutboxEvent::EnqueueFailed { tickets, .. } => {
+                        let ids: Vec<_> = tickets.iter().map(|t| t.id().clone()).collect();
+                        dm.node.handle_store_failed(&ids, now);
+                    }
+                    _ => return,
                 }
             }
+            mesh_driver::drive(&d);
         }));
         broker::listen_for_wake(&link);
         broker::drain(&link);
@@ -492,6 +562,19 @@ impl VenueMesh {
     pub fn close(&self) {
         close_mesh(&self.driver, &self.state);
         self.queue.close();
+    }
+}
+
+/// A stored command as the replicator carries it (`origin` = this device
+/// for its own commands).
+fn command_of(r: CommandRecord, me: &str) -> Cmd {
+    Cmd {
+        origin: r.origin.unwrap_or_else(|| me.to_owned()),
+        id: r.id,
+        topic: r.topic,
+        hlc: r.hlc,
+        created_at: r.created_at,
+        payload: r.payload,
     }
 }
 

@@ -16,9 +16,14 @@ use super::idb::Db;
 use super::js::ObjBuilder;
 use super::listeners::{call_all, Listeners};
 use super::meta::{save_mesh_state, term_to_js};
+use super::queue_api::CommandQueue;
 use crate::election::LeftReason;
 use crate::mesh::{MeshEvent, MeshNode, MeshState, Output};
 use crate::mqtt::QoS;
+use crate::outbox::{CommandRecord, Status};
+use crate::replication::Cmd;
+use js_sys::{Array, Function, Uint8Array};
+use std::rc::Rc as Arc1;
 
 /// The node and what it needs from the page.
 pub struct MeshDriver {
@@ -26,6 +31,11 @@ pub struct MeshDriver {
     pub link: LinkRef,
     pub db: Option<Db>,
     pub events: Listeners,
+    /// The outbox replicas and acks go to (`None` once closed).
+    pub queue: Option<CommandQueue>,
+    /// The app's upload function (`upload` option): batches go to it
+    /// instead of the `up` topic.
+    pub uploader: Option<Function>,
     timer: Option<(u64, Timeout)>,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
@@ -41,6 +51,8 @@ impl MeshDriver {
             link,
             db: Some(db),
             events: Listeners::default(),
+            queue: None,
+            uploader: None,
             timer: None,
             writing: false,
             next_state: None,
@@ -51,6 +63,8 @@ impl MeshDriver {
         self.timer = None;
         self.events.clear();
         self.db = None;
+        self.queue = None;
+        self.uploader = None;
     }
 }
 
@@ -58,10 +72,11 @@ impl MeshDriver {
 /// to IndexedDB, events to the app.
 pub fn drive(this: &DriverRef) {
     loop {
-        let (events, published) = {
+        let (events, published, work) = {
             let mut d = this.borrow_mut();
             let d = &mut *d;
             let mut events = Vec::new();
+            let mut work = Vec::new();
             let mut published = false;
             loop {
                 match d.node.poll_output(monotonic_ms(), wall_ms()) {
@@ -80,16 +95,24 @@ pub fn drive(this: &DriverRef) {
                         arm_timer(d, at, Rc::downgrade(this));
                         break;
                     }
+                    other => work.push(other),
                 }
             }
-            (events, published)
+            (events, published, work)
         };
+        let again = !work.is_empty();
+        for w in work {
+            replication_work(this, w);
+        }
         if published {
             let link = this.borrow().link.clone();
             broker::schedule_drain(&link);
         }
         write_state(this);
         if events.is_empty() {
+            if again {
+                continue;
+            }
             return;
         }
         let targets: Vec<_> = {
@@ -205,3 +228,81 @@ fn event_js(e: &MeshEvent) -> JsValue {
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
 pub const MESH_EVENTS: &[&str] = &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged"];
+
+/// Storage and app work the replicator asked for, done with no borrow of
+/// the driver held (the queue's hook borrows it when writes complete).
+fn replication_work(this: &DriverRef, work: Output) {
+    let (queue, uploader) = {
+        let d = this.borrow();
+        (d.queue.clone(), d.uploader.clone())
+    };
+    let Some(queue) = queue else { return };
+    match work {
+        Output::Store(cmds) => {
+            let now = wall_ms();
+            let records = cmds.iter().map(|c| replica_record(c, now)).collect();
+            let (have, refused) = queue.store_replicas(records);
+            let mut d = this.borrow_mut();
+            d.node.handle_stored(&have, monotonic_ms());
+            d.node.handle_store_failed(&refused, monotonic_ms());
+        }
+        Output::PeerAcked(ids) => queue.apply_acks(false, &ids),
+        Output::CloudAcked(ids) => queue.apply_acks(true, &ids),
+        Output::Upload { batch, cmds } => upload(this, uploader, batch, &cmds),
+        _ => {}
+    }
+}
+
+fn replica_record(c: &Cmd, now: u64) -> CommandRecord {
+    CommandRecord {
+        id: c.id.clone(),
+        topic: c.topic.clone(),
+        payload: c.payload.clone(),
+        status: Status::PeerAck,
+        retry_count: 0,
+        created_at: c.created_at,
+        updated_at: now,
+        hlc: c.hlc,
+        last_error: None,
+        origin: Some(c.origin.clone()),
+    }
+}
+
+/// Hands a batch to the app's `upload` function; its promise settles the
+/// batch (fulfilled: the cloud stored every command of it).
+fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1<Cmd>]) {
+    let list: Array = cmds
+        .iter()
+        .map(|c| {
+            ObjBuilder::new()
+                .set("id", c.id.as_str())
+                .set("origin", c.origin.as_str())
+                .set("topic", c.topic.as_str())
+                .set("payload", Uint8Array::from(&c.payload[..]))
+                .set("hlc", c.hlc.to_string())
+                .set("createdAt", c.created_at as f64)
+                .build()
+        })
+        .collect();
+    let arg = ObjBuilder::new().set("batch", batch as f64).set("commands", list).build();
+    let result = match uploader {
+        Some(f) => f.call1(&JsValue::NULL, &arg),
+        None => Err(JsValue::from_str("no upload function")),
+    };
+    let weak = Rc::downgrade(this);
+    wasm_bindgen_futures::spawn_local(async move {
+        let outcome = match result {
+            Ok(v) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&v)).await.map(|_| ()),
+            Err(e) => Err(e),
+        };
+        let Some(this) = weak.upgrade() else { return };
+        let outcome = outcome.map_err(|e| {
+            js_sys::Reflect::get(&e, &"message".into()).ok().and_then(|m| m.as_string()).unwrap_or_else(|| "upload failed".into())
+        });
+        if let Err(msg) = &outcome {
+            web_sys::console::warn_1(&format!("venuemesh: upload of batch {batch} failed: {msg}").into());
+        }
+        this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms());
+        drive(&this);
+    });
+}

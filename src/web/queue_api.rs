@@ -16,7 +16,7 @@ use super::js::{bytes_of, ObjBuilder, Options};
 use super::listeners::listen;
 use super::queue::{self, Hook, Inner, ReadWaiter, Settle, Shared};
 use super::queue_idb::{self, Inject};
-use crate::outbox::{BatchOutcome, CommandId, Config, NewCommand, Outbox, Status};
+use crate::outbox::{BatchOutcome, CommandId, CommandRecord, Config, NewCommand, Outbox, Status};
 
 const OPEN_KEYS: &[&str] = &[
     "dbName",
@@ -262,9 +262,21 @@ impl CommandQueue {
         device_id: Option<String>,
         tune: impl FnOnce(&mut Config),
     ) -> Result<CommandQueue, JsValue> {
+        Ok(Self::open_keeping(db_name, device_id, tune, false).await?.0)
+    }
+
+    /// [`CommandQueue::open_with`], also returning every record that is not
+    /// cloud-acked with its payload (the replicator holds those).
+    pub(crate) async fn open_keeping(
+        db_name: &str,
+        device_id: Option<String>,
+        tune: impl FnOnce(&mut Config),
+        keep_held: bool,
+    ) -> Result<(CommandQueue, Vec<CommandRecord>), JsValue> {
         let db = idb::open_raw(db_name).await.map_err(|e| e.to_js("could not open the IndexedDB database"))?;
-        match Self::load(db_name, &db, device_id, tune).await {
-            Ok(q) => Ok(q),
+        let mut held = Vec::new();
+        match Self::load(db_name, &db, device_id, tune, keep_held.then_some(&mut held)).await {
+            Ok(q) => Ok((q, held)),
             Err(e) => {
                 db.close();
                 Err(e)
@@ -277,6 +289,7 @@ impl CommandQueue {
         db: &Db,
         device_id: Option<String>,
         tune: impl FnOnce(&mut Config),
+        mut held: Option<&mut Vec<CommandRecord>>,
     ) -> Result<CommandQueue, JsValue> {
         let device_id = match device_id {
             Some(d) => d,
@@ -287,7 +300,14 @@ impl CommandQueue {
         let mut outbox = Outbox::new(cfg, random_seed());
         let now = wall_ms();
         let load_err = |e: DbError| e.to_js("could not load the queue");
-        let unreadable = queue_idb::load_outbox(db, |chunk| outbox.handle_loaded(chunk, now)).await.map_err(load_err)?;
+        let unreadable = queue_idb::load_outbox(db, held.is_some(), |chunk| {
+            if let Some(h) = held.as_deref_mut() {
+                h.extend(chunk.iter().filter(|r| r.status != Status::CloudAck).cloned());
+            }
+            outbox.handle_loaded(chunk, now)
+        })
+        .await
+        .map_err(load_err)?;
         if !outbox.is_loaded() {
             outbox.handle_loaded(Vec::new(), now);
         }
@@ -306,6 +326,46 @@ impl CommandQueue {
     /// Observes every core event from Rust (e.g. `Enqueued` with its records,
     /// for replication). Called after the JS promises of the same drain step
     /// are settled, with no borrow held.
+    /// The replicator's verdicts on own commands: quorum (`cloud` false) or
+    /// cloud ack. Durable when `statusChanged` fires.
+    pub(crate) fn apply_acks(&self, cloud: bool, ids: &[CommandId]) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            if s.closed {
+                return;
+            }
+            let now = wall_ms();
+            if cloud {
+                s.outbox.cloud_acked(ids, now);
+            } else {
+                s.outbox.peer_acked(ids, now);
+            }
+        }
+        queue::schedule_drain(&self.shared);
+    }
+
+    /// Keeps replicas of other devices' commands. Returns the ids already
+    /// committed here (nothing to write: they count as stored) and the ids
+    /// refused (queue full, closed, being written); the rest are reported by
+    /// the hook's `Enqueued` / `EnqueueFailed`.
+    pub(crate) fn store_replicas(&self, records: Vec<CommandRecord>) -> (Vec<CommandId>, Vec<CommandId>) {
+        let (mut have, mut refused) = (Vec::new(), Vec::new());
+        match self.shared.try_borrow_mut() {
+            Ok(mut s) if !s.closed => {
+                for r in records {
+                    let id = r.id.clone();
+                    match s.outbox.accept_replica(r) {
+                        Ok(None) => have.push(id),
+                        Ok(Some(_)) => {}
+                        Err(_) => refused.push(id),
+                    }
+                }
+            }
+            _ => refused.extend(records.into_iter().map(|r| r.id)),
+        }
+        queue::schedule_drain(&self.shared);
+        (have, refused)
+    }
+
     pub(crate) fn set_hook(&self, hook: Hook) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.hook = Some(hook);

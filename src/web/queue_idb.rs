@@ -35,6 +35,7 @@ pub struct Keys {
     updated_at: JsValue,
     hlc: JsValue,
     last_error: JsValue,
+    origin: JsValue,
     processed_at: JsValue,
     statuses: [JsValue; 4],
 }
@@ -52,6 +53,7 @@ impl Keys {
             updated_at: s("updatedAt"),
             hlc: s("hlc"),
             last_error: s("lastError"),
+            origin: s("origin"),
             processed_at: s("processedAt"),
             statuses: Status::ALL.map(|st| s(st.as_str())),
         }
@@ -104,6 +106,9 @@ pub fn record_to_js(r: &CommandRecord, k: &Keys) -> JsValue {
     if let Some(e) = &r.last_error {
         set(&o, &k.last_error, &JsValue::from_str(e));
     }
+    if let Some(d) = &r.origin {
+        set(&o, &k.origin, &JsValue::from_str(d));
+    }
     o
 }
 
@@ -135,6 +140,7 @@ pub fn record_from_js(v: &JsValue, with_payload: bool, k: &Keys) -> Option<Comma
         updated_at: get(v, &k.updated_at).map(|n| to_u64(&n)).unwrap_or(0),
         hlc,
         last_error: get(v, &k.last_error).and_then(|e| e.as_string()),
+        origin: get(v, &k.origin).and_then(|e| e.as_string()),
     })
 }
 
@@ -383,10 +389,10 @@ async fn read_store(db: &Db, store_name: &str, mut each: impl FnMut(&Array)) -> 
 
 /// Every readable command of the `outbox` store, without payloads, in
 /// chunks; returns how many stored records could not be read.
-pub async fn load_outbox(db: &Db, mut each: impl FnMut(Vec<CommandRecord>)) -> Result<usize, DbError> {
+pub async fn load_outbox(db: &Db, payloads: bool, mut each: impl FnMut(Vec<CommandRecord>)) -> Result<usize, DbError> {
     let mut unreadable = 0;
     read_store(db, idb::OUTBOX, |chunk| {
-        let recs: Vec<CommandRecord> = with_keys(|k| chunk.iter().filter_map(|v| record_from_js(&v, false, k)).collect());
+        let recs: Vec<CommandRecord> = with_keys(|k| chunk.iter().filter_map(|v| record_from_js(&v, payloads, k)).collect());
         unreadable += chunk.length() as usize - recs.len();
         each(recs);
     })

@@ -93,8 +93,23 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .set("presence", flow(&s.traffic.presence))
                 .set("heartbeat", flow(&s.traffic.heartbeat))
                 .set("hubClaim", flow(&s.traffic.hub_claim))
+                .set("replication", flow(&s.traffic.replication))
                 .build(),
         )
+        .set("replication", {
+            let r = &s.replication;
+            ObjBuilder::new()
+                .set("held", r.held as f64)
+                .set("belowQuorum", r.below_quorum as f64)
+                .set("storing", r.storing as f64)
+                .set("requestsSent", r.requests_sent as f64)
+                .set("acksReceived", r.acks_received as f64)
+                .set("replicasStored", r.replicas_stored as f64)
+                .set("batchesSent", r.batches_sent as f64)
+                .set("batchesFailed", r.batches_failed as f64)
+                .set("cloudAcked", r.cloud_acked as f64)
+                .build()
+        })
         .set("broker", broker)
         .build()
 }

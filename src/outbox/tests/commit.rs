@@ -392,3 +392,27 @@ fn misuse_is_reported_not_panicked() {
     assert!(q.handle_storage_done(OpId(999), Ok(()), T0).is_err());
     assert!(q.handle_records_read(OpId(999), Ok(vec![]), T0).is_err());
 }
+
+#[test]
+fn replicas_are_written_like_commands_and_never_twice() {
+    let mut q = loaded(Config::new("b"));
+    let mut r = record("a-1", Status::PeerAck, 0, T0);
+    r.origin = Some("device-a".into());
+    let t = q.accept_replica(r.clone()).expect("accepted").expect("a write");
+    // Being written: a second copy is refused (the replicator waits for the first).
+    assert!(matches!(q.accept_replica(r.clone()), Err(QueueError::Misuse(Misuse::DuplicateId(_)))));
+    let op = one_op(&mut q);
+    assert_eq!(put_ids(&op), vec![CommandId::new("a-1")]);
+    done(&mut q, &op);
+    match &events(&mut q)[..] {
+        [Event::Enqueued { tickets, records }] => {
+            assert_eq!(tickets, &vec![t]);
+            assert_eq!(records[0].origin.as_deref(), Some("device-a"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(q.status("a-1"), Some(Status::PeerAck));
+    // Committed: nothing to write again.
+    assert_eq!(q.accept_replica(r).unwrap(), None);
+    assert!(ops(&mut q).is_empty());
+}

@@ -77,5 +77,6 @@ pub(super) fn record(id: &str, status: Status, retry: u32, created: u64) -> Comm
         updated_at: created,
         hlc: 0,
         last_error: None,
+        origin: None,
     }
 }

@@ -1,5 +1,5 @@
 // One mesh member for the election end-to-end tests and benchmarks.
-// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db.
+// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch.
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
@@ -17,6 +17,8 @@ try {
     heartbeatIntervalMs: Number(p.get('hb') || 300),
   };
   if (p.get('db')) options.dbName = p.get('db');
+  if (p.get('drain')) options.drainIntervalMs = Number(p.get('drain'));
+  if (p.get('batch')) options.uploadBatchSize = Number(p.get('batch'));
   const mesh = await VenueMesh.open(options);
   for (const ev of ['becomeHub', 'loseHub', 'hubChanged', 'peerJoined', 'peerLeft', 'connected', 'disconnected']) {
     mesh.on(ev, (e) => window.events.push({ ev, at: stamp(), ...e }));

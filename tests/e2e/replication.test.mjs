@@ -1,0 +1,114 @@
+// Quorum replication and the upstream drain with real pages, the real broker
+// and the reference ingest (tests/ingest/ingest.py): 1,000 commands from three
+// pages, the hub page closed halfway with a backlog not yet in the cloud; the
+// ingest ends with all 1,000 exactly once and every surviving holder marks
+// them cloud_ack.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { launch, startBroker, freePort, BASE, sleep } from './lib.mjs';
+
+const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'ingest');
+const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
+
+let browser, broker, ingest, tmp, tcp;
+let ingestErr = '';
+before(async () => {
+  browser = await launch();
+  tcp = await freePort();
+  broker = await startBroker({ extra: `listener ${tcp} 127.0.0.1\nprotocol mqtt` });
+});
+after(async () => {
+  if (ingest && ingest.exitCode === null) ingest.kill('SIGKILL');
+  await browser?.close();
+  await broker?.stop();
+});
+
+async function startIngest(venue) {
+  tmp = mkdtempSync(join(tmpdir(), 'vm-repl-'));
+  const ready = join(tmp, 'ready.json');
+  ingest = spawn(PYTHON, [join(DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue, '--key', KEY,
+    '--db', join(tmp, 'ingest.sqlite'), '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
+  ingest.stderr.on('data', (d) => { ingestErr += d; });
+  await waitFor(() => { try { return JSON.parse(readFileSync(ready, 'utf8')).subscribed >= 1; } catch { return false; } },
+    10_000, 'the ingest subscribed');
+}
+
+function ingested() {
+  const r = spawnSync(PYTHON, [join(DIR, 'query.py'), '--db', join(tmp, 'ingest.sqlite')], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+async function waitFor(f, ms, what) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await f()) return;
+    await sleep(100);
+  }
+  assert.fail(`timed out waiting until ${what}\ningest stderr:\n${ingestErr.slice(-2000)}`);
+}
+
+async function member(venue, kind, extra = {}) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  const q = new URLSearchParams({ venue, broker: broker.url, kind, hb: '300', ...extra });
+  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  assert.equal(await page.evaluate(() => window.openError ?? null), null);
+  return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
+}
+
+/** `n` commands enqueued from page `m`, each awaited (committed); their ids. */
+const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push(await window.mesh.enqueue('sale', JSON.stringify({ tag, i, total: 12.5 })));
+  return ids;
+}, [n, tag]);
+const counts = (m) => m.page.evaluate(() => window.mesh.queue.countByStatus());
+
+test('1,000 commands from three pages, hub closed halfway: the ingest holds each exactly once',
+  { timeout: 120_000 }, async () => {
+    const venue = `e2e-repl-${Date.now().toString(36)}`;
+    await startIngest(venue);
+    const opts = { drain: '500', batch: '50' };
+    const kiosk = await member(venue, 'kiosk', opts);
+    const pos = await member(venue, 'pos', opts);
+    const ipad = await member(venue, 'ipad', { ...opts, charging: '1' });
+    const all = [kiosk, pos, ipad];
+    await waitFor(async () => (await Promise.all(all.map((m) => m.page.evaluate(() => window.mesh.hub))))
+      .every((h) => h === kiosk.id), 10_000, 'the kiosk is everyone\'s hub');
+
+    // The cloud stops answering: the hub's uploads wait unacknowledged.
+    ingest.kill('SIGSTOP');
+    const first = (await Promise.all(all.map((m, i) => enqueue(m, [167, 167, 166][i], `a${i}`)))).flat();
+    assert.equal(first.length, 500);
+    // Each page's own commands reach the quorum (a majority of 3 holds them).
+    await waitFor(async () => (await Promise.all(all.map(counts))).every((c) => c.pending === 0), 20_000,
+      'the first 500 are peer_ack');
+    // The hub goes away with its backlog; the cloud comes back.
+    await kiosk.context.close();
+    ingest.kill('SIGCONT');
+    const second = (await Promise.all([enqueue(pos, 250, 'b0'), enqueue(ipad, 250, 'b1')])).flat();
+    const ids = new Set([...first, ...second]);
+    assert.equal(ids.size, 1000, 'enqueue gave 1,000 distinct ids');
+
+    await waitFor(() => ingested().count >= 1000, 60_000, 'the ingest holds 1,000 commands');
+    const got = ingested();
+    assert.equal(got.count, 1000, 'exactly 1,000 rows');
+    assert.deepEqual(new Set(got.ids), ids, 'the ingest holds exactly the enqueued ids');
+    // Every surviving holder learns of the cloud acks (its own and its replicas).
+    await waitFor(async () => (await Promise.all([pos, ipad].map(counts)))
+      .every((c) => c.pending === 0 && c.peerAck === 0 && c.failed === 0), 30_000, 'the survivors mark everything cloud_ack');
+    const stats = await pos.page.evaluate(() => window.mesh.getDetailedStats().replication);
+    console.log(`# ingest: 1000 rows, ${got.duplicates_absorbed} duplicate uploads absorbed by id; pos replication ${JSON.stringify(stats)}`);
+    for (const m of [pos, ipad]) assert.deepEqual(m.errors, []);
+    await Promise.all([pos, ipad].map((m) => m.context.close()));
+  });
