@@ -4,8 +4,9 @@ import { bundleSize } from './size.mjs';
 import { queueBench } from './queue.mjs';
 import { mqttBench } from './mqtt.mjs';
 import { electionBench } from './election.mjs';
+import { replicationBench } from './replication.mjs';
 
-const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench };
+const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench, replication: replicationBench };
 const wanted = process.argv.slice(2);
 const rows = [];
 for (const [name, run] of Object.entries(all)) {

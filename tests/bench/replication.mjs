@@ -1,0 +1,82 @@
+// Quorum replication, end to end: three pages (kiosk hub, POS, iPad) on the
+// local broker. Figures are read in the POS page:
+//   latency: enqueue() call → the queue's `statusChanged` to peer_ack (the
+//     SYNC_ACK of a replica arrived after its IndexedDB commit, and the
+//     status change is durable), one command at a time, p50/p99;
+//   sustained: 1,000 commands enqueued at once, → all peer_ack, commands/s.
+// Peer in the same run: the same page's local commit alone (enqueue() →
+// resolved), the floor replication adds to. No ingest: the drain interval
+// is set out of the way.
+import { launch } from '../e2e/lib.mjs';
+
+const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
+const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
+const TRIPS = Number(process.env.VM_BENCH_QUORUM_TRIPS || 300);
+const BURST = Number(process.env.VM_BENCH_QUORUM_BURST || 1000);
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
+
+async function member(browser, venue, kind, extra = {}) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const q = new URLSearchParams({ venue, broker: BROKER, kind, hb: '300', drain: '600000', ...extra });
+  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  const failed = await page.evaluate(() => window.openError ?? null);
+  if (failed) throw new Error(`mesh page failed to open: ${failed}`);
+  return { context, page, id: await page.evaluate(() => window.mesh.deviceId) };
+}
+
+/** In the page: latency per command and burst throughput, quorum vs local commit. */
+function measure([trips, burst]) {
+  const q = window.mesh.queue;
+  const acked = new Map(); // id -> time
+  const waiters = new Map();
+  q.on('statusChanged', (e) => {
+    if (e.to !== 'peer_ack') return;
+    const t = performance.now();
+    acked.set(e.id, t);
+    waiters.get(e.id)?.(t);
+  });
+  const ackOf = (id) => acked.has(id) ? Promise.resolve(acked.get(id)) : new Promise((r) => waiters.set(id, r));
+  return (async () => {
+    const quorum = [], local = [];
+    for (let i = 0; i < trips; i++) {
+      const t0 = performance.now();
+      const id = await window.mesh.enqueue('sale', `{"i":${i},"total":12.5}`);
+      local.push(performance.now() - t0);
+      quorum.push((await ackOf(id)) - t0);
+    }
+    const t0 = performance.now();
+    const ids = await Promise.all(Array.from({ length: burst }, (_, i) => window.mesh.enqueue('sale', `{"b":${i}}`)));
+    const committed = performance.now() - t0;
+    const last = Math.max(...(await Promise.all(ids.map(ackOf))));
+    return { quorum, local, burstLocalMs: committed, burstQuorumMs: last - t0 };
+  })();
+}
+
+export async function replicationBench() {
+  const browser = await launch();
+  try {
+    const venue = `bench-quorum-${Date.now()}`;
+    const kiosk = await member(browser, venue, 'kiosk');
+    const pos = await member(browser, venue, 'pos');
+    const ipad = await member(browser, venue, 'ipad', { charging: '1' });
+    for (let i = 0; i < 100; i++) {
+      const hubs = await Promise.all([kiosk, pos, ipad].map((m) => m.page.evaluate(() => window.mesh.hub)));
+      if (hubs.every((h) => h === kiosk.id)) break;
+      await sleep(100);
+    }
+    const r = await pos.page.evaluate(measure, [TRIPS, BURST]);
+    await Promise.all([kiosk, pos, ipad].map((m) => m.context.close()));
+    const f = (x) => x.toFixed(2);
+    const rate = (n, ms) => Math.round(n / (ms / 1000));
+    return [
+      { what: `quorum ack (enqueue → peer_ack, 3 pages) p50, ms`, ours: f(pct(r.quorum, 0.5)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.5)), ratio: f(pct(r.quorum, 0.5) / pct(r.local, 0.5)) },
+      { what: `quorum ack p99, ms (${TRIPS} sequential)`, ours: f(pct(r.quorum, 0.99)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.99)), ratio: f(pct(r.quorum, 0.99) / pct(r.local, 0.99)) },
+      { what: `sustained with quorum, ${BURST} at once, commands/s`, ours: rate(BURST, r.burstQuorumMs), peer: 'local commit alone (ours)', peerValue: rate(BURST, r.burstLocalMs), ratio: f(r.burstLocalMs / r.burstQuorumMs) },
+    ];
+  } finally {
+    await browser.close();
+  }
+}
