@@ -99,6 +99,11 @@ export interface MeshEvents {
   peerJoined: { device: string; score: number };
   peerLeft: { device: string; reason: "leave" | "will" | "silent" };
   scoreChanged: { score: number };
+  /** This device's commands now held durably by a majority of the replication factor
+   * (fired when the last needed SYNC_ACK arrives; `queue`'s `statusChanged` follows once written). */
+  peerAck: { ids: string[] };
+  /** The cloud stored these commands (own or replicas held here). */
+  cloudAck: { ids: string[] };
 }
 /** Typed overload of `on()` (declaration merging with the class). */
 export interface VenueMesh {

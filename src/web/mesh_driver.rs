@@ -227,7 +227,8 @@ fn event_js(e: &MeshEvent) -> JsValue {
 }
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
-pub const MESH_EVENTS: &[&str] = &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged"];
+pub const MESH_EVENTS: &[&str] =
+    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "peerAck", "cloudAck"];
 
 /// Storage and app work the replicator asked for, done with no borrow of
 /// the driver held (the queue's hook borrows it when writes complete).
@@ -246,11 +247,29 @@ fn replication_work(this: &DriverRef, work: Output) {
             d.node.handle_stored(&have, monotonic_ms());
             d.node.handle_store_failed(&refused, monotonic_ms());
         }
-        Output::PeerAcked(ids) => queue.apply_acks(false, &ids),
-        Output::CloudAcked(ids) => queue.apply_acks(true, &ids),
+        Output::PeerAcked(ids) => {
+            queue.apply_acks(false, &ids);
+            notify(this, "peerAck", &ids);
+        }
+        Output::CloudAcked(ids) => {
+            queue.apply_acks(true, &ids);
+            notify(this, "cloudAck", &ids);
+        }
         Output::Upload { batch, cmds } => upload(this, uploader, batch, &cmds),
         _ => {}
     }
+}
+
+/// `peerAck` / `cloudAck`: the replicator's verdict, as soon as it is
+/// reached (the outbox's `statusChanged` follows once the status is written).
+fn notify(this: &DriverRef, name: &str, ids: &[crate::outbox::CommandId]) {
+    let targets = this.borrow().events.targets(name);
+    if targets.is_empty() {
+        return;
+    }
+    let list: Array = ids.iter().map(|id| JsValue::from_str(id.as_str())).collect();
+    let arg = ObjBuilder::new().set("ids", list).build();
+    call_all(&targets, &[&arg]);
 }
 
 fn replica_record(c: &Cmd, now: u64) -> CommandRecord {

@@ -142,6 +142,12 @@ impl MeshNode {
                 return;
             };
             let Some((topic, msg)) = self.rep_queue.pop_front() else { return };
+            // Device-to-device messages have end-to-end acks and resends of
+            // their own, so QoS 0 is enough and spares the PUBACK frames
+            // (back-to-back frames stall Mosquitto 2.0 for up to 100 ms).
+            // The upstream keeps QoS 1: the broker may hold it for a
+            // reconnecting ingest.
+            let qos = if matches!(msg, RepMsg::Replicate(_) | RepMsg::SyncAck(_)) { 0 } else { 1 };
             let header = Header {
                 kind: msg.kind(),
                 sender: self.cfg.device_id.clone(),
@@ -154,7 +160,7 @@ impl MeshNode {
             match sealed {
                 Some(payload) => {
                     count_out(&mut self.traffic.replication, payload.len() as u64);
-                    self.out.push_back(Output::Publish { topic, payload, qos: 1, retain: false });
+                    self.out.push_back(Output::Publish { topic, payload, qos, retain: false });
                 }
                 None => self.counters.encode_errors += 1,
             }
