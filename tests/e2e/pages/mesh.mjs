@@ -1,5 +1,5 @@
 // One mesh member for the election end-to-end tests and benchmarks.
-// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch.
+// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch, upload (see below).
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
@@ -19,6 +19,15 @@ try {
   if (p.get('db')) options.dbName = p.get('db');
   if (p.get('drain')) options.drainIntervalMs = Number(p.get('drain'));
   if (p.get('batch')) options.uploadBatchSize = Number(p.get('batch'));
+  // upload=N: an app upload function that records batches and rejects its first N calls.
+  if (p.get('upload') !== null) {
+    window.uploads = [];
+    let refuse = Number(p.get('upload'));
+    options.upload = async (b) => {
+      window.uploads.push({ batch: b.batch, ids: b.commands.map((c) => c.id), ok: refuse <= 0 });
+      if (refuse-- > 0) throw new Error('backend unavailable');
+    };
+  }
   const mesh = await VenueMesh.open(options);
   for (const ev of ['becomeHub', 'loseHub', 'hubChanged', 'peerJoined', 'peerLeft', 'connected', 'disconnected']) {
     mesh.on(ev, (e) => window.events.push({ ev, at: stamp(), ...e }));
