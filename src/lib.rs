@@ -26,6 +26,7 @@ pub mod score;
 pub mod envelope;
 pub mod election;
 pub mod mesh;
+pub mod routing;
 pub mod replication;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;

@@ -21,12 +21,16 @@
 //! * a trace: an FNV hash of every step (same seed → same hash) and, for a
 //!   replay, the same as text.
 //!
+//! [`routing`] simulates the hybrid routes (broker, data channels, tabs)
+//! with its own small world: three routes per pair of devices.
+//!
 //! [`election`] holds the election's scenarios and invariant checker; the
 //! seeded test runs live in `tests.rs` (`SIM_SEEDS=n` runs n seeds,
 //! `SEED=0x…` replays one with its trace).
 
 pub mod election;
 pub mod replication;
+pub mod routing;
 pub mod trace;
 pub mod world;
 

@@ -19,8 +19,14 @@ mod mqtt_api;
 mod queue;
 mod queue_api;
 mod queue_idb;
+// Routing's browser pieces, not wired into `VenueMesh` yet; `pub` (hidden)
+// for the integration and tests/browser_rtc.rs, not part of the JS API.
+#[doc(hidden)]
+pub mod rtc;
 mod socket;
 mod stats;
+#[doc(hidden)]
+pub mod tabs;
 
 pub use api::*;
 pub use mqtt_api::MqttClient;

@@ -1,0 +1,459 @@
+//! WebRTC data channels: one `RTCPeerConnection` with one ordered, reliable
+//! `RTCDataChannel` per peer. Thin on purpose: *when* to connect, close or
+//! retry is the core router's decision (`Output::RtcConnect`/`RtcClose`);
+//! this file only performs it.
+//!
+//! * No ICE servers (`iceServers: []`): on a venue LAN host candidates (mDNS
+//!   names in browsers without media permission) are enough.
+//! * Signalling is a callback that sends an RTC_SIGNAL body (`routing::wire::
+//!   Signal`, `PROTOCOL.md` Part 4) to a peer, and [`Rtc::handle_signal`] for
+//!   bodies received. We send the complete SDP once ICE gathering is done (no
+//!   trickling, one message each way on a LAN); trickled candidates from other
+//!   implementations are accepted, buffered until the remote description is set.
+//! * Each attempt has a session id chosen by the offerer; signals of another
+//!   session are ignored, so a late answer cannot confuse a newer attempt.
+//! * Events go to the sink as [`RtcEvent`]s. The sink and the signal callback
+//!   never run inside a call into [`Rtc`] nor while its `RefCell` is borrowed
+//!   (calls are deferred to a microtask, browser events run them after the
+//!   borrow is released), so they may call back into the API.
+//! * [`Rtc::close`] closes without reporting `Closed` (the router asked for
+//!   it); a channel that closes by itself, or is replaced by a new offer from
+//!   the peer, reports `Closed` once if it had reported `Open`.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{
+    MessageEvent, RtcConfiguration, RtcDataChannel, RtcDataChannelEvent, RtcDataChannelInit, RtcDataChannelState,
+    RtcDataChannelType, RtcIceCandidateInit, RtcIceGatheringState, RtcPeerConnection, RtcPeerConnectionIceEvent,
+    RtcSdpType, RtcSessionDescriptionInit,
+};
+
+use crate::routing::wire::Signal;
+
+/// Data-channel label (informational; one channel per connection).
+const LABEL: &str = "venuemesh";
+/// Send the local description after this even if ICE gathering has not
+/// reported completion (it does within milliseconds without ICE servers).
+const GATHER_TIMEOUT_MS: u32 = 2_000;
+
+/// What the WebRTC layer reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RtcEvent {
+    /// The channel to this peer is open (router: route up).
+    Open(String),
+    /// It closed or failed (router: route down).
+    Closed(String),
+    /// One message (one envelope) from this peer.
+    Message(String, Vec<u8>),
+}
+
+type Sink = Rc<dyn Fn(RtcEvent)>;
+type SignalOut = Rc<dyn Fn(&str, Vec<u8>)>;
+
+struct Conn {
+    session: u32,
+    pc: RtcPeerConnection,
+    dc: Option<RtcDataChannel>,
+    remote_set: bool,
+    candidates: Vec<RtcIceCandidateInit>,
+    described: bool,
+    open: bool,
+    /// Keeps the browser's callbacks alive as long as the connection.
+    closures: Vec<Box<dyn std::any::Any>>,
+}
+
+impl Conn {
+    /// Detaches every handler and closes; dropping the closures is deferred
+    /// because this may run inside one of them.
+    fn shut(mut self) {
+        self.pc.set_onicecandidate(None);
+        self.pc.set_onicegatheringstatechange(None);
+        self.pc.set_ondatachannel(None);
+        self.pc.set_onconnectionstatechange(None);
+        if let Some(dc) = self.dc.take() {
+            dc.set_onopen(None);
+            dc.set_onclose(None);
+            dc.set_onmessage(None);
+            dc.close();
+        }
+        self.pc.close();
+        let closures = std::mem::take(&mut self.closures);
+        wasm_bindgen_futures::spawn_local(async move { drop(closures) });
+    }
+}
+
+struct Inner {
+    conns: HashMap<String, Conn>,
+    sink: Sink,
+    signal: SignalOut,
+    next_session: u32,
+}
+
+/// The data channels of this page.
+#[derive(Clone)]
+pub struct Rtc {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl Rtc {
+    /// `signal(peer, body)` must deliver an RTC_SIGNAL body to `peer` (the
+    /// shell hands it to `Router::send_signal`); `sink` receives events.
+    pub fn new(signal: impl Fn(&str, Vec<u8>) + 'static, sink: impl Fn(RtcEvent) + 'static) -> Rtc {
+        let seed = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
+        Rtc {
+            inner: Rc::new(RefCell::new(Inner {
+                conns: HashMap::new(),
+                sink: Rc::new(sink),
+                signal: Rc::new(signal),
+                next_session: seed,
+            })),
+        }
+    }
+
+    /// Offers a connection to `peer` (replacing any current one, silently).
+    pub fn connect(&self, peer: &str) -> Result<(), JsValue> {
+        let weak = Rc::downgrade(&self.inner);
+        let session = {
+            let mut i = self.inner.borrow_mut();
+            i.next_session = i.next_session.wrapping_add(1);
+            i.next_session
+        };
+        let pc = new_pc()?;
+        let init = RtcDataChannelInit::new();
+        init.set_ordered(true);
+        let dc = pc.create_data_channel_with_data_channel_dict(LABEL, &init);
+        let mut conn = Conn {
+            session,
+            pc: pc.clone(),
+            dc: None,
+            remote_set: false,
+            candidates: Vec::new(),
+            described: false,
+            open: false,
+            closures: Vec::new(),
+        };
+        watch_gathering(&mut conn, &weak, peer, session, true);
+        attach_channel(&mut conn, dc, &weak, peer, session);
+        self.replace(peer, conn, false);
+        let peer = peer.to_string();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = async {
+                let offer = JsFuture::from(pc.create_offer()).await?;
+                let offer: RtcSessionDescriptionInit = offer.unchecked_into();
+                JsFuture::from(pc.set_local_description(&offer)).await?;
+                Ok::<(), JsValue>(())
+            }
+            .await;
+            if result.is_err() {
+                fail(&weak, &peer, session);
+            } else {
+                maybe_describe(&weak, &peer, session, true);
+            }
+        });
+        Ok(())
+    }
+
+    /// An RTC_SIGNAL body from `from` (offer, answer or candidate; a
+    /// Request is the router's business and ignored here).
+    pub fn handle_signal(&self, from: &str, body: &[u8]) {
+        match Signal::decode(body) {
+            Ok(Signal::Offer { session, sdp }) => {
+                if let Err(e) = self.answer(from, session, sdp) {
+                    web_sys::console::warn_1(&e);
+                }
+            }
+            Ok(Signal::Answer { session, sdp }) => {
+                let pc = {
+                    let i = self.inner.borrow();
+                    match i.conns.get(from) {
+                        Some(c) if c.session == session && !c.remote_set => c.pc.clone(),
+                        _ => return,
+                    }
+                };
+                let weak = Rc::downgrade(&self.inner);
+                let from = from.to_string();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let desc = RtcSessionDescriptionInit::new(RtcSdpType::Answer);
+                    desc.set_sdp(&sdp);
+                    match JsFuture::from(pc.set_remote_description(&desc)).await {
+                        Ok(_) => remote_set(&weak, &from, session),
+                        Err(_) => fail(&weak, &from, session),
+                    }
+                });
+            }
+            Ok(Signal::Candidate { session, candidate, mid, mline }) => {
+                let init = RtcIceCandidateInit::new(&candidate);
+                init.set_sdp_mid(mid.as_deref());
+                init.set_sdp_m_line_index(mline);
+                let pc = {
+                    let mut i = self.inner.borrow_mut();
+                    match i.conns.get_mut(from) {
+                        Some(c) if c.session == session && c.remote_set => c.pc.clone(),
+                        Some(c) if c.session == session => {
+                            c.candidates.push(init);
+                            return;
+                        }
+                        _ => return,
+                    }
+                };
+                let _ = pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&init));
+            }
+            Ok(Signal::Request) | Err(_) => {}
+        }
+    }
+
+    /// Sends one message on the open channel to `peer`; false when there
+    /// is none (the router notices the loss and uses another route).
+    pub fn send(&self, peer: &str, bytes: &[u8]) -> bool {
+        let i = self.inner.borrow();
+        match i.conns.get(peer).and_then(|c| c.dc.as_ref().filter(|_| c.open)) {
+            Some(dc) if dc.ready_state() == RtcDataChannelState::Open => dc.send_with_u8_array(bytes).is_ok(),
+            _ => false,
+        }
+    }
+
+    /// Closes the connection to `peer` without reporting it.
+    pub fn close(&self, peer: &str) {
+        let conn = self.inner.borrow_mut().conns.remove(peer);
+        if let Some(c) = conn {
+            c.shut();
+        }
+    }
+
+    /// Closes everything (page hide, shutdown).
+    pub fn close_all(&self) {
+        let conns: Vec<Conn> = self.inner.borrow_mut().conns.drain().map(|(_, c)| c).collect();
+        for c in conns {
+            c.shut();
+        }
+    }
+
+    /// Whether the channel to `peer` is open.
+    pub fn is_open(&self, peer: &str) -> bool {
+        self.inner.borrow().conns.get(peer).is_some_and(|c| c.open)
+    }
+
+    /// Answers an offer: a new connection replaces the current one (which
+    /// reports `Closed` if it was open: the peer evidently started over).
+    fn answer(&self, from: &str, session: u32, sdp: String) -> Result<(), JsValue> {
+        let weak = Rc::downgrade(&self.inner);
+        let pc = new_pc()?;
+        let mut conn = Conn {
+            session,
+            pc: pc.clone(),
+            dc: None,
+            remote_set: false,
+            candidates: Vec::new(),
+            described: false,
+            open: false,
+            closures: Vec::new(),
+        };
+        watch_gathering(&mut conn, &weak, from, session, false);
+        let (w, p) = (weak.clone(), from.to_string());
+        let on_channel = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |e: RtcDataChannelEvent| {
+            let Some(inner) = w.upgrade() else { return };
+            let opened = {
+                let mut i = inner.borrow_mut();
+                let Some(c) = i.conns.get_mut(&p).filter(|c| c.session == session) else { return };
+                let dc = e.channel();
+                let open_now = dc.ready_state() == RtcDataChannelState::Open;
+                attach_channel(c, dc, &w, &p, session);
+                open_now && !std::mem::replace(&mut c.open, true)
+            };
+            if opened {
+                emit(&w, RtcEvent::Open(p.clone()));
+            }
+        });
+        pc.set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
+        conn.closures.push(Box::new(on_channel));
+        self.replace(from, conn, true);
+        let from = from.to_string();
+        wasm_bindgen_futures::spawn_local(async move {
+            let result = async {
+                let desc = RtcSessionDescriptionInit::new(RtcSdpType::Offer);
+                desc.set_sdp(&sdp);
+                JsFuture::from(pc.set_remote_description(&desc)).await?;
+                remote_set(&weak, &from, session);
+                let answer = JsFuture::from(pc.create_answer()).await?;
+                let answer: RtcSessionDescriptionInit = answer.unchecked_into();
+                JsFuture::from(pc.set_local_description(&answer)).await?;
+                Ok::<(), JsValue>(())
+            }
+            .await;
+            if result.is_err() {
+                fail(&weak, &from, session);
+            } else {
+                maybe_describe(&weak, &from, session, false);
+            }
+        });
+        Ok(())
+    }
+
+    fn replace(&self, peer: &str, conn: Conn, report: bool) {
+        let old = self.inner.borrow_mut().conns.insert(peer.to_string(), conn);
+        if let Some(old) = old {
+            let was_open = old.open;
+            old.shut();
+            if report && was_open {
+                defer(&Rc::downgrade(&self.inner), RtcEvent::Closed(peer.to_string()));
+            }
+        }
+    }
+}
+
+fn new_pc() -> Result<RtcPeerConnection, JsValue> {
+    let cfg = RtcConfiguration::new();
+    cfg.set_ice_servers(&js_sys::Array::new()); // a LAN needs no STUN/TURN
+    RtcPeerConnection::new_with_configuration(&cfg)
+}
+
+/// Calls the sink now (from a browser event, no borrow held).
+fn emit(weak: &Weak<RefCell<Inner>>, e: RtcEvent) {
+    let sink = weak.upgrade().map(|i| i.borrow().sink.clone());
+    if let Some(sink) = sink {
+        sink(e);
+    }
+}
+
+/// Calls the sink from a microtask (from inside an API call).
+fn defer(weak: &Weak<RefCell<Inner>>, e: RtcEvent) {
+    let weak = weak.clone();
+    wasm_bindgen_futures::spawn_local(async move { emit(&weak, e) });
+}
+
+/// The attempt `session` to `peer` failed: drop it, report if it was open.
+fn fail(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32) {
+    let Some(inner) = weak.upgrade() else { return };
+    let conn = {
+        let mut i = inner.borrow_mut();
+        match i.conns.get(peer) {
+            Some(c) if c.session == session => i.conns.remove(peer),
+            _ => None,
+        }
+    };
+    if let Some(c) = conn {
+        let was_open = c.open;
+        c.shut();
+        if was_open {
+            emit(weak, RtcEvent::Closed(peer.to_string()));
+        }
+    }
+}
+
+fn remote_set(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32) {
+    let Some(inner) = weak.upgrade() else { return };
+    let (pc, cands) = {
+        let mut i = inner.borrow_mut();
+        let Some(c) = i.conns.get_mut(peer).filter(|c| c.session == session) else { return };
+        c.remote_set = true;
+        (c.pc.clone(), std::mem::take(&mut c.candidates))
+    };
+    for cand in cands {
+        let _ = pc.add_ice_candidate_with_opt_rtc_ice_candidate_init(Some(&cand));
+    }
+}
+
+/// Sends our complete description once: when gathering is complete (or
+/// its timeout passed) and the local description is set.
+fn maybe_describe(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offer: bool) {
+    let Some(inner) = weak.upgrade() else { return };
+    let (signal, sdp) = {
+        let mut i = inner.borrow_mut();
+        let Some(c) = i.conns.get_mut(peer).filter(|c| c.session == session) else { return };
+        if c.described {
+            return;
+        }
+        let Some(desc) = c.pc.local_description() else { return };
+        let done = c.pc.ice_gathering_state() == RtcIceGatheringState::Complete;
+        if !done {
+            return;
+        }
+        c.described = true;
+        (i.signal.clone(), desc.sdp())
+    };
+    send_description(&signal, peer, session, sdp, offer);
+}
+
+fn send_description(signal: &SignalOut, peer: &str, session: u32, sdp: String, offer: bool) {
+    let s = if offer { Signal::Offer { session, sdp } } else { Signal::Answer { session, sdp } };
+    if let Ok(body) = s.encode() {
+        signal(peer, body);
+    }
+}
+
+/// Gathering complete → describe; a fallback timer sends what we have.
+fn watch_gathering(conn: &mut Conn, weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offer: bool) {
+    let (w, p) = (weak.clone(), peer.to_string());
+    let on_ice = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(move |e: RtcPeerConnectionIceEvent| {
+        if e.candidate().is_none() {
+            maybe_describe(&w, &p, session, offer);
+        }
+    });
+    conn.pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
+    conn.closures.push(Box::new(on_ice));
+    let (w, p) = (weak.clone(), peer.to_string());
+    let on_state = Closure::<dyn FnMut()>::new(move || maybe_describe(&w, &p, session, offer));
+    conn.pc.set_onicegatheringstatechange(Some(on_state.as_ref().unchecked_ref()));
+    conn.closures.push(Box::new(on_state));
+    let (w, p) = (weak.clone(), peer.to_string());
+    let timer = gloo_timers::callback::Timeout::new(GATHER_TIMEOUT_MS, move || {
+        let Some(inner) = w.upgrade() else { return };
+        let out = {
+            let mut i = inner.borrow_mut();
+            let Some(c) = i.conns.get_mut(&p).filter(|c| c.session == session && !c.described) else { return };
+            let Some(desc) = c.pc.local_description() else { return };
+            c.described = true;
+            (i.signal.clone(), desc.sdp())
+        };
+        send_description(&out.0, &p, session, out.1, offer);
+    });
+    conn.closures.push(Box::new(timer));
+    let (w, p) = (weak.clone(), peer.to_string());
+    let pc = conn.pc.clone();
+    let on_conn = Closure::<dyn FnMut()>::new(move || {
+        use web_sys::RtcPeerConnectionState as S;
+        if matches!(pc.connection_state(), S::Failed | S::Closed) {
+            fail(&w, &p, session);
+        }
+    });
+    conn.pc.set_onconnectionstatechange(Some(on_conn.as_ref().unchecked_ref()));
+    conn.closures.push(Box::new(on_conn));
+}
+
+/// Wires a data channel's open / close / message to the sink.
+fn attach_channel(conn: &mut Conn, dc: RtcDataChannel, weak: &Weak<RefCell<Inner>>, peer: &str, session: u32) {
+    dc.set_binary_type(RtcDataChannelType::Arraybuffer);
+    let (w, p) = (weak.clone(), peer.to_string());
+    let on_open = Closure::<dyn FnMut()>::new(move || {
+        let Some(inner) = w.upgrade() else { return };
+        let opened = {
+            let mut i = inner.borrow_mut();
+            match i.conns.get_mut(&p) {
+                Some(c) if c.session == session => !std::mem::replace(&mut c.open, true),
+                _ => false,
+            }
+        };
+        if opened {
+            emit(&w, RtcEvent::Open(p.clone()));
+        }
+    });
+    let (w, p) = (weak.clone(), peer.to_string());
+    let on_close = Closure::<dyn FnMut()>::new(move || fail(&w, &p, session));
+    let (w, p) = (weak.clone(), peer.to_string());
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
+        if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
+            emit(&w, RtcEvent::Message(p.clone(), js_sys::Uint8Array::new(&buf).to_vec()));
+        }
+    });
+    dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    conn.closures.push(Box::new(on_open));
+    conn.closures.push(Box::new(on_close));
+    conn.closures.push(Box::new(on_message));
+    conn.dc = Some(dc);
+}
