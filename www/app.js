@@ -5,6 +5,13 @@
 //   &key=SECRET            venue key (≥ 16 characters; the demo default is for demos only)
 //   &kind=ipad|kiosk|pos|phone|other   device kind for the hub score (else the last one picked here)
 //   &hb=MS                 heartbeat interval (300 = fast failover)
+//   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,
+//                          so cloud_ack shows within seconds; the library's default is 30000)
+//
+// Sales move pending → peer_ack (a majority of the replication factor 3 hold
+// it) → cloud_ack (the hub uploaded it and the cloud stored it) on their own;
+// `bash scripts/demo` runs the reference ingest (tests/ingest/ingest.py) as the
+// cloud for venue "demo" with the default key.
 //
 // Plain ES module, no framework, Safari-safe: no Battery or Network
 // Information API here (the library uses them where they exist), no
@@ -16,7 +23,11 @@ const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
 const brokers = (params.get('broker') || `ws://${location.hostname || '127.0.0.1'}:9001`).split(',').map((s) => s.trim()).filter(Boolean);
 const dbName = params.get('db') || `venuemesh-${venue}`;
+const DEMO_DRAIN_MS = 5000;
+const drainMs = Number(params.get('drain')) > 0 ? Number(params.get('drain')) : DEMO_DRAIN_MS;
 const KINDS = ['pos', 'kiosk', 'ipad', 'phone', 'other'];
+const FACTOR = 3; // replicationFactor (also the library's default): peer_ack = a majority of it durable
+const QUORUM = Math.floor(FACTOR / 2) + 1;
 const STATUSES = ['pending', 'peer_ack', 'cloud_ack', 'failed'];
 const COUNT_KEYS = { pending: 'pending', peer_ack: 'peerAck', cloud_ack: 'cloudAck', failed: 'failed' };
 const ITEMS = [
@@ -34,6 +45,7 @@ const time = (ms) => new Date(ms).toLocaleTimeString();
 let mesh = null;
 let chat = null;
 let lastCounts = '';
+let lastSale = null; // { item, id }: its status is shown live under the items
 const deviceRows = new Map(); // device id → its <tr>
 
 // --- small DOM helpers ------------------------------------------------------
@@ -73,6 +85,13 @@ function setConn(state, text) {
   pill.dataset.state = state;
   pill.textContent = text;
   pill.className = `pill ${state === 'connected' ? 'pill-on' : 'pill-off'}`;
+}
+
+/** "3 commands (…a1b2c3d4e5, …)" for the log: the first few ids, shortened. */
+function idList(list) {
+  const shown = list.slice(0, 3).map((id) => `…${id.slice(-10)}`).join(', ');
+  const more = list.length > 3 ? `, +${list.length - 3}` : '';
+  return `${list.length} command${list.length === 1 ? '' : 's'} (${shown}${more})`;
 }
 
 function ago(ms) {
@@ -178,9 +197,36 @@ function renderCounts(counts) {
     node.textContent = String(n);
     node.dataset.count = String(n);
   }
-  $('ack-cloud').disabled = counts.pending === 0;
   const key = JSON.stringify(counts);
   if (key !== lastCounts) { lastCounts = key; scheduleQueueList(); }
+}
+
+function renderReplication(stats) {
+  const r = stats.replication;
+  for (const [id, n] of [['r-held', r.held], ['r-below', r.belowQuorum], ['r-batches', r.batchesSent], ['r-cloud', r.cloudAcked]]) {
+    const node = $(id);
+    setText(node, String(n));
+    node.dataset.count = String(n);
+  }
+  // The acting hub is the uploader (PROTOCOL.md Part 4): only it drains to the cloud.
+  const up = $('uploader');
+  const hub = stats.hub ? stats.hub.hub : null;
+  const me = stats.role === 'hub';
+  up.dataset.uploader = me ? '1' : '0';
+  up.className = `chip ${me ? 'chip-hub' : 'chip-na'}`;
+  setText(up, me ? 'this device uploads (hub)' : hub ? `uploader: hub ${short(hub)}` : 'uploader: no hub yet');
+  setText($('repl-meta'), `${r.batchesFailed} upload batches failed · replica requests ${r.requestsSent} sent, ` +
+    `${r.acksReceived} acks received · ${r.replicasStored} replicas stored for peers` +
+    (r.storing ? ` · ${r.storing} being written` : ''));
+}
+
+function renderLastSale() {
+  if (!lastSale) return;
+  const { item, id } = lastSale;
+  const status = mesh.queue.status(id) || 'removed';
+  const node = $('last-sale');
+  node.dataset.status = status;
+  setText(node, `Sold ${item.name} (${money(item.cents)}): committed as ${id.slice(-10)}, now ${status}.`);
 }
 
 function renderQueueMeta(stats) {
@@ -202,13 +248,15 @@ async function renderQueueList() {
   all.sort((a, b) => b.createdAt - a.createdAt || (a.id < b.id ? 1 : -1));
   const items = all.slice(0, 8).map((c) => {
     let what = c.topic;
+    let from = null; // a replica: a sale of another device, held here too
     try {
       const sale = JSON.parse(dec.decode(c.payload));
       if (sale && sale.item) what = `${sale.item} ${money(sale.cents)}`;
+      if (sale && sale.device && sale.device !== mesh.deviceId) from = sale.device;
     } catch { /* not a sale */ }
-    return el('li', { 'data-id': c.id, 'data-status': c.status },
+    return el('li', { 'data-id': c.id, 'data-status': c.status, 'data-replica': from ? '1' : null },
       el('span', { class: 'what' }, what),
-      el('span', { class: 'mono small muted' }, `${time(c.createdAt)} · ${c.id.slice(-10)}`),
+      el('span', { class: 'mono small muted' }, `${time(c.createdAt)} · ${c.id.slice(-10)}${from ? ` · replica of ${short(from)}` : ''}`),
       el('span', { class: `chip chip-${c.status}` }, c.status));
   });
   if (items.length === 0) items.push(el('li', { class: 'empty muted' }, 'No commands yet: sell something.'));
@@ -223,6 +271,8 @@ function refresh() {
   renderMe(stats);
   renderRoute(stats);
   renderCounts(mesh.queue.countByStatus());
+  renderReplication(stats);
+  renderLastSale();
   renderQueueMeta(stats);
 }
 
@@ -243,7 +293,8 @@ async function sell(item, btn) {
   try {
     const sale = { item: item.name, cents: item.cents, device: mesh.deviceId, at: Date.now() };
     const id = await mesh.enqueue('pos/transaction', JSON.stringify(sale));
-    $('last-sale').textContent = `Sold ${item.name} (${money(item.cents)}): committed as ${id.slice(-10)}, ${mesh.queue.status(id)}.`;
+    lastSale = { item, id };
+    renderLastSale();
     log(`sale ${item.name} queued as ${id}`);
   } catch (err) {
     $('last-sale').textContent = `Could not queue the sale: ${err.code || ''} ${err.message}`;
@@ -252,14 +303,6 @@ async function sell(item, btn) {
     btn.classList.remove('busy');
     refresh();
   }
-}
-
-function ackPendingAsCloud() {
-  const ids = mesh.queue.listIds('pending');
-  if (ids.length === 0) return;
-  const out = mesh.queue.cloudAcked(ids);
-  log(`demo shortcut: cloudAcked(${ids.length}) → ${out.accepted} accepted, ${out.rejected.length} rejected`, 'demo');
-  refresh();
 }
 
 function pickKind(kind) {
@@ -359,6 +402,9 @@ async function main() {
   const charging = localStorage.getItem(`${SETTINGS}charging`);
   if (charging !== null) options.deviceInfo.charging = charging === '1';
   if (params.get('hb')) options.heartbeatIntervalMs = Number(params.get('hb'));
+  options.replicationFactor = FACTOR;
+  options.drainIntervalMs = drainMs;
+  $('drain-s').textContent = String(Math.round(drainMs / 100) / 10);
   mesh = await VenueMesh.open(options);
   window.mesh = mesh; // for tests and for poking at it from the console
   $('device-id').textContent = mesh.deviceId;
@@ -374,12 +420,13 @@ async function main() {
   on('peerJoined', (e) => `peer ${short(e.device)} joined (score ${e.score.toFixed(1)})`);
   on('peerLeft', (e) => `peer ${short(e.device)} left (${e.reason})`);
   on('scoreChanged', (e) => `score now ${e.score.toFixed(1)}`);
-  mesh.queue.on('statusChanged', (e) => { log(`${e.id.slice(-10)}: ${e.from} → ${e.to}`, 'queue'); scheduleQueueList(); });
+  on('peerAck', (e) => `peer_ack: ${idList(e.ids)} held by a majority (quorum of ${QUORUM} of ${FACTOR})`);
+  on('cloudAck', (e) => `cloud_ack: ${idList(e.ids)} stored by the cloud`);
+  mesh.queue.on('statusChanged', (e) => { log(`${e.id.slice(-10)}: ${e.from} → ${e.to}`, 'queue'); scheduleQueueList(); renderLastSale(); });
   mesh.queue.on('storageError', (e) => log(`storage: ${e.code} ${e.message}`, 'bad'));
 
   for (const b of $('kind').querySelectorAll('button')) b.addEventListener('click', () => pickKind(b.dataset.kind));
   $('charging').addEventListener('change', (e) => setCharging(e.target.checked));
-  $('ack-cloud').addEventListener('click', ackPendingAsCloud);
   $('new-device').addEventListener('click', () => window.open(newDeviceUrl(), '_blank'));
   // The library leaves the mesh on `pagehide`; a page restored from the
   // back/forward cache (Safari keeps many) starts again.

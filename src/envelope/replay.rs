@@ -20,7 +20,6 @@
 //! event kinds, and the cap (256 by default) is far above a venue's devices.
 
 use super::{codec, Envelope, EnvelopeError, Limits, MessageId, VenueKey};
-use std::collections::BTreeMap;
 
 /// Width of each sender's window, in counters.
 pub const WINDOW_BITS: u64 = 1024;
@@ -127,7 +126,10 @@ impl SenderWindow {
 /// Per-sender anti-replay windows with a bounded number of senders.
 #[derive(Debug, Clone)]
 pub struct ReplayWindow {
-    senders: BTreeMap<String, SenderWindow>,
+    /// In no particular order. A venue has tens of devices (256 at most), so
+    /// a scan is as fast as a map here, and a `Vec` is ~3 KB less wasm than
+    /// a `BTreeMap<String, _>`.
+    senders: Vec<(String, SenderWindow)>,
     max_senders: usize,
     tick: u64,
     stats: EnvelopeStats,
@@ -145,7 +147,7 @@ impl ReplayWindow {
 
     /// Windows for at most `max_senders` senders (at least 1).
     pub fn new(max_senders: usize) -> ReplayWindow {
-        ReplayWindow { senders: BTreeMap::new(), max_senders: max_senders.max(1), tick: 0, stats: EnvelopeStats::default() }
+        ReplayWindow { senders: Vec::new(), max_senders: max_senders.max(1), tick: 0, stats: EnvelopeStats::default() }
     }
 
     /// Decide about `(sender, counter)` and record it if accepted. Counts the
@@ -167,12 +169,20 @@ impl ReplayWindow {
 
     /// What [`check`](Self::check) would say, without recording anything.
     pub fn classify(&self, sender: &str, counter: u64) -> Verdict {
-        self.senders.get(sender).map_or(Verdict::Accept, |w| w.classify(counter))
+        self.get(sender).map_or(Verdict::Accept, |w| w.classify(counter))
     }
 
     /// The highest counter accepted from `sender`, if it is tracked.
     pub fn highest(&self, sender: &str) -> Option<u64> {
-        self.senders.get(sender).map(|w| w.highest)
+        self.get(sender).map(|w| w.highest)
+    }
+
+    fn pos(&self, sender: &str) -> Option<usize> {
+        self.senders.iter().position(|(s, _)| s == sender)
+    }
+
+    fn get(&self, sender: &str) -> Option<&SenderWindow> {
+        self.senders.iter().find(|(s, _)| s == sender).map(|(_, w)| w)
     }
 
     /// Number of senders tracked.
@@ -182,7 +192,9 @@ impl ReplayWindow {
 
     /// Stop tracking `sender` (e.g. the device was unpaired).
     pub fn forget(&mut self, sender: &str) {
-        self.senders.remove(sender);
+        if let Some(i) = self.pos(sender) {
+            self.senders.swap_remove(i);
+        }
     }
 
     /// Counters so far.
@@ -193,7 +205,7 @@ impl ReplayWindow {
     fn check_uncounted(&mut self, sender: &str, counter: u64) -> Verdict {
         self.tick += 1;
         let tick = self.tick;
-        if let Some(w) = self.senders.get_mut(sender) {
+        if let Some((_, w)) = self.senders.iter_mut().find(|(s, _)| s == sender) {
             let verdict = w.classify(counter);
             if verdict == Verdict::Accept {
                 w.last_used = tick;
@@ -205,14 +217,14 @@ impl ReplayWindow {
         }
         if self.senders.len() >= self.max_senders {
             // Ticks are unique, so the least recently used sender is unique
-            // and the choice does not depend on map order.
-            let oldest = self.senders.iter().min_by_key(|(_, w)| w.last_used).map(|(s, _)| s.clone());
-            if let Some(oldest) = oldest {
-                self.senders.remove(&oldest);
+            // and the choice does not depend on the order of `senders`.
+            let oldest = self.senders.iter().enumerate().min_by_key(|(_, (_, w))| w.last_used).map(|(i, _)| i);
+            if let Some(i) = oldest {
+                self.senders.swap_remove(i);
                 self.stats.senders_evicted += 1;
             }
         }
-        self.senders.insert(sender.to_string(), SenderWindow::first(counter, tick));
+        self.senders.push((sender.to_string(), SenderWindow::first(counter, tick)));
         Verdict::Accept
     }
 }

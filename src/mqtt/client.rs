@@ -295,7 +295,19 @@ impl Client {
     /// within the same `max_queued` bound). Resolve the app's promise on
     /// `PublishDone`/`PublishFailed` with the returned id.
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: QoS, retain: bool, now: u64) -> Result<PublishId, UsageError> {
-        let id = self.session.publish(topic, payload.to_vec(), qos, retain, now)?;
+        self.publish_owned(topic, payload.to_vec(), qos, retain, now)
+    }
+
+    /// [`Client::publish`] with a payload the caller already owns (no copy).
+    pub fn publish_owned(
+        &mut self,
+        topic: &str,
+        payload: Vec<u8>,
+        qos: QoS,
+        retain: bool,
+        now: u64,
+    ) -> Result<PublishId, UsageError> {
+        let id = self.session.publish(topic, payload, qos, retain, now)?;
         self.pump(now);
         Ok(id)
     }

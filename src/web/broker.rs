@@ -22,9 +22,23 @@ use std::rc::{Rc, Weak};
 use gloo_timers::callback::Timeout;
 use wasm_bindgen::prelude::*;
 
-use super::clock::monotonic_ms;
 use super::socket::{Socket, SocketEvent};
 use crate::mqtt::{Client, Event, Input, Output, SocketId};
+
+#[wasm_bindgen]
+extern "C" {
+    /// The global `performance.now()` (window and workers alike): one call
+    /// into JS, where `clock::monotonic_ms` needs three (`window`, its
+    /// `performance`, `now`). It runs on every socket frame, so it counts.
+    #[wasm_bindgen(js_namespace = performance, js_name = now)]
+    fn performance_now() -> f64;
+}
+
+/// Monotonic milliseconds since the page's time origin (the same clock as
+/// `clock::monotonic_ms`).
+pub fn now_ms() -> u64 {
+    performance_now() as u64
+}
 
 /// Where a link's events go (called with no borrow of the link held).
 pub type EventSink = Rc<dyn Fn(Vec<Event>)>;
@@ -42,6 +56,14 @@ pub struct Link {
     /// A task that flushes `out`; created on first use.
     flusher: Option<Flusher>,
     flush_scheduled: bool,
+    /// The frame being fed, while its events are dispatched (see [`payload_view`]).
+    frame: Option<Frame>,
+}
+
+/// An incoming frame that held exactly one whole packet.
+struct Frame {
+    buf: js_sys::ArrayBuffer,
+    len: usize,
 }
 
 /// Posts to itself through a `MessageChannel`: a task that runs after the
@@ -67,6 +89,7 @@ pub fn new_link(client: Client) -> LinkRef {
         out: None,
         flusher: None,
         flush_scheduled: false,
+        frame: None,
     }))
 }
 
@@ -81,8 +104,9 @@ pub fn set_sink(link: &LinkRef, sink: EventSink) {
 /// leaves at once.
 pub fn feed(link: &LinkRef, input: Input) {
     let incoming = matches!(input, Input::SocketData(..));
-    link.borrow_mut().client.handle_input(input, monotonic_ms());
-    drain(link);
+    let now = now_ms();
+    link.borrow_mut().client.handle_input(input, now);
+    drain_at(link, Some(now));
     if !incoming {
         flush(link);
     }
@@ -109,11 +133,20 @@ pub fn schedule_drain(link: &LinkRef) {
 
 /// Performs every output the client has, then hands events to the sink.
 pub fn drain(link: &LinkRef) {
+    drain_at(link, None);
+}
+
+/// [`drain`] at `now` (the time of the input just fed), read once per drain:
+/// `performance.now()` is not free (Chromium clamps and jitters it), and a
+/// drain runs per incoming frame. App callbacks take microseconds, so a timer
+/// that falls due while they run fires one drain later, which is harmless.
+fn drain_at(link: &LinkRef, now: Option<u64>) {
+    let now = now.unwrap_or_else(now_ms);
     loop {
         let (events, sink) = {
             let weak = Rc::downgrade(link);
             let mut l = link.borrow_mut();
-            let events = run_outputs(&mut l, &weak);
+            let events = run_outputs(&mut l, &weak, now);
             (events, l.sink.clone())
         };
         match sink {
@@ -121,6 +154,23 @@ pub fn drain(link: &LinkRef) {
             _ => return,
         }
     }
+}
+
+/// The payload of a message being dispatched as a view into the WebSocket
+/// frame it came in, instead of a copy out of wasm memory (no new
+/// `ArrayBuffer` per message: what MQTT.js does with `Buffer` slices too).
+/// Only when that frame held exactly this one PUBLISH (Mosquitto sends one
+/// packet per frame): a frame fed with nothing half-read before it whose
+/// length is this packet's length holds one packet, and so the one message.
+/// `packet_len`: the PUBLISH's size on the wire (`codec::publish_len`).
+pub fn payload_view(link: &LinkRef, packet_len: usize, payload_len: usize) -> Option<js_sys::Uint8Array> {
+    let l = link.borrow();
+    let f = l.frame.as_ref()?;
+    if packet_len != f.len || payload_len > f.len {
+        return None;
+    }
+    let offset = u32::try_from(f.len - payload_len).ok()?;
+    Some(js_sys::Uint8Array::new_with_byte_offset_and_length(&f.buf, offset, payload_len as u32))
 }
 
 /// Stops timers and listeners and drops the sockets (closing them).
@@ -135,8 +185,7 @@ pub fn shutdown(link: &LinkRef) {
     }
 }
 
-fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>) -> Vec<Event> {
-    let now = monotonic_ms();
+fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Event> {
     let mut events = Vec::new();
     loop {
         match link.client.poll_output(now) {
@@ -144,12 +193,19 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>) -> Vec<Event> {
                 let w = weak.clone();
                 let opened = Socket::open(&url, move |ev| {
                     if let Some(link) = w.upgrade() {
-                        let input = match ev {
-                            SocketEvent::Opened => Input::SocketOpened(id),
-                            SocketEvent::Data(bytes) => Input::SocketData(id, bytes),
-                            SocketEvent::Closed => Input::SocketClosed(id),
-                        };
-                        feed(&link, input);
+                        match ev {
+                            SocketEvent::Opened => feed(&link, Input::SocketOpened(id)),
+                            SocketEvent::Data(bytes, buf) => {
+                                // Nothing half-read before it: the frame's first
+                                // packet starts at byte 0 (see `payload_view`).
+                                let fresh = link.borrow().client.session().rx_buffered() == 0;
+                                let len = bytes.len();
+                                link.borrow_mut().frame = fresh.then_some(Frame { buf, len });
+                                feed(&link, Input::SocketData(id, bytes));
+                                link.borrow_mut().frame = None;
+                            }
+                            SocketEvent::Closed => feed(&link, Input::SocketClosed(id)),
+                        }
                     }
                 });
                 match opened {
@@ -212,7 +268,7 @@ pub fn flush(link: &LinkRef) {
         if l.out.is_none() {
             return;
         }
-        send_now(&mut l, monotonic_ms());
+        send_now(&mut l, now_ms());
         true
     };
     if pending {
@@ -230,7 +286,7 @@ fn schedule_flush(link: &mut Link, weak: &Weak<RefCell<Link>>) {
     match &link.flusher {
         Some(f) if f.port.post_message(&JsValue::NULL).is_ok() => link.flush_scheduled = true,
         // No MessageChannel (very old browsers): send at once.
-        _ => send_now(link, monotonic_ms()),
+        _ => send_now(link, now_ms()),
     }
 }
 
@@ -247,7 +303,11 @@ fn new_flusher(weak: Weak<RefCell<Link>>) -> Option<Flusher> {
 }
 
 fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
-    if matches!(link.timer, Some((armed, _)) if armed == at) {
+    // A timer that fires early is harmless (the core re-reports its next
+    // instant), so a later deadline keeps the armed timer: the keepalive
+    // deadline moves with every send, and re-arming on each drain would cost
+    // a setTimeout + clearTimeout + closure per incoming frame.
+    if matches!(link.timer, Some((armed, _)) if armed <= at) {
         return;
     }
     let w = weak.clone();

@@ -9,7 +9,8 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::broker::{self, LinkRef};
-use super::clock::{monotonic_ms, random_seed};
+use super::broker::now_ms as monotonic_ms;
+use super::clock::random_seed;
 use super::errors::{js_error, ErrorCode};
 use super::js::{bytes_of, ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release, unsubscribe_fn, Listeners};
@@ -48,7 +49,13 @@ export interface MqttConnectOptions {
 }
 export interface PublishOptions { qos?: 0 | 1 | 2; retain?: boolean }
 export interface SubscribeOptions { qos?: 0 | 1 | 2 }
-export interface MessageInfo { qos: 0 | 1 | 2; retain: boolean; dup: boolean }
+/** How a message arrived. The object is frozen and shared between messages. */
+export interface MessageInfo { readonly qos: 0 | 1 | 2; readonly retain: boolean; readonly dup: boolean }
+/**
+ * Called once per message. `payload` may be a view into the WebSocket frame
+ * the message came in: mind `byteOffset` and `byteLength` if you use
+ * `payload.buffer`.
+ */
 export type MessageCallback = (topic: string, payload: Uint8Array, info: MessageInfo) => void;
 export interface ConnectedEvent { url: string }
 export interface DisconnectedEvent { reason: string }
@@ -91,6 +98,65 @@ struct Shared {
     closed: bool,
     /// Key of the keep-alive entry (see `listeners::keep_alive`).
     live: u64,
+    /// Where the last topic's messages went (see [`Route`]); cleared
+    /// whenever `subs` changes.
+    route: Option<Route>,
+    /// The `{qos, retain, dup}` objects handed to message callbacks: frozen,
+    /// made once each, indexed by [`info_index`].
+    infos: Vec<Option<Rc<JsValue>>>,
+}
+
+/// The callbacks for one topic and the topic as a JS string. A burst on one
+/// topic then costs no filter matching and no UTF-8 decoding per message
+/// (`TextDecoder.decode` has a high fixed cost for short strings).
+struct Route {
+    topic: String,
+    js_topic: Rc<JsValue>,
+    targets: Rc<[Function]>,
+}
+
+fn info_index(qos: QoS, retain: bool, dup: bool) -> usize {
+    usize::from(qos_num(qos)) * 4 + usize::from(retain) * 2 + usize::from(dup)
+}
+
+thread_local! {
+    /// Option names of `publish`, made into JS strings once.
+    static PUBLISH_KEY_STRINGS: [JsValue; 2] = [JsValue::from_str("qos"), JsValue::from_str("retain")];
+}
+
+/// `publish` options without the generic [`Options`] reader's string
+/// conversions (it runs once per message): `None` when anything is off the
+/// common path (unknown key, wrong type, ...); the caller then uses
+/// [`Options`], which produces the error.
+fn publish_options_fast(options: &JsValue) -> Option<(QoS, bool)> {
+    if options.is_undefined() || options.is_null() {
+        return Some((QoS::AtMostOnce, false));
+    }
+    if !options.is_object() || js_sys::Array::is_array(options) {
+        return None;
+    }
+    let obj: &js_sys::Object = options.unchecked_ref();
+    PUBLISH_KEY_STRINGS.with(|[qos_key, retain_key]| {
+        let keys = js_sys::Object::keys(obj);
+        for k in keys.iter() {
+            if k != *qos_key && k != *retain_key {
+                return None;
+            }
+        }
+        let get = |k: &JsValue| js_sys::Reflect::get(obj, k).ok().filter(|v| !v.is_undefined() && !v.is_null());
+        let qos = match get(qos_key) {
+            None => QoS::AtMostOnce,
+            Some(v) => {
+                let n = v.as_f64().filter(|n| n.fract() == 0.0 && (0.0..=2.0).contains(n))?;
+                QoS::from_u8(n as u8)?
+            }
+        };
+        let retain = match get(retain_key) {
+            None => false,
+            Some(v) => v.as_bool()?,
+        };
+        Some((qos, retain))
+    })
 }
 
 
@@ -126,14 +192,44 @@ pub(crate) fn reason_str(r: &DisconnectReason) -> String {
 fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
     match event {
         Event::Message { topic, payload, qos, retain, dup } => {
-            let targets = this.borrow().subs.targets_where(|filter| topic_matches(filter, &topic));
-            if targets.is_empty() {
-                return;
-            }
-            let info = ObjBuilder::new().set("qos", qos_num(qos)).set("retain", retain).set("dup", dup).build();
-            let payload: JsValue = js_sys::Uint8Array::from(payload.as_slice()).into();
-            let topic: JsValue = topic.into();
-            for f in &targets {
+            let packet_len = crate::mqtt::codec::publish_len(&topic, payload.len(), qos);
+            let (topic, targets, info, link) = {
+                let mut s = this.borrow_mut();
+                let route = match s.route.take() {
+                    Some(r) if r.topic == topic => r,
+                    _ => {
+                        let targets: Rc<[Function]> =
+                            s.subs.targets_where(|filter| topic_matches(filter, &topic)).into();
+                        let js_topic =
+                            Rc::new(if targets.is_empty() { JsValue::UNDEFINED } else { JsValue::from_str(&topic) });
+                        Route { topic, js_topic, targets }
+                    }
+                };
+                let (js_topic, targets) = (route.js_topic.clone(), route.targets.clone());
+                s.route = Some(route);
+                if targets.is_empty() {
+                    return;
+                }
+                let i = info_index(qos, retain, dup);
+                let info = match s.infos.get(i).cloned().flatten() {
+                    Some(info) => info,
+                    None => {
+                        let obj: js_sys::Object =
+                            ObjBuilder::new().set("qos", qos_num(qos)).set("retain", retain).set("dup", dup).build().unchecked_into();
+                        let info: Rc<JsValue> = Rc::new(js_sys::Object::freeze(&obj).into());
+                        if let Some(slot) = s.infos.get_mut(i) {
+                            *slot = Some(Rc::clone(&info));
+                        }
+                        info
+                    }
+                };
+                (js_topic, targets, info, s.link.clone())
+            };
+            let payload: JsValue = match broker::payload_view(&link, packet_len, payload.len()) {
+                Some(view) => view.into(),
+                None => js_sys::Uint8Array::from(payload.as_slice()).into(),
+            };
+            for f in targets.iter() {
                 if let Err(e) = f.call3(&JsValue::NULL, &topic, &payload, &info) {
                     web_sys::console::error_2(&"venuemesh: a message callback threw".into(), &e);
                 }
@@ -226,6 +322,7 @@ fn close_shared(this: &Rc<RefCell<Shared>>) {
         let mut s = this.borrow_mut();
         s.events.clear();
         s.subs.clear();
+        s.route = None;
         s.live
     };
     release(live);
@@ -286,6 +383,8 @@ impl MqttClient {
             url: None,
             closed: false,
             live: 0,
+            route: None,
+            infos: vec![None; 12],
         }));
         let live = keep_alive(Box::new(shared.clone()));
         shared.borrow_mut().live = live;
@@ -326,18 +425,33 @@ impl MqttClient {
     }
 
     fn try_publish(&self, topic: &str, payload: &JsValue, options: &JsValue) -> Result<Promise, JsValue> {
-        let o = Options::new(options, "publish options", PUBLISH_KEYS, true)?;
-        let qos = qos_of(o.uint("qos", 2)?.unwrap_or(0));
-        let retain = o.bool("retain")?.unwrap_or(false);
+        let (qos, retain) = match publish_options_fast(options) {
+            Some(o) => o,
+            None => {
+                let o = Options::new(options, "publish options", PUBLISH_KEYS, true)?;
+                (qos_of(o.uint("qos", 2)?.unwrap_or(0)), o.bool("retain")?.unwrap_or(false))
+            }
+        };
         let bytes = bytes_of(payload).map_err(|_| {
             js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None)
         })?;
         let link = self.live_link()?;
-        let id = link
-            .borrow_mut()
-            .client
-            .publish(topic, &bytes, qos, retain, monotonic_ms())
-            .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+        let (id, written) = {
+            let mut l = link.borrow_mut();
+            let id = l
+                .client
+                .publish_owned(topic, bytes, qos, retain, monotonic_ms())
+                .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+            // QoS 0 with nothing queued ahead went straight into the send
+            // buffer: done (its `PublishDone` finds no promise and is
+            // ignored). Saves a promise executor closure and two callbacks
+            // kept per message.
+            (id, qos == QoS::AtMostOnce && l.client.session().queued_len() == 0)
+        };
+        if written {
+            broker::schedule_drain(&link);
+            return Ok(Promise::resolve(&JsValue::UNDEFINED));
+        }
         let shared = self.shared.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().publishes.insert(id, (resolve, reject));
@@ -367,6 +481,7 @@ impl MqttClient {
                     .subscribe(filter, qos, monotonic_ms())
                     .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
             }
+            s.route = None;
             s.subs.add(filter, callback)
         };
         broker::schedule_drain(&link);
@@ -375,6 +490,7 @@ impl MqttClient {
             let Some(shared) = weak.upgrade() else { return };
             let mut s = shared.borrow_mut();
             let Some(filter) = s.subs.remove(id) else { return };
+            s.route = None;
             if s.closed || s.subs.has(&filter) {
                 return;
             }

@@ -10,7 +10,9 @@ use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 /// What a socket reports to the runtime.
 pub enum SocketEvent {
     Opened,
-    Data(Vec<u8>),
+    /// A binary frame: its bytes, and the `ArrayBuffer` they were copied
+    /// from (payloads may be handed to the app as views into it).
+    Data(Vec<u8>, js_sys::ArrayBuffer),
     Closed,
 }
 
@@ -37,7 +39,8 @@ impl Socket {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             // Binary frames only (MQTT over WebSocket); text frames are ignored.
             if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
-                f(SocketEvent::Data(js_sys::Uint8Array::new(&buf).to_vec()));
+                let bytes = js_sys::Uint8Array::new(&buf).to_vec();
+                f(SocketEvent::Data(bytes, buf));
             }
         });
         let f = on_event.clone();

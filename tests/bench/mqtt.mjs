@@ -15,10 +15,18 @@
 //   (the echo) republishes what it gets to pong, the publisher waits for it:
 //   TRIPS (1,000) sequential trips after 50 warm-up ones; p50 / p99.
 // Every wait is bounded: a broken client gives an error row, not a hang.
+// Driver: tests/bench/cdp.mjs (DevTools protocol without the Network domain)
+// by default, because playwright-core's per-WebSocket-frame instrumentation
+// costs more than the clients do (see cdp.mjs); VM_BENCH_DRIVER=playwright
+// drives the pages with playwright-core instead.
+// VM_BENCH_MQTT_FLOOR=1 adds a third client at QoS 0 throughput: a raw
+// WebSocket that does no MQTT work at all (pages/mqtt-bench.mjs `floor`), the
+// most any client can get from this browser and broker here.
 // VM_BENCH_MQTT_FRAMES=1 also counts the WebSocket frames each page sends
 // (a wrapper around WebSocket.prototype.send, so off by default): Mosquitto
 // 2.0.11 can stall ≈ 100 ms on frames sent back to back (toolchain notes).
 import { launch } from '../e2e/lib.mjs';
+import { launchCdp } from './cdp.mjs';
 import { randomBytes } from 'node:crypto';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
@@ -29,10 +37,12 @@ const TRIPS = Number(process.env.VM_BENCH_MQTT_TRIPS || 1_000);
 const SIZE = 200;
 const WARMUP_N = 1_000, WARMUP_TRIPS = 50;
 const LIMIT_MS = 15 * 60_000; // the whole MQTT benchmark
-const SIDES = { ours: 'venuemesh', peer: 'mqttjs' };
+const FLOOR = process.env.VM_BENCH_MQTT_FLOOR === '1';
+const SIDES = { ours: 'venuemesh', peer: 'mqttjs', ...(FLOOR ? { floor: 'floor' } : {}) };
 const PEER = 'MQTT.js 5.16';
 const RUN_ID = randomBytes(3).toString('hex');
 const FRAMES = process.env.VM_BENCH_MQTT_FRAMES === '1';
+const DRIVER = process.env.VM_BENCH_DRIVER === 'playwright' ? 'playwright' : 'cdp';
 
 // --expose-gc so each run starts from a collected heap.
 const EXTRA_ARGS = ['--js-flags=--expose-gc'];
@@ -118,7 +128,7 @@ export async function mqttBench() {
     process.exit(1);
   }, LIMIT_MS);
   watchdog.unref();
-  const browser = await launch(EXTRA_ARGS);
+  const browser = DRIVER === 'playwright' ? await launch(EXTRA_ARGS) : await launchCdp(EXTRA_ARGS);
   const sides = {};
   // A failed measurement leaves an error row and the rest goes on; a page
   // that stopped answering (or never connected) ends that client's part.
@@ -138,13 +148,14 @@ export async function mqttBench() {
     }
     const live = (order) => order.filter((s) => !sides[s].dead);
 
-    console.log(`mqtt: broker ${BROKER}, ${N.toLocaleString('en-US')} × ${SIZE} B, ${RUNS} runs; ${TRIPS} round trips`);
+    console.log(`mqtt: broker ${BROKER}, ${N.toLocaleString('en-US')} × ${SIZE} B, ${RUNS} runs; ${TRIPS} round trips; driver ${DRIVER === 'cdp' ? 'tests/bench/cdp.mjs' : 'playwright-core'}`);
     for (const qos of [0, 1]) {
-      for (const side of live(Object.keys(SIDES))) {
+      const sidesAt = (order) => live(order.filter((s) => s in SIDES && (qos === 0 || s !== 'floor')));
+      for (const side of sidesAt(Object.keys(SIDES))) {
         try { await throughput(side, sides[side].pages, qos, WARMUP_N, 'warmup'); } catch (e) { fail(side, e); }
       }
       for (let r = 0; r < RUNS; r++) {
-        for (const side of live(r % 2 ? ['peer', 'ours'] : ['ours', 'peer'])) {
+        for (const side of sidesAt(r % 2 ? ['floor', 'peer', 'ours'] : ['ours', 'peer', 'floor'])) {
           try {
             const x = await throughput(side, sides[side].pages, qos, N, `run${r}`);
             res[side].tp[qos].push(x);
@@ -177,6 +188,7 @@ export async function mqttBench() {
   }
 
   const value = (side, get, fmt) => {
+    if (!res[side]) return { v: null, s: 'n/a' };
     try { const v = get(res[side]); if (v === undefined || Number.isNaN(v)) throw 0; return { v, s: fmt(v) }; }
     catch { return { v: null, s: sides[side].errors.length ? 'error' : 'n/a' }; }
   };
@@ -184,9 +196,15 @@ export async function mqttBench() {
     const o = value('ours', get, fmt), p = value('peer', get, fmt);
     return { what, ours: o.s, peer: PEER, peerValue: p.s, ratio: o.v !== null && p.v !== null ? (o.v / p.v).toFixed(2) : '' };
   };
+  const floorRow = () => {
+    const f = value('floor', tpMedian(0), fmtRate), p = value('peer', tpMedian(0), fmtRate);
+    return { what: `floor (raw WebSocket, no MQTT work) QoS 0 throughput, median of ${RUNS}`, ours: f.s, peer: PEER, peerValue: p.s,
+      ratio: f.v !== null && p.v !== null ? (f.v / p.v).toFixed(2) : '' };
+  };
   const tpMedian = (qos) => (r) => (r.tp[qos].length === RUNS ? median(r.tp[qos].map((x) => x.rate)) : undefined);
   const rows = [
     row(`MQTT throughput QoS 0, ${N.toLocaleString('en-US')} × ${SIZE} B, median of ${RUNS} (goal ≥ 2×)`, tpMedian(0), fmtRate),
+    ...(FLOOR ? [floorRow()] : []),
     row(`MQTT throughput QoS 1, ${N.toLocaleString('en-US')} × ${SIZE} B, median of ${RUNS} (goal ≥ 2×)`, tpMedian(1), fmtRate),
   ];
   for (const qos of [0, 1]) {

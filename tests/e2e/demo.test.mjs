@@ -1,19 +1,21 @@
 // The demo page as a person opens it: it loads the optimised package, creates
 // a device identity that survives reload, connects to the local broker, and
 // with several devices on one venue shows the hub, the peers with their
-// scores, the local queue, the broker route and a chat. Screenshots at iPad
-// sizes go to .run/screenshots/ and are checked for content, in the DOM and
-// in the pixels.
+// scores, the local queue draining on its own (pending → peer_ack → cloud_ack,
+// through the hub's upload to the reference ingest), the broker route and a
+// chat. Screenshots at iPad sizes go to .run/screenshots/ and are checked for
+// content, in the DOM and in the pixels.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { launch, openPage, demoUrl, nonLoopbackListeners, BASE } from './lib.mjs';
+import { launch, openPage, demoUrl, nonLoopbackListeners, startBroker, startIngest, BASE } from './lib.mjs';
 
 const SHOTS = fileURLToPath(new URL('../../.run/screenshots/', import.meta.url));
 const PORTRAIT = { width: 1024, height: 1366 };
 const LANDSCAPE = { width: 1366, height: 1024 };
 const HUB_RGB = [0xf5, 0xa6, 0x23]; // --hub in www/style.css
+const DEMO_KEY = 'venuemesh-demo-key-not-secret'; // www/app.js's default venue key
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -66,13 +68,13 @@ test('nothing of ours listens on a non-loopback address while pages are open', a
 
 // --- several devices on one venue ----------------------------------------------
 
-/** One device: its own context (own IndexedDB), a touch screen of `viewport`. */
-async function device(venue, kind, viewport) {
+/** One device: its own context (own IndexedDB), a touch screen of `viewport`, the demo's default drain interval. */
+async function device(venue, kind, viewport, broker) {
   const context = await browser.newContext({ viewport, hasTouch: true, deviceScaleFactor: 1 });
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  await page.goto(`${BASE}${demoUrl({ venue, kind, hb: '300' })}`);
+  await page.goto(`${BASE}${demoUrl({ venue, kind, hb: '300', broker })}`);
   await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10_000 });
   const id = (await page.textContent('#device-id')).trim();
   return { context, page, errors, id, kind };
@@ -154,8 +156,58 @@ async function pixels(png, box, rgb) {
   }
 }
 
-/** An iPad-size screenshot of `d`, saved and checked: hub badge, ≥ 2 devices, queue counts. */
-async function screenshot(d, name, { pending }) {
+/** The status counts the queue card shows: `{ pending, peer_ack, cloud_ack, failed }`. */
+const tilesOf = (d) => d.page.$$eval('.tiles b', (bs) => Object.fromEntries(bs.map((b) => [b.id.slice(2), Number(b.dataset.count)])));
+
+/** Waits until the queue card shows `want` (a subset of the tiles' counts). */
+async function waitTiles(d, what, want, ms = 20_000) {
+  const until = Date.now() + ms;
+  let got = {};
+  while (Date.now() < until) {
+    got = await tilesOf(d);
+    if (Object.entries(want).every(([k, v]) => got[k] === v)) return got;
+    await d.page.waitForTimeout(100);
+  }
+  assert.fail(`${d.kind} page: ${what}; the tiles show ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
+}
+
+/** Waits until the queue list shows the command `id` with `status`; its text. */
+async function waitListed(d, id, status, ms = 20_000) {
+  const sel = `#queue-list li[data-id="${id}"][data-status="${status}"]`;
+  try {
+    await d.page.waitForSelector(sel, { timeout: ms });
+  } catch {
+    const items = await d.page.$$eval('#queue-list li', (lis) => lis.map((li) => `${li.dataset.id} ${li.dataset.status}`));
+    assert.fail(`${d.kind} page: ${id} is not listed as ${status}; the list shows ${JSON.stringify(items)}`);
+  }
+  return d.page.textContent(sel);
+}
+
+/** Waits until the event log of `d` has a line matching `re`. */
+async function waitLogged(d, re, ms = 10_000) {
+  try {
+    await d.page.waitForFunction((src) => [...document.querySelectorAll('#log li')].some((li) => new RegExp(src).test(li.textContent)),
+      re.source, { timeout: ms });
+  } catch {
+    assert.fail(`${d.kind} page: no log line matches ${re}; the log:\n${await d.page.textContent('#log')}`);
+  }
+}
+
+/** Waits until the replication figure `id` (r-held, r-below, r-batches, r-cloud) shows at least `min`. */
+async function waitRepl(d, id, min, what, ms = 10_000) {
+  try {
+    await d.page.waitForFunction(([id, min]) => Number(document.getElementById(id).dataset.count) >= min, [id, min], { timeout: ms });
+  } catch {
+    assert.fail(`${d.kind} page: ${what}; #${id} shows ${await d.page.getAttribute(`#${id}`, 'data-count')}`);
+  }
+}
+
+/**
+ * An iPad-size screenshot of `d`, saved and checked: hub badge, ≥ 2 devices,
+ * the queue's status tiles and the replication figures on screen, and the
+ * counts in `counts` (e.g. `{ pending: 0, peer_ack: 1 }`) shown.
+ */
+async function screenshot(d, name, counts) {
   const { page } = d;
   const vp = page.viewportSize();
   const badge = await boxOf(page, '#devices tr[data-hub] .badge-hub');
@@ -167,10 +219,12 @@ async function screenshot(d, name, { pending }) {
   assert.ok(await inViewport(page, '#devices tr[data-hub] .badge-hub'), `${name}: the hub badge is on screen`);
   const rows = await page.$$('#devices tbody tr');
   assert.ok(rows.length >= 2, `${name}: at least two devices listed`);
-  for (const sel of ['#devices tbody tr:nth-child(2)', '#q-pending', '#q-cloud_ack', '#pos-card .item']) {
+  for (const sel of ['#devices tbody tr:nth-child(2)', '#q-pending', '#q-cloud_ack', '#repl', '#pos-card .item']) {
     assert.ok(await inViewport(page, sel), `${name}: ${sel} is on screen`);
   }
-  assert.equal(await page.textContent('#q-pending'), String(pending), `${name}: pending count shown`);
+  for (const [status, n] of Object.entries(counts)) {
+    assert.equal(await page.textContent(`#q-${status}`), String(n), `${name}: ${status} count shown`);
+  }
   assert.match(await page.textContent('#role'), /^(HUB|follower)$/);
 
   assert.ok(badge, `${name}: the hub badge was measured`);
@@ -182,81 +236,135 @@ async function screenshot(d, name, { pending }) {
   return px;
 }
 
-test('several devices: the demo shows the hub, the peers with scores, the queue, the broker route and a chat', { timeout: 120_000 }, async () => {
-  const venue = `e2e-demo-mesh-${Date.now()}`;
-  const kiosk = await device(venue, 'kiosk', PORTRAIT);   // the best score: the hub
-  const pos = await device(venue, 'pos', LANDSCAPE);
-  const ipad = await device(venue, 'ipad', PORTRAIT);
-  const all = [kiosk, pos, ipad];
-  const ids = all.map((d) => d.id).sort();
+test('several devices: the demo shows the hub, the peers with scores, the queue draining to the ingest, the broker route and a chat',
+  { timeout: 180_000 }, async (t) => {
+    const venue = `e2e-demo-mesh-${Date.now()}`;
+    // A private broker and the reference ingest for this venue: the cloud end of the hub's upload.
+    const broker = await startBroker();
+    t.after(() => broker.stop());
+    const ingest = await startIngest({ venue, key: DEMO_KEY, tcp: broker.tcp });
+    t.after(() => ingest.stop());
+    const kiosk = await device(venue, 'kiosk', PORTRAIT, broker.url);   // the best score: the hub
+    const pos = await device(venue, 'pos', LANDSCAPE, broker.url);
+    const ipad = await device(venue, 'ipad', PORTRAIT, broker.url);
+    const all = [kiosk, pos, ipad];
+    const ids = all.map((d) => d.id).sort();
 
-  // Every page lists the three devices with scores and marks the kiosk as hub.
-  for (const d of all) {
-    const rows = await waitRows(d, 'three devices, the kiosk marked as hub', (rs) =>
-      rs.length === 3 && rs.filter((r) => r.hub).length === 1 && rs.find((r) => r.hub).device === kiosk.id);
-    assert.deepEqual(rows.map((r) => r.device).sort(), ids);
-    for (const r of rows) assert.ok(Number.isFinite(r.score) && r.score > 0, `score of ${r.device}: ${r.score}`);
-    assert.equal(rows.find((r) => r.hub).badge, 'HUB');
-    const kinds = Object.fromEntries(rows.map((r) => [r.device, r.kind]));
-    assert.deepEqual([kinds[kiosk.id], kinds[pos.id], kinds[ipad.id]], ['kiosk', 'pos', 'ipad']);
-    assert.equal(await d.page.getAttribute('#hub', 'data-hub'), kiosk.id);
-    assert.equal(await d.page.textContent('#device-count'), '3');
-  }
-  assert.equal(await kiosk.page.textContent('#role'), 'HUB');
-  assert.equal(await kiosk.page.getAttribute('#role', 'data-role'), 'hub');
-  assert.equal(await pos.page.textContent('#role'), 'follower');
+    // Every page lists the three devices with scores and marks the kiosk as hub.
+    for (const d of all) {
+      const rows = await waitRows(d, 'three devices, the kiosk marked as hub', (rs) =>
+        rs.length === 3 && rs.filter((r) => r.hub).length === 1 && rs.find((r) => r.hub).device === kiosk.id);
+      assert.deepEqual(rows.map((r) => r.device).sort(), ids);
+      for (const r of rows) assert.ok(Number.isFinite(r.score) && r.score > 0, `score of ${r.device}: ${r.score}`);
+      assert.equal(rows.find((r) => r.hub).badge, 'HUB');
+      const kinds = Object.fromEntries(rows.map((r) => [r.device, r.kind]));
+      assert.deepEqual([kinds[kiosk.id], kinds[pos.id], kinds[ipad.id]], ['kiosk', 'pos', 'ipad']);
+      assert.equal(await d.page.getAttribute('#hub', 'data-hub'), kiosk.id);
+      assert.equal(await d.page.textContent('#device-count'), '3');
+    }
+    assert.equal(await kiosk.page.textContent('#role'), 'HUB');
+    assert.equal(await kiosk.page.getAttribute('#role', 'data-role'), 'hub');
+    assert.equal(await pos.page.textContent('#role'), 'follower');
+    // The hub is the uploader, and the others say which device that is.
+    await kiosk.page.waitForSelector('#uploader[data-uploader="1"]', { timeout: 5_000 });
+    assert.match(await kiosk.page.textContent('#uploader'), /this device uploads/);
+    await pos.page.waitForFunction((hub) => document.getElementById('uploader').textContent.includes(hub.slice(0, 8)), kiosk.id, { timeout: 5_000 });
+    assert.equal(await pos.page.getAttribute('#uploader', 'data-uploader'), '0');
+    // No shortcut any more: the statuses move on their own.
+    assert.equal(await pos.page.$('#ack-cloud'), null);
+    assert.doesNotMatch(await pos.page.textContent('#queue-card'), /shortcut/);
+    assert.match(await pos.page.textContent('#queue-note'), /majority[\s\S]*pending[\s\S]*second device/);
 
-  // The broker route with its state and RTT (from getDetailedStats().broker).
-  await pos.page.waitForSelector('#route-broker[data-state="up"]');
-  await pos.page.waitForFunction(() => /\d+(\.\d)? ms/.test(document.getElementById('route-broker-rtt').textContent), null, { timeout: 10_000 });
-  assert.match(await pos.page.textContent('#route-broker-url'), /^ws:\/\/127\.0\.0\.1:\d+/);
-  assert.match(await pos.page.textContent('#routes'), /WebRTC[\s\S]*not implemented yet/);
+    // The broker route with its state and RTT (from getDetailedStats().broker).
+    await pos.page.waitForSelector('#route-broker[data-state="up"]');
+    await pos.page.waitForFunction(() => /\d+(\.\d)? ms/.test(document.getElementById('route-broker-rtt').textContent), null, { timeout: 10_000 });
+    assert.match(await pos.page.textContent('#route-broker-url'), /^ws:\/\/127\.0\.0\.1:\d+/);
+    assert.match(await pos.page.textContent('#routes'), /WebRTC[\s\S]*not implemented yet/);
 
-  // Selling an item (a tap on a touch screen) adds a pending entry to this device's queue…
-  await pos.page.tap('#items button[data-item="Espresso"]');
-  await pos.page.waitForSelector('#q-pending[data-count="1"]', { timeout: 10_000 });
-  await pos.page.waitForSelector('#queue-list li[data-status="pending"]', { timeout: 5_000 });
-  assert.match(await pos.page.textContent('#queue-list li[data-status="pending"]'), /Espresso €2\.40/);
-  assert.deepEqual(await pos.page.evaluate(() => window.mesh.queue.countByStatus()), { pending: 1, peerAck: 0, cloudAck: 0, failed: 0 });
-  assert.match(await pos.page.textContent('#last-sale'), /Sold Espresso .*pending/);
-  // …and the hub's page sees its depth in the POS's heartbeats.
-  await waitRows(kiosk, 'the POS with one queued command', (rs) => rs.some((r) => r.device === pos.id && r.queue === 1));
+    // The cloud pauses (SIGSTOP): a sale can get no further than peer_ack, which
+    // holds it there for the screenshots.
+    ingest.pause();
+    // Selling an item (a tap on a touch screen) commits it to this device's queue;
+    // with the hub and the iPad present a majority of 3 holds it: peer_ack.
+    await pos.page.tap('#items button[data-item="Espresso"]');
+    await waitTiles(pos, 'the sale held by a majority', { pending: 0, peer_ack: 1, cloud_ack: 0, failed: 0 });
+    const [saleId] = await pos.page.evaluate(() => window.mesh.queue.listIds('peer_ack'));
+    assert.match(await waitListed(pos, saleId, 'peer_ack'), /Espresso €2\.40/);
+    assert.deepEqual(await pos.page.evaluate(() => window.mesh.queue.countByStatus()), { pending: 0, peerAck: 1, cloudAck: 0, failed: 0 });
+    await pos.page.waitForSelector('#last-sale[data-status="peer_ack"]', { timeout: 5_000 });
+    assert.match(await pos.page.textContent('#last-sale'), new RegExp(`Sold Espresso .*${saleId.slice(-10)}, now peer_ack`));
+    await waitLogged(pos, /peer_ack: 1 command/);
+    // The hub holds a replica of it (and says whose), not yet in the cloud.
+    assert.match(await waitListed(kiosk, saleId, 'peer_ack'), new RegExp(`Espresso[\\s\\S]*replica of ${pos.id.slice(0, 8)}`));
+    assert.equal(await kiosk.page.getAttribute(`#queue-list li[data-id="${saleId}"]`, 'data-replica'), '1');
+    await waitRepl(kiosk, 'r-held', 1, 'the hub counts the replica it holds');
+    // The devices table's Pending column (heartbeats) is back to 0 for the POS.
+    await waitRows(kiosk, 'the POS with nothing pending', (rs) => rs.some((r) => r.device === pos.id && r.queue === 0));
 
-  // Picking the device kind in the UI calls setDeviceInfo; the peers see it.
-  await ipad.page.tap('#kind button[data-kind="phone"]');
-  await ipad.page.waitForSelector('#kind button[data-kind="phone"][aria-pressed="true"]');
-  assert.equal(await ipad.page.evaluate(() => window.mesh.getDetailedStats().deviceInfo.kind), 'phone');
-  await waitRows(kiosk, 'the iPad now a phone', (rs) => rs.some((r) => r.device === ipad.id && r.kind === 'phone'));
+    // Picking the device kind in the UI calls setDeviceInfo; the peers see it.
+    await ipad.page.tap('#kind button[data-kind="phone"]');
+    await ipad.page.waitForSelector('#kind button[data-kind="phone"][aria-pressed="true"]');
+    assert.equal(await ipad.page.evaluate(() => window.mesh.getDetailedStats().deviceInfo.kind), 'phone');
+    await waitRows(kiosk, 'the iPad now a phone', (rs) => rs.some((r) => r.device === ipad.id && r.kind === 'phone'));
 
-  // Chat over MqttClient (vm/{venue}/topic/chat) reaches the other pages.
-  for (const d of all) await d.page.waitForSelector('#chat-input:not([disabled])', { timeout: 10_000 });
-  await pos.page.fill('#chat-input', 'two espressos for table 4');
-  await pos.page.press('#chat-input', 'Enter');
-  await kiosk.page.waitForFunction(() => document.getElementById('chat-log').textContent.includes('two espressos for table 4'), null, { timeout: 10_000 });
+    // Chat over MqttClient (vm/{venue}/topic/chat) reaches the other pages.
+    for (const d of all) await d.page.waitForSelector('#chat-input:not([disabled])', { timeout: 10_000 });
+    await pos.page.fill('#chat-input', 'two espressos for table 4');
+    await pos.page.press('#chat-input', 'Enter');
+    await kiosk.page.waitForFunction(() => document.getElementById('chat-log').textContent.includes('two espressos for table 4'), null, { timeout: 10_000 });
 
-  // iPad-size screenshots, checked for content.
-  await kiosk.page.evaluate(() => window.scrollTo(0, 0));
-  await pos.page.evaluate(() => window.scrollTo(0, 0));
-  await screenshot(kiosk, 'demo-ipad-portrait-hub', { pending: 0 });
-  await screenshot(pos, 'demo-ipad-landscape-pos', { pending: 1 });
+    // iPad-size screenshots while the sale waits for the cloud, checked for content.
+    await kiosk.page.evaluate(() => window.scrollTo(0, 0));
+    await pos.page.evaluate(() => window.scrollTo(0, 0));
+    await screenshot(kiosk, 'demo-ipad-portrait-hub', { pending: 0, peer_ack: 1, cloud_ack: 0 });
+    await screenshot(pos, 'demo-ipad-landscape-pos', { pending: 0, peer_ack: 1, cloud_ack: 0 });
 
-  // The demo shortcut moves the pending sale to cloud_ack (nothing is uploaded).
-  await pos.page.tap('#ack-cloud');
-  await pos.page.waitForSelector('#q-cloud_ack[data-count="1"]', { timeout: 5_000 });
-  await pos.page.waitForSelector('#q-pending[data-count="0"]');
-  await pos.page.waitForSelector('#queue-list li[data-status="cloud_ack"]', { timeout: 5_000 });
-  assert.match(await pos.page.textContent('#queue-card'), /demo shortcut/);
+    // The cloud is back: the hub's upload is stored and acked, and the sale turns
+    // cloud_ack on its own, on the POS and on the hub.
+    ingest.resume();
+    await waitTiles(pos, 'the sale acked by the cloud', { pending: 0, peer_ack: 0, cloud_ack: 1, failed: 0 });
+    assert.match(await waitListed(pos, saleId, 'cloud_ack'), /Espresso €2\.40/);
+    assert.deepEqual(await pos.page.evaluate(() => window.mesh.queue.countByStatus()), { pending: 0, peerAck: 0, cloudAck: 1, failed: 0 });
+    await waitLogged(pos, /cloud_ack: 1 command/);
+    await pos.page.waitForSelector('#last-sale[data-status="cloud_ack"]', { timeout: 5_000 });
+    await waitListed(kiosk, saleId, 'cloud_ack');
+    await waitRepl(kiosk, 'r-batches', 1, 'the hub counts its upload batch');
+    await waitRepl(kiosk, 'r-cloud', 1, 'the hub counts the cloud ack');
+    // The ingest stored it once, as sold.
+    const stored = ingest.query({ rows: true });
+    assert.deepEqual(stored.ids, [saleId], 'the ingest holds the sale');
+    const row = stored.rows[0];
+    assert.equal(row.origin, pos.id);
+    assert.equal(row.topic, 'pos/transaction');
+    assert.deepEqual(JSON.parse(Buffer.from(row.payload_hex, 'hex').toString()).item, 'Espresso');
+    await pos.page.evaluate(() => window.scrollTo(0, 0));
+    await screenshot(pos, 'demo-ipad-landscape-pos-cloud-ack', { pending: 0, peer_ack: 0, cloud_ack: 1 });
 
-  // The hub's page closes: the others show the next hub (the POS).
-  await kiosk.context.close();
-  for (const d of [pos, ipad]) {
-    await waitRows(d, 'two devices, the POS marked as hub', (rs) =>
-      rs.length === 2 && rs.some((r) => r.hub && r.device === pos.id));
-  }
-  assert.equal(await pos.page.textContent('#role'), 'HUB');
-  await screenshot(ipad, 'demo-ipad-portrait-after-failover', { pending: 0 });
+    // The hub's page closes: the others show the next hub (the POS), which now uploads.
+    await kiosk.context.close();
+    for (const d of [pos, ipad]) {
+      await waitRows(d, 'two devices, the POS marked as hub', (rs) =>
+        rs.length === 2 && rs.some((r) => r.hub && r.device === pos.id));
+    }
+    assert.equal(await pos.page.textContent('#role'), 'HUB');
+    await pos.page.waitForSelector('#uploader[data-uploader="1"]', { timeout: 5_000 });
+    await screenshot(ipad, 'demo-ipad-portrait-after-failover', { pending: 0 });
 
-  for (const d of all) assert.deepEqual(d.errors.map(String), [], `${d.kind}: uncaught errors in the page`);
-  await pos.context.close();
-  await ipad.context.close();
-});
+    // A sale on the iPad drains through the new hub: two of three devices is a
+    // majority, and the ingest stores it.
+    const idsOn = (d) => d.page.evaluate(() => ['pending', 'peer_ack', 'cloud_ack', 'failed'].flatMap((st) => window.mesh.queue.listIds(st)));
+    const known = new Set(await idsOn(ipad));
+    await ipad.page.tap('#items button[data-item="Water"]');
+    let waterId;
+    for (const until = Date.now() + 10_000; !waterId && Date.now() < until; await ipad.page.waitForTimeout(100)) {
+      waterId = (await idsOn(ipad)).find((id) => !known.has(id));
+    }
+    assert.ok(waterId, 'the sale was committed on the iPad');
+    assert.match(await waitListed(ipad, waterId, 'cloud_ack'), /Water €1\.50/);
+    await waitListed(pos, waterId, 'cloud_ack'); // the hub held a replica
+    assert.deepEqual(ingest.query().ids.sort(), [saleId, waterId].sort(), 'the ingest holds both sales, once each');
+
+    for (const d of all) assert.deepEqual(d.errors.map(String), [], `${d.kind}: uncaught errors in the page`);
+    await pos.context.close();
+    await ipad.context.close();
+  });

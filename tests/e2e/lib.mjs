@@ -1,11 +1,13 @@
 // Shared helpers for the end-to-end tests: Debian's Chromium through
 // playwright-core (never a downloaded browser), the static server and the
-// broker that scripts/test started, and private brokers a test can kill.
+// broker that scripts/test started, private brokers a test can kill, and the
+// reference ingest (tests/ingest/ingest.py) as the cloud end of the upload.
 import { chromium } from 'playwright-core';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 
 export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
@@ -59,7 +61,10 @@ async function waitPort(port, ms = 10_000) {
   throw new Error(`nothing listens on ${port}`);
 }
 
-/** A private Mosquitto on loopback that the test may stop and restart. */
+/**
+ * A private Mosquitto on loopback that the test may stop and restart:
+ * websockets on `port` (`url`), plain MQTT on 127.0.0.1:`tcp` (for the ingest).
+ */
 export async function startBroker({ port, extra = '' } = {}) {
   port ||= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'vm-broker-'));
@@ -71,7 +76,7 @@ export async function startBroker({ port, extra = '' } = {}) {
   const proc = spawn('/usr/sbin/mosquitto', ['-c', conf], { stdio: 'ignore' });
   await waitPort(port);
   return {
-    port, url: `ws://127.0.0.1:${port}`,
+    port, tcp, url: `ws://127.0.0.1:${port}`,
     async stop() {
       if (proc.exitCode !== null) return;
       const exited = new Promise((r) => proc.once('exit', r));
@@ -90,6 +95,65 @@ export function nonLoopbackListeners() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+// --- the reference ingest ------------------------------------------------------------
+const INGEST_DIR = fileURLToPath(new URL('../ingest/', import.meta.url));
+// Debian's interpreter is the one the ingest promises to run on.
+export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+
+/**
+ * The reference ingest for `venue` (signing its acks with `key`) against the
+ * plain MQTT listener on 127.0.0.1:`tcp`, its SQLite in a fresh temporary
+ * directory; resolves once it is subscribed to `vm/{venue}/up`. `pause()` /
+ * `resume()` (SIGSTOP / SIGCONT) play a cloud outage; `query()` is
+ * tests/ingest/query.py's JSON (`{count, duplicates_absorbed, ids}`, with
+ * `rows` when asked); `stop()` ends it and removes the directory.
+ */
+export async function startIngest({ venue, key, tcp, timeoutMs = 10_000 }) {
+  const dir = mkdtempSync(join(tmpdir(), 'vm-ingest-'));
+  const db = join(dir, 'ingest.sqlite');
+  const ready = join(dir, 'ready.json');
+  const proc = spawn(PYTHON, [join(INGEST_DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue,
+    '--key', key, '--db', db, '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; if (process.env.VM_E2E_VERBOSE) process.stderr.write(d); });
+  const exited = new Promise((r) => proc.once('exit', r));
+  const ingest = {
+    proc, db,
+    /** What it wrote on stderr (subscriptions, dropped messages, errors). */
+    get stderr() { return stderr; },
+    /** How often it has (re)subscribed. */
+    subscriptions() {
+      try { return JSON.parse(readFileSync(ready, 'utf8')).subscribed; } catch { return 0; }
+    },
+    query({ rows = false } = {}) {
+      const r = spawnSync(PYTHON, [join(INGEST_DIR, 'query.py'), '--db', db, ...(rows ? ['--rows'] : [])], { encoding: 'utf8' });
+      if (r.status !== 0) throw new Error(`query.py failed: ${r.stderr}`);
+      return JSON.parse(r.stdout);
+    },
+    pause() { proc.kill('SIGSTOP'); },
+    resume() { proc.kill('SIGCONT'); },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGTERM');
+        proc.kill('SIGCONT'); // a paused ingest acts on the TERM once continued
+        const timer = setTimeout(() => proc.kill('SIGKILL'), 5_000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  const until = Date.now() + timeoutMs;
+  while (ingest.subscriptions() < 1) {
+    if (proc.exitCode !== null || proc.signalCode !== null || Date.now() > until) {
+      await ingest.stop();
+      throw new Error(`the ingest did not subscribe to vm/${venue}/up within ${timeoutMs} ms\n${stderr}`);
+    }
+    await sleep(50);
+  }
+  return ingest;
+}
 
 /**
  * A fresh device (browser context) with a helper page that exposes

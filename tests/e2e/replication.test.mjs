@@ -5,45 +5,22 @@
 // them cloud_ack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { launch, startBroker, freePort, BASE, sleep } from './lib.mjs';
+import { launch, startBroker, startIngest, BASE, sleep } from './lib.mjs';
 
-const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'ingest');
-const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
-let browser, broker, ingest, tmp, tcp;
-let ingestErr = '';
+let browser, broker, ingest;
 before(async () => {
   browser = await launch();
-  tcp = await freePort();
-  broker = await startBroker({ extra: `listener ${tcp} 127.0.0.1\nprotocol mqtt` });
+  broker = await startBroker(); // its plain MQTT listener (broker.tcp) is the ingest's
 });
 after(async () => {
-  if (ingest && ingest.exitCode === null) ingest.kill('SIGKILL');
+  await ingest?.stop();
   await browser?.close();
   await broker?.stop();
 });
 
-async function startIngest(venue) {
-  tmp = mkdtempSync(join(tmpdir(), 'vm-repl-'));
-  const ready = join(tmp, 'ready.json');
-  ingest = spawn(PYTHON, [join(DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue, '--key', KEY,
-    '--db', join(tmp, 'ingest.sqlite'), '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
-  ingest.stderr.on('data', (d) => { ingestErr += d; });
-  await waitFor(() => { try { return JSON.parse(readFileSync(ready, 'utf8')).subscribed >= 1; } catch { return false; } },
-    10_000, 'the ingest subscribed');
-}
-
-function ingested() {
-  const r = spawnSync(PYTHON, [join(DIR, 'query.py'), '--db', join(tmp, 'ingest.sqlite')], { encoding: 'utf8' });
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
+const ingested = () => ingest.query();
 
 async function waitFor(f, ms, what) {
   const until = Date.now() + ms;
@@ -51,7 +28,7 @@ async function waitFor(f, ms, what) {
     if (await f()) return;
     await sleep(100);
   }
-  assert.fail(`timed out waiting until ${what}\ningest stderr:\n${ingestErr.slice(-2000)}`);
+  assert.fail(`timed out waiting until ${what}\ningest stderr:\n${(ingest?.stderr ?? '').slice(-2000)}`);
 }
 
 async function member(venue, kind, extra = {}) {
@@ -77,7 +54,7 @@ const counts = (m) => m.page.evaluate(() => window.mesh.queue.countByStatus());
 test('1,000 commands from three pages, hub closed halfway: the ingest holds each exactly once',
   { timeout: 120_000 }, async () => {
     const venue = `e2e-repl-${Date.now().toString(36)}`;
-    await startIngest(venue);
+    ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
     const opts = { drain: '500', batch: '50' };
     const kiosk = await member(venue, 'kiosk', opts);
     const pos = await member(venue, 'pos', opts);
@@ -87,7 +64,7 @@ test('1,000 commands from three pages, hub closed halfway: the ingest holds each
       .every((h) => h === kiosk.id), 10_000, 'the kiosk is everyone\'s hub');
 
     // The cloud stops answering: the hub's uploads wait unacknowledged.
-    ingest.kill('SIGSTOP');
+    ingest.pause();
     const first = (await Promise.all(all.map((m, i) => enqueue(m, [167, 167, 166][i], `a${i}`)))).flat();
     assert.equal(first.length, 500);
     // Each page's own commands reach the quorum (a majority of 3 holds them).
@@ -95,7 +72,7 @@ test('1,000 commands from three pages, hub closed halfway: the ingest holds each
       'the first 500 are peer_ack');
     // The hub goes away with its backlog; the cloud comes back.
     await kiosk.context.close();
-    ingest.kill('SIGCONT');
+    ingest.resume();
     const second = (await Promise.all([enqueue(pos, 250, 'b0'), enqueue(ipad, 250, 'b1')])).flat();
     const ids = new Set([...first, ...second]);
     assert.equal(ids.size, 1000, 'enqueue gave 1,000 distinct ids');

@@ -33,7 +33,7 @@ impl Session {
             // ones (the app must not lose them), in their original order,
             // ahead of everything queued later.
             self.incoming_qos2.clear();
-            let old = std::mem::take(&mut self.inflight);
+            let old = self.inflight_take_all();
             for f in old.into_iter().rev() {
                 self.queue.push_front(f.msg);
             }
@@ -89,7 +89,7 @@ impl Session {
             Packet::PubAck(id) => {
                 let pos = self.inflight_pos(id).filter(|&i| self.inflight[i].msg.qos == QoS::AtLeastOnce);
                 if let Some(i) = pos {
-                    if let Some(f) = self.inflight.remove(i) {
+                    if let Some(f) = self.inflight_remove(i) {
                         if let Some(t) = f.sent_at {
                             self.rtt.sample(now.saturating_sub(t));
                         }
@@ -114,7 +114,7 @@ impl Session {
             Packet::PubComp(id) => {
                 let pos = self.inflight_pos(id).filter(|&i| self.inflight[i].stage == Stage::Released);
                 if let Some(i) = pos {
-                    if let Some(f) = self.inflight.remove(i) {
+                    if let Some(f) = self.inflight_remove(i) {
                         self.events.push_back(SessionEvent::PublishDone { id: f.msg.id });
                     }
                     self.flush_queue(now);

@@ -151,6 +151,31 @@ struct Ping {
     timeout_ms: u64,
 }
 
+/// A set of packet ids: 65,536 bits, allocated on first use. It mirrors the
+/// ids of `Session::inflight`, so finding a free id for the next publish does
+/// not scan the whole in-flight window (1,000 entries by default) per packet.
+#[derive(Debug, Default)]
+struct IdSet(Vec<u64>);
+
+impl IdSet {
+    fn contains(&self, id: u16) -> bool {
+        self.0.get(usize::from(id >> 6)).is_some_and(|w| w & (1 << (id & 63)) != 0)
+    }
+    fn insert(&mut self, id: u16) {
+        if self.0.is_empty() {
+            self.0 = vec![0; 1 << 10];
+        }
+        if let Some(w) = self.0.get_mut(usize::from(id >> 6)) {
+            *w |= 1 << (id & 63);
+        }
+    }
+    fn remove(&mut self, id: u16) {
+        if let Some(w) = self.0.get_mut(usize::from(id >> 6)) {
+            *w &= !(1 << (id & 63));
+        }
+    }
+}
+
 /// The transmit side: one buffer for everything produced since the last poll.
 #[derive(Debug, Default)]
 struct Tx {
@@ -199,6 +224,8 @@ pub struct Session {
     /// lookups find theirs at the front; a plain deque is far smaller in wasm
     /// than an ordered map.
     inflight: VecDeque<Inflight>,
+    /// The packet ids in `inflight` (change both through `inflight_*`).
+    inflight_ids: IdSet,
     /// Incoming QoS 2 ids delivered to the app, awaiting PUBREL (no duplicates).
     incoming_qos2: Vec<u16>,
     /// Filters the broker granted, with the QoS we asked for, sorted by filter
@@ -225,6 +252,7 @@ impl Session {
             next_packet_id: 0,
             queue: VecDeque::new(),
             inflight: VecDeque::new(),
+            inflight_ids: IdSet::default(),
             incoming_qos2: Vec::new(),
             subs: Vec::new(),
             requests: Vec::new(),
@@ -262,6 +290,12 @@ impl Session {
     /// QoS 1/2 publishes awaiting their acks.
     pub fn inflight_len(&self) -> usize {
         self.inflight.len()
+    }
+
+    /// Bytes received on this transport that do not yet form a whole
+    /// packet (0 = the next byte in starts a packet).
+    pub fn rx_buffered(&self) -> usize {
+        self.decoder.buffered()
     }
 
     /// Publishes waiting to be sent.
@@ -447,7 +481,7 @@ impl Session {
         self.disconnect(now);
         self.state = State::Closed;
         // `inflight` is already in publish order.
-        let unfinished = std::mem::take(&mut self.inflight);
+        let unfinished = self.inflight_take_all();
         let ids = unfinished.into_iter().map(|f| f.msg.id).chain(self.queue.drain(..).map(|m| m.id));
         for id in ids {
             self.events.push_back(SessionEvent::PublishFailed { id, error: PublishError::Closed });
@@ -518,7 +552,26 @@ impl Session {
 
     /// Where the in-flight publish with this packet id is.
     fn inflight_pos(&self, id: u16) -> Option<usize> {
+        if !self.inflight_ids.contains(id) {
+            return None;
+        }
         self.inflight.iter().position(|f| f.packet_id == id)
+    }
+
+    fn inflight_push(&mut self, f: Inflight) {
+        self.inflight_ids.insert(f.packet_id);
+        self.inflight.push_back(f);
+    }
+
+    fn inflight_remove(&mut self, i: usize) -> Option<Inflight> {
+        let f = self.inflight.remove(i)?;
+        self.inflight_ids.remove(f.packet_id);
+        Some(f)
+    }
+
+    fn inflight_take_all(&mut self) -> VecDeque<Inflight> {
+        self.inflight_ids = IdSet::default();
+        std::mem::take(&mut self.inflight)
     }
 
     /// Where `filter` is (`Ok`) or would go (`Err`) in the sorted `subs`.
@@ -541,7 +594,7 @@ impl Session {
     }
 
     fn id_in_use(&self, id: u16) -> bool {
-        self.inflight_pos(id).is_some() || self.requests.iter().any(|r| r.packet_id == id)
+        self.inflight_ids.contains(id) || self.requests.iter().any(|r| r.packet_id == id)
     }
 
     /// The next free packet id (never 0, skipping ids still in use).
@@ -603,7 +656,7 @@ impl Session {
             let Some(msg) = self.queue.pop_front() else { break };
             self.tx.publish(&msg, packet_id, false, now);
             // `alloc_packet_id` skips ids in use: the id is new to `inflight`.
-            self.inflight.push_back(Inflight { msg, packet_id, stage: Stage::Published, sent_at: Some(now) });
+            self.inflight_push(Inflight { msg, packet_id, stage: Stage::Published, sent_at: Some(now) });
         }
     }
 

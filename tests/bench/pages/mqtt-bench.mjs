@@ -50,6 +50,54 @@ async function mqttjs(url, clientId) {
   };
 }
 
+// The floor (VM_BENCH_MQTT_FLOOR=1, QoS 0 only): a raw WebSocket that sends
+// hand-made CONNECT/SUBSCRIBE/PUBLISH packets (everything of one turn in one
+// frame, as both clients do) and, receiving, only looks at the first byte:
+// what Chromium and Mosquitto cost per message with no MQTT client at all.
+async function floor(url, clientId) {
+  const ws = new WebSocket(url, 'mqtt');
+  ws.binaryType = 'arraybuffer';
+  await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('floor: socket failed')); });
+  const enc = new TextEncoder();
+  const str = (s) => { const b = enc.encode(s); return [b.length >> 8, b.length & 255, ...b]; };
+  const varint = (n) => (n < 128 ? [n] : [(n & 127) | 128, n >> 7]); // packets under 16 KiB
+  const packet = (first, body) => new Uint8Array([first, ...varint(body.length), ...body]);
+  let onPublish = null, onSubAck = null, out = null, pid = 1;
+  ws.onmessage = (e) => {
+    const b = new Uint8Array(e.data);
+    if (b[0] >> 4 === 3) onPublish?.('', b);
+    else if (b[0] === 0x90) onSubAck?.();
+  };
+  ws.send(packet(0x10, [...str('MQTT'), 4, 2, 0, 30, ...str(clientId)]));
+  return {
+    publish(topic, payload) {
+      const t = new Uint8Array(str(topic)), body = enc.encode(payload);
+      if (!out) {
+        out = [];
+        queueMicrotask(() => {
+          const frame = new Uint8Array(out.reduce((n, a) => n + a.length, 0));
+          let at = 0;
+          for (const a of out) { frame.set(a, at); at += a.length; }
+          out = null;
+          ws.send(frame);
+        });
+      }
+      out.push(new Uint8Array([0x30, ...varint(t.length + body.length)]), t, body);
+      return Promise.resolve();
+    },
+    async subscribe(topic, qos, cb) {
+      if (qos !== 0) throw new Error('floor: QoS 0 only');
+      onPublish = cb;
+      const acked = new Promise((resolve) => { onSubAck = resolve; });
+      ws.send(packet(0x82, [0, pid++, ...str(topic), 0]));
+      await acked;
+    },
+    unsubscribe() { onPublish = null; },
+    stats: () => ({}),
+    close: () => ws.close(),
+  };
+}
+
 let client = null;
 let tp = null;          // the armed throughput receiver
 const echoErrors = [];
@@ -60,7 +108,7 @@ const readSeq = (p) => { let s = 0; for (let k = 0; k < 8; k++) s = s * 10 + (p[
 
 window.bench = {
   async init(which, url, clientId) {
-    client = await (which === 'venuemesh' ? venuemesh : mqttjs)(url, clientId);
+    client = await ({ venuemesh, mqttjs, floor })[which](url, clientId);
     return which;
   },
 

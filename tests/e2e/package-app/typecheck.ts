@@ -9,6 +9,11 @@ import type {
   TransitionOutcome, VenueMeshError, VenueMeshErrorCode,
 } from 'venuemesh';
 
+import { MqttClient as MqttOnlyClient, version as mqttOnlyVersion } from 'venuemesh/mqtt';
+import type { ConnectionStats as MqttOnlyStats, MqttConnectOptions as MqttOnlyOptions } from 'venuemesh/mqtt';
+// @ts-expect-error the MQTT-only entry has no mesh
+import { VenueMesh as NoMeshInMqttOnly } from 'venuemesh/mqtt';
+
 // --- no `any` anywhere in the public API --------------------------------------
 type IsAny<T> = 0 extends 1 & T ? true : false;
 type AllTrue<T> = [T] extends [true] ? true : false;
@@ -33,6 +38,8 @@ export type Checks = [
   Assert<NoAny<CommandQueue>>, Assert<NoAny<typeof CommandQueue>>,
   Assert<NoAny<MqttClient>>, Assert<NoAny<typeof MqttClient>>,
   Assert<NoAny<typeof version>>,
+  Assert<NoAny<MqttOnlyClient>>, Assert<NoAny<typeof MqttOnlyClient>>, Assert<NoAny<typeof mqttOnlyVersion>>,
+  Assert<NoAny<MqttOnlyOptions>>, Assert<NoAny<MqttOnlyStats>>,
   Assert<NoAny<OpenOptions>>, Assert<NoAny<QueueOpenOptions>>, Assert<NoAny<MqttConnectOptions>>,
   Assert<NoAny<DetailedStats>>, Assert<NoAny<QueueStats>>, Assert<NoAny<ConnectionStats>>, Assert<NoAny<PeerInfo>>,
   Assert<NoAny<MeshEvents>>, Assert<NoAny<QueueEvents>>, Assert<NoAny<QueuedCommand>>, Assert<NoAny<TransitionOutcome>>,
@@ -71,6 +78,12 @@ mesh.queue.on('retryDue', (e) => { const ids: string[] = e.ids; void ids; });
 mesh.queue.on('storageError', (e) => { const code: VenueMeshErrorCode = e.code; void code; });
 // @ts-expect-error statusChanged has no ids
 mesh.queue.on('statusChanged', (e) => e.ids);
+
+declare const mqttOnly: MqttOnlyClient;
+mqttOnly.on('connected', (e) => { const url: string = e.url; void url; });
+// @ts-expect-error per-event payloads: a connected event has no reason
+mqttOnly.on('connected', (e) => e.reason);
+void NoMeshInMqttOnly;
 
 declare const client: MqttClient;
 client.on('connected', (e) => { const url: string = e.url; void url; });
