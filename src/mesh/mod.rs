@@ -62,6 +62,8 @@
 //!                 mono = at;
 //!                 break;
 //!             }
+//!             // Routing: data channels, tabs, app messages (see `MeshNode::send`).
+//!             _ => {}
 //!         }
 //!     }
 //!     node.handle_timeout(mono); // the timer fired (messages go to handle_message)
@@ -225,6 +227,46 @@ pub enum Output {
         /// The commands.
         cmds: Vec<std::rc::Rc<crate::replication::Cmd>>,
     },
+    /// Routing (`PROTOCOL.md` Part 5): send this envelope on the open data
+    /// channel to `peer` (`rtc.send`); if there is none, drop it (the
+    /// router notices and uses another route).
+    SendRtc {
+        /// The peer.
+        peer: String,
+        /// One envelope.
+        bytes: Vec<u8>,
+    },
+    /// Post this envelope on the venue's BroadcastChannel to tab `to`
+    /// (`None`: every tab): `tabs.post(to, bytes)`.
+    PostTab {
+        /// The recipient tab's device id.
+        to: Option<String>,
+        /// One envelope.
+        bytes: Vec<u8>,
+    },
+    /// Offer a data channel to `peer` (`rtc.connect(peer)`).
+    RtcConnect {
+        /// The peer.
+        peer: String,
+    },
+    /// Close the data channel to `peer` (`rtc.close(peer)`).
+    RtcClose {
+        /// The peer.
+        peer: String,
+    },
+    /// An offer, answer or candidate for the WebRTC layer:
+    /// `rtc.handle_signal(from, body)`.
+    RtcSignal {
+        /// The sender.
+        from: String,
+        /// RTC_SIGNAL body.
+        body: Vec<u8>,
+    },
+    /// An application message for the app, exactly once (outside any
+    /// borrow of the node).
+    Deliver(crate::routing::Delivery),
+    /// A route change (breaker, best route, undeliverable, skipped gap).
+    RouteEvent(crate::routing::RouterEvent),
     /// Nothing more now: call [`MeshNode::handle_timeout`] at this monotonic
     /// instant, or earlier on the next input.
     Timeout(u64),
@@ -299,6 +341,10 @@ pub struct Traffic {
     pub hub_claim: Flow,
     /// `dev/{me}/rep`, `dev/{me}/ack`, `cloud` in; `dev/…`, `cloud`, `up` out.
     pub replication: Flow,
+    /// Routed envelopes (app data, acks, probes, signals) on every route:
+    /// `dev/{me}/msg|rtc` and joined `topic/{room}` on the broker, data
+    /// channels, tab frames.
+    pub routing: Flow,
     /// Anything else received (not a topic the node subscribes to).
     pub other: Flow,
 }
@@ -338,6 +384,9 @@ pub struct MeshCounters {
     pub encode_errors: u64,
     /// Sender state rows dropped to respect `max_senders`.
     pub senders_evicted: u64,
+    /// Room messages released by the router for a room this device did
+    /// not join (room membership is every live peer; see `routes.rs`).
+    pub not_joined: u64,
 }
 
 /// One row of the peer table for `getDetailedStats()`.
@@ -398,4 +447,6 @@ pub struct MeshStats {
     pub hlc: Hlc,
     /// Replication and drain counters.
     pub replication: crate::replication::ReplicationStats,
+    /// Routes per peer, exactly-once and ordering counters.
+    pub routing: crate::routing::RouterStats,
 }

@@ -10,9 +10,11 @@ use crate::hlc::Clock;
 use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
 use crate::replication::{RepMsg, Replicator};
-use std::collections::{BTreeMap, VecDeque};
+use crate::routing::{Addr, Route, Router, RouterConfig};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod replica;
+mod routes;
 
 const MINUTE_MS: u64 = 60_000;
 /// An election that keeps producing output without a timeout is a bug; the
@@ -61,6 +63,20 @@ pub struct MeshNode {
     rep: Replicator,
     /// Replication messages waiting for a send counter (never replaced).
     rep_queue: VecDeque<(String, RepMsg)>,
+    /// Routes to peers, exactly-once delivery (`routes.rs`).
+    router: Router,
+    /// Router transmissions waiting for a send counter.
+    route_queue: VecDeque<(Route, Addr, Kind, Vec<u8>)>,
+    router_timeout: u64,
+    /// Rooms the app joined.
+    rooms: BTreeSet<String>,
+    /// Peers with an open data channel (their Will or silence does not
+    /// remove them from the router while it is open).
+    rtc_open: BTreeSet<String>,
+    /// Peers whose presence went while the broker was down (`routes.rs`).
+    kept: BTreeSet<String>,
+    /// The last app message id handed out.
+    next_msg_id: u64,
 }
 
 impl MeshNode {
@@ -69,6 +85,11 @@ impl MeshNode {
     /// `crypto.getRandomValues` (the simulator: from its seed).
     pub fn new(config: MeshConfig, mut rng: Rng, now_mono: u64, now_wall: u64) -> Result<MeshNode, MeshConfigError> {
         config.validate()?;
+        // The router's epoch must grow across restarts: the wall clock at
+        // start does (a device restarts far less often than once a ms).
+        let mut rcfg = RouterConfig::new(config.device_id.clone(), now_wall);
+        rcfg.rtc = config.capabilities.contains(super::Capabilities::WEBRTC);
+        let router = Router::new(rcfg).map_err(|_| MeshConfigError::BadDeviceId)?;
         let mut node = MeshNode {
             election: Election::new(config.device_id.clone(), 0, config.election.clone(), Rng::new(rng.next_u64())),
             receiver: Receiver::new(config.venue_key.clone(), config.limits, config.max_senders),
@@ -94,6 +115,13 @@ impl MeshNode {
             traffic: Traffic::default(),
             rep: Replicator::new(config.device_id.clone(), config.replication.clone(), now_mono),
             rep_queue: VecDeque::new(),
+            router,
+            route_queue: VecDeque::new(),
+            router_timeout: u64::MAX,
+            rooms: BTreeSet::new(),
+            rtc_open: BTreeSet::new(),
+            kept: BTreeSet::new(),
+            next_msg_id: 0,
             cfg: config,
         };
         node.score = node.compute_score(now_mono);
@@ -121,9 +149,12 @@ impl MeshNode {
     pub fn will(&self) -> (String, Vec<u8>, u8, bool) {
         (topics::presence(&self.cfg.venue, &self.cfg.device_id), Vec::new(), 1, true)
     }
-    /// The topic filters to subscribe to (QoS 1) after every CONNACK.
+    /// The topic filters to subscribe to (QoS 1) after every CONNACK: the
+    /// mesh's, and `topic/{room}` for every joined room.
     pub fn subscriptions(&self) -> Vec<String> {
-        topics::subscriptions(&self.cfg.venue, &self.cfg.device_id)
+        let mut subs = topics::subscriptions(&self.cfg.venue, &self.cfg.device_id);
+        subs.extend(self.rooms.iter().map(|r| crate::routing::wire::room_topic(&self.cfg.venue, r)));
+        subs
     }
     /// Current score, milli-points.
     pub fn score(&self) -> u64 {
@@ -185,9 +216,10 @@ impl MeshNode {
             counters: self.counters,
             traffic: self.traffic,
             send_counter: self.counter.as_ref().map(|c| (c.peek(), c.ceiling())),
-            held: self.held.len() + self.rep_queue.len(),
+            held: self.held.len() + self.rep_queue.len() + self.route_queue.len(),
             hlc: self.clock.last(),
             replication: self.rep.stats(),
+            routing: self.router.stats(),
         }
     }
 
@@ -245,6 +277,7 @@ impl MeshNode {
         if self.is_restored() {
             self.election.handle_transport(up, now);
         }
+        self.router.handle_broker(up, now);
     }
 
     /// A message from the broker: `retained` is the PUBLISH's retain flag
@@ -300,6 +333,9 @@ impl MeshNode {
                     return;
                 }
                 Kind::HubClaim
+            }
+            TopicKind::Msg { .. } | TopicKind::Rtc { .. } | TopicKind::App { .. } => {
+                return self.receive_broker(&parsed.kind, payload, now, now_wall);
             }
             other => match self.replication_kind(&other, bytes) {
                 Some(kind) => kind,
@@ -360,6 +396,7 @@ impl MeshNode {
         }
         if let Body::Join(info) = &body {
             self.sender_mut(&env.header.sender).info = Some(info.clone());
+            self.router.add_peer(&env.header.sender, info.capabilities.contains(super::Capabilities::WEBRTC), now);
         }
         self.counters.delivered += 1;
         self.election.handle_message(&env.header.sender, body.to_election(), now);
@@ -372,6 +409,7 @@ impl MeshNode {
             self.election.handle_timeout(now);
             self.rep.handle_timeout(now);
         }
+        self.router.handle_timeout(now);
     }
 
     // ----- mutators ------------------------------------------------------
@@ -426,6 +464,8 @@ impl MeshNode {
             self.flush(now_wall);
             self.drain_replication(now);
             self.flush_replication(now_wall);
+            self.drain_routes(now);
+            self.flush_routes(now_wall);
             if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
                 self.ceiling_written = self.ceiling_written.max(target);
                 self.persist_due = true;
@@ -485,6 +525,7 @@ impl MeshNode {
             if let Some(r) = self.rep.poll_timeout() {
                 at = at.min(r);
             }
+            at = at.min(self.router_timeout);
         }
         let minutes = (now - self.started) / MINUTE_MS;
         if minutes < UPTIME_CAP_MINUTES {
@@ -504,6 +545,7 @@ impl MeshNode {
                 }
                 E::Event(e) => {
                     let e = self.map_event(e);
+                    self.peers_changed(&e, now);
                     self.out.push_back(Output::Event(e));
                 }
                 E::Timeout(at) => {

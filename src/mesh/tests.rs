@@ -36,6 +36,8 @@ enum Ev {
     Connect { to: usize, inc: u32 },
     Will { of: usize },
     Stored { to: usize, inc: u32, ids: Vec<crate::outbox::CommandId> },
+    /// Data channel events (`routes.rs`).
+    Rtc { to: usize, inc: u32, from: usize, ev: routes::RtcEv },
 }
 
 #[derive(Default)]
@@ -55,6 +57,8 @@ struct Dev {
     events: Vec<(u64, MeshEvent)>,
     /// Replication outputs for the outbox (peer/cloud acks, uploads).
     rep: Vec<(u64, Output)>,
+    /// App messages delivered (routing).
+    delivered: Vec<(u64, crate::routing::Delivery)>,
 }
 
 struct Net {
@@ -69,13 +73,20 @@ struct Net {
     rng: Rng,
     seed: u64,
     cfg: Config,
+    /// Routing: open data channels (smaller index first), and whether new
+    /// ones may open.
+    rtc: std::collections::BTreeSet<(usize, usize)>,
+    rtc_blocked: bool,
+    /// Devices announce WEBRTC (routing tests).
+    webrtc: bool,
 }
 
 impl Net {
     fn new(seed: u64, devs: Vec<(&str, DeviceInfo)>) -> Net {
         let devs = devs.into_iter().map(|(id, info)| Dev { id: id.into(), info, ..Dev::default() }).collect();
         let (queue, retained, log, fifo) = Default::default();
-        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast() }
+        let (rtc, rtc_blocked, webrtc) = Default::default();
+        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc }
     }
 
     fn node(&self, i: usize) -> &MeshNode { self.devs[i].node.as_ref().expect("node is running") }
@@ -100,6 +111,9 @@ impl Net {
         d.inc += 1;
         let mut cfg = MeshConfig::new(d.id.clone(), d.key.clone().unwrap_or_else(key), d.info.clone());
         cfg.election = self.cfg.clone();
+        if self.webrtc {
+            cfg.capabilities = cfg.capabilities.with(Capabilities::WEBRTC);
+        }
         let rng = Rng::new(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32);
         let mut node = MeshNode::new(cfg, rng, now, WALL0 + now).unwrap();
         let state = if restore { d.durable.clone() } else { MeshState::default() };
@@ -138,6 +152,9 @@ impl Net {
                     self.push(at, Ev::Stored { to: i, inc, ids });
                 }
                 o @ (Output::PeerAcked(_) | Output::CloudAcked(_) | Output::Upload { .. }) => self.devs[i].rep.push((now, o)),
+                Output::Deliver(d) => self.devs[i].delivered.push((now, d)),
+                Output::RouteEvent(_) | Output::RtcSignal { .. } | Output::PostTab { .. } => {}
+                o @ (Output::SendRtc { .. } | Output::RtcConnect { .. } | Output::RtcClose { .. }) => self.rtc_output(i, o),
                 Output::Timeout(at) => {
                     assert!(at > now, "timeout {at} not after {now}");
                     self.devs[i].wake = at;
@@ -222,6 +239,7 @@ impl Net {
                     self.drain(to);
                 }
             }
+            ev @ Ev::Rtc { .. } => self.process_rtc(ev),
             Ev::Will { of } => {
                 let topic = topics::presence(VENUE, &self.devs[of].id);
                 self.retained.remove(&topic);
@@ -244,7 +262,7 @@ impl Net {
             if q == Some(at) {
                 let (_, ev) = self.queue.pop_first().unwrap();
                 let to = match &ev {
-                    Ev::Deliver { to, .. } | Ev::Persisted { to, .. } | Ev::Connect { to, .. } | Ev::Stored { to, .. } => Some(*to),
+                    Ev::Deliver { to, .. } | Ev::Persisted { to, .. } | Ev::Connect { to, .. } | Ev::Stored { to, .. } | Ev::Rtc { to, .. } => Some(*to),
                     Ev::Will { .. } => None,
                 };
                 match to {
@@ -308,7 +326,7 @@ fn assert_accounted(s: &MeshStats) {
     let outcomes = c.delivered + c.peer_gone + c.hub_cleared + c.bad_topic + c.not_ready + c.own_echo
         + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.stale_state
         + e.bad_signature + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
-    let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
+    let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.routing, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
     assert_eq!(outcomes, received, "{s:#?}");
 }
 
@@ -711,3 +729,4 @@ proptest! {
 }
 
 mod replication;
+mod routes;

@@ -10,10 +10,11 @@
 //! | `vm/{venue}/hub` | 1 | yes | HUB_CLAIM envelope |
 //! | `vm/{venue}/hb/{device}` | 0 | no | HEARTBEAT envelope |
 //! | `vm/{venue}/dev/{device}/rep` · `/ack` | 1 | no | REPLICATE_COMMAND / SYNC_ACK for `device` |
-//! | `vm/{venue}/dev/{device}/rtc` | 1 | no | reserved: WebRTC signalling |
+//! | `vm/{venue}/dev/{device}/msg` | 1 / 0 | no | APP_MESSAGE data and acks, PROBE, PROBE_REPLY for `device` (`PROTOCOL.md` Part 5) |
+//! | `vm/{venue}/dev/{device}/rtc` | 1 | no | RTC_SIGNAL for `device` (WebRTC signalling) |
 //! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
 //! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
-//! | `vm/{venue}/topic/{name}` | app | app | reserved: application messages |
+//! | `vm/{venue}/topic/{name}` | 1 | no | APP_MESSAGE data of a room too big to mesh (Part 5) |
 //!
 //! Venue and device ids are envelope ids ([`crate::envelope::is_valid_id`]:
 //! 1–64 bytes of `A-Z a-z 0-9 . _ -`), so they never contain `/`, `+` or `#`
@@ -64,7 +65,13 @@ pub fn ack(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/dev/{device}/ack")
 }
 
-/// `vm/{venue}/dev/{device}/rtc`: WebRTC signalling for `device` (reserved).
+/// `vm/{venue}/dev/{device}/msg`: routed messages for `device` (data,
+/// acks, probes; `PROTOCOL.md` Part 5).
+pub fn msg(venue: &str, device: &str) -> String {
+    format!("{ROOT}/{venue}/dev/{device}/msg")
+}
+
+/// `vm/{venue}/dev/{device}/rtc`: WebRTC signalling for `device`.
 pub fn rtc(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/dev/{device}/rtc")
 }
@@ -75,8 +82,10 @@ pub fn app(venue: &str, name: &str) -> String {
 }
 
 /// The filters the mesh node needs (subscribe each with QoS 1):
-/// `vm/{venue}/presence/+`, `vm/{venue}/hub`, `vm/{venue}/hb/+`, and for
-/// replication `vm/{venue}/dev/{device}/rep`, `…/ack`, `vm/{venue}/cloud`.
+/// `vm/{venue}/presence/+`, `vm/{venue}/hub`, `vm/{venue}/hb/+`, for
+/// replication `vm/{venue}/dev/{device}/rep`, `…/ack`, `vm/{venue}/cloud`,
+/// and for routing `vm/{venue}/dev/{device}/msg`, `…/rtc` (plus
+/// `topic/{room}` per joined room: [`crate::mesh::MeshNode::subscriptions`]).
 pub fn subscriptions(venue: &str, device: &str) -> Vec<String> {
     vec![
         format!("{ROOT}/{venue}/presence/+"),
@@ -85,6 +94,8 @@ pub fn subscriptions(venue: &str, device: &str) -> Vec<String> {
         replicate(venue, device),
         ack(venue, device),
         cloud(venue),
+        msg(venue, device),
+        rtc(venue, device),
     ]
 }
 
@@ -117,7 +128,12 @@ pub enum TopicKind<'a> {
         /// The addressed device.
         device: &'a str,
     },
-    /// `dev/{device}/rtc` (reserved).
+    /// `dev/{device}/msg`: routed data, acks and probes for `device`.
+    Msg {
+        /// The addressed device.
+        device: &'a str,
+    },
+    /// `dev/{device}/rtc`: WebRTC signalling for `device`.
     Rtc {
         /// The addressed device.
         device: &'a str,
@@ -137,6 +153,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Heartbeat { device }
             | TopicKind::Replicate { device }
             | TopicKind::Ack { device }
+            | TopicKind::Msg { device }
             | TopicKind::Rtc { device } => Some(device),
             TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::App { .. } => None,
         }
@@ -240,6 +257,7 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
         ["dev", d, "rep"] => TopicKind::Replicate { device: device(d)? },
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
+        ["dev", d, "msg"] => TopicKind::Msg { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
         ["hub" | "cloud" | "up" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
@@ -262,6 +280,7 @@ mod tests {
             (replicate("shop-1", "pos-1"), TopicKind::Replicate { device: "pos-1" }),
             (ack("shop-1", "pos-1"), TopicKind::Ack { device: "pos-1" }),
             (rtc("shop-1", "pos-1"), TopicKind::Rtc { device: "pos-1" }),
+            (msg("shop-1", "pos-1"), TopicKind::Msg { device: "pos-1" }),
             (app("shop-1", "chat/room-1"), TopicKind::App { name: "chat/room-1" }),
         ];
         for (topic, kind) in cases {

@@ -77,6 +77,35 @@ export interface OpenOptions {
   /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
    * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
   upload?: (batch: UploadBatch) => Promise<void>;
+  /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. */
+  webrtc?: boolean;
+}
+/** An application message (`send`), delivered exactly once and in the sender's order. */
+export interface MeshMessage {
+  from: string;
+  /** The room, for room messages; null for direct ones. */
+  room: string | null;
+  /** The sender's message id (unique per sender and life). */
+  id: number;
+  payload: Uint8Array;
+  /** The payload as UTF-8 text, or null if it is not valid UTF-8. */
+  text: string | null;
+  /** Released after later messages of the same sender (its gap was given up on). */
+  late: boolean;
+}
+/** One route to one peer in `getDetailedStats().routes`. */
+export interface RouteStats {
+  route: "tab" | "rtc" | "broker";
+  up: boolean;
+  breaker: "closed" | "open" | "half-open";
+  srttMs: number | null; rttvarMs: number; rtoMs: number; deliveryRatio: number | null; trips: number;
+  msgsOut: number; bytesOut: number; msgsIn: number; bytesIn: number; acked: number; timeouts: number; probes: number;
+}
+export interface RoutesStats {
+  brokerUp: boolean; pending: number; held: number; seen: number;
+  peers: { device: string; best: "tab" | "rtc" | "broker" | null; rtc: "idle" | "connecting" | "requested" | "open"; pending: number; routes: RouteStats[] }[];
+  counters: { sent: number; transmissions: number; resends: number; acked: number; undeliverable: number; roomBroadcasts: number;
+    dataIn: number; delivered: number; duplicates: number; late: number; gapsSkipped: number; probesSent: number };
 }
 /** A batch the hub uploads (`upload` option). Command ids are the idempotency keys. */
 export interface UploadBatch {
@@ -104,6 +133,8 @@ export interface MeshEvents {
   peerAck: { ids: string[] };
   /** The cloud stored these commands (own or replicas held here). */
   cloudAck: { ids: string[] };
+  /** An application message (`send`), exactly once. */
+  message: MeshMessage;
 }
 /** Typed overload of `on()` (declaration merging with the class). */
 export interface VenueMesh {
@@ -122,17 +153,18 @@ export interface DetailedStats {
   uptimeMs: number;
   peers: PeerInfo[];
   security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
-  traffic: Record<"presence" | "heartbeat" | "hubClaim" | "replication", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
+  traffic: Record<"presence" | "heartbeat" | "hubClaim" | "replication" | "routing", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
   replication: ReplicationStats;
   broker: ConnectionStats;
   queue: QueueStats;
+  routes: RoutesStats;
 }
 "#;
 
 const OPEN_KEYS: &[&str] = &[
     "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
-    "uploadBatchSize", "upload",
+    "uploadBatchSize", "upload", "webrtc",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -187,7 +219,7 @@ impl HostInfo {
 /// One member of a venue's mesh. Create it with `await VenueMesh.open({...})`.
 #[wasm_bindgen]
 pub struct VenueMesh {
-    driver: DriverRef,
+    pub(super) driver: DriverRef,
     state: Rc<RefCell<MeshSide>>,
     queue: CommandQueue,
 }
@@ -278,6 +310,7 @@ impl VenueMesh {
         if uploader.is_some() {
             replication.upstream = crate::replication::Upstream::Hook;
         }
+        let webrtc = o.bool("webrtc")?.unwrap_or(true);
         let username = o.string("username")?;
         let password = o.string("password")?;
 
@@ -292,6 +325,9 @@ impl VenueMesh {
         let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
         config.election = election;
         config.replication = replication;
+        if webrtc {
+            config.capabilities = config.capabilities.with(crate::mesh::Capabilities::WEBRTC);
+        }
         let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
         node.handle_restored(&state, monotonic_ms());
@@ -371,6 +407,10 @@ impl VenueMesh {
             }
             mesh_driver::drive(&d);
         }));
+        {
+            let s = mesh.state.borrow();
+            super::routes_api::start(&driver, &s.venue, &s.device_id);
+        }
         broker::listen_for_wake(&link);
         broker::drain(&link);
         mesh_driver::drive(&driver);
@@ -448,6 +488,13 @@ impl VenueMesh {
             s._battery_listener = listener;
         }
         push_device_info(&self.driver, &self.state);
+    }
+
+    pub(super) fn check_open(&self) -> Result<(), JsValue> {
+        if self.state.borrow().closed {
+            return Err(js_error(ErrorCode::Closed, "the mesh is closed", None));
+        }
+        Ok(())
     }
 
     /// This device's id: a UUID v4 created once and kept in IndexedDB.

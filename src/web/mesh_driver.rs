@@ -36,6 +36,9 @@ pub struct MeshDriver {
     /// The app's upload function (`upload` option): batches go to it
     /// instead of the `up` topic.
     pub uploader: Option<Function>,
+    /// Data channels and the tab channel (`routes_api.rs` creates them).
+    pub rtc: Option<super::rtc::Rtc>,
+    pub tabs: Option<super::tabs::Tabs>,
     timer: Option<(u64, Timeout)>,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
@@ -53,6 +56,8 @@ impl MeshDriver {
             events: Listeners::default(),
             queue: None,
             uploader: None,
+            rtc: None,
+            tabs: None,
             timer: None,
             writing: false,
             next_state: None,
@@ -65,6 +70,10 @@ impl MeshDriver {
         self.db = None;
         self.queue = None;
         self.uploader = None;
+        if let Some(rtc) = self.rtc.take() {
+            rtc.close_all();
+        }
+        self.tabs = None;
     }
 }
 
@@ -91,6 +100,34 @@ pub fn drive(this: &DriverRef) {
                         d.next_state = Some(state);
                     }
                     Output::Event(e) => events.push(e),
+                    // Routing: the Rtc and Tabs calls never call back
+                    // synchronously, so they run with the borrow held.
+                    Output::SendRtc { peer, bytes } => {
+                        if let Some(rtc) = &d.rtc {
+                            rtc.send(&peer, &bytes);
+                        }
+                    }
+                    Output::PostTab { to, bytes } => {
+                        if let Some(tabs) = &d.tabs {
+                            let _ = tabs.post(to.as_deref(), &bytes);
+                        }
+                    }
+                    Output::RtcConnect { peer } => {
+                        if let Some(rtc) = &d.rtc {
+                            let _ = rtc.connect(&peer);
+                        }
+                    }
+                    Output::RtcClose { peer } => {
+                        if let Some(rtc) = &d.rtc {
+                            rtc.close(&peer);
+                        }
+                    }
+                    Output::RtcSignal { from, body } => {
+                        if let Some(rtc) = &d.rtc {
+                            rtc.handle_signal(&from, &body);
+                        }
+                    }
+                    Output::RouteEvent(_) => {}
                     Output::Timeout(at) => {
                         arm_timer(d, at, Rc::downgrade(this));
                         break;
@@ -228,11 +265,14 @@ fn event_js(e: &MeshEvent) -> JsValue {
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
 pub const MESH_EVENTS: &[&str] =
-    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "peerAck", "cloudAck"];
+    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "peerAck", "cloudAck", "message"];
 
 /// Storage and app work the replicator asked for, done with no borrow of
 /// the driver held (the queue's hook borrows it when writes complete).
 fn replication_work(this: &DriverRef, work: Output) {
+    if let Output::Deliver(d) = work {
+        return super::routes_api::deliver(this, d);
+    }
     let (queue, uploader) = {
         let d = this.borrow();
         (d.queue.clone(), d.uploader.clone())

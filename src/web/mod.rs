@@ -31,11 +31,13 @@ mod queue;
 mod queue_api;
 #[cfg(feature = "mesh")]
 mod queue_idb;
-// Routing's browser pieces, not wired into `VenueMesh` yet; `pub` (hidden)
-// for the integration and tests/browser_rtc.rs, not part of the JS API.
+// Routing's browser pieces (wired into `VenueMesh` by `routes_api`); `pub`
+// (hidden) for tests/browser_rtc.rs, not part of the JS API.
 #[cfg(feature = "mesh")]
 #[doc(hidden)]
 pub mod rtc;
+#[cfg(feature = "mesh")]
+mod routes_api;
 mod socket;
 #[cfg(feature = "mesh")]
 mod stats;

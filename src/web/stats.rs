@@ -6,6 +6,7 @@ use super::js::ObjBuilder;
 use super::meta::term_to_js;
 use crate::election::{RoleKind, Term};
 use crate::mesh::{Flow, MeshStats};
+use crate::routing::RouterStats;
 use crate::score::DeviceInfo;
 
 fn points(milli: u64) -> f64 {
@@ -94,6 +95,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .set("heartbeat", flow(&s.traffic.heartbeat))
                 .set("hubClaim", flow(&s.traffic.hub_claim))
                 .set("replication", flow(&s.traffic.replication))
+                .set("routing", flow(&s.traffic.routing))
                 .build(),
         )
         .set("replication", {
@@ -111,5 +113,70 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .build()
         })
         .set("broker", broker)
+        .set("routes", routes_js(&s.routing))
+        .build()
+}
+
+/// `getDetailedStats().routes`: per peer and route (tab, rtc, broker).
+fn routes_js(r: &RouterStats) -> JsValue {
+    let peers = js_sys::Array::new();
+    for p in &r.peers {
+        let routes = js_sys::Array::new();
+        for x in &p.routes {
+            let c = &x.counters;
+            routes.push(
+                &ObjBuilder::new()
+                    .set("route", x.route.name())
+                    .set("up", x.up)
+                    .set("breaker", x.breaker.name())
+                    .opt("srttMs", x.srtt_ms)
+                    .set("rttvarMs", x.rttvar_ms)
+                    .set("rtoMs", x.rto_ms as f64)
+                    .opt("deliveryRatio", x.delivery_ratio)
+                    .set("trips", x.trips as f64)
+                    .set("msgsOut", c.msgs_out as f64)
+                    .set("bytesOut", c.bytes_out as f64)
+                    .set("msgsIn", c.msgs_in as f64)
+                    .set("bytesIn", c.bytes_in as f64)
+                    .set("acked", c.acked as f64)
+                    .set("timeouts", c.timeouts as f64)
+                    .set("probes", c.probes as f64)
+                    .build(),
+            );
+        }
+        peers.push(
+            &ObjBuilder::new()
+                .set("device", p.peer.clone())
+                .opt("best", p.best.map(|b| b.name()))
+                .set("rtc", p.rtc)
+                .set("pending", p.pending as f64)
+                .set("routes", routes)
+                .build(),
+        );
+    }
+    let c = &r.counters;
+    ObjBuilder::new()
+        .set("brokerUp", r.broker_up)
+        .set("pending", r.pending as f64)
+        .set("held", r.held as f64)
+        .set("seen", r.seen as f64)
+        .set("peers", peers)
+        .set(
+            "counters",
+            ObjBuilder::new()
+                .set("sent", c.sent as f64)
+                .set("transmissions", c.transmissions as f64)
+                .set("resends", c.resends as f64)
+                .set("acked", c.acked as f64)
+                .set("undeliverable", c.undeliverable as f64)
+                .set("roomBroadcasts", c.room_broadcasts as f64)
+                .set("dataIn", c.data_in as f64)
+                .set("delivered", c.delivered as f64)
+                .set("duplicates", c.duplicates as f64)
+                .set("late", c.late as f64)
+                .set("gapsSkipped", c.gaps_skipped as f64)
+                .set("probesSent", c.probes_sent as f64)
+                .build(),
+        )
         .build()
 }

@@ -5,8 +5,9 @@ import { queueBench } from './queue.mjs';
 import { mqttBench } from './mqtt.mjs';
 import { electionBench } from './election.mjs';
 import { replicationBench } from './replication.mjs';
+import { routingBench } from './routing.mjs';
 
-const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench, replication: replicationBench };
+const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench, replication: replicationBench, routing: routingBench };
 const wanted = process.argv.slice(2);
 const rows = [];
 for (const [name, run] of Object.entries(all)) {

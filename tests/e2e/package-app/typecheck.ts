@@ -70,7 +70,9 @@ mesh.on('peerLeft', (e) => {
 });
 mesh.on('scoreChanged', (e) => { const s: number = e.score; void s; });
 // @ts-expect-error unknown event name
-mesh.on('message', () => {});
+mesh.on('no-such-event', () => {});
+mesh.on('message', (e) => { const from: string = e.from; const text: string | null = e.text; void from; void text; });
+mesh.on('peerAck', (e) => { const ids: string[] = e.ids; void ids; });
 mesh.onBecomeHub(({ term }) => { const n: number = term.number; void n; });
 
 mesh.queue.on('statusChanged', (e) => { const to: CommandStatus = e.to; const id: string = e.id; void to; void id; });

@@ -1,0 +1,156 @@
+//! Routing in the page (`PROTOCOL.md` Part 5): the WebRTC data channels
+//! ([`Rtc`]) and the tab channel ([`Tabs`]) wired to the node, and the app's
+//! side of it on `VenueMesh`: `send`, `joinRoom`, `leaveRoom`, `rooms` and
+//! the `message` event (each message exactly once, in the sender's order).
+//!
+//! Browser events from the channels go to the node and are drained at once;
+//! the node's outputs reach the channels from the drive loop
+//! (`mesh_driver.rs`), and `message` callbacks run with no borrow held.
+
+use std::rc::Rc;
+
+use js_sys::{Array, Uint8Array};
+use wasm_bindgen::prelude::*;
+
+use super::api::VenueMesh;
+use super::clock::{monotonic_ms, wall_ms};
+use super::errors::{js_error, ErrorCode};
+use super::js::{bytes_of, ObjBuilder};
+use super::listeners::call_all;
+use super::mesh_driver::{drive, DriverRef};
+use super::rtc::{Rtc, RtcEvent};
+use super::tabs::Tabs;
+use crate::mqtt::QoS;
+use crate::routing::{Delivery, Dest, SendError};
+
+/// Creates the data channels and the tab channel of this page and wires
+/// their events into the node.
+pub(super) fn start(driver: &DriverRef, venue: &str, me: &str) {
+    let (w1, w2, w3) = (Rc::downgrade(driver), Rc::downgrade(driver), Rc::downgrade(driver));
+    let rtc = Rtc::new(
+        move |peer, body| {
+            let Some(d) = w1.upgrade() else { return };
+            d.borrow_mut().node.send_rtc_signal(peer, body, monotonic_ms());
+            drive(&d);
+        },
+        move |ev| {
+            let Some(d) = w2.upgrade() else { return };
+            {
+                let mut dm = d.borrow_mut();
+                let now = monotonic_ms();
+                match ev {
+                    RtcEvent::Open(p) => dm.node.handle_rtc(&p, true, now),
+                    RtcEvent::Closed(p) => dm.node.handle_rtc(&p, false, now),
+                    RtcEvent::Message(p, bytes) => dm.node.handle_rtc_message(&p, &bytes, now, wall_ms()),
+                }
+            }
+            drive(&d);
+        },
+    );
+    let tabs = Tabs::open(venue, me, move |envelope| {
+        let Some(d) = w3.upgrade() else { return };
+        d.borrow_mut().node.handle_tab_frame(&envelope, monotonic_ms(), wall_ms());
+        drive(&d);
+    });
+    {
+        let mut d = driver.borrow_mut();
+        d.rtc = Some(rtc);
+        if let Ok(tabs) = tabs {
+            d.tabs = Some(tabs);
+            d.node.handle_tabs_ready(monotonic_ms());
+        }
+    }
+    drive(driver);
+}
+
+/// The `message` event (called from the drive loop, no borrow held).
+pub(super) fn deliver(this: &DriverRef, d: Delivery) {
+    let targets = this.borrow().events.targets("message");
+    if targets.is_empty() {
+        return;
+    }
+    let text = std::str::from_utf8(&d.payload).ok().map(str::to_owned);
+    let arg = ObjBuilder::new()
+        .set("from", d.from)
+        .opt("room", d.room)
+        .set("id", d.id as f64)
+        .set("payload", Uint8Array::from(&d.payload[..]))
+        .opt("text", text)
+        .set("late", d.late)
+        .build();
+    call_all(&targets, &[&arg]);
+}
+
+fn send_error(e: SendError) -> JsValue {
+    let code = match e {
+        SendError::Backpressure => ErrorCode::QueueFull,
+        _ => ErrorCode::InvalidArgument,
+    };
+    js_error(code, &e.to_string(), None)
+}
+
+#[wasm_bindgen]
+impl VenueMesh {
+    /// Sends `payload` (a string is UTF-8 encoded) to a joined room, or
+    /// else to the device with that id. Each recipient's app gets it exactly
+    /// once (`message` event), in this device's order, over the best route
+    /// (tab, WebRTC data channel or broker; resent on the next route when
+    /// one fails). Returns the message id.
+    pub fn send(
+        &self,
+        to: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] payload: JsValue,
+    ) -> Result<f64, JsValue> {
+        self.check_open()?;
+        let bytes = bytes_of(&payload)
+            .map_err(|_| js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None))?;
+        let id = {
+            let mut d = self.driver.borrow_mut();
+            let dest = if d.node.rooms().any(|r| r == to) { Dest::Room(to.to_string()) } else { Dest::Peer(to.to_string()) };
+            d.node.send(dest, bytes, monotonic_ms()).map_err(send_error)?
+        };
+        drive(&self.driver);
+        Ok(id as f64)
+    }
+
+    /// Joins a room (1-8 `/`-separated levels of A-Z a-z 0-9 . _ -): its
+    /// messages arrive as `message` events with `room` set. Rooms of up to
+    /// 5 devices go device to device (data channels where possible).
+    #[wasm_bindgen(js_name = joinRoom)]
+    pub fn join_room(&self, room: &str) -> Result<(), JsValue> {
+        self.check_open()?;
+        let (topic, link) = {
+            let mut d = self.driver.borrow_mut();
+            let fresh = d.node.join_room(room, monotonic_ms()).map_err(|_| {
+                js_error(ErrorCode::InvalidArgument, "room must be 1-8 levels of A-Z a-z 0-9 . _ - separated by /", None)
+            })?;
+            (fresh.then(|| d.node.room_topic(room)), d.link.clone())
+        };
+        if let Some(topic) = topic {
+            let _ = link.borrow_mut().client.subscribe(&topic, QoS::AtLeastOnce, monotonic_ms());
+            super::broker::schedule_drain(&link);
+        }
+        drive(&self.driver);
+        Ok(())
+    }
+
+    /// Leaves a room (no more `message` events for it).
+    #[wasm_bindgen(js_name = leaveRoom)]
+    pub fn leave_room(&self, room: &str) {
+        let (topic, link) = {
+            let mut d = self.driver.borrow_mut();
+            let left = d.node.leave_room(room);
+            (left.then(|| d.node.room_topic(room)), d.link.clone())
+        };
+        if let Some(topic) = topic {
+            let _ = link.borrow_mut().client.unsubscribe(&topic, monotonic_ms());
+            super::broker::schedule_drain(&link);
+        }
+    }
+
+    /// The joined rooms.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn rooms(&self) -> JsValue {
+        self.driver.borrow().node.rooms().map(JsValue::from_str).collect::<Array>().into()
+    }
+}
