@@ -626,6 +626,7 @@ impl MeshNode {
     }
 
     fn publish_body(&mut self, body: &Body, counter: u64, now_wall: u64) {
+        let sealed = body.encode().ok().and_then(|b| self.seal(body.kind(), &b, counter, now_wall));
         let (venue, me) = (&self.cfg.venue, &self.cfg.device_id);
         let (topic, qos, retain, flow) = match body {
             Body::Join(_) => (topics::presence(venue, me), 1, true, &mut self.traffic.presence),
@@ -633,17 +634,6 @@ impl MeshNode {
             Body::Heartbeat { .. } => (topics::heartbeat(venue, me), 0, false, &mut self.traffic.heartbeat),
             Body::HubClaim { .. } => (topics::hub(venue), 1, true, &mut self.traffic.hub_claim),
         };
-        let header = Header {
-            kind: body.kind(),
-            sender: me.clone(),
-            counter,
-            term: self.election.highest_term().map_or(0, |t| t.number),
-            hlc: self.clock.now(now_wall),
-        };
-        let sealed = body
-            .encode()
-            .ok()
-            .and_then(|b| Envelope::seal_with(&header, &b, self.receiver.key(), self.cfg.limits).ok());
         match sealed {
             Some(payload) => {
                 count_out(flow, payload.len() as u64);
@@ -651,6 +641,19 @@ impl MeshNode {
             }
             None => self.counters.encode_errors += 1,
         }
+    }
+
+    /// Seals `body` as this device's envelope of `kind` with `counter`: one
+    /// place for the header every sender (election, replication, routes) uses.
+    pub(super) fn seal(&mut self, kind: Kind, body: &[u8], counter: u64, now_wall: u64) -> Option<Vec<u8>> {
+        let header = Header {
+            kind,
+            sender: self.cfg.device_id.clone(),
+            counter,
+            term: self.election.highest_term().map_or(0, |t| t.number),
+            hlc: self.clock.now(now_wall),
+        };
+        Envelope::seal_with(&header, body, self.receiver.key(), self.cfg.limits).ok()
     }
 
     fn reject_topic(&mut self, payload: &[u8]) {

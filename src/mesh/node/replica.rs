@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{count_in, count_out, MeshNode};
-use crate::envelope::{Envelope, Header, Kind, SendCounter};
+use crate::envelope::{Kind, SendCounter};
 use crate::mesh::topics::{self, TopicKind};
 use crate::mesh::wire::Capabilities;
 use crate::mesh::Output;
@@ -148,15 +148,7 @@ impl MeshNode {
             // The upstream keeps QoS 1: the broker may hold it for a
             // reconnecting ingest.
             let qos = if matches!(msg, RepMsg::Replicate(_) | RepMsg::SyncAck(_)) { 0 } else { 1 };
-            let header = Header {
-                kind: msg.kind(),
-                sender: self.cfg.device_id.clone(),
-                counter,
-                term: self.election.highest_term().map_or(0, |t| t.number),
-                hlc: self.clock.now(now_wall),
-            };
-            let sealed =
-                msg.encode().ok().and_then(|b| Envelope::seal_with(&header, &b, self.receiver.key(), self.cfg.limits).ok());
+            let sealed = msg.encode().ok().and_then(|b| self.seal(msg.kind(), &b, counter, now_wall));
             match sealed {
                 Some(payload) => {
                     count_out(&mut self.traffic.replication, payload.len() as u64);

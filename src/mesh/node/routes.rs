@@ -25,7 +25,7 @@
 
 use super::{count_in, count_out, MeshNode};
 use crate::election::LeftReason;
-use crate::envelope::{Envelope, Header, Kind, SendCounter};
+use crate::envelope::{Kind, SendCounter};
 use crate::mesh::topics::TopicKind;
 use crate::mesh::{Capabilities, MeshEvent, Output};
 use crate::routing::{self, wire as rwire, Addr, Dest, Route, Router, SendError};
@@ -293,16 +293,4 @@ impl MeshNode {
         }
     }
 
-    /// One signed envelope of `kind` around `body` with send counter
-    /// `counter` (issued by the caller).
-    pub(super) fn seal(&mut self, kind: Kind, body: &[u8], counter: u64, now_wall: u64) -> Option<Vec<u8>> {
-        let header = Header {
-            kind,
-            sender: self.cfg.device_id.clone(),
-            counter,
-            term: self.election.highest_term().map_or(0, |t| t.number),
-            hlc: self.clock.now(now_wall),
-        };
-        Envelope::seal_with(&header, body, self.receiver.key(), self.cfg.limits).ok()
-    }
 }
