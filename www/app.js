@@ -7,6 +7,7 @@
 //   &hb=MS                 heartbeat interval (300 = fast failover)
 //   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,
 //                          so cloud_ack shows within seconds; the library's default is 30000)
+//   &room=NAME             chat room (default "lobby")
 //
 // Sales move pending → peer_ack (a majority of the replication factor 3 hold
 // it) → cloud_ack (the hub uploaded it and the cloud stored it) on their own;
@@ -17,7 +18,11 @@
 // Information API here (the library uses them where they exist), no
 // top-level await. The view is refreshed from the mesh's events and a
 // 1 s poll of getDetailedStats(). window.mesh is kept for tests and the console.
-import init, { VenueMesh, MqttClient, version } from '../pkg/venuemesh.js';
+//
+// The chat is the mesh's own messaging: joinRoom(room), send(room, text) and
+// the `message` event (each message exactly once, over a WebRTC data channel,
+// a BroadcastChannel between tabs or the broker, whichever is best per peer).
+import init, { VenueMesh, version } from '../pkg/venuemesh.js';
 
 const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
@@ -34,6 +39,8 @@ const ITEMS = [
   { name: 'Espresso', cents: 240 }, { name: 'Cappuccino', cents: 350 }, { name: 'Croissant', cents: 280 },
   { name: 'Water', cents: 150 }, { name: 'Sandwich', cents: 690 }, { name: 'Beer', cents: 520 },
 ];
+const room = params.get('room') || 'lobby';
+const ROUTES = [['rtc', 'WebRTC'], ['tab', 'Tab'], ['broker', 'Broker']]; // the columns of #routes
 const SETTINGS = `vm-demo:${dbName}:`; // localStorage prefix for what the user picked on this device
 
 const $ = (id) => document.getElementById(id);
@@ -43,10 +50,12 @@ const money = (cents) => `€${(cents / 100).toFixed(2)}`;
 const time = (ms) => new Date(ms).toLocaleTimeString();
 
 let mesh = null;
-let chat = null;
+let chatReady = false;
 let lastCounts = '';
 let lastSale = null; // { item, id }: its status is shown live under the items
 const deviceRows = new Map(); // device id → its <tr>
+const routeRows = new Map(); // peer id → its <tr> in #routes
+const peerKinds = new Map(); // device id → kind, from the peer list (for chat names)
 
 // --- small DOM helpers ------------------------------------------------------
 function el(tag, attrs, ...children) {
@@ -188,6 +197,61 @@ function renderRoute(stats) {
   $('route-broker-figures').textContent = `${endpoint}${b.connects} connects, ${b.reconnects} reconnects, ` +
     `${b.connectFailures} failed · ${kb(b.bytesIn)} in / ${kb(b.bytesOut)} out · ${b.inflight} in flight`;
 }
+
+/** One row per peer in #routes: each route's up/down, breaker and latency (getDetailedStats().routes). */
+function renderPeerRoutes(stats) {
+  const r = stats.routes;
+  const body = $('routes').tBodies[0];
+  const peers = [...r.peers].sort((a, b) => (a.device < b.device ? -1 : 1));
+  const seen = new Set();
+  peers.forEach((p, i) => {
+    seen.add(p.device);
+    let tr = routeRows.get(p.device);
+    if (!tr) {
+      tr = el('tr', { 'data-peer': p.device },
+        el('td', { class: 'mono' }, short(p.device), el('div', { class: 'muted small kind' })),
+        ...ROUTES.map(([route]) => el('td', { 'data-route': route, 'data-state': 'down' },
+          el('span', { class: 'chip' }), el('div', { class: 'small fig' }))));
+      routeRows.set(p.device, tr);
+    }
+    tr.dataset.best = p.best || '';
+    tr.dataset.rtc = p.rtc;
+    setText(tr.cells[0].lastChild, [peerKinds.get(p.device), p.pending ? `${p.pending} in flight` : ''].filter(Boolean).join(' · '));
+    ROUTES.forEach(([route], k) => {
+      const td = tr.cells[k + 1];
+      const q = p.routes.find((x) => x.route === route);
+      const up = !!(q && q.up);
+      td.dataset.state = up ? 'up' : 'down';
+      td.dataset.breaker = q ? q.breaker : 'closed';
+      const best = p.best === route;
+      if (best) td.dataset.best = '1'; else delete td.dataset.best;
+      const chip = td.firstChild;
+      const breakerBad = q && q.breaker !== 'closed';
+      // rtc while its channel is being set up: say so instead of a bare "down".
+      const label = up ? (breakerBad ? q.breaker : 'up') : route === 'rtc' && p.rtc !== 'idle' && p.rtc !== 'open' ? p.rtc : 'down';
+      setText(chip, `${best ? '★ ' : ''}${label}`);
+      chip.className = `chip ${up ? (breakerBad ? 'chip-warn' : 'chip-ok') : 'chip-na'}`;
+      const figs = [];
+      if (q && q.srttMs !== null) figs.push(`${q.srttMs < 10 ? q.srttMs.toFixed(1) : Math.round(q.srttMs)} ms`);
+      if (q && q.deliveryRatio !== null) figs.push(`${Math.round(q.deliveryRatio * 100)}%`);
+      if (breakerBad && !up) figs.push(`breaker ${q.breaker}`);
+      setText(td.lastChild, figs.join(' · '));
+      td.title = q ? `breaker ${q.breaker} · ${q.msgsOut} out / ${q.msgsIn} in · ${q.acked} acked · ` +
+        `${q.timeouts} timeouts · ${q.probes} probes` : 'no such route';
+    });
+    if (body.children[i] !== tr) body.insertBefore(tr, body.children[i] || null);
+  });
+  for (const [peer, tr] of routeRows) {
+    if (!seen.has(peer)) { tr.remove(); routeRows.delete(peer); }
+  }
+  const empty = body.querySelector('tr.empty');
+  if (peers.length === 0 && !empty) body.append(el('tr', { class: 'empty' }, el('td', { colSpan: 4, class: 'muted' }, 'No peers yet: open the page on another device.')));
+  if (peers.length > 0 && empty) empty.remove();
+  const c = r.counters;
+  setText($('routes-figures'), `${c.sent} sent (${c.transmissions} transmissions, ${c.resends} resends) · ` +
+    `${c.delivered} delivered, ${c.duplicates} duplicates dropped · ${r.pending} awaiting ack`);
+}
+
 const kb = (n) => (n < 10_240 ? `${n} B` : `${(n / 1024).toFixed(0)} KiB`);
 
 function renderCounts(counts) {
@@ -270,6 +334,8 @@ function refresh() {
   renderDevices(stats);
   renderMe(stats);
   renderRoute(stats);
+  renderPeerRoutes(stats);
+  renderPresence(stats);
   renderCounts(mesh.queue.countByStatus());
   renderReplication(stats);
   renderLastSale();
@@ -346,39 +412,53 @@ function watchSameDevice() {
   ch.postMessage('hello');
 }
 
-// --- chat: plain MQTT, not the mesh ---------------------------------------------
-async function startChat() {
-  const topic = `vm/${venue}/topic/chat`;
+// --- chat: a room of the mesh ------------------------------------------------------
+function chatLine(from, text, { mine = false, late = false, id = null } = {}) {
+  const list = $('chat-log');
+  const who = mine ? 'me' : `${short(from)}${peerKinds.get(from) ? ` (${peerKinds.get(from)})` : ''}`;
+  list.append(el('li', { class: mine ? 'mine' : '', 'data-from': from, 'data-id': id, 'data-late': late ? '1' : null },
+    el('span', { class: 'from' }, `${who}${late ? ' · late' : ''}`),
+    el('span', { class: 'text' }, text.slice(0, 200))));
+  while (list.children.length > 100) list.firstChild.remove();
+  list.scrollTop = list.scrollHeight;
+}
+
+/** Who is here: this device and the peers the mesh knows (the room has no member list of its own). */
+function renderPresence(stats) {
+  for (const p of stats.peers) peerKinds.set(p.device, p.kind || '?');
+  const names = [`me (${stats.deviceInfo.kind})`, ...stats.peers.map((p) => `${short(p.device)} (${p.kind || '?'})`)];
+  const node = $('chat-presence');
+  node.dataset.count = String(names.length);
+  setText(node, `Here: ${names.join(', ')}`);
+}
+
+function startChat() {
   const input = $('chat-input');
   const send = $('chat-send');
+  $('chat-room').textContent = room;
+  mesh.on('message', (m) => {
+    if (m.room !== room || m.from === mesh.deviceId) return;
+    chatLine(m.from, m.text === null ? '(not text)' : m.text, { late: m.late, id: m.id });
+  });
   try {
-    chat = await MqttClient.connect({ brokers });
+    mesh.joinRoom(room);
   } catch (err) {
     $('chat-log').append(el('li', { class: 'muted' }, `chat unavailable: ${err.code || ''} ${err.message}`));
     return;
   }
-  chat.on('connected', () => { input.disabled = false; send.disabled = false; });
-  chat.on('disconnected', () => { input.disabled = true; send.disabled = true; });
-  chat.subscribe(topic, (_t, payload) => {
-    let m;
-    try { m = JSON.parse(dec.decode(payload)); } catch { return; }
-    if (!m || typeof m.text !== 'string') return;
-    const mine = mesh && m.from === mesh.deviceId;
-    const list = $('chat-log');
-    list.append(el('li', { class: mine ? 'mine' : '' },
-      el('span', { class: 'from' }, `${mine ? 'me' : short(m.from)}${m.kind ? ` (${m.kind})` : ''}`),
-      el('span', { class: 'text' }, m.text.slice(0, 200))));
-    while (list.children.length > 100) list.firstChild.remove();
-    list.scrollTop = list.scrollHeight;
-  }, { qos: 1 });
+  chatReady = true;
   input.disabled = false; send.disabled = false;
   $('chat-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = input.value.trim();
-    if (!text || !chat) return;
-    const kind = mesh ? mesh.getDetailedStats().deviceInfo.kind : null;
-    chat.publish(topic, JSON.stringify({ from: mesh ? mesh.deviceId : 'unknown', kind, text, at: Date.now() }), { qos: 1 })
-      .then(() => { input.value = ''; }, (err) => log(`chat: ${err.code || ''} ${err.message}`, 'bad'));
+    if (!text || !chatReady) return;
+    try {
+      const id = mesh.send(room, text);
+      chatLine(mesh.deviceId, text, { mine: true, id });
+      input.value = '';
+    } catch (err) {
+      log(`chat: ${err.code || ''} ${err.message}`, 'bad');
+    }
   });
 }
 
@@ -431,11 +511,11 @@ async function main() {
   // The library leaves the mesh on `pagehide`; a page restored from the
   // back/forward cache (Safari keeps many) starts again.
   window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
+  startChat();
   setInterval(() => { if (!document.hidden) refresh(); }, 1000);
   watchSameDevice();
   refresh();
   scheduleQueueList();
-  startChat();
 }
 
 // iOS Safari only shows :active styles when a touch listener exists.

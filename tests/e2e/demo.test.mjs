@@ -2,8 +2,8 @@
 // a device identity that survives reload, connects to the local broker, and
 // with several devices on one venue shows the hub, the peers with their
 // scores, the local queue draining on its own (pending → peer_ack → cloud_ack,
-// through the hub's upload to the reference ingest), the broker route and a
-// chat. Screenshots at iPad sizes go to .run/screenshots/ and are checked for
+// through the hub's upload to the reference ingest), the routes to each peer
+// (broker, WebRTC, tab) with their breakers, and a chat room over the mesh. Screenshots at iPad sizes go to .run/screenshots/ and are checked for
 // content, in the DOM and in the pixels.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -236,7 +236,7 @@ async function screenshot(d, name, counts) {
   return px;
 }
 
-test('several devices: the demo shows the hub, the peers with scores, the queue draining to the ingest, the broker route and a chat',
+test('several devices: the demo shows the hub, the peers with scores, the queue draining to the ingest, the routes per peer and a chat',
   { timeout: 180_000 }, async (t) => {
     const venue = `e2e-demo-mesh-${Date.now()}`;
     // A private broker and the reference ingest for this venue: the cloud end of the hub's upload.
@@ -279,7 +279,26 @@ test('several devices: the demo shows the hub, the peers with scores, the queue 
     await pos.page.waitForSelector('#route-broker[data-state="up"]');
     await pos.page.waitForFunction(() => /\d+(\.\d)? ms/.test(document.getElementById('route-broker-rtt').textContent), null, { timeout: 10_000 });
     assert.match(await pos.page.textContent('#route-broker-url'), /^ws:\/\/127\.0\.0\.1:\d+/);
-    assert.match(await pos.page.textContent('#routes'), /WebRTC[\s\S]*not implemented yet/);
+    // The routes per peer (getDetailedStats().routes): one row per peer, and the data
+    // channels come up between the three pages.
+    for (const d of all) {
+      const others = ids.filter((id) => id !== d.id);
+      try {
+        await d.page.waitForFunction((want) => {
+          const rows = [...document.querySelectorAll('#routes tbody tr[data-peer]')].map((tr) => tr.dataset.peer).sort();
+          return JSON.stringify(rows) === JSON.stringify(want);
+        }, others, { timeout: 10_000 });
+        await d.page.waitForSelector('#routes tr[data-peer] td[data-route="rtc"][data-state="up"]', { timeout: 15_000 });
+      } catch {
+        assert.fail(`${d.kind} page: no peer row with an rtc route up; #routes shows:\n${await d.page.innerHTML('#routes tbody')}`);
+      }
+      for (const route of ['rtc', 'tab', 'broker']) {
+        assert.equal((await d.page.$$(`#routes tr[data-peer] td[data-route="${route}"][data-state]`)).length, 2, `${d.kind}: a ${route} cell per peer`);
+      }
+      const breakers = await d.page.$$eval('#routes td[data-route]', (tds) => tds.map((td) => td.dataset.breaker));
+      assert.ok(breakers.every((b) => ['closed', 'open', 'half-open'].includes(b)), `${d.kind}: breaker states ${breakers}`);
+    }
+    assert.doesNotMatch(await pos.page.textContent('#routes-card'), /not implemented/);
 
     // The cloud pauses (SIGSTOP): a sale can get no further than peer_ack, which
     // holds it there for the screenshots.
@@ -307,11 +326,34 @@ test('several devices: the demo shows the hub, the peers with scores, the queue 
     assert.equal(await ipad.page.evaluate(() => window.mesh.getDetailedStats().deviceInfo.kind), 'phone');
     await waitRows(kiosk, 'the iPad now a phone', (rs) => rs.some((r) => r.device === ipad.id && r.kind === 'phone'));
 
-    // Chat over MqttClient (vm/{venue}/topic/chat) reaches the other pages.
+    // Chat over the mesh (joinRoom, send, the `message` event): a message typed on one
+    // page shows once on every page, with the sender's short id; presence lists the three.
     for (const d of all) await d.page.waitForSelector('#chat-input:not([disabled])', { timeout: 10_000 });
-    await pos.page.fill('#chat-input', 'two espressos for table 4');
-    await pos.page.press('#chat-input', 'Enter');
-    await kiosk.page.waitForFunction(() => document.getElementById('chat-log').textContent.includes('two espressos for table 4'), null, { timeout: 10_000 });
+    assert.match(await pos.page.textContent('#chat-note'), /peer-to-peer over WebRTC[\s\S]*broker[\s\S]*exactly once/);
+    assert.doesNotMatch(await pos.page.textContent('#chat-card'), /MqttClient/);
+    for (const d of all) await d.page.waitForSelector('#chat-presence[data-count="3"]', { timeout: 5_000 });
+    const chatLines = (d, text) => d.page.$$eval('#chat-log li', (lis, t) => lis
+      .filter((li) => li.querySelector('.text')?.textContent === t)
+      .map((li) => ({ from: li.querySelector('.from').textContent, mine: li.classList.contains('mine') })), text);
+    const say = async (d, text) => {
+      await d.page.fill('#chat-input', text);
+      await d.page.press('#chat-input', 'Enter');
+      for (const o of all) {
+        await o.page.waitForFunction((t) => [...document.querySelectorAll('#chat-log .text')].some((n) => n.textContent === t), text, { timeout: 10_000 })
+          .catch(async () => assert.fail(`${o.kind} page: "${text}" from ${d.kind} not in the chat; it shows ${await o.page.textContent('#chat-log')}`));
+      }
+    };
+    await say(pos, 'two espressos for table 4');
+    await say(kiosk, 'coming up');
+    await pos.page.waitForTimeout(1000); // room for a duplicate to show, if one came
+    for (const [text, from] of [['two espressos for table 4', pos], ['coming up', kiosk]]) {
+      for (const o of all) {
+        const lines = await chatLines(o, text);
+        assert.equal(lines.length, 1, `${o.kind} page shows "${text}" once: ${JSON.stringify(lines)}`);
+        if (o === from) assert.deepEqual(lines[0], { from: 'me', mine: true });
+        else assert.match(lines[0].from, new RegExp(`^${from.id.slice(0, 8)} \\(${from.kind}\\)`), `${o.kind} page names the sender`);
+      }
+    }
 
     // iPad-size screenshots while the sale waits for the cloud, checked for content.
     await kiosk.page.evaluate(() => window.scrollTo(0, 0));
