@@ -169,3 +169,23 @@ export async function helperDevice(browser, path, t) {
 
 /** Calls `window.t[method](...args)` in a helper page. */
 export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => window.t[m](...a), [method, args]);
+
+/**
+ * A mesh member: a fresh context (its own IndexedDB = its own device) on
+ * pages/mesh.html with `VenueMesh.open` options from the query (venue,
+ * broker, kind, hb = 300 by default, and `extra`: drain, batch, upload, …).
+ * Throws if the page could not open the mesh.
+ */
+export async function meshMember(browser, brokerUrl, venue, kind, extra = {}) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
+  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  const failed = await page.evaluate(() => window.openError ?? null);
+  if (failed) throw new Error(`mesh page failed to open: ${failed}`);
+  return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
+}
+

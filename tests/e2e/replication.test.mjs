@@ -5,7 +5,7 @@
 // them cloud_ack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, startIngest, BASE, sleep } from './lib.mjs';
+import { launch, startBroker, startIngest, sleep, meshMember } from './lib.mjs';
 
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
@@ -31,17 +31,7 @@ async function waitFor(f, ms, what) {
   assert.fail(`timed out waiting until ${what}\ningest stderr:\n${(ingest?.stderr ?? '').slice(-2000)}`);
 }
 
-async function member(venue, kind, extra = {}) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  const q = new URLSearchParams({ venue, broker: broker.url, kind, hb: '300', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
-  await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
-  assert.equal(await page.evaluate(() => window.openError ?? null), null);
-  return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
-}
+const member = (venue, kind, extra = {}) => meshMember(browser, broker.url, venue, kind, extra);
 
 /** `n` commands enqueued from page `m`, each awaited (committed); their ids. */
 const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {

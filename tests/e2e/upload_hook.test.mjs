@@ -4,23 +4,14 @@
 // publishes the CLOUD_ACK itself).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, BASE, sleep } from './lib.mjs';
+import { launch, startBroker, sleep, meshMember } from './lib.mjs';
 
 let browser, broker;
 before(async () => { browser = await launch(); broker = await startBroker(); });
 after(async () => { await browser?.close(); await broker?.stop(); });
 
-async function member(venue, kind, extra = {}) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  const q = new URLSearchParams({ venue, broker: broker.url, kind, hb: '300', drain: '300', upload: '1', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
-  await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
-  assert.equal(await page.evaluate(() => window.openError ?? null), null);
-  return { context, page, errors, id: await page.evaluate(() => window.mesh.deviceId) };
-}
+const member = (venue, kind, extra = {}) =>
+  meshMember(browser, broker.url, venue, kind, { drain: '300', upload: '1', ...extra });
 
 async function waitFor(f, ms, what) {
   const until = Date.now() + ms;
