@@ -342,18 +342,8 @@ impl MeshNode {
                 None => return self.reject_topic(payload),
             },
         };
-        if !self.is_restored() {
-            self.counters.not_ready += 1;
-            return;
-        }
-        let Ok(env) = self.receiver.receive(payload) else {
-            return; // counted in the envelope stats
-        };
+        let Some(env) = self.open_received(payload) else { return };
         let h = &env.header;
-        if h.sender == self.cfg.device_id {
-            self.counters.own_echo += 1;
-            return;
-        }
         // On `presence/{d}` and `hb/{d}` the topic names the sender; on
         // `dev/{d}/…` it names the addressee (us).
         let names_sender = matches!(parsed.kind, TopicKind::Presence { .. } | TopicKind::Heartbeat { .. });
@@ -654,6 +644,24 @@ impl MeshNode {
             hlc: self.clock.now(now_wall),
         };
         Envelope::seal_with(&header, body, self.receiver.key(), self.cfg.limits).ok()
+    }
+
+    /// The first steps for every received envelope, whatever its route: the
+    /// stored state must be restored, the envelope must open (signature,
+    /// replay window: a copy by a second route is a duplicate) and must not
+    /// be our own echo. Each refusal is counted once.
+    fn open_received(&mut self, payload: &[u8]) -> Option<Envelope> {
+        if !self.is_restored() {
+            self.counters.not_ready += 1;
+            return None;
+        }
+        // A refusal is counted in the envelope stats.
+        let env = self.receiver.receive(payload).ok()?;
+        if env.header.sender == self.cfg.device_id {
+            self.counters.own_echo += 1;
+            return None;
+        }
+        Some(env)
     }
 
     fn reject_topic(&mut self, payload: &[u8]) {

@@ -148,11 +148,7 @@ impl Rtc {
                 Ok::<(), JsValue>(())
             }
             .await;
-            if result.is_err() {
-                fail(&weak, &peer, session);
-            } else {
-                maybe_describe(&weak, &peer, session, true);
-            }
+            described(&weak, &peer, session, true, result);
         });
         Ok(())
     }
@@ -284,11 +280,7 @@ impl Rtc {
                 Ok::<(), JsValue>(())
             }
             .await;
-            if result.is_err() {
-                fail(&weak, &from, session);
-            } else {
-                maybe_describe(&weak, &from, session, false);
-            }
+            described(&weak, &from, session, false, result);
         });
         Ok(())
     }
@@ -359,6 +351,15 @@ fn remote_set(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32) {
 
 /// Sends our complete description once: when gathering is complete (or
 /// its timeout passed) and the local description is set.
+/// After this side set its local offer (`offerer`) or answer: fail the
+/// connection on an error, else send the description once ICE is gathered.
+fn described(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offerer: bool, result: Result<(), JsValue>) {
+    match result {
+        Ok(()) => maybe_describe(weak, peer, session, offerer),
+        Err(_) => fail(weak, peer, session),
+    }
+}
+
 fn maybe_describe(weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offer: bool) {
     let Some(inner) = weak.upgrade() else { return };
     let (signal, sdp) = {

@@ -206,18 +206,9 @@ impl MeshNode {
     /// Opens a routed envelope (replay window included), checks it and
     /// hands its body to the router. Every call ends in one counter.
     fn receive_routed(&mut self, route: Route, peer: Option<&str>, allowed: &[Kind], payload: &[u8], now: u64, now_wall: u64) {
-        if !self.is_restored() {
-            self.counters.not_ready += 1;
-            return;
-        }
-        let Ok(env) = self.receiver.receive(payload) else {
-            return; // counted in the envelope stats
-        };
+        // Our own room publish comes back as an echo.
+        let Some(env) = self.open_received(payload) else { return };
         let h = &env.header;
-        if h.sender == self.cfg.device_id {
-            self.counters.own_echo += 1; // our own room publish
-            return;
-        }
         if peer.is_some_and(|p| p != h.sender) {
             self.counters.sender_mismatch += 1;
             return;
