@@ -6,12 +6,12 @@
 //! terms, quorum replication and exactly-once delivery to the app.
 //!
 //! ## The contract of the core
-//! Everything outside [`web`] is *sans-IO*: plain Rust state machines with no
+//! Everything outside `web` is *sans-IO*: plain Rust state machines with no
 //! networking, no storage, no clock and no randomness of their own. They take
 //! input events together with the current time (`now`, milliseconds from any
 //! monotonic origin) and return what to do next: bytes to send, records to
 //! persist, events for the app, and the next instant they want to be woken.
-//! The browser shell ([`web`], `wasm32` only) performs that IO; the
+//! The browser shell (`web`, `wasm32` only) performs that IO; the
 //! deterministic simulator drives the same cores natively in tests.
 //!
 //! `std::time::Instant::now()` panics on `wasm32-unknown-unknown`, which is one
