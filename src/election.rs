@@ -341,15 +341,36 @@ impl Election {
     pub fn handle_peer_gone(&mut self, device: &str, now: u64) {
         let now = self.begin(now);
         if device == self.me {
-            if self.transport_up {
-                self.out
-                    .push_back(Output::Broadcast(ElectionMsg::Join { score: self.score }));
-                self.next_heartbeat = now;
-            }
+            self.reannounce(now);
         } else if self.transport_up {
             self.remove_peer(device, LeftReason::Will, now);
         }
         self.end(now)
+    }
+
+    /// The broker came back while the mesh stayed reachable over direct
+    /// routes (the transport never went down for the election): announce
+    /// presence again (the broker dropped ours with the Will or its
+    /// restart), heartbeat at once and, while acting, claim the term again
+    /// so that the retained claim names the acting hub.
+    pub fn announce(&mut self, now: u64) {
+        let now = self.begin(now);
+        self.reannounce(now);
+        self.end(now)
+    }
+
+    fn reannounce(&mut self, now: u64) {
+        if !self.transport_up {
+            return;
+        }
+        self.out
+            .push_back(Output::Broadcast(ElectionMsg::Join { score: self.score }));
+        self.next_heartbeat = now;
+        if let Role::Hub { term } = &self.role {
+            let (term, score) = (term.number, term.score);
+            self.out
+                .push_back(Output::Broadcast(ElectionMsg::HubClaim { term, score }));
+        }
     }
 
     /// The shell committed this record (one that came out of

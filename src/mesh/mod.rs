@@ -342,9 +342,12 @@ pub struct Traffic {
     /// `dev/{me}/rep`, `dev/{me}/ack`, `cloud` in; `dev/…`, `cloud`, `up` out.
     pub replication: Flow,
     /// Routed envelopes (app data, acks, probes, signals) on every route:
-    /// `dev/{me}/msg|rtc` and joined `topic/{room}` on the broker, data
-    /// channels, tab frames.
+    /// `dev/{me}/msg|rtc` and joined `topic/{room}` on the broker; and
+    /// everything on data channels and tab frames.
     pub routing: Flow,
+    /// Of `routing`: election and replication envelopes on data channels
+    /// and tab frames (accepted ones in; every copy out).
+    pub direct: Flow,
     /// Anything else received (not a topic the node subscribes to).
     pub other: Flow,
 }
@@ -423,6 +426,8 @@ pub struct MeshStats {
     pub term: Option<Term>,
     /// Broker connection as last reported.
     pub transport_up: bool,
+    /// Whether the election runs: the broker, or a direct route to a peer.
+    pub reachable: bool,
     /// Whether [`MeshNode::handle_restored`] was called.
     pub restored: bool,
     /// Current score, milli-points, and its terms.

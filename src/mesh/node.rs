@@ -13,6 +13,7 @@ use crate::replication::{RepMsg, Replicator};
 use crate::routing::{Addr, Route, Router, RouterConfig};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+mod direct;
 mod replica;
 mod routes;
 
@@ -49,6 +50,11 @@ pub struct MeshNode {
     link: Option<(f64, f64)>,
     score: u64,
     transport_up: bool,
+    /// What the election was told: the mesh is reachable (the broker, or a
+    /// direct route to some peer; `direct.rs`).
+    reach_up: bool,
+    /// Left for good ([`MeshNode::leave`]) until the next connect.
+    left: bool,
     term_record: PersistedTerm,
     ceiling_written: u64,
     persist_due: bool,
@@ -62,7 +68,7 @@ pub struct MeshNode {
     traffic: Traffic,
     rep: Replicator,
     /// Replication messages waiting for a send counter (never replaced).
-    rep_queue: VecDeque<(String, RepMsg)>,
+    rep_queue: VecDeque<(replica::RepDest, RepMsg)>,
     /// Routes to peers, exactly-once delivery (`routes.rs`).
     router: Router,
     /// Router transmissions waiting for a send counter.
@@ -102,6 +108,8 @@ impl MeshNode {
             link: None,
             score: 0,
             transport_up: false,
+            reach_up: false,
+            left: false,
             term_record: PersistedTerm::default(),
             ceiling_written: 0,
             persist_due: false,
@@ -207,6 +215,7 @@ impl MeshNode {
             hub: self.election.hub().cloned(),
             term: self.election.highest_term().cloned(),
             transport_up: self.transport_up,
+            reachable: self.reach_up,
             restored: self.is_restored(),
             score: self.score,
             score_breakdown: score::breakdown(&self.effective_info(self.now_floor)),
@@ -239,9 +248,7 @@ impl MeshNode {
         self.ceiling_written = counter.ceiling();
         self.counter = Some(counter);
         self.term_record = state.persisted_term.clone();
-        if self.transport_up {
-            self.election.handle_transport(true, now);
-        }
+        self.sync_reach(now);
     }
 
     /// The shell committed `state` (one that came out of [`Output::Persist`]).
@@ -265,19 +272,24 @@ impl MeshNode {
     }
 
     /// The broker connection came up (right after CONNACK, before the
-    /// retained messages) or went down (close, or a dead socket).
+    /// retained messages) or went down (close, or a dead socket). While a
+    /// data channel or tab reaches some peer, the election keeps running
+    /// over those (`direct.rs`).
     pub fn handle_transport(&mut self, up: bool, now: u64) {
         let now = self.begin(now);
+        let came_back = up && !self.transport_up;
         self.transport_up = up;
-        if !up {
-            // Heartbeats and claims waiting for a counter are stale now; the
-            // election re-announces itself on the next connect.
-            self.held.retain(|m| matches!(m, ElectionMsg::Leave));
-        }
-        if self.is_restored() {
-            self.election.handle_transport(up, now);
-        }
+        self.left &= !up;
         self.router.handle_broker(up, now);
+        if came_back && self.is_restored() {
+            self.rep.handle_upstream_ready(now);
+        }
+        if came_back && self.reach_up && self.is_restored() {
+            // The mesh stayed reachable over direct routes; the broker lost
+            // our presence (Will, or its restart).
+            self.election.announce(now);
+        }
+        self.sync_reach(now);
     }
 
     /// A message from the broker: `retained` is the PUBLISH's retain flag
@@ -301,8 +313,13 @@ impl MeshNode {
                     return;
                 }
                 // The device's Will, or its clean leave's clear. For our own
-                // id the election re-announces us (the others dropped us).
+                // id the election re-announces us (the others dropped us). A
+                // peer still reachable directly only lost the broker: it
+                // stays (its clean Leave comes signed; silence still counts).
                 self.counters.peer_gone += 1;
+                if device != me && self.router.direct_route(device).is_some() {
+                    return;
+                }
                 let device = device.to_string();
                 return self.election.handle_peer_gone(&device, now);
             }
@@ -343,14 +360,27 @@ impl MeshNode {
             },
         };
         let Some(env) = self.open_received(payload) else { return };
-        let h = &env.header;
         // On `presence/{d}` and `hb/{d}` the topic names the sender; on
         // `dev/{d}/…` it names the addressee (us).
         let names_sender = matches!(parsed.kind, TopicKind::Presence { .. } | TopicKind::Heartbeat { .. });
-        if names_sender && parsed.kind.device().is_some_and(|d| d != h.sender) {
+        if names_sender && parsed.kind.device().is_some_and(|d| d != env.header.sender) {
             self.counters.sender_mismatch += 1;
             return;
         }
+        if expected == Kind::CloudAck && env.header.kind == expected && self.election.is_hub() {
+            // The ingest's ack, passed on to peers that reach us directly:
+            // the broker may not reach them (or they reconnect just now).
+            self.send_direct_all(payload);
+        }
+        self.accept(env, expected, now, now_wall);
+    }
+
+    /// An opened election or replication envelope, from the broker (topic
+    /// checked) or a direct route: checked against the kind its way in
+    /// expects, fresh enough, newer state, then handed over. Every call
+    /// ends in one counter.
+    fn accept(&mut self, env: Envelope, expected: Kind, now: u64, now_wall: u64) {
+        let h = &env.header;
         if h.kind != expected {
             self.counters.kind_mismatch += 1;
             return;
@@ -410,7 +440,7 @@ impl MeshNode {
         let kind_changed = info.kind != self.cfg.device.kind;
         self.cfg.device = info;
         self.begin(now);
-        if kind_changed && self.transport_up && self.is_restored() {
+        if kind_changed && self.reach_up && self.is_restored() {
             self.queue_send(ElectionMsg::Join { score: self.score });
         }
     }
@@ -438,6 +468,8 @@ impl MeshNode {
             self.election.leave(now);
         }
         self.transport_up = false;
+        self.left = true;
+        self.reach_up = false;
     }
 
     // ----- output --------------------------------------------------------
@@ -450,6 +482,7 @@ impl MeshNode {
         }
         let now = self.begin(now_mono);
         if self.is_restored() {
+            self.sync_reach(now);
             self.drain_election(now);
             self.flush(now_wall);
             self.drain_replication(now);
@@ -615,8 +648,17 @@ impl MeshNode {
         }
     }
 
+    /// Seals an election message and sends it on the broker (while
+    /// connected; a Leave always) and on every direct route.
     fn publish_body(&mut self, body: &Body, counter: u64, now_wall: u64) {
-        let sealed = body.encode().ok().and_then(|b| self.seal(body.kind(), &b, counter, now_wall));
+        let Some(payload) = body.encode().ok().and_then(|b| self.seal(body.kind(), &b, counter, now_wall)) else {
+            self.counters.encode_errors += 1;
+            return;
+        };
+        self.send_direct_all(&payload);
+        if !self.transport_up && !matches!(body, Body::Leave) {
+            return; // direct only; the broker hears the Join sent on reconnect
+        }
         let (venue, me) = (&self.cfg.venue, &self.cfg.device_id);
         let (topic, qos, retain, flow) = match body {
             Body::Join(_) => (topics::presence(venue, me), 1, true, &mut self.traffic.presence),
@@ -624,13 +666,8 @@ impl MeshNode {
             Body::Heartbeat { .. } => (topics::heartbeat(venue, me), 0, false, &mut self.traffic.heartbeat),
             Body::HubClaim { .. } => (topics::hub(venue), 1, true, &mut self.traffic.hub_claim),
         };
-        match sealed {
-            Some(payload) => {
-                count_out(flow, payload.len() as u64);
-                self.out.push_back(Output::Publish { topic, payload, qos, retain });
-            }
-            None => self.counters.encode_errors += 1,
-        }
+        count_out(flow, payload.len() as u64);
+        self.out.push_back(Output::Publish { topic, payload, qos, retain });
     }
 
     /// Seals `body` as this device's envelope of `kind` with `counter`: one

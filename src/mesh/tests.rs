@@ -35,7 +35,7 @@ enum Ev {
     Persisted { to: usize, inc: u32, state: MeshState },
     Connect { to: usize, inc: u32 },
     Will { of: usize },
-    Stored { to: usize, inc: u32, ids: Vec<crate::outbox::CommandId> },
+    Stored { to: usize, inc: u32, cmds: Vec<std::rc::Rc<crate::replication::Cmd>> },
     /// Data channel events (`routes.rs`).
     Rtc { to: usize, inc: u32, from: usize, ev: routes::RtcEv },
 }
@@ -59,6 +59,26 @@ struct Dev {
     rep: Vec<(u64, Output)>,
     /// App messages delivered (routing).
     delivered: Vec<(u64, crate::routing::Delivery)>,
+    /// The durable outbox: commands not cloud-acked, own and replicas, with
+    /// whether they are `peer_ack` (restored after a crash).
+    outbox: BTreeMap<crate::outbox::CommandId, (std::rc::Rc<crate::replication::Cmd>, bool)>,
+}
+
+impl Dev {
+    /// Status writes (taken as immediate).
+    fn outbox_status(&mut self, o: &Output) {
+        match o {
+            Output::PeerAcked(ids) => {
+                for id in ids {
+                    if let Some(e) = self.outbox.get_mut(id) {
+                        e.1 = true;
+                    }
+                }
+            }
+            Output::CloudAcked(ids) => ids.iter().for_each(|id| drop(self.outbox.remove(id))),
+            _ => {}
+        }
+    }
 }
 
 struct Net {
@@ -79,6 +99,12 @@ struct Net {
     rtc_blocked: bool,
     /// Devices announce WEBRTC (routing tests).
     webrtc: bool,
+    /// A fake ingest on the broker (`direct.rs` tests): stored command ids
+    /// and uploads seen per id; `None`: nobody reads `up`.
+    ingest: Option<BTreeMap<String, u32>>,
+    ingest_counter: u64,
+    /// The broker is stopped: connects wait for it.
+    broker_off: bool,
 }
 
 impl Net {
@@ -86,7 +112,8 @@ impl Net {
         let devs = devs.into_iter().map(|(id, info)| Dev { id: id.into(), info, ..Dev::default() }).collect();
         let (queue, retained, log, fifo) = Default::default();
         let (rtc, rtc_blocked, webrtc) = Default::default();
-        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc }
+        let (ingest, ingest_counter, broker_off) = (None, 0, false);
+        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc, ingest, ingest_counter, broker_off }
     }
 
     fn node(&self, i: usize) -> &MeshNode { self.devs[i].node.as_ref().expect("node is running") }
@@ -118,6 +145,9 @@ impl Net {
         let mut node = MeshNode::new(cfg, rng, now, WALL0 + now).unwrap();
         let state = if restore { d.durable.clone() } else { MeshState::default() };
         node.handle_restored(&state, now);
+        if restore && !d.outbox.is_empty() {
+            node.handle_restored_commands(d.outbox.values().cloned().collect(), now);
+        }
         d.node = Some(node);
         let (inc, at) = (d.inc, now + self.rand(50, 100));
         self.push(at, Ev::Connect { to: i, inc });
@@ -148,10 +178,13 @@ impl Net {
                 Output::Event(e) => self.devs[i].events.push((now, e)),
                 Output::Store(cmds) => {
                     let at = now + self.rand(1, PERSIST_MAX);
-                    let (inc, ids) = (self.devs[i].inc, cmds.iter().map(|c| c.id.clone()).collect());
-                    self.push(at, Ev::Stored { to: i, inc, ids });
+                    let inc = self.devs[i].inc;
+                    self.push(at, Ev::Stored { to: i, inc, cmds });
                 }
-                o @ (Output::PeerAcked(_) | Output::CloudAcked(_) | Output::Upload { .. }) => self.devs[i].rep.push((now, o)),
+                o @ (Output::PeerAcked(_) | Output::CloudAcked(_) | Output::Upload { .. }) => {
+                    self.devs[i].outbox_status(&o);
+                    self.devs[i].rep.push((now, o));
+                }
                 Output::Deliver(d) => self.devs[i].delivered.push((now, d)),
                 Output::RouteEvent(_) | Output::RtcSignal { .. } | Output::PostTab { .. } => {}
                 o @ (Output::SendRtc { .. } | Output::RtcConnect { .. } | Output::RtcClose { .. }) => self.rtc_output(i, o),
@@ -173,6 +206,9 @@ impl Net {
             self.retained.insert(topic.clone(), payload.clone());
         }
         self.fan_out(from, &topic, &payload);
+        if self.ingest.is_some() && topic == topics::upstream(VENUE) {
+            self.ingest_upload(&payload);
+        }
     }
 
     fn fan_out(&mut self, from: usize, topic: &str, payload: &[u8]) {
@@ -218,7 +254,7 @@ impl Net {
                 }
             }
             Ev::Connect { to, inc } => {
-                if self.live(to, inc) && !self.devs[to].connected {
+                if self.live(to, inc) && !self.devs[to].connected && !self.broker_off {
                     let d = &mut self.devs[to];
                     d.connected = true;
                     let node = d.node.as_mut().unwrap();
@@ -233,8 +269,12 @@ impl Net {
                     }
                 }
             }
-            Ev::Stored { to, inc, ids } => {
+            Ev::Stored { to, inc, cmds } => {
                 if self.live(to, inc) {
+                    let ids: Vec<_> = cmds.iter().map(|c| c.id.clone()).collect();
+                    for c in cmds {
+                        self.devs[to].outbox.entry(c.id.clone()).or_insert((c, false));
+                    }
                     self.devs[to].node.as_mut().unwrap().handle_stored(&ids, now);
                     self.drain(to);
                 }
@@ -289,13 +329,19 @@ impl Net {
         None
     }
 
-    /// Killed tab: memory and unfinished writes lost, Will after 120 ms.
+    /// Killed tab: memory and unfinished writes lost, Will after 120 ms,
+    /// its data channels reported closed at the other ends 1 s later.
     fn crash(&mut self, i: usize) {
         let d = &mut self.devs[i];
         d.node = None;
         d.storage_free_at = self.now;
         if std::mem::replace(&mut d.connected, false) {
             self.push(self.now + WILL_DELAY, Ev::Will { of: i });
+        }
+        for j in 0..self.devs.len() {
+            if self.rtc.remove(&Net::pair(i, j)) {
+                self.rtc_event(self.now + 1_000, j, i, routes::RtcEv::Closed);
+            }
         }
     }
 
@@ -728,5 +774,6 @@ proptest! {
     }
 }
 
+mod direct;
 mod replication;
 mod routes;

@@ -251,6 +251,21 @@ impl Replicator {
         self.finish(now);
     }
 
+    /// The broker connection came back. With the MQTT upstream, a batch in
+    /// flight may have been lost with the old connection: it is sent again
+    /// (ids are idempotent), and whatever waited goes at once instead of at
+    /// the end of a backoff that was only the broker being away.
+    pub fn handle_upstream_ready(&mut self, now: u64) {
+        if self.cfg.upstream != Upstream::Mqtt {
+            return;
+        }
+        self.abort_flight();
+        self.drain_at = now;
+        self.backoff_until = 0;
+        self.upload_fails = 0;
+        self.finish(now);
+    }
+
     /// A verified message from device `from` (one of ours, or the ingest).
     pub fn handle_message(&mut self, from: &str, msg: RepMsg, now: u64) {
         match msg {

@@ -444,7 +444,42 @@ impl Router {
         t
     }
 
+    /// Traffic of the node's own (election, replication) goes to `peer`:
+    /// it counts as active, so it is probed and offered a data channel.
+    pub fn touch(&mut self, peer: &str, now: u64) {
+        let now = self.begin(now);
+        if peer != self.cfg.me && is_valid_id(peer) {
+            self.peer_mut(peer).last_active = Some(now);
+        }
+    }
+
     // ----- getters -------------------------------------------------------
+
+    /// The route a single envelope to `peer` should take: the one a new app
+    /// message would take, or, when every breaker is open, the cheapest
+    /// route that is up; `None` when none is.
+    pub fn route_to(&self, peer: &str) -> Option<Route> {
+        let p = self.peers.get(peer)?;
+        self.best_route(p, 0).or_else(|| self.last_resort(p))
+    }
+
+    /// The direct route (tab, or open data channel) to `peer`: the cheapest
+    /// one whose breaker allows traffic, else any that is up.
+    pub fn direct_route(&self, peer: &str) -> Option<Route> {
+        let p = self.peers.get(peer)?;
+        let any_up = [Route::Tab, Route::Rtc].into_iter().find(|r| p.links[*r as usize].up)?;
+        Some(self.best_route(p, Route::Broker.bit()).unwrap_or(any_up))
+    }
+
+    /// Peers reachable without the broker, each with its direct route.
+    pub fn direct_routes(&self) -> impl Iterator<Item = (&str, Route)> + '_ {
+        self.peers.keys().filter_map(|name| Some((name.as_str(), self.direct_route(name)?)))
+    }
+
+    /// Whether any peer is reachable without the broker.
+    pub fn has_direct(&self) -> bool {
+        self.peers.values().any(|p| p.links[Route::Tab as usize].up || p.links[Route::Rtc as usize].up)
+    }
 
     /// A snapshot for `getDetailedStats()`.
     pub fn stats(&self) -> RouterStats {

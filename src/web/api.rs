@@ -153,7 +153,10 @@ export interface DetailedStats {
   uptimeMs: number;
   peers: PeerInfo[];
   security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
-  traffic: Record<"presence" | "heartbeat" | "hubClaim" | "replication" | "routing", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
+  /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
+  reachable: boolean;
+  /** `direct`: election and replication envelopes on data channels and tabs (part of `routing`). */
+  traffic: Record<"presence" | "heartbeat" | "hubClaim" | "replication" | "routing" | "direct", { msgsIn: number; bytesIn: number; msgsOut: number; bytesOut: number }>;
   replication: ReplicationStats;
   broker: ConnectionStats;
   queue: QueueStats;

@@ -76,6 +76,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .build(),
         )
         .set("uptimeMs", s.uptime_ms as f64)
+        .set("reachable", s.reachable)
         .set("peers", peers)
         .set(
             "security",
@@ -96,6 +97,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .set("hubClaim", flow(&s.traffic.hub_claim))
                 .set("replication", flow(&s.traffic.replication))
                 .set("routing", flow(&s.traffic.routing))
+                .set("direct", flow(&s.traffic.direct))
                 .build(),
         )
         .set("replication", {

@@ -64,12 +64,13 @@ async function waitPort(port, ms = 10_000) {
 /**
  * A private Mosquitto on loopback that the test may stop and restart:
  * websockets on `port` (`url`), plain MQTT on 127.0.0.1:`tcp` (for the ingest).
+ * Restart it on the same ports with `startBroker({ port, tcp })`.
  */
-export async function startBroker({ port, extra = '' } = {}) {
+export async function startBroker({ port, tcp, extra = '' } = {}) {
   port ||= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'vm-broker-'));
   const conf = join(dir, 'mosquitto.conf');
-  const tcp = await freePort();
+  tcp ||= await freePort();
   // A plain MQTT listener first: Mosquitto 2.0.11 won't start with websockets only.
   writeFileSync(conf, `per_listener_settings false\nlistener ${tcp} 127.0.0.1\nlistener ${port} lo\nprotocol websockets\n` +
     `allow_anonymous true\npersistence false\n${extra}\n`);

@@ -11,6 +11,19 @@ use crate::mesh::wire::Capabilities;
 use crate::mesh::Output;
 use crate::outbox::CommandId;
 use crate::replication::{self, wire as rwire, Cmd, PeerView, RepMsg, View};
+use crate::routing::Route;
+
+/// Where a queued replication message goes.
+#[derive(Debug, Clone)]
+pub(super) enum RepDest {
+    /// One device (REPLICATE on `dev/{d}/rep`, SYNC_ACK on `dev/{d}/ack`),
+    /// by the route the router picks.
+    Peer(String),
+    /// Every device (CLOUD_ACK on `cloud`, and on every direct route).
+    Venue,
+    /// The cloud's ingest (`up`, the broker only).
+    Upstream,
+}
 
 impl MeshNode {
     /// This device's own commands, durable in its outbox (`Enqueued`).
@@ -113,18 +126,13 @@ impl MeshNode {
         while let Some(o) = self.rep.poll_output() {
             match o {
                 replication::Output::Send { to, msg } => {
-                    let topic = match msg {
-                        RepMsg::SyncAck(_) => topics::ack(&self.cfg.venue, &to),
-                        _ => topics::replicate(&self.cfg.venue, &to),
-                    };
-                    self.rep_queue.push_back((topic, msg));
+                    // Replication partners get a data channel.
+                    self.router.touch(&to, now);
+                    self.rep_queue.push_back((RepDest::Peer(to), msg));
                 }
                 replication::Output::Publish(msg) => {
-                    let topic = match msg {
-                        RepMsg::Upload { .. } => topics::upstream(&self.cfg.venue),
-                        _ => topics::cloud(&self.cfg.venue),
-                    };
-                    self.rep_queue.push_back((topic, msg));
+                    let dest = if matches!(msg, RepMsg::Upload { .. }) { RepDest::Upstream } else { RepDest::Venue };
+                    self.rep_queue.push_back((dest, msg));
                 }
                 replication::Output::Store(cmds) => self.out.push_back(Output::Store(cmds)),
                 replication::Output::PeerAcked(ids) => self.out.push_back(Output::PeerAcked(ids)),
@@ -141,21 +149,38 @@ impl MeshNode {
                 self.counters.send_stalls += 1;
                 return;
             };
-            let Some((topic, msg)) = self.rep_queue.pop_front() else { return };
+            let Some((dest, msg)) = self.rep_queue.pop_front() else { return };
+            let Some(payload) = msg.encode().ok().and_then(|b| self.seal(msg.kind(), &b, counter, now_wall)) else {
+                self.counters.encode_errors += 1;
+                continue;
+            };
+            let venue = &self.cfg.venue;
+            let topic = match &dest {
+                RepDest::Peer(to) => {
+                    let route = self.router.route_to(to);
+                    if let Some(route @ (Route::Rtc | Route::Tab)) = route {
+                        self.send_direct(to.clone(), route, payload);
+                        continue;
+                    }
+                    if matches!(msg, RepMsg::SyncAck(_)) { topics::ack(venue, to) } else { topics::replicate(venue, to) }
+                }
+                RepDest::Venue => {
+                    // Also on the broker while it is down: a late CLOUD_ACK
+                    // still spares its holders a re-offer.
+                    let topic = topics::cloud(venue);
+                    self.send_direct_all(&payload);
+                    topic
+                }
+                RepDest::Upstream => topics::upstream(venue),
+            };
             // Device-to-device messages have end-to-end acks and resends of
             // their own, so QoS 0 is enough and spares the PUBACK frames
             // (back-to-back frames stall Mosquitto 2.0 for up to 100 ms).
             // The upstream keeps QoS 1: the broker may hold it for a
             // reconnecting ingest.
-            let qos = if matches!(msg, RepMsg::Replicate(_) | RepMsg::SyncAck(_)) { 0 } else { 1 };
-            let sealed = msg.encode().ok().and_then(|b| self.seal(msg.kind(), &b, counter, now_wall));
-            match sealed {
-                Some(payload) => {
-                    count_out(&mut self.traffic.replication, payload.len() as u64);
-                    self.out.push_back(Output::Publish { topic, payload, qos, retain: false });
-                }
-                None => self.counters.encode_errors += 1,
-            }
+            let qos = if matches!(dest, RepDest::Peer(_)) { 0 } else { 1 };
+            count_out(&mut self.traffic.replication, payload.len() as u64);
+            self.out.push_back(Output::Publish { topic, payload, qos, retain: false });
         }
     }
 }

@@ -17,15 +17,15 @@ pub(super) enum RtcEv {
 const ROOM: &str = "chat";
 
 impl Net {
-    fn index_of(&self, id: &str) -> Option<usize> {
+    pub(super) fn index_of(&self, id: &str) -> Option<usize> {
         self.devs.iter().position(|d| d.id == id)
     }
 
-    fn pair(a: usize, b: usize) -> (usize, usize) {
+    pub(super) fn pair(a: usize, b: usize) -> (usize, usize) {
         (a.min(b), a.max(b))
     }
 
-    fn rtc_event(&mut self, at: u64, to: usize, from: usize, ev: RtcEv) {
+    pub(super) fn rtc_event(&mut self, at: u64, to: usize, from: usize, ev: RtcEv) {
         let inc = self.devs[to].inc;
         self.push(at, Ev::Rtc { to, inc, from, ev });
     }
@@ -81,7 +81,7 @@ impl Net {
     }
 
     /// Both ends of the channel between `a` and `b` report it closed.
-    fn kill_rtc(&mut self, a: usize, b: usize) {
+    pub(super) fn kill_rtc(&mut self, a: usize, b: usize) {
         if self.rtc.remove(&Net::pair(a, b)) {
             let now = self.now;
             self.rtc_event(now + 1, a, b, RtcEv::Closed);
@@ -90,7 +90,8 @@ impl Net {
     }
 
     /// The broker stops: every connection drops, nothing in flight arrives.
-    fn broker_down(&mut self) {
+    pub(super) fn broker_down(&mut self) {
+        self.broker_off = true;
         let now = self.now;
         for i in 0..self.devs.len() {
             if std::mem::replace(&mut self.devs[i].connected, false) {
@@ -101,7 +102,8 @@ impl Net {
     }
 
     /// The broker is back: everyone reconnects 50–100 ms later.
-    fn broker_up(&mut self) {
+    pub(super) fn broker_up(&mut self) {
+        self.broker_off = false;
         for i in 0..self.devs.len() {
             let (inc, at) = (self.devs[i].inc, self.now + self.rand(50, 100));
             self.push(at, Ev::Connect { to: i, inc });
@@ -118,7 +120,7 @@ impl Net {
         }
     }
 
-    fn send_room(&mut self, i: usize, text: &str) -> u64 {
+    pub(super) fn send_room(&mut self, i: usize, text: &str) -> u64 {
         let now = self.now;
         let id = self.devs[i].node.as_mut().unwrap().send(Dest::Room(ROOM.into()), text.as_bytes().to_vec(), now).unwrap();
         self.drain(i);
@@ -136,7 +138,7 @@ impl Net {
 }
 
 /// Three devices announcing WEBRTC, elected, in room `chat`.
-fn meshed(seed: u64) -> Net {
+pub(super) fn meshed(seed: u64) -> Net {
     let mut net = Net::new(seed, trio());
     net.webrtc = true;
     net.start_all();
@@ -145,7 +147,7 @@ fn meshed(seed: u64) -> Net {
     net
 }
 
-fn rtc_up_everywhere(net: &Net) -> bool {
+pub(super) fn rtc_up_everywhere(net: &Net) -> bool {
     net.rtc.len() == 3
         && (0..3).all(|i| {
             net.node(i).router().stats().peers.iter().all(|p| p.routes.iter().any(|r| r.route == Route::Rtc && r.up))
