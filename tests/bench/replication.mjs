@@ -1,5 +1,8 @@
 // Quorum replication, end to end: three pages (kiosk hub, POS, iPad) on the
-// local broker. Figures are read in the POS page:
+// local broker, measured twice in one run: with WebRTC (replication takes
+// the data channels its traffic opened, after a warm-up) and with
+// `webrtc: false` (everything through the broker). Figures are read in the
+// POS page:
 //   latency: enqueue() call → the mesh's `peerAck` event (the SYNC_ACK of
 //     a replica arrived, sent after its IndexedDB commit: a majority holds
 //     the command durably), one command at a time, p50/p99; and → the
@@ -60,27 +63,58 @@ function measure([trips, burst]) {
   })();
 }
 
+/** Three pages of a fresh venue with the kiosk as hub; `webrtc`: let replication open data channels and wait for them. */
+async function trio(browser, webrtc) {
+  const venue = `bench-quorum-${webrtc ? 'rtc' : 'broker'}-${Date.now()}`;
+  const extra = webrtc ? {} : { webrtc: '0' };
+  const kiosk = await member(browser, venue, 'kiosk', extra);
+  const pos = await member(browser, venue, 'pos', extra);
+  const ipad = await member(browser, venue, 'ipad', { charging: '1', ...extra });
+  const all = [kiosk, pos, ipad];
+  for (let i = 0; i < 100; i++) {
+    const hubs = await Promise.all(all.map((m) => m.page.evaluate(() => window.mesh.hub)));
+    if (hubs.every((h) => h === kiosk.id)) break;
+    await sleep(100);
+  }
+  if (webrtc) {
+    // Warm-up: replication partners get data channels; measure once they are open.
+    await Promise.all(all.map((m) => m.page.evaluate(() => Promise.all(Array.from({ length: 5 }, () => window.mesh.enqueue('warm', '{}'))))));
+    const rtcUp = (m) => m.page.evaluate((ids) => {
+      const peers = window.mesh.getDetailedStats().routes.peers;
+      return ids.every((id) => peers.find((p) => p.device === id)?.routes.find((r) => r.route === 'rtc')?.up);
+    }, all.filter((o) => o !== m).map((o) => o.id));
+    for (let i = 0; i < 150 && !(await Promise.all(all.map(rtcUp))).every(Boolean); i++) await sleep(100);
+  }
+  return { all, pos };
+}
+
+async function measureOn(browser, webrtc) {
+  const { all, pos } = await trio(browser, webrtc);
+  const before = await pos.page.evaluate(() => window.mesh.getDetailedStats().traffic);
+  const r = await pos.page.evaluate(measure, [TRIPS, BURST]);
+  const after = await pos.page.evaluate(() => window.mesh.getDetailedStats().traffic);
+  // Replication messages out of the POS during the run, and how many went on data channels.
+  r.directOut = after.direct.msgsOut - before.direct.msgsOut;
+  r.brokerOut = after.replication.msgsOut - before.replication.msgsOut;
+  await Promise.all(all.map((m) => m.context.close()));
+  return r;
+}
+
 export async function replicationBench() {
   const browser = await launch();
   try {
-    const venue = `bench-quorum-${Date.now()}`;
-    const kiosk = await member(browser, venue, 'kiosk');
-    const pos = await member(browser, venue, 'pos');
-    const ipad = await member(browser, venue, 'ipad', { charging: '1' });
-    for (let i = 0; i < 100; i++) {
-      const hubs = await Promise.all([kiosk, pos, ipad].map((m) => m.page.evaluate(() => window.mesh.hub)));
-      if (hubs.every((h) => h === kiosk.id)) break;
-      await sleep(100);
-    }
-    const r = await pos.page.evaluate(measure, [TRIPS, BURST]);
-    await Promise.all([kiosk, pos, ipad].map((m) => m.context.close()));
+    const b = await measureOn(browser, false);
+    const r = await measureOn(browser, true);
     const f = (x) => x.toFixed(2);
     const rate = (n, ms) => Math.round(n / (ms / 1000));
+    console.error(`replication bench: POS sent ${r.directOut} envelopes on data channels and ${r.brokerOut} replication messages on the broker (data-channel run); ${b.brokerOut} on the broker in the broker-only run`);
     return [
-      { what: `quorum ack (enqueue → peerAck, 3 pages) p50, ms`, ours: f(pct(r.quorum, 0.5)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.5)), ratio: f(pct(r.quorum, 0.5) / pct(r.local, 0.5)) },
-      { what: `quorum ack p99, ms (${TRIPS} sequential)`, ours: f(pct(r.quorum, 0.99)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.99)), ratio: f(pct(r.quorum, 0.99) / pct(r.local, 0.99)) },
+      { what: `quorum ack (enqueue → peerAck, 3 pages, data channels) p50, ms`, ours: f(pct(r.quorum, 0.5)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.5)), ratio: f(pct(r.quorum, 0.5) / pct(r.local, 0.5)) },
+      { what: `quorum ack p99, ms (${TRIPS} sequential, data channels)`, ours: f(pct(r.quorum, 0.99)), peer: 'local commit alone (ours)', peerValue: f(pct(r.local, 0.99)), ratio: f(pct(r.quorum, 0.99) / pct(r.local, 0.99)) },
+      { what: `quorum ack over the broker only (webrtc: false) p50 / p99, ms`, ours: `${f(pct(b.quorum, 0.5))} / ${f(pct(b.quorum, 0.99))}`, peer: 'data channels (ours, above)', peerValue: `${f(pct(r.quorum, 0.5))} / ${f(pct(r.quorum, 0.99))}`, ratio: f(pct(b.quorum, 0.5) / pct(r.quorum, 0.5)) },
       { what: `peer_ack status written (statusChanged) p50 / p99, ms`, ours: `${f(pct(r.status, 0.5))} / ${f(pct(r.status, 0.99))}`, peer: 'local commit alone (ours)', peerValue: `${f(pct(r.local, 0.5))} / ${f(pct(r.local, 0.99))}` },
-      { what: `sustained with quorum, ${BURST} at once, commands/s`, ours: rate(BURST, r.burstQuorumMs), peer: 'local commit alone (ours)', peerValue: rate(BURST, r.burstLocalMs), ratio: f(r.burstLocalMs / r.burstQuorumMs) },
+      { what: `sustained with quorum, ${BURST} at once, commands/s (data channels)`, ours: rate(BURST, r.burstQuorumMs), peer: 'local commit alone (ours)', peerValue: rate(BURST, r.burstLocalMs), ratio: f(r.burstLocalMs / r.burstQuorumMs) },
+      { what: `sustained with quorum, broker only, commands/s`, ours: rate(BURST, b.burstQuorumMs), peer: 'data channels (ours, above)', peerValue: rate(BURST, r.burstQuorumMs), ratio: f(r.burstQuorumMs / b.burstQuorumMs) },
     ];
   } finally {
     await browser.close();

@@ -1,5 +1,5 @@
 // One mesh member for the election end-to-end tests and benchmarks.
-// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch, upload (see below).
+// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch, webrtc=0, upload (see below).
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
@@ -19,6 +19,7 @@ try {
   if (p.get('db')) options.dbName = p.get('db');
   if (p.get('drain')) options.drainIntervalMs = Number(p.get('drain'));
   if (p.get('batch')) options.uploadBatchSize = Number(p.get('batch'));
+  if (p.get('webrtc') === '0') options.webrtc = false;
   // upload=N: an app upload function that records batches and rejects its first N calls.
   if (p.get('upload') !== null) {
     window.uploads = [];
