@@ -79,8 +79,8 @@ pub struct MeshNode {
     /// Peers with an open data channel (their Will or silence does not
     /// remove them from the router while it is open).
     rtc_open: BTreeSet<String>,
-    /// Peers whose presence went while the broker was down (`routes.rs`).
-    kept: BTreeSet<String>,
+    /// Peers whose presence went by Will or silence, since when (`routes.rs`).
+    kept: BTreeMap<String, u64>,
     /// The last app message id handed out.
     next_msg_id: u64,
 }
@@ -128,7 +128,7 @@ impl MeshNode {
             router_timeout: u64::MAX,
             rooms: BTreeSet::new(),
             rtc_open: BTreeSet::new(),
-            kept: BTreeSet::new(),
+            kept: BTreeMap::new(),
             next_msg_id: 0,
             cfg: config,
         };
@@ -549,6 +549,9 @@ impl MeshNode {
                 at = at.min(r);
             }
             at = at.min(self.router_timeout);
+            if let Some(t) = self.kept_until() {
+                at = at.min(t);
+            }
         }
         let minutes = (now - self.started) / MINUTE_MS;
         if minutes < UPTIME_CAP_MINUTES {

@@ -444,6 +444,11 @@ impl Router {
         t
     }
 
+    /// The settings in force.
+    pub fn config(&self) -> &RouterConfig {
+        &self.cfg
+    }
+
     /// Traffic of the node's own (election, replication) goes to `peer`:
     /// it counts as active, so it is probed and offered a data channel.
     pub fn touch(&mut self, peer: &str, now: u64) {

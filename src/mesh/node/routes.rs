@@ -14,11 +14,12 @@
 //!   the replay window (so the same envelope arriving twice is dropped),
 //!   then the router dedups messages by (sender, epoch, id).
 //! * **Peers** follow the election's table (`PeerJoined` / `PeerLeft`, the
-//!   WEBRTC capability of their Join), except that a peer stays when its
-//!   broker presence goes by Will or silence (the broker may be what
-//!   failed; removing it would give up its copies in flight): only a clean
-//!   Leave removes it. A crashed device so stays a room member, each copy to
-//!   it given up after 30 s (`Undeliverable`), until it returns or leaves.
+//!   WEBRTC capability of their Join), except that a peer gone by Will or
+//!   silence stays for the router's give-up time (30 s): the broker may be
+//!   what failed, and removing it at once would give up its copies in
+//!   flight and drop it from rooms for a blip. A clean Leave removes it at
+//!   once; a device that crashed stops being addressed after those 30 s
+//!   (copies to it until then are given up, `Undeliverable`).
 //! * **Rooms**: membership is not announced in protocol version 1, so a
 //!   joined room's members are every live peer; copies for a room this
 //!   device did not join are acked and dropped (`not_joined`).
@@ -140,7 +141,7 @@ impl MeshNode {
     fn members(&self) -> Vec<String> {
         let mut m: Vec<String> = self.election.peers().map(|(id, _)| id.to_string()).collect();
         m.extend(self.rtc_open.iter().cloned());
-        m.extend(self.kept.iter().cloned());
+        m.extend(self.kept.keys().cloned());
         m.sort();
         m.dedup();
         m
@@ -175,13 +176,10 @@ impl MeshNode {
                 // room messages keep going to it). A clean Leave removes it.
                 // (Removing it on a presence blip would give up every copy
                 // in flight to it and drop it from rooms: lost messages.)
-                let gone = *reason == LeftReason::Leave;
-                if gone {
-                    self.rtc_open.remove(device);
-                    self.kept.remove(device);
-                    self.router.remove_peer(device, now);
+                if *reason == LeftReason::Leave {
+                    self.forget_peer(device, now);
                 } else {
-                    self.kept.insert(device.clone());
+                    self.kept.entry(device.clone()).or_insert(now);
                 }
             }
             _ => {}
@@ -235,9 +233,29 @@ impl MeshNode {
         }
     }
 
+    /// A peer that left (clean Leave, or kept past the give-up time): out
+    /// of the router (its copies given up, its channel closed) and rooms.
+    fn forget_peer(&mut self, device: &str, now: u64) {
+        self.rtc_open.remove(device);
+        self.kept.remove(device);
+        self.router.remove_peer(device, now);
+        self.refresh_rooms(now);
+    }
+
+    /// When the oldest kept peer is due to be forgotten.
+    pub(super) fn kept_until(&self) -> Option<u64> {
+        let give_up = self.router.config().give_up_ms;
+        self.kept.values().min().map(|since| since.saturating_add(give_up))
+    }
+
     /// Moves the router's outputs out: transmissions into the send queue
     /// (they wait for a counter), the rest to the shell.
     pub(super) fn drain_routes(&mut self, now: u64) {
+        while self.kept_until().is_some_and(|t| t <= now) {
+            let give_up = self.router.config().give_up_ms;
+            let Some(device) = self.kept.iter().find(|(_, since)| since.saturating_add(give_up) <= now).map(|(d, _)| d.clone()) else { break };
+            self.forget_peer(&device, now);
+        }
         for _ in 0..MAX_DRAIN {
             match self.router.poll_output(now) {
                 routing::Output::Transmit { route, to, kind, body } => self.route_queue.push_back((route, to, kind, body)),

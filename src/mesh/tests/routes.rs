@@ -270,3 +270,27 @@ fn a_thousand_messages_with_routes_failing_and_recovering_arrive_exactly_once() 
         assert_exactly_once(&net, &sent);
     }
 }
+
+#[test]
+fn a_crashed_device_stays_addressed_for_the_give_up_time_then_is_forgotten() {
+    let mut net = meshed(24);
+    net.send_room(0, "warm up");
+    net.until(net.now + 5_000, rtc_up_everywhere).expect("channels");
+    let known = |net: &Net| net.node(0).router().stats().peers.iter().any(|p| p.peer == "ipad-1");
+    net.crash(2);
+    let left = net.until(net.now + 5_000, |n| n.events(0).any(|e| matches!(e, MeshEvent::PeerLeft { device, .. } if device == "ipad-1")));
+    let left = left.expect("the election notices");
+    // A blip (broker restart, lost Wi-Fi) would end within this window: still addressed.
+    net.run_until(left + 20_000);
+    assert!(known(&net), "kept for the give-up time");
+    net.run_until(left + 31_000);
+    assert!(!known(&net), "forgotten after it");
+    // Room messages now go to the one live peer only, and arrive.
+    let id = net.send_room(0, "after");
+    net.run_until(net.now + 500);
+    assert!(net.devs[1].delivered.iter().any(|(_, d)| d.id == id && d.from == "kiosk-1"));
+    assert_eq!(net.node(0).router().stats().pending, 0, "nothing waits for the crashed device");
+    // It comes back: addressed again.
+    net.start(2);
+    net.until(net.now + 5_000, known).expect("re-added when it rejoins");
+}
