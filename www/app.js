@@ -189,8 +189,11 @@ function renderRoute(stats) {
   $('route-broker').dataset.state = b.connected ? 'up' : 'down';
   $('route-broker-url').textContent = b.url || brokers.join(', ');
   const chip = $('route-broker-state');
-  chip.textContent = b.connected ? 'connected' : 'down';
+  // No broker, but data channels or tabs still carry the election and replication.
+  const direct = !b.connected && stats.reachable;
+  chip.textContent = b.connected ? 'connected' : direct ? 'down · device mesh on' : 'down';
   chip.className = `chip ${b.connected ? 'chip-ok' : 'chip-bad'}`;
+  if (!b.connected) setConn(direct ? 'direct' : 'disconnected', direct ? 'device mesh' : 'offline');
   $('route-broker-rtt').textContent = b.rttMs === null ? '–' : `${b.rttMs.toFixed(1)} ms`;
   $('route-broker-rttmin').textContent = b.rttMinMs === null ? '' : `min ${b.rttMinMs.toFixed(1)} ms`;
   const endpoint = b.endpoint === null ? '' : `broker #${b.endpoint + 1} of ${brokers.length} · `;
