@@ -7,7 +7,7 @@
 // cloud_ack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, startIngest, sleep, meshMember } from './lib.mjs';
+import { launch, startBroker, startIngest, sleep, meshMember, waitFor } from './lib.mjs';
 
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
@@ -22,14 +22,6 @@ after(async () => {
   await broker?.stop();
 });
 
-async function waitFor(f, ms, what) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await f()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting until ${what}`);
-}
 
 const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {
   const ids = [];

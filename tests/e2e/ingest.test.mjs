@@ -12,7 +12,7 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
-import { startBroker, freePort, sleep } from './lib.mjs';
+import { startBroker, freePort, sleep, waitFor as waitUntil } from './lib.mjs';
 import * as E from '../ingest/envelope.mjs';
 
 const DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'ingest');
@@ -63,14 +63,7 @@ after(async () => {
   if (tmp) rmSync(tmp, { recursive: true, force: true });
 });
 
-async function waitFor(pred, ms, what) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (pred()) return;
-    await sleep(25);
-  }
-  assert.fail(`timed out waiting until ${what}\ningest stderr:\n${err}`);
-}
+const waitFor = (pred, ms, what) => waitUntil(pred, ms, what, { every: 25, detail: () => `ingest stderr:\n${err}` });
 
 function subscriptions() {
   try { return JSON.parse(readFileSync(ready, 'utf8')).subscribed; } catch { return 0; }

@@ -2,6 +2,7 @@
 // playwright-core (never a downloaded browser), the static server and the
 // broker that scripts/test started, private brokers a test can kill, and the
 // reference ingest (tests/ingest/ingest.py) as the cloud end of the upload.
+import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -96,6 +97,20 @@ export function nonLoopbackListeners() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Polls `f` (sync or async) every `every` ms until it is truthy; fails the
+ * test after `ms` with "timed out waiting until {what}" and, if given,
+ * `detail()` (e.g. a service's stderr).
+ */
+export async function waitFor(f, ms, what, { every = 100, detail } = {}) {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await f()) return;
+    await sleep(every);
+  }
+  assert.fail(`timed out waiting until ${what}${detail ? `\n${detail()}` : ''}`);
+}
 
 // --- the reference ingest ------------------------------------------------------------
 const INGEST_DIR = fileURLToPath(new URL('../ingest/', import.meta.url));

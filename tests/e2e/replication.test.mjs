@@ -5,7 +5,7 @@
 // them cloud_ack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, startIngest, sleep, meshMember } from './lib.mjs';
+import { launch, startBroker, startIngest, sleep, meshMember, waitFor as waitUntil } from './lib.mjs';
 
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
@@ -22,14 +22,7 @@ after(async () => {
 
 const ingested = () => ingest.query();
 
-async function waitFor(f, ms, what) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await f()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting until ${what}\ningest stderr:\n${(ingest?.stderr ?? '').slice(-2000)}`);
-}
+const waitFor = (f, ms, what) => waitUntil(f, ms, what, { detail: () => `ingest stderr:\n${(ingest?.stderr ?? '').slice(-2000)}` });
 
 const member = (venue, kind, extra = {}) => meshMember(browser, broker.url, venue, kind, extra);
 

@@ -6,7 +6,7 @@
 // recovering reach every other page's app exactly once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, BASE, sleep } from './lib.mjs';
+import { launch, startBroker, BASE, sleep, waitFor } from './lib.mjs';
 
 let browser, broker;
 const pages = [];
@@ -20,14 +20,6 @@ after(async () => {
   await broker?.stop();
 });
 
-async function waitFor(f, ms, what) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await f()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting until ${what}`);
-}
 
 async function member(kind) {
   const context = await browser.newContext();

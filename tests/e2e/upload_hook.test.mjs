@@ -4,7 +4,7 @@
 // publishes the CLOUD_ACK itself).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, sleep, meshMember } from './lib.mjs';
+import { launch, startBroker, sleep, meshMember, waitFor } from './lib.mjs';
 
 let browser, broker;
 before(async () => { browser = await launch(); broker = await startBroker(); });
@@ -13,14 +13,6 @@ after(async () => { await browser?.close(); await broker?.stop(); });
 const member = (venue, kind, extra = {}) =>
   meshMember(browser, broker.url, venue, kind, { drain: '300', upload: '1', ...extra });
 
-async function waitFor(f, ms, what) {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (await f()) return;
-    await sleep(100);
-  }
-  assert.fail(`timed out waiting until ${what}`);
-}
 
 test('the hub uploads through the app function, retries a rejected batch, and cloud acks reach every holder',
   { timeout: 60_000 }, async () => {

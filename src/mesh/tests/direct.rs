@@ -37,8 +37,9 @@ impl Net {
         self.drain(i);
     }
 
-    /// Ids device `i` was told reached the quorum (`peer`) or the cloud.
-    fn acks(&self, i: usize, peer: bool) -> Vec<String> {
+    /// Ids device `i` was told reached the quorum (`peer`) or the cloud,
+    /// sorted, once each.
+    pub(super) fn acks(&self, i: usize, peer: bool) -> Vec<String> {
         let mut ids: Vec<String> = self.devs[i]
             .rep
             .iter()

@@ -11,19 +11,6 @@ fn cmd(id: &str, origin: &str) -> Rc<Cmd> {
     Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at: WALL0, payload: b"{\"total\":12}".to_vec() })
 }
 
-fn acked(net: &Net, i: usize, peer: bool) -> Vec<String> {
-    net.devs[i]
-        .rep
-        .iter()
-        .flat_map(|(_, o)| match o {
-            Output::PeerAcked(ids) if peer => ids.clone(),
-            Output::CloudAcked(ids) if !peer => ids.clone(),
-            _ => Vec::new(),
-        })
-        .map(CommandId::into_string)
-        .collect()
-}
-
 /// The uploads published on `vm/{venue}/up` so far, decoded.
 fn uploads(net: &Net) -> Vec<(String, Vec<Rc<Cmd>>)> {
     net.log
@@ -47,7 +34,7 @@ fn a_command_is_peer_acked_by_a_majority_then_cloud_acked_everywhere() {
     net.devs[1].node.as_mut().unwrap().handle_committed(vec![cmd("pos-1-a", "pos-1")], now);
     net.drain(1);
     net.run_until(now + 200);
-    assert_eq!(acked(&net, 1, true), vec!["pos-1-a".to_string()], "the origin reaches the quorum");
+    assert_eq!(net.acks(1, true), vec!["pos-1-a".to_string()], "the origin reaches the quorum");
     let holders = net.node(1).replicator().holders("pos-1-a").unwrap();
     assert_eq!(holders, vec!["ipad-1".to_string(), "kiosk-1".to_string()], "replicated to the hub and the next best");
 
@@ -68,7 +55,7 @@ fn a_command_is_peer_acked_by_a_majority_then_cloud_acked_everywhere() {
     }
     net.run_until(net.now + 100);
     for i in 0..3 {
-        assert_eq!(acked(&net, i, false), vec!["pos-1-a".to_string()], "device {i}");
+        assert_eq!(net.acks(i, false), vec!["pos-1-a".to_string()], "device {i}");
         assert_eq!(net.node(i).replicator().stats().held, 0);
         assert_accounted(&net.node(i).stats());
     }
