@@ -406,6 +406,20 @@ test('several devices: the demo shows the hub, the peers with scores, the queue 
     await waitListed(pos, waterId, 'cloud_ack'); // the hub held a replica
     assert.deepEqual(ingest.query().ids.sort(), [saleId, waterId].sort(), 'the ingest holds both sales, once each');
 
+    // The broker (and the cloud behind it) stops: the two pages say the device mesh
+    // carries on over their data channel, and a sale still reaches peer_ack.
+    await broker.stop();
+    for (const d of [pos, ipad]) {
+      await d.page.waitForSelector('#conn[data-state="direct"]', { timeout: 10_000 });
+      assert.equal(await d.page.textContent('#conn'), 'device mesh');
+      assert.match(await d.page.textContent('#route-broker-state'), /down · device mesh on/);
+    }
+    await pos.page.tap('#items button[data-item="Espresso"]');
+    await waitTiles(pos, 'an offline sale held by the two devices', { pending: 0, peer_ack: 1, cloud_ack: 2, failed: 0 });
+    assert.equal(await pos.page.textContent('#role'), 'HUB', 'still the hub without a broker');
+    await pos.page.evaluate(() => window.scrollTo(0, 0));
+    await screenshot(pos, 'demo-ipad-landscape-device-mesh', { pending: 0, peer_ack: 1, cloud_ack: 2 });
+
     for (const d of all) assert.deepEqual(d.errors.map(String), [], `${d.kind}: uncaught errors in the page`);
     await pos.context.close();
     await ipad.context.close();
