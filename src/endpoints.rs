@@ -31,10 +31,13 @@ use crate::rng::Rng;
 pub struct EndpointConfig {
     /// `ws://` or `wss://` URL of the broker's WebSocket listener.
     pub url: String,
+    /// Longest time from opening the socket to CONNACK before the attempt
+    /// counts as failed (must be > 0).
     pub connect_timeout_ms: u64,
 }
 
 impl EndpointConfig {
+    /// An endpoint; [`Endpoints::new`] validates it.
     pub fn new(url: impl Into<String>, connect_timeout_ms: u64) -> Self {
         EndpointConfig { url: url.into(), connect_timeout_ms }
     }
@@ -127,10 +130,12 @@ impl Endpoints {
         })
     }
 
+    /// Every endpoint, in order of preference.
     pub fn list(&self) -> &[EndpointConfig] {
         &self.list
     }
 
+    /// The endpoint at `index` in the list (`None` if out of range).
     pub fn get(&self, index: usize) -> Option<&EndpointConfig> {
         self.list.get(index)
     }

@@ -17,6 +17,8 @@
 //! `std::time::Instant::now()` panics on `wasm32-unknown-unknown`, which is one
 //! more reason time is always a parameter here.
 
+#![deny(missing_docs)]
+
 pub mod rng;
 pub mod mqtt;
 pub mod endpoints;

@@ -54,6 +54,7 @@ pub struct SocketId(pub u64);
 pub struct ClientConfig {
     /// In order of preference: local broker first, then the cloud.
     pub endpoints: Vec<EndpointConfig>,
+    /// The MQTT session: client id, credentials, Will, keepalive and limits.
     pub session: SessionConfig,
     /// Reconnect pacing and the switch-back probe interval.
     pub backoff: BackoffConfig,
@@ -86,12 +87,25 @@ pub enum Input {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// `new WebSocket(url, "mqtt")` with `binaryType = "arraybuffer"`.
-    OpenSocket { id: SocketId, url: String },
+    OpenSocket {
+        /// Names the new socket in later inputs and outputs.
+        id: SocketId,
+        /// The endpoint's `ws://` or `wss://` URL.
+        url: String,
+    },
     /// One `WebSocket.send` of these bytes (one frame, many packets).
-    Send { id: SocketId, bytes: Vec<u8> },
+    Send {
+        /// The socket to send on.
+        id: SocketId,
+        /// One or more whole MQTT packets.
+        bytes: Vec<u8>,
+    },
     /// `WebSocket.close()`; later events from this socket may still be fed
     /// in and are ignored.
-    CloseSocket { id: SocketId },
+    CloseSocket {
+        /// The socket to close.
+        id: SocketId,
+    },
     /// Tell the app (after the drain, outside any borrow of the client).
     Event(Event),
     /// Nothing more to do now; call `handle_input(Input::Timeout, ..)` at
@@ -128,50 +142,116 @@ pub enum DisconnectReason {
 #[non_exhaustive]
 pub enum Event {
     /// CONNACK accepted on endpoint `endpoint` (index into the config list).
-    Connected { endpoint: usize, url: String, session_present: bool },
+    Connected {
+        /// Index into [`ClientConfig::endpoints`].
+        endpoint: usize,
+        /// That endpoint's URL.
+        url: String,
+        /// The broker kept our session (subscriptions, QoS 1/2 state); only
+        /// possible with `clean_session = false`.
+        session_present: bool,
+    },
     /// A connect attempt failed; the next endpoint or a backoff follows.
-    ConnectFailed { endpoint: usize, url: String, reason: DisconnectReason },
+    ConnectFailed {
+        /// Index into [`ClientConfig::endpoints`] of the endpoint tried.
+        endpoint: usize,
+        /// That endpoint's URL.
+        url: String,
+        /// Why the attempt failed.
+        reason: DisconnectReason,
+    },
     /// An established connection ended; reconnecting follows unless `Closed`.
-    Disconnected { reason: DisconnectReason },
+    Disconnected {
+        /// Why the connection ended.
+        reason: DisconnectReason,
+    },
     /// An application message. QoS 1 may repeat (dedupe by message id);
     /// QoS 2 is delivered once per broker session.
-    Message { topic: String, payload: Vec<u8>, qos: QoS, retain: bool, dup: bool },
+    Message {
+        /// The topic name it was published to.
+        topic: String,
+        /// The application bytes.
+        payload: Vec<u8>,
+        /// The QoS the broker delivered it with (at most the granted QoS).
+        qos: QoS,
+        /// RETAIN flag: a retained message, sent because of a new
+        /// subscription (§3.3.1.3).
+        retain: bool,
+        /// DUP flag: the broker may have sent this QoS 1/2 PUBLISH before.
+        dup: bool,
+    },
     /// The publish is done: QoS 0 handed to the socket, QoS 1 PUBACKed,
     /// QoS 2 PUBCOMPed.
-    PublishDone { id: PublishId },
+    PublishDone {
+        /// The id [`Client::publish`] returned.
+        id: PublishId,
+    },
     /// Only after `close()`: this publish will never complete.
-    PublishFailed { id: PublishId, error: PublishError },
+    PublishFailed {
+        /// The id [`Client::publish`] returned.
+        id: PublishId,
+        /// Why it will never complete.
+        error: PublishError,
+    },
     /// The broker answered a subscription (again after each reconnect
     /// without session). `None` = refused (SUBACK 0x80); it is then
     /// forgotten, call `subscribe` again to retry.
-    Subscribed { filter: String, granted: Option<QoS> },
-    Unsubscribed { filter: String },
+    Subscribed {
+        /// The topic filter, as given to `subscribe`.
+        filter: String,
+        /// The maximum QoS the broker granted for it.
+        granted: Option<QoS>,
+    },
+    /// The broker acknowledged an unsubscribe (UNSUBACK); the filter is no
+    /// longer among the subscriptions.
+    Unsubscribed {
+        /// The topic filter, as given to `unsubscribe`.
+        filter: String,
+    },
 }
 
 /// A snapshot for `getDetailedStats()` and the hub score.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClientStats {
+    /// The broker accepted our CONNECT and the connection is still up.
     pub connected: bool,
     /// Endpoint index and URL in use (while connected).
     pub endpoint: Option<usize>,
+    /// URL of `endpoint` (while connected).
     pub url: Option<String>,
+    /// Round-trip times and missed deadlines, from the session.
     pub rtt: RttStats,
     /// CONNACKs received, and of those all but the first.
     pub connects: u64,
+    /// `connects` minus the first.
     pub reconnects: u64,
+    /// Connect attempts that ended before an accepted CONNACK (timeout,
+    /// refusal, socket closed, protocol error).
     pub connect_failures: u64,
     /// Failed rounds in a row (the backoff exponent).
     pub backoff_failures: u32,
+    /// Bytes received on the main connection, over all connections
+    /// (probes not counted).
     pub bytes_in: u64,
+    /// Bytes produced for the main connection, over all connections
+    /// (probes not counted).
     pub bytes_out: u64,
+    /// MQTT packets decoded from the broker, over all connections.
     pub packets_in: u64,
+    /// MQTT packets encoded for the broker, over all connections.
     pub packets_out: u64,
     /// PUBLISH (DUP) / PUBREL packets resent after reconnects.
     pub resent: u64,
+    /// QoS 1/2 publishes sent and awaiting their acks.
     pub inflight: usize,
+    /// Publishes waiting to be sent (not counting in-flight ones).
     pub queued: usize,
+    /// Topic filters the broker has granted.
     pub subscriptions: usize,
+    /// Probes of the preferred endpoint answered by a CONNACK that was
+    /// accepted or identifier-rejected (either way: switch back).
     pub probes_ok: u64,
+    /// Probes that timed out, lost their socket or got any other answer.
     pub probes_failed: u64,
 }
 
@@ -320,6 +400,8 @@ impl Client {
         Ok(())
     }
 
+    /// Unsubscribes (sent now, or after the next CONNACK); the filter leaves
+    /// the subscriptions on UNSUBACK, reported as [`Event::Unsubscribed`].
     pub fn unsubscribe(&mut self, filter: &str, now: u64) -> Result<(), UsageError> {
         self.session.unsubscribe(&[filter], now)?;
         self.pump(now);
@@ -354,6 +436,7 @@ impl Client {
         self.pump(now);
     }
 
+    /// A snapshot of the connection state and the counters.
     pub fn stats(&self) -> ClientStats {
         let up = self.phase() == Some(Phase::Up);
         let endpoint = self.conn.as_ref().filter(|_| up).map(|c| c.endpoint);

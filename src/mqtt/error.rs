@@ -18,11 +18,22 @@ pub enum UsageError {
     /// The topic filter of a subscribe/unsubscribe is not valid.
     InvalidFilter(TopicError),
     /// The encoded packet would exceed the configured `max_packet_size`.
-    PacketTooLarge { size: usize, max: usize },
+    PacketTooLarge {
+        /// Encoded size of the packet, in bytes.
+        size: usize,
+        /// The configured `max_packet_size`.
+        max: usize,
+    },
     /// `max_queued` messages are already waiting; nothing was queued.
-    QueueFull { limit: usize },
+    QueueFull {
+        /// The configured `max_queued`.
+        limit: usize,
+    },
     /// Too many SUBSCRIBE/UNSUBSCRIBE requests are awaiting their ack.
-    TooManyPendingRequests { limit: usize },
+    TooManyPendingRequests {
+        /// Most requests that may await their ack at once.
+        limit: usize,
+    },
     /// A subscribe/unsubscribe call without any filter.
     NoFilters,
     /// `close()` was called; the client does nothing any more.
@@ -56,9 +67,15 @@ pub enum ConfigError {
     /// The endpoint list is empty.
     NoEndpoints,
     /// Endpoint `index` has a URL that is not `ws://` or `wss://`.
-    InvalidUrl { index: usize },
+    InvalidUrl {
+        /// Position in the endpoint list.
+        index: usize,
+    },
     /// Endpoint `index` has a connect timeout of 0.
-    ZeroConnectTimeout { index: usize },
+    ZeroConnectTimeout {
+        /// Position in the endpoint list.
+        index: usize,
+    },
     /// The client id is unusable (why).
     InvalidClientId(&'static str),
     /// The Will topic is not a valid topic name.
@@ -99,7 +116,12 @@ pub enum ProtocolError {
     /// A packet a broker must not send, or not in this state (its name).
     UnexpectedPacket(&'static str),
     /// A SUBACK with a different number of return codes than filters asked.
-    SubAckMismatch { requested: usize, returned: usize },
+    SubAckMismatch {
+        /// Filters in our SUBSCRIBE.
+        requested: usize,
+        /// Return codes in the broker's SUBACK.
+        returned: usize,
+    },
 }
 
 impl fmt::Display for ProtocolError {

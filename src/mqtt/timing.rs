@@ -55,11 +55,13 @@ pub const LATE_GRACE_MS: u64 = 1_000;
 /// queue, so it is extended once by [`LATE_GRACE_MS`] before it counts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Deadline {
+    /// The instant it falls due (same clock as `now`); moved once by the grace.
     pub at: u64,
     grace_used: bool,
 }
 
 impl Deadline {
+    /// A deadline at `at`, with its grace still unused.
     pub fn new(at: u64) -> Self {
         Deadline { at, grace_used: false }
     }

@@ -94,7 +94,10 @@ pub enum FullCause {
     /// The browser refused the write (`QuotaExceededError`). Nothing of the batch was written.
     StorageQuota,
     /// [`Config::max_queued`](super::Config::max_queued) commands are not yet cloud-acked.
-    RecordLimit { limit: usize },
+    RecordLimit {
+        /// The configured `max_queued`.
+        limit: usize,
+    },
 }
 
 /// Every error of the queue.
@@ -118,9 +121,19 @@ pub enum Misuse {
     /// The topic is empty.
     EmptyTopic,
     /// The topic is longer than `max_topic_len` bytes.
-    TopicTooLong { len: usize, max: usize },
+    TopicTooLong {
+        /// The topic's length in bytes.
+        len: usize,
+        /// The configured `max_topic_len`.
+        max: usize,
+    },
     /// The payload is larger than `max_payload_bytes`.
-    PayloadTooLarge { len: usize, max: usize },
+    PayloadTooLarge {
+        /// The payload's size in bytes.
+        len: usize,
+        /// The configured `max_payload_bytes`.
+        max: usize,
+    },
     /// A caller-given id (or inbox message id) is empty or longer than `max_id_len` bytes.
     InvalidId,
     /// A caller-given id is already queued or being written.
@@ -129,8 +142,11 @@ pub enum Misuse {
     UnknownCommand(CommandId),
     /// The command's status does not allow this change.
     InvalidTransition {
+        /// The command.
         id: CommandId,
+        /// Its latest accepted status (possibly not yet committed).
         from: Status,
+        /// Name of the refused call, e.g. `"retry"` or `"upload_failed"`.
         action: &'static str,
     },
     /// No operation awaiting this kind of completion has this id.

@@ -294,26 +294,53 @@ impl Durability {
 pub enum StorageOp {
     /// Close the database connection (if any) and open it again (same name and version). Report
     /// success once the new connection is usable.
-    ReopenDatabase { op: OpId },
+    ReopenDatabase {
+        /// The id to report completion with.
+        op: OpId,
+    },
     /// `outbox`, readwrite, strict: `put` every record.
     PutRecords {
+        /// The id to report completion with.
         op: OpId,
+        /// The records to `put`.
         records: Vec<CommandRecord>,
     },
     /// `outbox`, readwrite, strict: for each update, `get` the record, set the fields of
     /// [`StatusUpdate`], `put` it back. Skip a record that is missing (never fail for that).
     UpdateStatus {
+        /// The id to report completion with.
         op: OpId,
+        /// One update per record, each for a different id.
         updates: Vec<StatusUpdate>,
     },
     /// `outbox`, readwrite, strict: `delete` each key (a missing key is not an error).
-    DeleteRecords { op: OpId, ids: Vec<CommandId> },
+    DeleteRecords {
+        /// The id to report completion with.
+        op: OpId,
+        /// Keys to `delete`.
+        ids: Vec<CommandId>,
+    },
     /// `outbox`, readonly: `get` each key; answer with the records found.
-    ReadRecords { op: OpId, ids: Vec<CommandId> },
+    ReadRecords {
+        /// The id to report the records with.
+        op: OpId,
+        /// Keys to `get` (no duplicates).
+        ids: Vec<CommandId>,
+    },
     /// `inbox_processed`, readwrite, relaxed: `put` every entry.
-    PutInbox { op: OpId, entries: Vec<InboxEntry> },
+    PutInbox {
+        /// The id to report completion with.
+        op: OpId,
+        /// The marks to `put`.
+        entries: Vec<InboxEntry>,
+    },
     /// `inbox_processed`, readwrite, relaxed: `delete` each key.
-    DeleteInbox { op: OpId, ids: Vec<String> },
+    DeleteInbox {
+        /// The id to report completion with.
+        op: OpId,
+        /// Message ids (keys) of pruned marks.
+        ids: Vec<String>,
+    },
 }
 
 impl StorageOp {
@@ -359,53 +386,80 @@ pub enum Event {
     /// One batch committed: resolve every ticket. `records[i]` is `tickets[i]`'s command, handed
     /// over once (payload included) so it can be replicated without reading it back.
     Enqueued {
+        /// The batch's receipts.
         tickets: Vec<Ticket>,
+        /// The committed records, in ticket order.
         records: Vec<CommandRecord>,
     },
     /// One batch was not written: reject every ticket with `error`. None of its commands is in
     /// the queue. If a connection was lost under it (the write may have landed anyway), the core
     /// deletes those ids before they can be reused (a `DeleteRecords`, retried until it works).
     EnqueueFailed {
+        /// The batch's receipts.
         tickets: Vec<Ticket>,
+        /// Why the write failed (a quota error arrives as [`QueueError::QueueFull`]).
         error: QueueError,
     },
     /// A status change is now durable. Changes that were superseded before they were written are
     /// folded into one (e.g. `Pending → CloudAck`).
     StatusChanged {
+        /// The command.
         id: CommandId,
+        /// Its status as committed before this write.
         from: Status,
+        /// Its status as committed now.
         to: Status,
     },
     /// A status write failed for good: these commands keep their last committed state (the
     /// changes were dropped; an ack that is repeated later will be applied then).
     StatusUpdateFailed {
+        /// The commands of the failed write.
         ids: Vec<CommandId>,
+        /// Why it failed.
         error: QueueError,
     },
     /// Answer to [`Outbox::read_records`](super::Outbox::read_records). `missing`: ids that
     /// storage did not have.
     RecordsRead {
+        /// The id `read_records` returned.
         op: OpId,
+        /// The records found, in the order storage returned them.
         records: Vec<CommandRecord>,
+        /// Requested ids that storage did not have.
         missing: Vec<CommandId>,
     },
     /// A read failed for good.
     ReadFailed {
+        /// The id `read_records` returned.
         op: OpId,
+        /// The ids asked for (duplicates removed).
         ids: Vec<CommandId>,
+        /// Why it failed.
         error: QueueError,
     },
     /// The retry backoff of these commands (status `Pending`/`PeerAck`, `retry_count > 0`) is
     /// over: upload them again.
-    RetryDue { ids: Vec<CommandId> },
+    RetryDue {
+        /// The commands, earliest deadline first.
+        ids: Vec<CommandId>,
+    },
     /// Cloud-acked commands older than [`Config::keep_cloud_acked_ms`] were deleted.
-    Purged { ids: Vec<CommandId> },
+    Purged {
+        /// The deleted commands.
+        ids: Vec<CommandId>,
+    },
     /// These inbox marks are now durable (e.g. acknowledge the sender now).
-    InboxPersisted { ids: Vec<String> },
+    InboxPersisted {
+        /// Message ids of the marks written.
+        ids: Vec<String>,
+    },
     /// An inbox write failed; it is retried at `retry_at` (marks stay in memory meanwhile).
     InboxWriteFailed {
+        /// Marks (puts or deletes) in the failed write.
         count: usize,
+        /// Why it failed.
         error: QueueError,
+        /// When the write is tried again (same clock as `now`).
         retry_at: u64,
     },
 }

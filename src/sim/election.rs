@@ -68,8 +68,13 @@ pub enum Kind {
 /// One injected fault.
 #[derive(Debug, Clone)]
 pub enum Fault {
-    /// Cut `side` from the rest (`one_way`: only the rest → `side` direction).
-    Partition { side: Vec<usize>, one_way: bool },
+    /// Cut `side` from the rest.
+    Partition {
+        /// The nodes cut off.
+        side: Vec<usize>,
+        /// Only the rest → `side` direction is cut.
+        one_way: bool,
+    },
     /// All links work again.
     Heal,
     /// Kill a node (Will follows).
@@ -84,18 +89,38 @@ pub enum Fault {
     Leave(usize),
     /// Timers up to `max_late` late until `until`.
     LateTimers {
+        /// The node.
         node: usize,
+        /// Virtual time the fault ends.
         until: u64,
+        /// Most a timer fires late, ms.
         max_late: u64,
     },
     /// Page frozen until `until`.
-    Freeze { node: usize, until: u64 },
+    Freeze {
+        /// The node.
+        node: usize,
+        /// Virtual time it wakes.
+        until: u64,
+    },
     /// Writes up to `extra` slower until `until`.
-    SlowStorage { node: usize, until: u64, extra: u64 },
+    SlowStorage {
+        /// The node.
+        node: usize,
+        /// Virtual time the fault ends.
+        until: u64,
+        /// Most a write takes longer, ms.
+        extra: u64,
+    },
     /// New scores, applied at the same instant.
     Scores(Vec<(usize, u64)>),
     /// Loss and duplication from now on.
-    Loss { drop: f64, dup: f64 },
+    Loss {
+        /// Probability a message is dropped.
+        drop: f64,
+        /// Probability a message is delivered twice.
+        dup: f64,
+    },
 }
 
 /// A complete, reproducible run description.

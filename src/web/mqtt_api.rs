@@ -532,6 +532,7 @@ impl MqttClient {
         Ok(listen(&self.shared, |s| &mut s.events, event, callback))
     }
 
+    /// `true` while a broker connection is up: from its CONNACK until it ends.
     #[wasm_bindgen(getter)]
     pub fn connected(&self) -> bool {
         self.shared.borrow().connected

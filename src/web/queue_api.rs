@@ -715,6 +715,7 @@ impl CommandQueue {
         self.shared.try_borrow().map(|s| s.device_id.clone()).unwrap_or_default()
     }
 
+    /// `true` once `close()` was called (calls are then refused with `CLOSED`).
     #[wasm_bindgen(getter)]
     pub fn closed(&self) -> bool {
         self.shared.try_borrow().map(|s| s.closed).unwrap_or(true)

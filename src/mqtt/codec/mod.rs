@@ -37,11 +37,21 @@ pub enum DecodeError {
     /// The remaining-length varint runs past 4 bytes.
     MalformedRemainingLength,
     /// The packet (fixed header included) is bigger than the configured bound.
-    PacketTooLarge { size: usize, max: usize },
+    PacketTooLarge {
+        /// Whole size the fixed header declares, in bytes.
+        size: usize,
+        /// The bound it was checked against (`max_packet_size`).
+        max: usize,
+    },
     /// Packet type 0 or 15 (reserved).
     InvalidPacketType(u8),
     /// The fixed-header flags are not the ones this packet type requires.
-    InvalidFlags { packet_type: u8, flags: u8 },
+    InvalidFlags {
+        /// The packet type (high nibble of the first byte).
+        packet_type: u8,
+        /// The flags found (low nibble of the first byte).
+        flags: u8,
+    },
     /// A QoS of 3.
     InvalidQoS(u8),
     /// A string is not UTF-8 or contains U+0000.

@@ -15,6 +15,7 @@ pub struct SessionConfig {
     pub clean_session: bool,
     /// PINGREQ after this many seconds without sending anything; 0 = off.
     pub keep_alive_secs: u16,
+    /// User Name sent in CONNECT (also by endpoint probes).
     pub username: Option<String>,
     /// Sent only together with a username (MQTT 3.1.1 rule).
     pub password: Option<Vec<u8>>,

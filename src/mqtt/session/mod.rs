@@ -57,21 +57,49 @@ pub enum LostReason {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SessionEvent {
     /// CONNACK accepted.
-    Connected { session_present: bool },
+    Connected {
+        /// The broker kept our session (subscriptions, QoS 1/2 state).
+        session_present: bool,
+    },
     /// CONNACK refused; the transport should be closed.
-    ConnectionRefused { code: ConnectReturnCode },
+    ConnectionRefused {
+        /// The CONNACK's return code (never `Accepted`).
+        code: ConnectReturnCode,
+    },
     /// The session gave up on this transport; close it and reconnect.
-    ConnectionLost { reason: LostReason },
+    ConnectionLost {
+        /// Why the session gave up.
+        reason: LostReason,
+    },
     /// An application message arrived (QoS 2: once per packet id).
     Message(Publish),
     /// QoS 0: handed to the transport. QoS 1: PUBACK. QoS 2: PUBCOMP.
-    PublishDone { id: PublishId },
+    PublishDone {
+        /// The id [`Session::publish`] returned.
+        id: PublishId,
+    },
     /// Only after [`Session::close`]: this publish will not complete.
-    PublishFailed { id: PublishId, error: PublishError },
+    PublishFailed {
+        /// The id [`Session::publish`] returned.
+        id: PublishId,
+        /// Why it will not complete.
+        error: PublishError,
+    },
     /// A SUBACK; `None` = the broker refused that filter (0x80).
-    Subscribed { packet_id: u16, results: Vec<(String, Option<QoS>)> },
+    Subscribed {
+        /// Packet identifier of the SUBSCRIBE: the one [`Session::subscribe`]
+        /// returned, or a new one for a resubscribe after a reconnect.
+        packet_id: u16,
+        /// Each requested filter with the QoS granted, in request order.
+        results: Vec<(String, Option<QoS>)>,
+    },
     /// An UNSUBACK.
-    Unsubscribed { packet_id: u16, filters: Vec<String> },
+    Unsubscribed {
+        /// Packet identifier of the UNSUBSCRIBE, as [`Session::unsubscribe`] returned it.
+        packet_id: u16,
+        /// The filters of that UNSUBSCRIBE, now removed from the subscriptions.
+        filters: Vec<String>,
+    },
 }
 
 /// Coarse state, for getters and stats.
@@ -90,9 +118,14 @@ pub enum SessionState {
 /// Counters since the session was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionCounters {
+    /// Bytes fed to [`Session::handle_data`] while connecting or connected.
     pub bytes_in: u64,
+    /// Bytes taken out with [`Session::poll_transmit`].
     pub bytes_out: u64,
+    /// Whole packets decoded from the broker.
     pub packets_in: u64,
+    /// Packets encoded for the broker (including ones dropped with a
+    /// transport before they were polled).
     pub packets_out: u64,
     /// QoS 1/2 PUBLISH (DUP) and PUBREL packets resent after a reconnect.
     pub resent: u64,
@@ -264,10 +297,12 @@ impl Session {
 
     // ------------------------------------------------------------ getters
 
+    /// The configuration the session was created with.
     pub fn config(&self) -> &SessionConfig {
         &self.cfg
     }
 
+    /// Where the session is with its current transport.
     pub fn state(&self) -> SessionState {
         match self.state {
             State::Disconnected => SessionState::Disconnected,
@@ -277,10 +312,12 @@ impl Session {
         }
     }
 
+    /// Round-trip times and missed deadlines so far.
     pub fn rtt(&self) -> RttStats {
         self.rtt
     }
 
+    /// Traffic counters since the session was created.
     pub fn counters(&self) -> SessionCounters {
         let mut c = self.counters;
         c.packets_out = self.tx.packets;
@@ -503,6 +540,7 @@ impl Session {
         Some(out)
     }
 
+    /// The next event for the owner, in order; `None` when there is none.
     pub fn poll_event(&mut self) -> Option<SessionEvent> {
         self.events.pop_front()
     }
