@@ -282,7 +282,7 @@ impl MeshNode {
         self.left &= !up;
         self.router.handle_broker(up, now);
         if came_back && self.is_restored() {
-            self.rep.handle_upstream_ready(now);
+            self.rep.handle_reconnected(now);
         }
         if came_back && self.reach_up && self.is_restored() {
             // The mesh stayed reachable over direct routes; the broker lost

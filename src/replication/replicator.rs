@@ -251,18 +251,23 @@ impl Replicator {
         self.finish(now);
     }
 
-    /// The broker connection came back. With the MQTT upstream, a batch in
-    /// flight may have been lost with the old connection: it is sent again
-    /// (ids are idempotent), and whatever waited goes at once instead of at
-    /// the end of a backoff that was only the broker being away.
-    pub fn handle_upstream_ready(&mut self, now: u64) {
-        if self.cfg.upstream != Upstream::Mqtt {
-            return;
+    /// The broker connection came back. Targets skipped while it was down
+    /// (their tries used up on a route that was gone) get another chance at
+    /// once instead of at the next re-offer period. With the MQTT upstream,
+    /// a batch in flight may have been lost with the old connection: it is
+    /// sent again (ids are idempotent), and whatever waited goes at once
+    /// instead of at the end of a backoff that was only the broker away.
+    pub fn handle_reconnected(&mut self, now: u64) {
+        for h in self.held.values_mut() {
+            h.tries.clear();
         }
-        self.abort_flight();
-        self.drain_at = now;
-        self.backoff_until = 0;
-        self.upload_fails = 0;
+        if self.cfg.upstream == Upstream::Mqtt {
+            self.abort_flight();
+            self.drain_at = now;
+            self.backoff_until = 0;
+            self.upload_fails = 0;
+        }
+        self.ensure_all(now);
         self.finish(now);
     }
 
