@@ -67,6 +67,20 @@ struct Conn {
 }
 
 impl Conn {
+    /// A connection of `session` on `pc`, nothing negotiated yet.
+    fn new(session: u32, pc: &RtcPeerConnection) -> Conn {
+        Conn {
+            session,
+            pc: pc.clone(),
+            dc: None,
+            remote_set: false,
+            candidates: Vec::new(),
+            described: false,
+            open: false,
+            closures: Vec::new(),
+        }
+    }
+
     /// Detaches every handler and closes; dropping the closures is deferred
     /// because this may run inside one of them.
     fn shut(mut self) {
@@ -126,16 +140,7 @@ impl Rtc {
         let init = RtcDataChannelInit::new();
         init.set_ordered(true);
         let dc = pc.create_data_channel_with_data_channel_dict(LABEL, &init);
-        let mut conn = Conn {
-            session,
-            pc: pc.clone(),
-            dc: None,
-            remote_set: false,
-            candidates: Vec::new(),
-            described: false,
-            open: false,
-            closures: Vec::new(),
-        };
+        let mut conn = Conn::new(session, &pc);
         watch_gathering(&mut conn, &weak, peer, session, true);
         attach_channel(&mut conn, dc, &weak, peer, session);
         self.replace(peer, conn, false);
@@ -238,16 +243,7 @@ impl Rtc {
     fn answer(&self, from: &str, session: u32, sdp: String) -> Result<(), JsValue> {
         let weak = Rc::downgrade(&self.inner);
         let pc = new_pc()?;
-        let mut conn = Conn {
-            session,
-            pc: pc.clone(),
-            dc: None,
-            remote_set: false,
-            candidates: Vec::new(),
-            described: false,
-            open: false,
-            closures: Vec::new(),
-        };
+        let mut conn = Conn::new(session, &pc);
         watch_gathering(&mut conn, &weak, from, session, false);
         let (w, p) = (weak.clone(), from.to_string());
         let on_channel = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |e: RtcDataChannelEvent| {
