@@ -76,8 +76,8 @@ pub struct MeshNode {
     router_timeout: u64,
     /// Rooms the app joined.
     rooms: BTreeSet<String>,
-    /// Peers with an open data channel (their Will or silence does not
-    /// remove them from the router while it is open).
+    /// Peers with an open data channel: room members while it is open,
+    /// whatever the election's table says.
     rtc_open: BTreeSet<String>,
     /// Peers whose presence went by Will or silence, since when (`routes.rs`).
     kept: BTreeMap<String, u64>,
