@@ -174,7 +174,7 @@ function renderMe(stats) {
   $('score-parts').textContent = `base ${pt(b.base)} · uptime ${pt(b.uptime)} · Wi-Fi ${pt(b.wifi)} · power ${pt(b.power)}`;
   const s = stats.security;
   const rejected = s.badSignature + s.malformed + s.wrongVenue + s.replays;
-  $('security').textContent = `${s.accepted} accepted · ${rejected} rejected · ${s.duplicates} duplicates`;
+  $('security').textContent = `${s.accepted} accepted · ${rejected} rejected · ${s.duplicates} second copies dropped`;
   const q = stats.queue;
   const persisted = q.persistent === true ? 'persistent' : q.persistent === false ? 'best effort (may be evicted)' : 'persistence unknown';
   $('storage').textContent = `IndexedDB “${q.dbName}”, ${persisted}`;

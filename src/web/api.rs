@@ -152,6 +152,8 @@ export interface DetailedStats {
   deviceInfo: { kind: string; charging: boolean | null; batteryPercent: number | null; wifiQuality: number | null };
   uptimeMs: number;
   peers: PeerInfo[];
+  /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
+   * `replays` are older than the replay window and count as rejected. */
   security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
   reachable: boolean;
