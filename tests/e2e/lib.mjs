@@ -205,3 +205,25 @@ export async function meshMember(browser, brokerUrl, venue, kind, extra = {}) {
   return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
 }
 
+/**
+ * `got` (["from:id", …] as one app received them) holds every message of `sent`
+ * ([[from, id], …]) not sent by `me`, each exactly once.
+ */
+export function assertExactlyOnce(label, got, sent, me) {
+  const want = sent.filter(([from]) => from !== me).map(([from, id]) => `${from}:${id}`).sort();
+  const counts = new Map();
+  for (const k of got) counts.set(k, (counts.get(k) ?? 0) + 1);
+  const dups = [...counts].filter(([, c]) => c > 1);
+  assert.deepEqual(dups, [], `${label}: duplicates`);
+  assert.deepEqual([...counts.keys()].sort(), want, `${label}: every message once`);
+}
+
+/** Each sender's messages reached the app in the order it sent them (ids grow), `late` ones aside. */
+export function assertSenderOrder(label, records) {
+  const last = new Map();
+  for (const r of records) {
+    if (r.late) continue;
+    assert.ok(r.id > (last.get(r.from) ?? -1), `${label}: ${r.from}'s message ${r.id} after ${last.get(r.from)}`);
+    last.set(r.from, r.id);
+  }
+}

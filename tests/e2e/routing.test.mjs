@@ -6,7 +6,7 @@
 // recovering reach every other page's app exactly once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, BASE, sleep, waitFor } from './lib.mjs';
+import { launch, startBroker, BASE, sleep, waitFor, assertExactlyOnce, assertSenderOrder } from './lib.mjs';
 
 let browser, broker;
 const pages = [];
@@ -53,15 +53,6 @@ async function allReceived(prefix, sent) {
     if ((await received(m, prefix)).length < want) return false;
   }
   return true;
-}
-
-function assertExactlyOnce(label, got, sent, me) {
-  const want = sent.filter(([from]) => from !== me).map(([from, id]) => `${from}:${id}`).sort();
-  const counts = new Map();
-  for (const k of got) counts.set(k, (counts.get(k) ?? 0) + 1);
-  const dups = [...counts].filter(([, c]) => c > 1);
-  assert.deepEqual(dups, [], `${label}: duplicates`);
-  assert.deepEqual([...counts.keys()].sort(), want, `${label}: every message once`);
 }
 
 const rtcUpEverywhere = async () => {
@@ -169,5 +160,6 @@ test('1,000 messages with routes failing and recovering: each page gets each exa
   }
   await sleep(1_000); // late duplicates would show now
   for (const m of pages) assertExactlyOnce(m.kind, await received(m, 'run'), sent, m.id);
+  for (const m of pages) assertSenderOrder(m.kind, await m.page.evaluate(() => window.received.filter((r) => r.text?.startsWith('run'))));
   for (const m of pages) assert.deepEqual(m.errors, []);
 });

@@ -1,6 +1,7 @@
 // One mesh member for the routing end-to-end tests and benchmarks.
-// Query: venue, broker, kind, hb (heartbeat ms), room (joined at once), webrtc=0 (broker only).
-// window.received: every `message` event ({from, room, id, text, at}); window.routeOf(peer):
+// Query: venue, broker, kind, hb (heartbeat ms), room (joined at once), webrtc=0 (broker only),
+// db (IndexedDB name: two pages of one browser profile with different names are two devices).
+// window.received: every `message` event ({from, room, id, text, late, at}); window.routeOf(peer):
 // whether the peer's data channel is up and which route new messages to it take.
 import init, { VenueMesh } from '/pkg/venuemesh.js';
 
@@ -35,9 +36,10 @@ try {
     deviceInfo: { kind: p.get('kind') || 'phone' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
     webrtc: p.get('webrtc') !== '0',
+    ...(p.get('db') ? { dbName: p.get('db') } : {}),
   });
   mesh.on('message', (m) => {
-    window.received.push({ from: m.from, room: m.room, id: m.id, text: m.text, at: stamp() });
+    window.received.push({ from: m.from, room: m.room, id: m.id, text: m.text, late: m.late, at: stamp() });
     window.onMessage?.(m);
   });
   if (p.get('room')) mesh.joinRoom(p.get('room'));
