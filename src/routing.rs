@@ -143,6 +143,29 @@ pub struct Delivery {
     pub late: bool,
 }
 
+/// What the shell's WebRTC layer should do.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum RtcCommand {
+    /// Open a data channel to `peer` (`rtc.connect(peer)`: this side offers).
+    Connect {
+        /// The peer.
+        peer: String,
+    },
+    /// Close the data channel to `peer` (`rtc.close(peer)`: an attempt that
+    /// timed out, a peer that left).
+    Close {
+        /// The peer.
+        peer: String,
+    },
+    /// An offer, answer or candidate: `rtc.handle_signal(from, body)`.
+    Signal {
+        /// The sender.
+        from: String,
+        /// RTC_SIGNAL body.
+        body: Vec<u8>,
+    },
+}
+
 /// What the shell must do next; drain until [`Output::Timeout`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
@@ -162,24 +185,9 @@ pub enum Output {
     },
     /// Hand to the app (outside any borrow).
     Deliver(Delivery),
-    /// Open a data channel to `peer` (`rtc.connect(peer)`: this side offers).
-    RtcConnect {
-        /// The peer.
-        peer: String,
-    },
-    /// Close the data channel to `peer` (an attempt that timed out, a peer
-    /// that left).
-    RtcClose {
-        /// The peer.
-        peer: String,
-    },
-    /// A signal for the WebRTC layer: `rtc.handle_signal(from, body)`.
-    RtcSignal {
-        /// Sender.
-        from: String,
-        /// RTC_SIGNAL body (offer, answer or candidate).
-        body: Vec<u8>,
-    },
+    /// Tell the WebRTC layer (the router decides, the shell owns the
+    /// peer connections).
+    Rtc(RtcCommand),
     /// For the app and stats.
     Event(RouterEvent),
     /// Call [`Router::handle_timeout`] at this instant (`u64::MAX`: no

@@ -244,24 +244,9 @@ pub enum Output {
         /// One envelope.
         bytes: Vec<u8>,
     },
-    /// Offer a data channel to `peer` (`rtc.connect(peer)`).
-    RtcConnect {
-        /// The peer.
-        peer: String,
-    },
-    /// Close the data channel to `peer` (`rtc.close(peer)`).
-    RtcClose {
-        /// The peer.
-        peer: String,
-    },
-    /// An offer, answer or candidate for the WebRTC layer:
-    /// `rtc.handle_signal(from, body)`.
-    RtcSignal {
-        /// The sender.
-        from: String,
-        /// RTC_SIGNAL body.
-        body: Vec<u8>,
-    },
+    /// Routing: tell the WebRTC layer (open or close a data channel, hand
+    /// it a signal), as the router decided.
+    Rtc(crate::routing::RtcCommand),
     /// An application message for the app, exactly once (outside any
     /// borrow of the node).
     Deliver(crate::routing::Delivery),

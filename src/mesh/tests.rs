@@ -9,6 +9,7 @@ use super::*;
 use crate::election::{Config, LeftReason, Term};
 use crate::envelope::{Envelope, Header, Kind};
 use crate::mqtt::topic_matches;
+use crate::routing::RtcCommand;
 use crate::rng::Rng;
 use crate::score::{DeviceInfo, DeviceKind};
 use proptest::prelude::*;
@@ -186,8 +187,8 @@ impl Net {
                     self.devs[i].rep.push((now, o));
                 }
                 Output::Deliver(d) => self.devs[i].delivered.push((now, d)),
-                Output::RouteEvent(_) | Output::RtcSignal { .. } | Output::PostTab { .. } => {}
-                o @ (Output::SendRtc { .. } | Output::RtcConnect { .. } | Output::RtcClose { .. }) => self.rtc_output(i, o),
+                Output::RouteEvent(_) | Output::PostTab { .. } | Output::Rtc(RtcCommand::Signal { .. }) => {}
+                o @ (Output::SendRtc { .. } | Output::Rtc(_)) => self.rtc_output(i, o),
                 Output::Timeout(at) => {
                     assert!(at > now, "timeout {at} not after {now}");
                     self.devs[i].wake = at;

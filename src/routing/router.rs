@@ -31,7 +31,7 @@ use super::dedup::{ConvKey, Position, Released, Reorder, SeenKey, SeenWindow};
 use super::quality::Quality;
 use super::wire::{self, Ack, AckEntry, AppBody, Data, Signal, MAX_ACK_ENTRIES};
 use super::{
-    Addr, ConfigError, Delivery, Dest, Output, PeerRouteStats, RoomMode, Route, RouteStats, RouterConfig,
+    Addr, ConfigError, Delivery, Dest, Output, PeerRouteStats, RoomMode, Route, RouteStats, RouterConfig, RtcCommand,
     RouterCounters, RouterEvent, RouterStats, SendError,
 };
 use crate::envelope::{is_valid_id, Kind};
@@ -161,7 +161,7 @@ impl Router {
         self.begin(now);
         let Some(p) = self.peers.remove(peer) else { return };
         if matches!(p.rtc, RtcPhase::Open | RtcPhase::Connecting { .. }) {
-            self.out.push_back(Output::RtcClose { peer: peer.to_string() });
+            self.out.push_back(Output::Rtc(RtcCommand::Close { peer: peer.to_string() }));
         }
         let orders: Vec<u64> = self.index.range((peer.to_string(), 0)..=(peer.to_string(), u64::MAX)).map(|(_, o)| *o).collect();
         for o in orders {
@@ -376,7 +376,7 @@ impl Router {
             Kind::ProbeReply => wire::decode_probe_reply(body).map(|n| self.on_probe_reply(route, from, n, now)),
             Kind::RtcSignal => Signal::decode(body).map(|s| match s {
                 Signal::Request => self.on_rtc_request(from, now),
-                _ => self.out.push_back(Output::RtcSignal { from: from.to_string(), body: body.to_vec() }),
+                _ => self.out.push_back(Output::Rtc(RtcCommand::Signal { from: from.to_string(), body: body.to_vec() })),
             }),
             _ => Ok(()),
         };
@@ -871,10 +871,10 @@ impl Router {
                 if phase == RtcPhase::Open {
                     // the peer lost its channel: start over
                     p.links[1].up = false;
-                    self.out.push_back(Output::RtcClose { peer: from.to_string() });
+                    self.out.push_back(Output::Rtc(RtcCommand::Close { peer: from.to_string() }));
                     self.route_changed(from, Route::Rtc, false, now);
                 }
-                self.out.push_back(Output::RtcConnect { peer: from.to_string() });
+                self.out.push_back(Output::Rtc(RtcCommand::Connect { peer: from.to_string() }));
             }
         }
     }
@@ -1044,7 +1044,7 @@ impl Router {
                         p.rtc = RtcPhase::Idle { next_try: now + retry };
                     } else if offer {
                         p.rtc = RtcPhase::Connecting { deadline };
-                        self.out.push_back(Output::RtcConnect { peer: name.clone() });
+                        self.out.push_back(Output::Rtc(RtcCommand::Connect { peer: name.clone() }));
                     } else {
                         p.rtc = RtcPhase::Requested { deadline };
                         if let Ok(body) = Signal::Request.encode() {
@@ -1058,7 +1058,7 @@ impl Router {
                     let backoff = retry.saturating_mul(1 << (p.rtc_failures - 1).min(16)).min(max);
                     p.rtc = RtcPhase::Idle { next_try: now + backoff };
                     if connecting {
-                        self.out.push_back(Output::RtcClose { peer: name.clone() });
+                        self.out.push_back(Output::Rtc(RtcCommand::Close { peer: name.clone() }));
                     }
                 }
                 _ => {}

@@ -343,13 +343,13 @@ fn probes_are_answered_on_their_route_and_signals_pass_through() {
     assert!(r.stats().peers[0].routes[0].up, "a probe over the tab channel reveals a tab");
     let offer = wire::Signal::Offer { session: 1, sdp: "v=0".into() }.encode().unwrap();
     r.handle_received(Route::Broker, "a", Kind::RtcSignal, &offer, 1).unwrap();
-    assert!(drain(&mut r, 1).contains(&Output::RtcSignal { from: "a".into(), body: offer }));
+    assert!(drain(&mut r, 1).contains(&Output::Rtc(RtcCommand::Signal { from: "a".into(), body: offer })));
     // "b" > "a": a Request from "a" is not for us to answer with an offer
     r.handle_received(Route::Broker, "a", Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 2).unwrap();
-    assert!(!drain(&mut r, 2).iter().any(|o| matches!(o, Output::RtcConnect { .. })));
+    assert!(!drain(&mut r, 2).iter().any(|o| matches!(o, Output::Rtc(RtcCommand::Connect { .. }))));
     let mut a = router("a");
     a.handle_received(Route::Broker, "b", Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 2).unwrap();
-    assert!(drain(&mut a, 2).contains(&Output::RtcConnect { peer: "b".into() }));
+    assert!(drain(&mut a, 2).contains(&Output::Rtc(RtcCommand::Connect { peer: "b".into() })));
     // signals travel by tab when the peer is a tab here, else by broker
     r.send_signal("a", vec![1], 3);
     assert!(drain(&mut r, 3).iter().any(|o| matches!(o, Output::Transmit { route: Route::Tab, kind: Kind::RtcSignal, .. })));
@@ -365,7 +365,7 @@ fn removing_a_peer_reports_its_copies_and_closes_its_channel() {
     drain(&mut r, 0);
     r.remove_peer("b", 10);
     let out = drain(&mut r, 10);
-    assert!(out.contains(&Output::RtcClose { peer: "b".into() }));
+    assert!(out.contains(&Output::Rtc(RtcCommand::Close { peer: "b".into() })));
     assert!(out.contains(&Output::Event(RouterEvent::Undeliverable { to: "b".into(), room: None, id: 1 })));
     assert!(r.stats().peers.is_empty());
 }

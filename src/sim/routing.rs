@@ -8,7 +8,7 @@
 //!   publishes fan out to the room's members, the sender included (the
 //!   router must ignore its own echo); per-delivery delay, jitter (so
 //!   reordering), loss and duplication;
-//! * **rtc**: a fake WebRTC layer driven by the router's `RtcConnect` and
+//! * **rtc**: a fake WebRTC layer driven by the router's `RtcCommand`s and
 //!   signals (offer → answer → open), ordered per direction; a channel can
 //!   close cleanly (both ends told), die silently (everything dropped, no
 //!   event; detected seconds later or revived), or never connect for a
@@ -26,7 +26,7 @@ use super::trace::{mix, Trace};
 use crate::envelope::Kind;
 use crate::rng::Rng;
 use crate::routing::wire::Signal;
-use crate::routing::{Addr, Delivery, Dest, Output, RoomMode, Route, Router, RouterConfig, RouterEvent};
+use crate::routing::{Addr, Delivery, Dest, Output, RoomMode, Route, Router, RouterConfig, RouterEvent, RtcCommand};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Delays (ms, inclusive ranges) and fault rates of the simulated routes.
@@ -375,14 +375,14 @@ impl RouteWorld {
                     self.trace.record(now, (5u8, i, &d), || format!("{} DELIVER {d:?}", self.setup.ids[i]));
                     self.delivered.push((now, i, d));
                 }
-                Output::RtcConnect { peer } => {
+                Output::Rtc(RtcCommand::Connect { peer }) => {
                     let Some(j) = self.index(&peer) else { continue };
                     let session = self.rng.below(u64::from(u32::MAX)) as u32;
                     self.nodes[i].sessions.insert(j, session);
                     let offer = Signal::Offer { session, sdp: "v=0 sim".into() }.encode().expect("short");
                     self.nodes[i].router.send_signal(&peer, offer, now);
                 }
-                Output::RtcClose { peer } => {
+                Output::Rtc(RtcCommand::Close { peer }) => {
                     let Some(j) = self.index(&peer) else { continue };
                     self.nodes[i].sessions.remove(&j);
                     if let Some(c) = self.chans.remove(&pair(i, j)) {
@@ -390,7 +390,7 @@ impl RouteWorld {
                         self.push(now + d, Ev::RtcDown { node: j, peer: i, chan: c.gen });
                     }
                 }
-                Output::RtcSignal { from, body } => self.fake_rtc(i, &from, &body),
+                Output::Rtc(RtcCommand::Signal { from, body }) => self.fake_rtc(i, &from, &body),
                 Output::Event(e) => {
                     self.trace.record(now, (6u8, i, &e), || format!("{} event {e:?}", self.setup.ids[i]));
                     self.events.push((now, i, e));

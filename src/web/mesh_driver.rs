@@ -20,6 +20,7 @@ use super::queue_api::CommandQueue;
 use crate::election::LeftReason;
 use crate::mesh::{MeshEvent, MeshNode, MeshState, Output};
 use crate::mqtt::QoS;
+use crate::routing::RtcCommand;
 use crate::outbox::{CommandRecord, Status};
 use crate::replication::Cmd;
 use js_sys::{Array, Function, Uint8Array};
@@ -112,19 +113,15 @@ pub fn drive(this: &DriverRef) {
                             let _ = tabs.post(to.as_deref(), &bytes);
                         }
                     }
-                    Output::RtcConnect { peer } => {
+                    Output::Rtc(c) => {
                         if let Some(rtc) = &d.rtc {
-                            let _ = rtc.connect(&peer);
-                        }
-                    }
-                    Output::RtcClose { peer } => {
-                        if let Some(rtc) = &d.rtc {
-                            rtc.close(&peer);
-                        }
-                    }
-                    Output::RtcSignal { from, body } => {
-                        if let Some(rtc) = &d.rtc {
-                            rtc.handle_signal(&from, &body);
+                            match c {
+                                RtcCommand::Connect { peer } => {
+                                    let _ = rtc.connect(&peer);
+                                }
+                                RtcCommand::Close { peer } => rtc.close(&peer),
+                                RtcCommand::Signal { from, body } => rtc.handle_signal(&from, &body),
+                            }
                         }
                     }
                     Output::RouteEvent(_) => {}

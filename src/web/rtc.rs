@@ -1,6 +1,6 @@
 //! WebRTC data channels: one `RTCPeerConnection` with one ordered, reliable
 //! `RTCDataChannel` per peer. Thin on purpose: *when* to connect, close or
-//! retry is the core router's decision (`Output::RtcConnect`/`RtcClose`);
+//! retry is the core router's decision (`RtcCommand::Connect` / `Close`);
 //! this file only performs it.
 //!
 //! * No ICE servers (`iceServers: []`): on a venue LAN host candidates (mDNS

@@ -6,8 +6,8 @@
 //!   messages, then leave as [`Output::Publish`] (broker: `dev/{d}/msg`,
 //!   `dev/{d}/rtc`, `topic/{room}`), [`Output::SendRtc`] or
 //!   [`Output::PostTab`]. Data channel management goes to the shell as
-//!   [`Output::RtcConnect`], [`Output::RtcClose`], [`Output::RtcSignal`];
-//!   app messages as [`Output::Deliver`] (exactly once, in order).
+//!   [`Output::Rtc`]; app messages as [`Output::Deliver`] (exactly once,
+//!   in order).
 //! * **In**: broker messages through [`MeshNode::handle_message`], data
 //!   channel messages through [`MeshNode::handle_rtc_message`], tab frames
 //!   through [`MeshNode::handle_tab_frame`]; every one is opened and passes
@@ -266,9 +266,7 @@ impl MeshNode {
                         self.out.push_back(Output::Deliver(d));
                     }
                 }
-                routing::Output::RtcConnect { peer } => self.out.push_back(Output::RtcConnect { peer }),
-                routing::Output::RtcClose { peer } => self.out.push_back(Output::RtcClose { peer }),
-                routing::Output::RtcSignal { from, body } => self.out.push_back(Output::RtcSignal { from, body }),
+                routing::Output::Rtc(c) => self.out.push_back(Output::Rtc(c)),
                 routing::Output::Event(e) => self.out.push_back(Output::RouteEvent(e)),
                 routing::Output::Timeout(at) => {
                     self.router_timeout = at;

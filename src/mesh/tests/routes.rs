@@ -1,7 +1,7 @@
 //! Routing through whole `MeshNode`s: the in-memory broker plus simulated
-//! data channels (open 30 ms after `RtcConnect`, 2 ms per message, FIFO;
+//! data channels (open 30 ms after `RtcCommand::Connect`, 2 ms per message, FIFO;
 //! closing one end reports `Closed` at the other). Signalling itself is the
-//! browser's (tests/browser_rtc.rs); here `RtcConnect` stands for it.
+//! browser's (tests/browser_rtc.rs); here `RtcCommand::Connect` stands for it.
 
 use super::*;
 use crate::routing::{Dest, Route};
@@ -33,7 +33,7 @@ impl Net {
     pub(super) fn rtc_output(&mut self, i: usize, o: Output) {
         let now = self.now;
         match o {
-            Output::RtcConnect { peer } => {
+            Output::Rtc(RtcCommand::Connect { peer }) => {
                 let Some(j) = self.index_of(&peer) else { return };
                 if !self.rtc_blocked && self.devs[j].node.is_some() {
                     self.rtc.remove(&Net::pair(i, j));
@@ -41,7 +41,7 @@ impl Net {
                     self.rtc_event(now + 30, j, i, RtcEv::Open);
                 }
             }
-            Output::RtcClose { peer } => {
+            Output::Rtc(RtcCommand::Close { peer }) => {
                 let Some(j) = self.index_of(&peer) else { return };
                 if self.rtc.remove(&Net::pair(i, j)) {
                     self.rtc_event(now + 5, j, i, RtcEv::Closed);
