@@ -471,19 +471,17 @@ impl Router {
     /// The direct route (tab, or open data channel) to `peer`: the cheapest
     /// one whose breaker allows traffic, else any that is up.
     pub fn direct_route(&self, peer: &str) -> Option<Route> {
-        let p = self.peers.get(peer)?;
-        let any_up = [Route::Tab, Route::Rtc].into_iter().find(|r| p.links[*r as usize].up)?;
-        Some(self.best_route(p, Route::Broker.bit()).unwrap_or(any_up))
+        self.direct_of(self.peers.get(peer)?)
     }
 
     /// Peers reachable without the broker, each with its direct route.
     pub fn direct_routes(&self) -> impl Iterator<Item = (&str, Route)> + '_ {
-        self.peers.keys().filter_map(|name| Some((name.as_str(), self.direct_route(name)?)))
+        self.peers.iter().filter_map(|(name, p)| Some((name.as_str(), self.direct_of(p)?)))
     }
 
     /// Whether any peer is reachable without the broker.
     pub fn has_direct(&self) -> bool {
-        self.peers.values().any(|p| p.links[Route::Tab as usize].up || p.links[Route::Rtc as usize].up)
+        self.peers.values().any(|p| direct_up(p).is_some())
     }
 
     /// A snapshot for `getDetailedStats()`.
@@ -580,6 +578,12 @@ impl Router {
         let best = costs.iter().map(|c| c.1).min()?;
         let margin = (best / 5).max(5);
         costs.iter().find(|c| c.1 <= best + margin).map(|c| c.0)
+    }
+
+    /// See [`Router::direct_route`].
+    fn direct_of(&self, p: &Peer) -> Option<Route> {
+        let any_up = direct_up(p)?;
+        Some(self.best_route(p, Route::Broker.bit()).unwrap_or(any_up))
     }
 
     /// The cheapest route that is up, breakers ignored.
@@ -1065,4 +1069,9 @@ impl Router {
             }
         }
     }
+}
+
+/// A direct route to `p` that is up (tab first), breakers ignored.
+fn direct_up(p: &Peer) -> Option<Route> {
+    [Route::Tab, Route::Rtc].into_iter().find(|r| p.links[*r as usize].up)
 }

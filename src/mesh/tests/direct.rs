@@ -19,12 +19,17 @@ impl Net {
         for id in &ids {
             *stored.entry(id.as_str().to_string()).or_insert(0) += 1;
         }
+        let ack = self.ingest_ack(ids);
+        self.fan_out(BROKER, &topics::cloud(VENUE), &ack);
+    }
+
+    /// The ingest's signed CLOUD_ACK for `ids` (its counter grows).
+    pub(super) fn ingest_ack(&mut self, ids: Vec<CommandId>) -> Vec<u8> {
         self.ingest_counter += 1;
         let body = RepMsg::CloudAck(ids).encode().unwrap();
         let hlc = crate::hlc::Hlc::new(WALL0 + self.now, 0).unwrap();
         let header = Header { kind: Kind::CloudAck, sender: "ingest".into(), counter: self.ingest_counter, term: 0, hlc };
-        let ack = Envelope::seal(&header, &body, &key()).unwrap();
-        self.fan_out(BROKER, &topics::cloud(VENUE), &ack);
+        Envelope::seal(&header, &body, &key()).unwrap()
     }
 
     /// Device `i` commits its own command `id` (the outbox's `Enqueued`).

@@ -46,10 +46,7 @@ fn a_command_is_peer_acked_by_a_majority_then_cloud_acked_everywhere() {
     assert_eq!(up[0].1, vec![cmd("pos-1-a", "pos-1")]);
 
     // The ingest stores it and answers on `cloud`; every holder marks it.
-    let body = RepMsg::CloudAck(vec![CommandId::new("pos-1-a")]).encode().unwrap();
-    let hlc = crate::hlc::Hlc::new(WALL0 + net.now, 0).unwrap();
-    let header = Header { kind: Kind::CloudAck, sender: "ingest".into(), counter: 1, term: 0, hlc };
-    let env = Envelope::seal(&header, &body, &key()).unwrap();
+    let env = net.ingest_ack(vec![CommandId::new("pos-1-a")]);
     for i in 0..3 {
         net.inject(i, &topics::cloud(VENUE), env.clone(), false);
     }
