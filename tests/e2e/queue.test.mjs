@@ -64,6 +64,32 @@ test('commands, statuses and inbox marks survive a page reload', { timeout: 60_0
   noPageErrors(d);
 });
 
+test('cloud-acked commands are deleted from IndexedDB after the retention, the rest stay', { timeout: 60_000 }, async (t) => {
+  const d = await device(t);
+  const db = `e2e-q-purge-${RUN}`;
+  // keepCloudAckedMs 0: due at the next maintenance, which runs at every open.
+  await call(d, 'open', db, { keepCloudAckedMs: 0 });
+  const [done, waiting, held] = await call(d, 'enqueueAll', 'sale', ['done', 'waiting', 'held']);
+  await call(d, 'peerAcked', [held]);
+  await call(d, 'cloudAcked', [done]);
+  await call(d, 'flush');
+  await reload(d);
+  const purged = await d.page.evaluate(async (db) => {
+    const seen = [];
+    await window.t.open(db, { keepCloudAckedMs: 0 }, (q) => q.on('purged', (e) => seen.push(...e.ids)));
+    for (let i = 0; i < 50 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 20));
+    return seen;
+  }, db);
+  assert.deepEqual(purged, [done], 'the purged event names the cloud-acked command');
+  const stored = await call(d, 'stored');
+  assert.deepEqual(stored.map((s) => [s.id, s.status]).sort(), [[held, 'peer_ack'], [waiting, 'pending']].sort());
+  // Gone from the database itself, not only from the index: a third open agrees.
+  await reload(d);
+  await call(d, 'open', db);
+  assert.deepEqual((await call(d, 'stored')).map((s) => s.id).sort(), [held, waiting].sort());
+  noPageErrors(d);
+});
+
 /** Checks the invariant after a reload in the middle of a burst. */
 async function checkBurst(d, db, total) {
   await call(d, 'open', db);

@@ -14,9 +14,11 @@ let q = null;
 const t = {
   ready: init().then((w) => { wasm = w; return true; }),
 
-  async open(dbName, options = {}) {
+  /** Opens the queue; `subscribe(q)` runs before anything else can happen on it. */
+  async open(dbName, options = {}, subscribe) {
     q?.close();
     q = await CommandQueue.open({ dbName, ...options });
+    subscribe?.(q);
     return q.stats();
   },
 
