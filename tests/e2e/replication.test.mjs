@@ -72,3 +72,28 @@ test('1,000 commands from three pages, hub closed halfway: the ingest holds each
     for (const m of [pos, ipad]) assert.deepEqual(m.errors, []);
     await Promise.all([pos, ipad].map((m) => m.context.close()));
   });
+
+test('when a replica holder leaves, its commands are replicated to the next best device', { timeout: 90_000 }, async () => {
+  const venue = `e2e-rerep-${Date.now().toString(36)}`;
+  const opts = { drain: '600000' }; // no cloud here: commands stay peer_ack
+  const kiosk = await member(venue, 'kiosk', opts);
+  const pos = await member(venue, 'pos', opts);
+  const ipad = await member(venue, 'ipad', { ...opts, charging: '1' });
+  const phone = await member(venue, 'phone', opts);
+  const all = [kiosk, pos, ipad, phone];
+  await waitFor(async () => (await Promise.all(all.map((m) => m.page.evaluate(() => window.mesh.hub)))).every((h) => h === kiosk.id),
+    10_000, 'the kiosk is everyone\'s hub');
+  const holds = (m, ids) => m.page.evaluate((ids) => {
+    const have = new Set(['pending', 'peer_ack', 'cloud_ack'].flatMap((s) => window.mesh.queue.listIds(s)));
+    return ids.every((id) => have.has(id));
+  }, ids);
+  const ids = await enqueue(pos, 20, 'rerep');
+  // Placement: the hub, then the best score (the charging iPad), not the phone.
+  await waitFor(async () => (await holds(kiosk, ids)) && (await holds(ipad, ids)), 15_000, 'the hub and the iPad hold the commands');
+  assert.equal(await holds(phone, ids), false, 'the phone is not a holder yet');
+  await ipad.context.close();
+  await waitFor(() => holds(phone, ids), 15_000, 'the phone holds them once the iPad is gone');
+  assert.equal((await counts(pos)).pending, 0, 'still peer_ack on the origin');
+  for (const m of [kiosk, pos, phone]) assert.deepEqual(m.errors, []);
+  await Promise.all([kiosk, pos, phone].map((m) => m.context.close()));
+});
