@@ -114,6 +114,73 @@ bindgen_opt() { # module.wasm, out dir, out name
   sed -i "1i /* @ts-self-types=\"./$name.d.ts\" */" "$out/$name.js"
 }
 
+# --- the test network ------------------------------------------------------------
+# Tests and benchmarks run in a network namespace of their own. Chromium gathers no
+# WebRTC candidates on loopback, so outside such a namespace two test pages would
+# open their data channels over this machine's real interface address. Inside it
+# the only interfaces are `lo` and a veth pair with a private address that exists
+# nowhere else: every byte of a run stays on this machine, and parallel runs
+# (other checkouts, other agents) cannot clash on ports. The namespace goes away
+# when the last process of the run exits. scripts/demo does not do this: a person
+# on a venue's LAN wants the real network.
+TEST_NET_ADDR="10.213.0.1/24"
+
+# Stops with a clear message (never falls back to the real network) when this
+# machine cannot give the run a network namespace: it needs root and unshare.
+require_test_netns() {
+  [ "$(id -u)" -eq 0 ] || die "tests and benchmarks run in a network namespace of their own (WebRTC would otherwise use this machine's real address); that needs root: sudo bash scripts/$(basename "$0")"
+  command -v unshare >/dev/null || die "unshare (util-linux) is missing: it makes the tests' network namespace; apt-get install util-linux"
+  unshare -n true 2>/dev/null || die "unshare -n failed: this machine does not let root make a network namespace (CAP_SYS_ADMIN); not running the tests on the real network instead"
+}
+
+# Re-runs the calling script ($1, with the rest as its arguments) inside a fresh
+# network namespace, unless it already runs in one.
+enter_test_netns() {
+  [ -n "${VM_TEST_NETNS:-}" ] && return 0
+  require_test_netns
+  local script="$1"; shift
+  # Everything that needs the real network happens before: crates for the offline build inside.
+  (cd "$ROOT" && cargo fetch -q)
+  say "entering a network namespace of our own (unshare -n): lo + veth $TEST_NET_ADDR"
+  exec unshare -n -- env VM_TEST_NETNS=1 CARGO_NET_OFFLINE=true bash "$script" "$@"
+}
+
+# Inside the namespace: lo up, a veth pair vm0/vm1 with a private address on vm0 and a
+# default route through it (Chromium offers host candidates only on an interface with
+# a route; a namespace with lo alone gives none). Exports VM_TEST_NETS, the
+# namespace's own networks (CIDRs), which the e2e ICE check accepts.
+setup_test_netns() {
+  [ -n "${VM_TEST_NETNS:-}" ] || die "setup_test_netns outside the test namespace"
+  ip link set lo up
+  ip link add vm0 type veth peer name vm1
+  ip addr add "$TEST_NET_ADDR" dev vm0
+  ip link set vm0 up
+  ip link set vm1 up
+  ip route add default dev vm0
+  # IPv6 link-local addresses appear a moment after the links come up; list them too.
+  sleep 0.2
+  VM_TEST_NETS="$(ip -o addr show | awk '{print $4}' | paste -sd, -)"
+  export VM_TEST_NETS
+  say "test network: $VM_TEST_NETS"
+}
+
+# The whole run's data channels (tests/e2e/ice-probe.js wrote one JSON line per
+# selected candidate pair): fails if any end lies outside VM_TEST_NETS, and
+# reports the addresses that were used. Zero pairs is fine only for a run of
+# files that open no data channel.
+check_ice_log() { # log file
+  (cd "$ROOT" && node --input-type=module -e '
+    import { readFileSync } from "node:fs";
+    import { inTestNetwork } from "./tests/e2e/lib.mjs";
+    const pairs = readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
+    const ends = pairs.flatMap((p) => [p.local, p.remote]);
+    const bad = ends.filter((c) => !c || !inTestNetwork(c.address));
+    const used = [...new Set(ends.map((c) => c?.address))].sort().join(", ");
+    console.log(`[venuemesh] ICE check: ${pairs.length} data-channel candidate pairs, addresses used: ${used || "none"} (test networks: ${process.env.VM_TEST_NETS})`);
+    if (bad.length) { console.error(`[venuemesh] ICE check FAILED: ${bad.length} candidate(s) outside the test network: ${[...new Set(bad.map((c) => c?.address))].join(", ")}`); process.exit(1); }
+  ' "$1")
+}
+
 # --- services ----------------------------------------------------------------
 STARTED_PIDS=()
 stop_started() {

@@ -16,13 +16,12 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { CHROMIUM_ARGS } from '../e2e/lib.mjs';
 
 // tests/e2e/lib.mjs's flags (machine specific: closed network, no sandbox)
 // plus the ones playwright-core adds that matter for pages that are not in
 // front: no background throttling of timers and renderers.
-const ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--disable-features=WebRtcHideLocalIpsWithMdns', '--disable-background-timer-throttling',
+const ARGS = ['--headless', ...CHROMIUM_ARGS, '--disable-background-timer-throttling',
   '--disable-backgrounding-occluded-windows', '--disable-renderer-backgrounding',
   '--disable-ipc-flooding-protection', '--disable-dev-shm-usage', '--disable-field-trial-config',
   '--disable-hang-monitor', '--disable-extensions', '--no-default-browser-check', '--mute-audio'];

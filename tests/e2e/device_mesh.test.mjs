@@ -7,7 +7,7 @@
 // cloud_ack.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, startIngest, sleep, meshMember, waitFor } from './lib.mjs';
+import { launch, startBroker, startIngest, sleep, meshMember, waitFor, assertIceInTestNetwork } from './lib.mjs';
 
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
@@ -50,6 +50,7 @@ test('broker and cloud down: election and replication go on over data channels',
   const warm = (await Promise.all(all.map((m, i) => enqueue(m, 5, `warm${i}`)))).flat();
   await waitFor(async () => (await Promise.all(all.map((m) => rtcUpTo(m, all.filter((o) => o !== m))))).every(Boolean),
     30_000, 'data channels between every pair');
+  console.log(`data channels use ${(await assertIceInTestNetwork(all.map((m) => m.page))).join(', ')}`);
   await waitFor(() => ingest.query().count >= warm.length, 20_000, 'the warm-up commands are in the cloud');
 
   await broker.stop(); // the ingest's only way in is gone too

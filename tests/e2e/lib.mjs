@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { chromium } from 'playwright-core';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,14 +15,81 @@ export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
 export const BROKER = process.env.VM_TEST_BROKER || 'ws://127.0.0.1:19001';
 
 // Without the background-networking flags Chromium keeps dialling Google's
-// hosts, which this machine's closed network refuses.
-const ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+// hosts, which this machine's closed network refuses. Plain (not mDNS) host
+// candidates let the ICE check below read the addresses a data channel uses.
+export const CHROMIUM_ARGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync',
   '--disable-features=WebRtcHideLocalIpsWithMdns'];
 
-/** Debian's Chromium, headless, with our flags plus `extraArgs`. */
+// --- the ICE check -------------------------------------------------------------------
+// scripts/test and scripts/bench run everything in a network namespace of their own
+// and export its networks as VM_TEST_NETS (CIDRs). Every data channel a page opens
+// must run between addresses of those networks: tests/e2e/ice-probe.js reports each
+// connection's selected candidate pair, a test file whose browser saw one outside
+// fails (exit code 1 when it closes the browser), and scripts/test re-checks the whole run's log (VM_ICE_LOG).
+// Without VM_TEST_NETS only loopback counts, so a WebRTC test run by hand on the
+// real network fails instead of quietly using the machine's address.
+const ICE_PROBE = readFileSync(fileURLToPath(new URL('./ice-probe.js', import.meta.url)), 'utf8');
+const TEST_NETS = new net.BlockList();
+for (const cidr of (process.env.VM_TEST_NETS || '127.0.0.0/8,::1/128').split(',').filter(Boolean)) {
+  const [addr, bits] = cidr.split('/');
+  const type = net.isIPv6(addr) ? 'ipv6' : 'ipv4';
+  TEST_NETS.addSubnet(addr, Number(bits ?? (type === 'ipv6' ? 128 : 32)), type);
+}
+
+/** True when `address` (of an ICE candidate) lies in one of the run's own networks. */
+export function inTestNetwork(address) {
+  const type = net.isIPv4(address) ? 'ipv4' : net.isIPv6(address) ? 'ipv6' : null;
+  return type !== null && TEST_NETS.check(address, type);
+}
+
+/** Why a selected pair is not allowed (null when both ends are in the run's networks). */
+function icePairProblem(pair) {
+  const bad = [pair.local, pair.remote].filter((c) => !c || !inTestNetwork(c.address));
+  if (bad.length === 0) return null;
+  return `a data channel of ${pair.page} uses ${pair.local?.address} ↔ ${pair.remote?.address}, ` +
+    `outside the test network (${process.env.VM_TEST_NETS || 'loopback only: VM_TEST_NETS is unset; run it through scripts/test'})`;
+}
+
+/** Debian's Chromium, headless, with our flags plus `extraArgs`; every context it makes carries the ICE probe. */
 export async function launch(extraArgs = []) {
-  return chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...ARGS, ...extraArgs] });
+  const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
+  const problems = [];
+  const newContext = browser.newContext.bind(browser);
+  browser.newContext = async (options) => {
+    const context = await newContext(options);
+    await context.exposeBinding('__vmIceReport', (_source, pair) => {
+      if (process.env.VM_ICE_LOG) appendFileSync(process.env.VM_ICE_LOG, `${JSON.stringify(pair)}\n`);
+      const problem = icePairProblem(pair);
+      if (problem) { problems.push(problem); console.error(`ICE check: ${problem}`); }
+    });
+    await context.addInitScript(ICE_PROBE);
+    return context;
+  };
+  // Not a throw: test files close the browser first in their `after` hooks and must
+  // still stop their brokers. A non-zero exit code fails the file all the same.
+  const close = browser.close.bind(browser);
+  browser.close = async (...args) => {
+    await close(...args);
+    if (problems.length) {
+      console.error(`ICE check: ${problems.length} data channel(s) left the test network`);
+      process.exitCode = 1;
+    }
+  };
+  return browser;
+}
+
+/**
+ * The selected candidate pairs of every RTCPeerConnection the pages opened so
+ * far; fails unless there is at least one and all lie in the run's networks.
+ * Returns the addresses used, e.g. ["10.213.0.1"].
+ */
+export async function assertIceInTestNetwork(pages) {
+  const pairs = (await Promise.all(pages.map(async (p) =>
+    (await p.evaluate(() => window.__vmSelectedPairs?.() ?? [])).map((pair) => ({ ...pair, page: p.url() }))))).flat();
+  assert.ok(pairs.length > 0, 'the pages opened data channels');
+  assert.deepEqual(pairs.map(icePairProblem).filter(Boolean), [], 'every data channel stays inside the test network');
+  return [...new Set(pairs.flatMap((p) => [p.local.address, p.remote.address]))].sort();
 }
 
 /** A page of `path` in a fresh context (its own storage = its own device). */

@@ -6,7 +6,7 @@
 // recovering reach every other page's app exactly once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, BASE, sleep, waitFor, assertExactlyOnce, assertSenderOrder } from './lib.mjs';
+import { launch, startBroker, BASE, sleep, waitFor, assertExactlyOnce, assertSenderOrder, assertIceInTestNetwork } from './lib.mjs';
 
 let browser, broker;
 const pages = [];
@@ -77,6 +77,8 @@ test('three pages open data channels to each other', { timeout: 60_000 }, async 
   const sent = [];
   for (const m of pages) for (const id of await sendRoom(m, 3, 'hello')) sent.push([m.id, id]);
   await waitFor(rtcUpEverywhere, 20_000, 'every pair has an open data channel');
+  // Real data channels, and only between addresses of the run's own network namespace.
+  console.log(`data channels use ${(await assertIceInTestNetwork(pages.map((m) => m.page))).join(', ')}`);
   await waitFor(() => allReceived('hello', sent), 10_000, 'hello messages arrived');
   for (const m of pages) assertExactlyOnce(m.kind, await received(m, 'hello'), sent, m.id);
   const stats = await pages[0].page.evaluate(() => window.mesh.getDetailedStats().routes);
