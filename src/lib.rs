@@ -26,6 +26,8 @@ pub mod outbox;
 pub mod hlc;
 pub mod score;
 pub mod envelope;
+pub mod wire;
+pub mod topics;
 pub mod election;
 pub mod mesh;
 pub mod routing;

@@ -72,14 +72,13 @@
 //! ```
 
 mod node;
-pub mod topics;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use node::MeshNode;
-pub use topics::{MeshTopic, TopicKind, TopicParseError};
+pub use crate::topics::{MeshTopic, TopicKind, TopicParseError};
 pub use wire::{Body, Capabilities, PresenceInfo, WireError, PROTOCOL_VERSION};
 
 use crate::election::{self, LeftReason, PersistedTerm, RoleKind, Term};

@@ -1,7 +1,7 @@
 //! [`MeshNode`]: the composition. The rules it adds on top of its parts
 //! (election, envelope, HLC, score) are listed in `PROTOCOL.md` (Part 3) §4.
 
-use super::topics::{self, TopicKind};
+use crate::topics::{self, TopicKind};
 use super::wire::{self, Body, PresenceInfo, PROTOCOL_VERSION};
 use super::{MeshConfig, MeshConfigError, MeshCounters, MeshEvent, MeshState, MeshStats, Output, PeerStats, Traffic};
 use crate::election::{Election, ElectionEvent, ElectionMsg, PersistedTerm, RoleKind, Term};

@@ -9,6 +9,7 @@ use super::*;
 use crate::election::{Config, LeftReason, Term};
 use crate::envelope::{Envelope, Header, Kind};
 use crate::mqtt::topic_matches;
+use crate::topics;
 use crate::routing::RtcCommand;
 use crate::rng::Rng;
 use crate::score::{DeviceInfo, DeviceKind};

@@ -20,9 +20,10 @@
 //! (version 1 senders append nothing); reserved flag bits likewise.
 
 use crate::election::{ElectionMsg, Term};
-use crate::envelope::{is_valid_id, Kind, MAX_ID_LEN};
+use crate::envelope::{Kind, MAX_ID_LEN};
+use crate::wire::{put_id, Reader};
+pub use crate::wire::WireError;
 use crate::score::DeviceKind;
-use core::fmt;
 
 /// The mesh protocol version this code speaks, announced in every Join.
 pub const PROTOCOL_VERSION: u8 = 1;
@@ -117,39 +118,6 @@ pub enum Body {
     },
 }
 
-/// Why a body does not decode (or, for [`Body::encode`], an id is invalid).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum WireError {
-    /// No bytes at all.
-    Empty,
-    /// A type byte this version does not know.
-    UnknownType(u8),
-    /// Fewer bytes than the fields need.
-    Truncated,
-    /// An id is empty, longer than 64 bytes or outside the alphabet.
-    BadId,
-    /// `HB_HUB_IS_TERM_HUB` without both `HB_TERM` and `HB_HUB`.
-    BadFlags(u8),
-    /// A command id or topic that is empty, too long or not UTF-8, or a
-    /// count of zero where one is needed (replication bodies).
-    BadField,
-}
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            WireError::Empty => f.write_str("empty body"),
-            WireError::UnknownType(t) => write!(f, "unknown body type {t:#04x}"),
-            WireError::Truncated => f.write_str("body truncated"),
-            WireError::BadId => f.write_str("invalid id in body"),
-            WireError::BadFlags(b) => write!(f, "inconsistent heartbeat flags {b:#04x}"),
-            WireError::BadField => f.write_str("invalid command id, topic or count in body"),
-        }
-    }
-}
-
-impl std::error::Error for WireError {}
 
 impl Body {
     /// The envelope kind this body travels in.
@@ -245,16 +213,6 @@ fn put_score(out: &mut Vec<u8>, score: u64) {
     out.extend_from_slice(&u32::try_from(score).unwrap_or(u32::MAX).to_be_bytes());
 }
 
-pub(crate) fn put_id(out: &mut Vec<u8>, id: &str) -> Result<(), WireError> {
-    if !is_valid_id(id) {
-        return Err(WireError::BadId);
-    }
-    // Valid ids are 1..=64 bytes, so the length fits the byte.
-    out.push(id.len() as u8);
-    out.extend_from_slice(id.as_bytes());
-    Ok(())
-}
-
 /// Decode a body. Total; trailing bytes are ignored (see the module docs).
 pub fn decode(bytes: &[u8]) -> Result<Body, WireError> {
     let (&ty, rest) = bytes.split_first().ok_or(WireError::Empty)?;
@@ -298,48 +256,6 @@ pub fn decode(bytes: &[u8]) -> Result<Body, WireError> {
         }
         other => return Err(WireError::UnknownType(other)),
     })
-}
-
-/// Reads a body front to back; every read checks the length (shared with
-/// the replication bodies).
-pub(crate) struct Reader<'a> {
-    pub(crate) rest: &'a [u8],
-}
-
-impl<'a> Reader<'a> {
-    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        if self.rest.len() < n {
-            return Err(WireError::Truncated);
-        }
-        let (head, tail) = self.rest.split_at(n);
-        self.rest = tail;
-        Ok(head)
-    }
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-    pub(crate) fn u8(&mut self) -> Result<u8, WireError> {
-        Ok(self.take(1)?[0])
-    }
-    pub(crate) fn u16(&mut self) -> Result<u16, WireError> {
-        self.array().map(u16::from_be_bytes)
-    }
-    pub(crate) fn u32(&mut self) -> Result<u32, WireError> {
-        self.array().map(u32::from_be_bytes)
-    }
-    pub(crate) fn u64(&mut self) -> Result<u64, WireError> {
-        self.array().map(u64::from_be_bytes)
-    }
-    pub(crate) fn id(&mut self) -> Result<String, WireError> {
-        let len = self.u8()? as usize;
-        let raw = self.take(len)?;
-        match core::str::from_utf8(raw) {
-            Ok(id) if is_valid_id(id) => Ok(id.to_string()),
-            _ => Err(WireError::BadId),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use std::rc::Rc;
 
 use crate::envelope::Kind;
-use crate::mesh::wire::{put_id, Reader, WireError};
+use crate::wire::{put_id, Reader, WireError};
 use crate::outbox::CommandId;
 
 /// Body type of a replication batch.

@@ -35,7 +35,7 @@ use super::{
     RouterCounters, RouterEvent, RouterStats, SendError,
 };
 use crate::envelope::{is_valid_id, Kind};
-use crate::mesh::WireError;
+use crate::wire::WireError;
 
 /// Streams tracked by the reorder buffer, and messages held per stream.
 const MAX_STREAMS: usize = 1_024;

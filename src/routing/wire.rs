@@ -19,8 +19,8 @@
 //! the fields a type defines are ignored so a later version may append some.
 
 use crate::envelope::{is_valid_id, Kind, MAX_ID_LEN};
-use crate::mesh::topics::{self, MAX_APP_LEVELS};
-use crate::mesh::WireError;
+use crate::topics::{self, MAX_APP_LEVELS};
+use crate::wire::WireError;
 
 /// Data body type byte (APP_MESSAGE).
 pub const TYPE_DATA: u8 = 0x20;

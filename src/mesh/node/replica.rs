@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use super::{count_in, count_out, MeshNode};
 use crate::envelope::{Kind, SendCounter};
-use crate::mesh::topics::{self, TopicKind};
+use crate::topics::{self, TopicKind};
 use crate::mesh::wire::Capabilities;
 use crate::mesh::Output;
 use crate::outbox::CommandId;

@@ -27,7 +27,7 @@
 use super::{count_in, count_out, MeshNode};
 use crate::election::LeftReason;
 use crate::envelope::{Kind, SendCounter};
-use crate::mesh::topics::TopicKind;
+use crate::topics::TopicKind;
 use crate::mesh::{Capabilities, MeshEvent, Output};
 use crate::routing::{self, wire as rwire, Addr, Dest, Route, Router, SendError};
 
