@@ -321,12 +321,18 @@ fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
     link.timer = Some((at, t)); // replacing the old Timeout cancels it
 }
 
-/// Reconnects at once when the browser comes back: `online`, `pageshow`
-/// and `visibilitychange` to visible (iOS leaves zombie sockets behind).
+/// Checks the link at once (a ping with the short wake deadline, or a
+/// reconnect) when the browser says something changed: `online`, `pageshow`
+/// and `visibilitychange` to visible (iOS leaves zombie sockets behind), and
+/// `offline` — a hint only: the socket may still work (a LAN broker without
+/// internet), so it is the ping, not the event, that closes it.
 pub fn listen_for_wake(link: &LinkRef) {
     let Some(window) = web_sys::window() else { return };
-    let mut targets: Vec<(web_sys::EventTarget, &'static str)> =
-        vec![(window.clone().into(), "online"), (window.clone().into(), "pageshow")];
+    let mut targets: Vec<(web_sys::EventTarget, &'static str)> = vec![
+        (window.clone().into(), "online"),
+        (window.clone().into(), "offline"),
+        (window.clone().into(), "pageshow"),
+    ];
     if let Some(doc) = window.document() {
         targets.push((doc.into(), "visibilitychange"));
     }

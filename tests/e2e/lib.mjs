@@ -294,3 +294,38 @@ export function assertSenderOrder(label, records) {
     last.set(r.from, r.id);
   }
 }
+
+/**
+ * A TCP proxy on loopback in front of `targetPort` (e.g. a broker's WebSocket
+ * listener), for link faults no browser API can make: `blackhole()` keeps every
+ * connection open but forwards nothing either way from then on (a dead Wi-Fi
+ * path, a NAT that forgot the flow), `restore()` forwards again, and
+ * `reset()` closes every connection at once. `url` is the ws:// address to
+ * give a page instead of the broker's.
+ */
+export async function startLinkProxy(targetPort) {
+  const conns = new Set();
+  let mode = 'pass';
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    const conn = { client, upstream };
+    conns.add(conn);
+    const forward = (to) => (data) => { if (mode === 'pass') to.write(data); };
+    client.on('data', forward(upstream));
+    upstream.on('data', forward(client));
+    const end = () => { conns.delete(conn); client.destroy(); upstream.destroy(); };
+    client.on('close', end); upstream.on('close', end);
+    client.on('error', end); upstream.on('error', end);
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address();
+  return {
+    port, url: `ws://127.0.0.1:${port}`,
+    blackhole() { mode = 'blackhole'; },
+    restore() { mode = 'pass'; },
+    reset() { for (const c of conns) { c.client.destroy(); c.upstream.destroy(); } conns.clear(); },
+    /** Connections currently open through the proxy. */
+    get connections() { return conns.size; },
+    async stop() { this.reset(); await new Promise((r) => server.close(r)); },
+  };
+}

@@ -13,7 +13,8 @@ pub struct SessionConfig {
     /// `false` asks the broker to keep subscriptions and QoS 1/2 state
     /// across connections (needs a stable, non-empty client id).
     pub clean_session: bool,
-    /// PINGREQ after this many seconds without sending anything; 0 = off.
+    /// PINGREQ after this many seconds without sending anything, or without
+    /// receiving anything (a dead link is noticed while we keep sending); 0 = off.
     pub keep_alive_secs: u16,
     /// User Name sent in CONNECT (also by endpoint probes).
     pub username: Option<String>,

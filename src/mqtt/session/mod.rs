@@ -267,6 +267,11 @@ pub struct Session {
     /// SUBSCRIBE/UNSUBSCRIBE awaiting their ack, in request order.
     requests: Vec<Request>,
     ping: Option<Ping>,
+    /// When the transport last delivered bytes (or connected). A socket that
+    /// still accepts our sends but delivers nothing is dead all the same
+    /// (blackholed link, offline emulation, iOS zombie): the keepalive ping
+    /// also runs after `keep_alive` of receive silence, whatever we send.
+    last_recv: u64,
     rtt: RttStats,
     counters: SessionCounters,
 }
@@ -290,6 +295,7 @@ impl Session {
             subs: Vec::new(),
             requests: Vec::new(),
             ping: None,
+            last_recv: 0,
             rtt: RttStats::default(),
             counters: SessionCounters::default(),
         })
@@ -359,6 +365,7 @@ impl Session {
             return;
         }
         self.reset_transport();
+        self.last_recv = now;
         self.state = State::Connecting { deadline: connack_deadline.map(Deadline::new) };
         let connect = Packet::Connect(self.cfg.connect_packet());
         self.tx.packet(&connect, now);
@@ -379,6 +386,7 @@ impl Session {
             return;
         }
         self.counters.bytes_in += data.len() as u64;
+        self.last_recv = now;
         self.decoder.feed_owned(data);
         loop {
             match self.decoder.next_packet() {
@@ -420,7 +428,7 @@ impl Session {
                 return;
             }
         }
-        if self.keepalive_due().is_some_and(|due| now >= due) {
+        if self.ping.is_none() && self.keepalive_due().is_some_and(|due| now >= due) {
             self.send_ping(now, self.cfg.ping_timeout_ms);
         }
     }
@@ -549,23 +557,26 @@ impl Session {
     pub fn poll_timeout(&self) -> Option<u64> {
         match &self.state {
             State::Connecting { deadline } => deadline.map(|d| d.at),
-            State::Connected => {
-                let ping = self.ping.as_ref().map(|p| p.deadline.at);
-                match (ping, self.keepalive_due()) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                }
-            }
+            // While a ping is out only its deadline matters (any packet
+            // clears it, see `inbound`); otherwise the next keepalive.
+            State::Connected => match &self.ping {
+                Some(p) => Some(p.deadline.at),
+                None => self.keepalive_due(),
+            },
             _ => None,
         }
     }
 
     // ------------------------------------------------------------ internals
 
+    /// The keepalive PINGREQ is due after `keep_alive` with nothing sent
+    /// (MQTT's rule, so the broker keeps us) *or* nothing received (so we
+    /// notice a link that swallows everything while we keep sending
+    /// heartbeats). A dead link is then lost within keep_alive + ping timeout.
     fn keepalive_due(&self) -> Option<u64> {
         match self.cfg.keep_alive_secs {
             0 => None,
-            s => Some(self.tx.last_send.saturating_add(u64::from(s) * 1000)),
+            s => Some(self.tx.last_send.min(self.last_recv).saturating_add(u64::from(s) * 1000)),
         }
     }
 

@@ -144,14 +144,23 @@ fn keepalive_pings_when_idle_and_measures_rtt() {
     h.run_until(35_000);
     let pings: Vec<u64> = h.received_where(|p| *p == Packet::PingReq).iter().map(|x| x.0).collect();
     assert_eq!(pings, vec![10_010, 20_010, 30_010]);
-    // Sending anything postpones the next PINGREQ.
+    // Sending alone does not postpone it: nothing came back since the
+    // PINGRESP at 30_020, so the link is checked 10 s after that (#17).
     h.client.publish("x", b"", QoS::AtMostOnce, false, h.now).expect("ok");
     h.run_until(46_000);
     let pings: Vec<u64> = h.received_where(|p| *p == Packet::PingReq).iter().map(|x| x.0).collect();
-    assert_eq!(pings, vec![10_010, 20_010, 30_010, 45_000]);
+    assert_eq!(pings, vec![10_010, 20_010, 30_010, 40_020]);
+    // Traffic both ways postpones it: subscribed to our own topic, the
+    // publish at 50_000 comes back at 50_020, so the next PINGREQ is at 60_000.
+    h.client.subscribe("x", QoS::AtMostOnce, h.now).expect("ok");
+    h.run_until(50_000);
+    h.client.publish("x", b"", QoS::AtMostOnce, false, h.now).expect("ok");
+    h.run_until(61_000);
+    let pings: Vec<u64> = h.received_where(|p| *p == Packet::PingReq).iter().map(|x| x.0).collect();
+    assert_eq!(pings, vec![10_010, 20_010, 30_010, 40_020, 60_000]);
     let rtt = h.client.stats().rtt;
     assert_eq!(rtt.smoothed_ms, Some(10.0), "the harness's round trip is its latency");
-    assert_eq!((rtt.samples, rtt.min_ms, rtt.timeouts), (4, Some(10), 0));
+    assert_eq!((rtt.samples, rtt.min_ms, rtt.timeouts), (5, Some(10), 0));
     assert!(!h.events().any(|e| matches!(e, Event::Disconnected { .. })));
 }
 

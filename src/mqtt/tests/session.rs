@@ -104,6 +104,46 @@ fn any_packet_extends_the_ping_deadline() {
     assert_eq!(s.poll_timeout(), Some(19_000));
 }
 
+/// Issue #17: a link that accepts our sends but delivers nothing (blackholed,
+/// offline emulation) is noticed while we keep publishing heartbeats: the
+/// keepalive ping runs on receive silence too, and its deadline ends it.
+#[test]
+fn receive_silence_is_noticed_while_sending() {
+    let mut s = connected(30);
+    let hb = |s: &mut Session, at: u64| {
+        s.publish("vm/v/hb/d", vec![1; 40], QoS::AtMostOnce, false, at).expect("ok");
+        sent(s)
+    };
+    // Sending every second, receiving nothing: the ping is due 30 s after the
+    // last receive (the CONNACK at 0), not 30 s after the last send.
+    for t in (1_000..30_000).step_by(1_000) {
+        hb(&mut s, t);
+        s.handle_timeout(t);
+    }
+    assert_eq!(s.poll_timeout(), Some(30_000));
+    s.handle_timeout(30_000);
+    assert_eq!(sent(&mut s), vec![Packet::PingReq]);
+    for t in (31_000..35_000).step_by(1_000) {
+        hb(&mut s, t);
+        s.handle_timeout(t);
+        assert_eq!(s.state(), SessionState::Connected);
+    }
+    s.handle_timeout(35_000);
+    assert_eq!(lost(&mut s), Some(LostReason::KeepaliveTimeout), "lost within keep_alive + ping timeout");
+
+    // While the broker echoes our heartbeats (anything received), no ping is needed.
+    let mut s = connected(30);
+    for t in (1_000..90_000).step_by(1_000) {
+        hb(&mut s, t);
+        let echo = Publish { dup: false, qos: QoS::AtMostOnce, retain: false, topic: "vm/v/hb/d".into(), packet_id: 0, payload: vec![1; 40] };
+        s.handle_data(bytes(&[Packet::Publish(echo)]), t);
+        s.handle_timeout(t);
+        assert_eq!(s.state(), SessionState::Connected);
+    }
+    events(&mut s);
+    assert_eq!(s.poll_timeout(), Some(89_000 + 30_000));
+}
+
 #[test]
 fn connect_timeout_and_packets_before_connack() {
     let mut s = Session::new(SessionConfig::new("s")).expect("valid");
