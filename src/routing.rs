@@ -13,7 +13,7 @@
 //! * [`quality`]: smoothed round trip, delivery ratio and counters per route;
 //! * [`dedup`]: the exactly-once window and per-sender reordering;
 //! * [`wire`]: the bodies (APP_MESSAGE data and acks, PROBE, PROBE_REPLY,
-//!   RTC_SIGNAL), the broker topics and the tab frame — `PROTOCOL.md` Part 4;
+//!   RTC_SIGNAL), the broker topics and the tab frame — `PROTOCOL.md` Part 5;
 //! * [`Router`]: one device's routes to its peers.
 //!
 //! The router produces envelope **bodies**: the shell seals each

@@ -9,7 +9,7 @@
 //! | `vm/{venue}/presence/{device}` | 1 | no | PRESENCE envelope, `Leave` body (clean leave, just before the clear) |
 //! | `vm/{venue}/hub` | 1 | yes | HUB_CLAIM envelope |
 //! | `vm/{venue}/hb/{device}` | 0 | no | HEARTBEAT envelope |
-//! | `vm/{venue}/dev/{device}/rep` · `/ack` | 1 | no | REPLICATE_COMMAND / SYNC_ACK for `device` |
+//! | `vm/{venue}/dev/{device}/rep` · `/ack` | 0 | no | REPLICATE_COMMAND / SYNC_ACK for `device` (end-to-end acks, so no PUBACK) |
 //! | `vm/{venue}/dev/{device}/msg` | 1 / 0 | no | APP_MESSAGE data and acks, PROBE, PROBE_REPLY for `device` (`PROTOCOL.md` Part 5) |
 //! | `vm/{venue}/dev/{device}/rtc` | 1 | no | RTC_SIGNAL for `device` (WebRTC signalling) |
 //! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
@@ -76,7 +76,8 @@ pub fn rtc(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/dev/{device}/rtc")
 }
 
-/// `vm/{venue}/topic/{name}`: application messages (reserved).
+/// `vm/{venue}/topic/{name}`: data of a room too big to mesh (`PROTOCOL.md`
+/// Part 5 §5).
 pub fn app(venue: &str, name: &str) -> String {
     format!("{ROOT}/{venue}/topic/{name}")
 }
@@ -118,12 +119,12 @@ pub enum TopicKind<'a> {
         /// The sending device.
         device: &'a str,
     },
-    /// `dev/{device}/rep` (reserved).
+    /// `dev/{device}/rep`: replication requests for `device`.
     Replicate {
         /// The addressed device.
         device: &'a str,
     },
-    /// `dev/{device}/ack` (reserved).
+    /// `dev/{device}/ack`: replication acks for `device`.
     Ack {
         /// The addressed device.
         device: &'a str,
@@ -138,7 +139,7 @@ pub enum TopicKind<'a> {
         /// The addressed device.
         device: &'a str,
     },
-    /// `topic/{name}` (reserved); `name` may have several levels.
+    /// `topic/{name}`: a room's data; `name` may have several levels.
     App {
         /// The app topic name, e.g. `chat` or `chat/room-1`.
         name: &'a str,

@@ -728,6 +728,54 @@ fn own_will_makes_the_node_announce_itself_again() {
     assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
 }
 
+/// Drains `n`, confirming every persist at once; returns the publishes as
+/// (topic, empty payload, qos, retain).
+fn settle(n: &mut MeshNode, now: u64) -> Vec<(String, bool, u8, bool)> {
+    let mut sent = Vec::new();
+    for _ in 0..4 {
+        for o in drain_all(n, now) {
+            match o {
+                Output::Persist(s) => n.handle_persisted(&s, now),
+                Output::Publish { topic, payload, qos, retain } => sent.push((topic, payload.is_empty(), qos, retain)),
+                _ => {}
+            }
+        }
+    }
+    sent
+}
+
+/// PROTOCOL.md Part 3 §2: a clean leave publishes the signed Leave, then
+/// the empty retained presence, and the device does not re-publish its Join
+/// when its own clear comes back (only a device still in the mesh does).
+#[test]
+fn a_leaving_device_does_not_reannounce_on_its_own_clear() {
+    let mut n = lone(info(DeviceKind::Pos, None), &MeshState::default());
+    let p = topics::presence(VENUE, "pos-1");
+    n.handle_transport(true, 0);
+    assert!(settle(&mut n, 0).contains(&(p.clone(), false, 1, true)), "the Join");
+    n.leave(10);
+    let outs = drain_all(&mut n, 10);
+    let sent = publishes(&outs);
+    assert_eq!(sent.len(), 1, "{outs:?}");
+    assert_eq!((sent[0].0.as_str(), wire::decode(&sent[0].1.body)), (p.as_str(), Ok(Body::Leave)));
+    let order: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::Publish { topic, payload, qos, retain } => Some((topic.clone(), payload.is_empty(), *qos, *retain)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, vec![(p.clone(), false, 1, false), (p.clone(), true, 1, true)]);
+    // The broker echoes the clear before it has processed the DISCONNECT.
+    n.handle_message(&p, &[], true, 11, WALL0 + 11);
+    assert_eq!(settle(&mut n, 11), vec![], "a device that left stays gone");
+    // Control: connected again, the same clear makes it announce itself.
+    n.handle_transport(true, 20);
+    settle(&mut n, 20);
+    n.handle_message(&p, &[], true, 21, WALL0 + 21);
+    assert!(settle(&mut n, 21).contains(&(p, false, 1, true)), "re-announced while in the mesh");
+}
+
 #[test]
 fn messages_before_restore_are_not_used() {
     let mut cfg = MeshConfig::new("pos-1", key(), info(DeviceKind::Pos, None));

@@ -376,3 +376,33 @@ fn an_idle_router_needs_no_timer() {
     assert_eq!(r.poll_output(0), Output::Timeout(u64::MAX));
     assert_eq!(r.poll_timeout(), None);
 }
+
+/// The room example of PROTOCOL.md Part 5 §3.1: every member's copy of one
+/// room message carries the same id and the same seq (the room's own
+/// counter, apart from the direct conversation's), and its own `base`.
+#[test]
+fn documented_room_copies_share_id_and_seq() {
+    use crate::envelope::Kind;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut r = Router::new(RouterConfig::new("a", 7)).expect("valid");
+    r.handle_broker(true, 0);
+    r.join_room("chat", &["a", "b", "c"], 0).unwrap();
+    r.send(Dest::Peer("b".into()), 1, b"yo".to_vec(), 0).unwrap(); // direct: seq 1 of a→b
+    r.send(Dest::Room("chat".into()), 2, b"hi".to_vec(), 0).unwrap(); // room: seq 1
+    drain(&mut r, 0);
+    let ack = AppBody::Ack(wire::Ack { epoch: 7, entries: vec![wire::AckEntry { id: 2, attempt: 1 }] }).encode().unwrap();
+    r.handle_received(Route::Broker, "c", Kind::AppMessage, &ack, 5).unwrap(); // c has seq 1, b not yet
+    drain(&mut r, 5);
+    r.send(Dest::Room("chat".into()), 3, b"hi".to_vec(), 10).unwrap(); // room: seq 2
+    let copies: Vec<(String, String)> = drain(&mut r, 10)
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Transmit { to: Addr::Peer(p), kind: Kind::AppMessage, body, .. } if body[0] == wire::TYPE_DATA => {
+                Some((p, hex(&body)))
+            }
+            _ => None,
+        })
+        .collect();
+    let copy = |base: &str| format!("2003046368617400000000000000070000000000000002{base}000000000000000301000000026869");
+    assert_eq!(copies, vec![("b".into(), copy("0000000000000001")), ("c".into(), copy("0000000000000002"))]);
+}

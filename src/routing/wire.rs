@@ -1,5 +1,5 @@
 //! The binary bodies of the routing layer, carried inside the signed envelope,
-//! and where they travel (`PROTOCOL.md` Part 4 has the byte tables).
+//! and where they travel (`PROTOCOL.md` Part 5 has the byte tables).
 //!
 //! Conventions as in Parts 2 and 3: unsigned big-endian integers; byte 0 of
 //! every body is its **type**, which must agree with the envelope kind:
@@ -374,7 +374,7 @@ pub fn offers_to(me: &str, peer: &str) -> bool {
 // ----- topics and frames ---------------------------------------------------
 
 /// `vm/{venue}/dev/{device}/msg`: direct data, acks, probes and probe
-/// replies for `device` over the broker (Part 4 adds this topic).
+/// replies for `device` over the broker (`PROTOCOL.md` Part 5 §1).
 pub fn direct_topic(venue: &str, device: &str) -> String {
     format!("{}/{venue}/dev/{device}/msg", topics::ROOT)
 }
@@ -385,7 +385,7 @@ pub fn room_topic(venue: &str, room: &str) -> String {
 }
 
 /// The device a `vm/{venue}/dev/{device}/msg` topic names, if `topic` is
-/// one for `venue` (the mesh's own topic parser predates this topic).
+/// one for `venue` ([`crate::topics::parse`] reads it too, as `TopicKind::Msg`).
 pub fn parse_direct_topic<'a>(venue: &str, topic: &'a str) -> Option<&'a str> {
     let rest = topic.strip_prefix(topics::ROOT)?.strip_prefix('/')?.strip_prefix(venue)?.strip_prefix("/dev/")?;
     let device = rest.strip_suffix("/msg")?;
@@ -444,7 +444,7 @@ mod tests {
         b.iter().map(|x| format!("{x:02x}")).collect()
     }
 
-    /// The byte examples of PROTOCOL.md Part 4 §3.
+    /// The byte examples of PROTOCOL.md Part 5 §1 and §3.
     #[test]
     fn documented_examples() {
         let d = AppBody::Data(Data {
