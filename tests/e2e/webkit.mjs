@@ -26,7 +26,7 @@
 export const DRIVERS = (process.env.VM_WEBKIT_DRIVERS || '').split(',').filter(Boolean);
 // The WebKitGTK MiniBrowser lib.sh found; without it WebKitWebDriver starts its built-in default.
 const BINARY = process.env.VM_WEBKIT_BROWSER || '';
-const ELEMENT = 'element-6066-11e4-a52f-4f735466cecf'; // the W3C web element key
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf'; // the W3C web element key
 const KEYS = { Enter: '\uE007', Tab: '\uE004', Escape: '\uE00C', Backspace: '\uE003' };
 
 const busy = new Set(); // drivers with a session of this process
@@ -203,6 +203,7 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
   });
   const elementOf = async (selector) => {
     const el = await call('POST', '/element', { using: 'css selector', value: selector });
+    if (!el?.[ELEMENT]) throw new Error(`WebDriver find element ${selector}: no element reference in ${JSON.stringify(el)}`);
     return el[ELEMENT];
   };
 
@@ -289,8 +290,15 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
       await call('POST', `/element/${el}/value`, { text });
     }),
     press: (selector, key) => on(async () => call('POST', `/element/${await elementOf(selector)}/value`, { text: KEYS[key] ?? key })),
-    /** A PNG of the viewport (WebDriver's Take Screenshot), as a Buffer. */
-    screenshot: () => on(async () => Buffer.from(await call('GET', '/screenshot'), 'base64')),
+    /**
+     * A PNG of the viewport (WebDriver's Take Screenshot), as a Buffer. WebKit
+     * returns the last frame it painted, which can lag DOM changes (a scroll,
+     * new text) by a few hundred ms under Xvfb: wait for two painted frames first.
+     */
+    screenshot: () => on(async () => {
+      await evaluateNow(() => new Promise((r) => requestAnimationFrame(() => requestAnimationFrame(() => r(true)))));
+      return Buffer.from(await call('GET', '/screenshot'), 'base64');
+    }),
     viewportSize: () => size,
     /** Sizes the window so that the page's viewport (innerWidth × innerHeight) is exactly `vp`. */
     async setViewportSize(vp) {
