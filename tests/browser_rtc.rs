@@ -33,7 +33,7 @@ async fn until(limit_ms: u32, done: impl Fn() -> bool) -> bool {
 type Log = Rc<RefCell<Vec<RtcEvent>>>;
 
 /// Whether this browser has `RTCPeerConnection`. Only a WebKit may lack it
-/// (Safari in Lockdown Mode; the WebKitGTK build here): a Chromium without
+/// (the WebKitGTK build here has no WebRTC): a Chromium without
 /// it fails the test instead of taking the fallback branch.
 fn has_webrtc() -> bool {
     if venuemesh::web::rtc::supported() {

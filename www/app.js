@@ -252,7 +252,7 @@ function renderPeerRoutes(stats) {
   const empty = body.querySelector('tr.empty');
   if (peers.length === 0 && !empty) body.append(el('tr', { class: 'empty' }, el('td', { colSpan: 4, class: 'muted' }, 'No peers yet: open the page on another device.')));
   if (peers.length > 0 && empty) empty.remove();
-  // Safari in Lockdown Mode (and WebKit builds without WebRTC) has no RTCPeerConnection: say why the column is empty.
+  // WebKit builds without WebRTC (and web views with it switched off) have no RTCPeerConnection: say why the column is empty.
   const why = [];
   if (r.webrtc === 'unavailable') why.push('This browser has no WebRTC (no RTCPeerConnection): peers are reached through tabs and the broker.');
   if (r.webrtc === 'off') why.push('WebRTC is switched off for this device (webrtc: false).');

@@ -105,7 +105,7 @@ export interface RouteStats {
 }
 export interface RoutesStats {
   /** "on": data channels offered and used; "off": the `webrtc: false` option; "unavailable": this browser has no
-   * RTCPeerConnection (iOS Lockdown Mode, WebKit builds without WebRTC), so peers are reached through tabs and the broker. */
+   * RTCPeerConnection (WebKit builds without WebRTC, web views with it switched off), so peers are reached through tabs and the broker. */
   webrtc: "on" | "off" | "unavailable";
   /** "on": tabs of this browser profile reach each other over BroadcastChannel; "unavailable": no BroadcastChannel. */
   tab: "on" | "unavailable";

@@ -2,8 +2,8 @@
 // A venue of WebKit (Safari's engine: Debian's WebKitGTK MiniBrowser over
 // WebDriver, ./webkit.mjs) and Chromium pages on one broker. This WebKit has
 // no RTCPeerConnection, no Battery and no Network Information API and no
-// navigator.storage.persist — what the library must cope with on iOS
-// (Lockdown Mode has no WebRTC either). Together they elect one hub,
+// navigator.storage.persist — close to what the library must cope with on
+// iOS, and a fair test of every fallback. Together they elect one hub,
 // replicate commands to peer_ack, drain them through the hub to the
 // reference ingest (cloud_ack), replace a WebKit hub that goes away, and
 // exchange messages over the broker where no data channel can exist, which

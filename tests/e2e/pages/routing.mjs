@@ -7,7 +7,7 @@ import init, { VenueMesh } from '/pkg/venuemesh.js';
 
 const p = new URLSearchParams(location.search);
 // Every data channel of the page, so a test can close one (window.closeChannels()).
-// Browsers without WebRTC (WebKitGTK's MiniBrowser, iOS Lockdown Mode) have no
+// Browsers without WebRTC (WebKitGTK's MiniBrowser, web views with WebRTC off) have no
 // RTCPeerConnection to wrap: the page must still open, as the library does.
 window.channels = [];
 const Native = window.RTCPeerConnection;
