@@ -4,6 +4,7 @@
 // started, private brokers a test can kill, and the reference ingest
 // (tests/ingest/ingest.py) as the cloud end of the upload.
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { launchWebKit } from './webkit.mjs';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
@@ -291,6 +292,37 @@ export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { 
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);
   return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
 }
+
+/**
+ * For a test file: the run's browser (`launch()`) and a private broker,
+ * started before its tests and stopped after them; read them as
+ * `env.browser` / `env.broker` inside the tests.
+ */
+export function browserAndBroker() {
+  const env = {};
+  before(async () => { [env.browser, env.broker] = await Promise.all([launch(), startBroker()]); });
+  after(async () => {
+    await env.browser?.close();
+    await env.broker?.stop();
+  });
+  return env;
+}
+
+/** A private broker and the reference ingest of `venue` (acks signed with `key`) for test `t`, stopped when it ends. */
+export async function privateCloud(t, venue, key) {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const ingest = await startIngest({ venue, key, tcp: broker.tcp });
+  t.after(() => ingest.stop());
+  return { broker, ingest };
+}
+
+// A routing page's (pages/routing.mjs) view, for a member from meshMember(…, { page: 'routing' }).
+export const meshStats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
+/** `mesh.send(to, text)` for each text; the message ids. */
+export const sendTexts = (m, to, texts) => m.page.evaluate(([to, texts]) => texts.map((t) => window.mesh.send(to, t)), [to, texts]);
+/** The `message` events whose text starts with `prefix`. */
+export const receivedWith = (m, prefix) => m.page.evaluate((p) => window.received.filter((r) => r.text?.startsWith(p)), prefix);
 
 /**
  * `got` (["from:id", …] as one app received them) holds every message of `sent`

@@ -2,26 +2,15 @@
 // Mosquitto: a room of six devices (too big to mesh: one publish on
 // `vm/{venue}/topic/{room}` per message). The other one, two devices that are
 // tabs of one browser profile, is tabs.test.mjs.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, meshMember, waitFor, assertExactlyOnce, assertSenderOrder } from './lib.mjs';
+import { browserAndBroker, meshMember, waitFor, assertExactlyOnce, assertSenderOrder,
+  meshStats as stats, sendTexts as send, receivedWith as records } from './lib.mjs';
 
-let browser, broker;
-before(async () => {
-  browser = await launch();
-  broker = await startBroker();
-});
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+const env = browserAndBroker();
 
 /** A routing page (pages/routing.mjs) in a fresh context: its own device. */
-const member = (venue, kind, extra = {}) => meshMember(browser, broker.url, venue, kind, extra, { page: 'routing' });
-
-const stats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
-const send = (m, to, texts) => m.page.evaluate(([to, texts]) => texts.map((t) => window.mesh.send(to, t)), [to, texts]);
-const records = (m, prefix) => m.page.evaluate((p) => window.received.filter((r) => r.text?.startsWith(p)), prefix);
+const member = (venue, kind, extra = {}) => meshMember(env.browser, env.broker.url, venue, kind, extra, { page: 'routing' });
 
 test('a room of six devices goes through the broker topic: each message once, in order', { timeout: 90_000 }, async () => {
   const venue = `e2e-bigroom-${Date.now().toString(36)}`;

@@ -4,27 +4,16 @@
 // replicating over it with the broker stopped. In WebKit (no WebRTC) the tab
 // and the broker are the only routes there are, so this is Safari's
 // peer-to-peer path between tabs.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, meshMember, waitFor, assertExactlyOnce } from './lib.mjs';
+import { browserAndBroker, meshMember, waitFor, assertExactlyOnce,
+  meshStats as stats, sendTexts as send, receivedWith as records } from './lib.mjs';
 
-let browser, broker;
-before(async () => {
-  browser = await launch();
-  broker = await startBroker();
-});
-after(async () => {
-  await browser?.close();
-  await broker?.stop();
-});
+const env = browserAndBroker();
 
 /** A routing page (pages/routing.mjs) in `context` (a fresh one if none). */
 const member = (venue, kind, { context, ...extra } = {}) =>
-  meshMember(browser, broker.url, venue, kind, extra, { page: 'routing', context });
-
-const stats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
-const send = (m, to, texts) => m.page.evaluate(([to, texts]) => texts.map((t) => window.mesh.send(to, t)), [to, texts]);
-const records = (m, prefix) => m.page.evaluate((p) => window.received.filter((r) => r.text?.startsWith(p)), prefix);
+  meshMember(env.browser, env.broker.url, venue, kind, extra, { page: 'routing', context });
 
 test('two devices in one browser profile use the tab route, and keep going on it without a broker',
   { timeout: 90_000 }, async () => {
@@ -32,11 +21,12 @@ test('two devices in one browser profile use the tab route, and keep going on it
     // One profile, two IndexedDB names: two devices that share a BroadcastChannel.
     // Without WebRTC, the tab is their only route besides the broker: Chromium
     // is told so (webrtc=0); WebKit, which has no RTCPeerConnection, finds out itself.
-    const noRtc = browser.engine === 'webkit' ? {} : { webrtc: '0' };
+    const webkit = env.browser.engine === 'webkit';
+    const noRtc = webkit ? {} : { webrtc: '0' };
     const a = await member(venue, 'kiosk', { db: `vm-a-${venue}`, ...noRtc });
     const b = await member(venue, 'pos', { db: `vm-b-${venue}`, ...noRtc, context: a.context });
     assert.notEqual(a.id, b.id);
-    assert.equal((await stats(a)).routes.webrtc, browser.engine === 'webkit' ? 'unavailable' : 'off');
+    assert.equal((await stats(a)).routes.webrtc, webkit ? 'unavailable' : 'off');
     assert.equal((await stats(a)).routes.tab, 'on');
     const tabUp = async (m, peer) => (await stats(m)).routes.peers.find((p) => p.device === peer)?.routes.find((r) => r.route === 'tab')?.up;
     await waitFor(async () => (await tabUp(a, b.id)) && (await tabUp(b, a.id)), 15_000, 'each page has a tab route to the other');
@@ -48,7 +38,7 @@ test('two devices in one browser profile use the tab route, and keep going on it
     const viaTab = (await stats(b)).routes.peers.find((p) => p.device === a.id).routes.find((r) => r.route === 'tab');
     assert.ok(viaTab.msgsIn > 0, `b received on the tab route: ${JSON.stringify(viaTab)}`);
 
-    await broker.stop();
+    await env.broker.stop();
     await waitFor(async () => !(await a.page.evaluate(() => window.mesh.connected)), 10_000, 'the pages lose the broker');
     const after = await send(b, a.id, ['tab-offline-0', 'tab-offline-1']);
     await waitFor(async () => (await records(a, 'tab-offline-')).length === 2, 10_000, 'a got the offline messages');

@@ -9,7 +9,7 @@
 // Screenshots: .run/screenshots/webkit-demo-*.png.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launchWebKit, openPage, demoUrl, startBroker, startIngest } from './lib.mjs';
+import { launchWebKit, openPage, demoUrl, privateCloud } from './lib.mjs';
 import { device as deviceIn, waitRows, waitTiles, waitListed, waitLogged, waitRepl, screenshot,
   PORTRAIT, LANDSCAPE, DEMO_KEY } from './demo-lib.mjs';
 
@@ -38,10 +38,7 @@ test('in WebKit the demo connects, keeps its device id over a reload, and says i
 test('two WebKit iPads: hub, devices, a sale to peer_ack and cloud_ack, a chat, the WebRTC column n/a; screenshots at iPad sizes',
   { timeout: 150_000 }, async (t) => {
     const venue = `e2e-wk-demo-${Date.now()}`;
-    const broker = await startBroker();
-    t.after(() => broker.stop());
-    const ingest = await startIngest({ venue, key: DEMO_KEY, tcp: broker.tcp });
-    t.after(() => ingest.stop());
+    const { broker, ingest } = await privateCloud(t, venue, DEMO_KEY);
     const kiosk = await deviceIn(browser, venue, 'kiosk', PORTRAIT, broker.url); // the best score: the hub
     t.after(() => kiosk.context.close());
     const pos = await deviceIn(browser, venue, 'pos', LANDSCAPE, broker.url);
