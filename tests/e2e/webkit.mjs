@@ -102,10 +102,6 @@ export async function launchWebKit() {
     async close() {
       await Promise.all([...contexts].map((c) => c.close().catch(() => {})));
     },
-    version: async () => {
-      const ctx = await newContext({});
-      try { return ctx.capabilities.browserVersion; } finally { await ctx.close(); }
-    },
   };
 }
 
@@ -138,10 +134,9 @@ async function newContext({ viewport } = {}) {
   const context = {
     capabilities: session.capabilities,
     onClose: null,
-    pages: () => pages.slice(),
     async newPage() {
       const handle = pages.length === 0 ? current : await run(async () => (await call('POST', '/window/new', { type: 'window' })).handle);
-      const page = makePage({ call, run, handle, viewport, switchTo, context });
+      const page = makePage({ call, run, handle, viewport, switchTo });
       pages.push(page);
       if (viewport) await page.setViewportSize(viewport);
       return page;
@@ -165,10 +160,13 @@ async function newContext({ viewport } = {}) {
   return context;
 }
 
-function makePage({ call, run, handle, viewport, switchTo, context }) {
-  const listeners = { pageerror: [], close: [] };
+function makePage({ call, run, handle, viewport, switchTo }) {
+  const listeners = { pageerror: [] };
   let size = viewport ?? null;
   let closed = false;
+  // page.url() answers from Node, synchronously like Playwright's: the last URL
+  // this page loaded, read back after every navigation (reloads, redirects).
+  let url = '';
   /** Runs `f` with this page's window current, after earlier commands of the session. */
   const on = (f) => run(async () => {
     if (closed) throw new Error('the page is closed');
@@ -196,10 +194,15 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
       }
     }
   };
+  /** A new document finished loading: hook its errors, note its URL. */
+  const loaded = async () => {
+    await hookErrors();
+    url = await call('GET', '/url');
+  };
   const afterLoad = () => settled(async () => {
     const ready = await call('POST', '/execute/sync', { script: 'return document.readyState', args: [] });
     if (ready !== 'complete') throw new Error(`document ${ready}`);
-    await hookErrors();
+    await loaded();
   });
   const elementOf = async (selector) => {
     const el = await call('POST', '/element', { using: 'css selector', value: selector });
@@ -209,7 +212,6 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
 
   const page = {
     engine: 'webkit',
-    context: () => context,
     on(event, f) { (listeners[event] ||= []).push(f); },
     async goto(url) {
       await on(async () => { await call('POST', '/url', { url }); await afterLoad(); });
@@ -217,7 +219,7 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
     async reload() {
       await on(async () => { await call('POST', '/refresh'); await afterLoad(); });
     },
-    url() { return lastUrl; },
+    url: () => url,
     /** Like Playwright's: `fn`'s source runs in the page with `arg` (JSON); the result comes back as JSON. */
     evaluate: (fn, arg) => on(() => evaluateNow(fn, arg)),
     async waitForFunction(fn, arg, { timeout = 30_000, polling = 100 } = {}) {
@@ -247,7 +249,7 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
         const same = await on(async () => {
           const ready = await call('POST', '/execute/sync', { script: 'return [window.__vmDoc, document.readyState]', args: [] });
           if (ready[0] === token || ready[1] !== 'complete') return true;
-          await hookErrors();
+          await loaded();
           return false;
         }).catch(() => true);
         if (!same) return;
@@ -269,7 +271,7 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
     },
     async waitForURL(re, { timeout = 30_000 } = {}) {
       await page.waitForFunction((src) => new RegExp(src).test(location.href) && document.readyState === 'complete', re.source, { timeout });
-      await on(hookErrors);
+      await on(loaded);
     },
     textContent: (selector) => page.evaluate((sel) => document.querySelector(sel)?.textContent ?? null, selector),
     innerHTML: (selector) => page.evaluate((sel) => document.querySelector(sel)?.innerHTML ?? null, selector),
@@ -323,15 +325,6 @@ function makePage({ call, run, handle, viewport, switchTo, context }) {
       closed = true;
     },
   };
-  let lastUrl = '';
-  const goto = page.goto;
-  page.goto = async (url) => { lastUrl = url; await goto(url); };
-  // page.url() answers from Node (Playwright's is synchronous too); refreshed after navigations it did not start.
-  const refreshUrl = async () => { lastUrl = await on(() => call('GET', '/url')); };
-  for (const k of ['reload', 'waitForEvent', 'waitForURL']) {
-    const f = page[k];
-    page[k] = async (...args) => { const r = await f(...args); await refreshUrl(); return r; };
-  }
   return page;
 }
 
