@@ -288,10 +288,13 @@ start_ingest() { # venue, venue key, broker TCP port, SQLite file
 start_webkit() { # number of WebDriver servers, first port
   local n="${1:-3}" port="${2:-19444}" dfile="$RUN_DIR/xvfb-display.$$" display="" i urls=()
   rm -f "$dfile"
-  # -displayfd: Xvfb picks a display number that is free on this machine (its
-  # lock file in /tmp is shared with runs in other namespaces) and writes it.
-  # 1600×1600 holds an iPad viewport (1024×1366 or 1366×1024) plus MiniBrowser's toolbar.
-  Xvfb -displayfd 9 -screen 0 1600x1600x24 -nolisten tcp 9>"$dfile" >"$RUN_DIR/xvfb.log" 2>&1 &
+  # The display listens on Linux's abstract socket only (-nolisten tcp, -nolisten
+  # unix): it belongs to this network namespace, so runs in other namespaces
+  # (other worktrees) have displays of their own with the same number and no
+  # file in /tmp/.X11-unix to fight over. -displayfd: Xvfb takes the first free
+  # number (here :0) and writes it. 1600×1600 holds an iPad viewport (1024×1366
+  # or 1366×1024) plus MiniBrowser's toolbar.
+  Xvfb -displayfd 9 -screen 0 1600x1600x24 -nolisten tcp -nolisten unix 9>"$dfile" >"$RUN_DIR/xvfb.log" 2>&1 &
   STARTED_PIDS+=($!)
   for ((i = 0; i < 100; i++)); do
     display="$(tr -dc 0-9 <"$dfile" 2>/dev/null || true)"
