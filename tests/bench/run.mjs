@@ -13,7 +13,11 @@ import { routingBench } from './routing.mjs';
 
 const ENGINES = (process.env.VM_BENCH_ENGINES || 'chromium,webkit').split(',').filter(Boolean);
 const LABEL = { chromium: 'Chromium', webkit: 'WebKit' };
-/** Runs `bench` per engine; rows interleaved (Chromium row, then its WebKit twin), each labelled. */
+/**
+ * Runs `bench` per engine and labels its rows; each row of the first engine
+ * is followed by the other engines' rows that measure the same thing (same
+ * `what`, in order), rows without a twin come after.
+ */
 const perEngine = (bench) => async () => {
   const byEngine = [];
   for (const engine of ENGINES) {
@@ -25,11 +29,18 @@ const perEngine = (bench) => async () => {
       rows = [{ what: 'error (see above)', ours: 'error' }];
       process.exitCode = 1;
     }
-    byEngine.push(rows.map((r) => ({ ...r, what: `[${LABEL[engine]}] ${r.what.replace(/^ +/, '')}` })));
+    byEngine.push(rows.map((r) => ({ ...r, key: r.what, what: `[${LABEL[engine]}] ${r.what.replace(/^ +/, '')}` })));
   }
+  const [first = [], ...others] = byEngine;
   const out = [];
-  for (let i = 0; i < Math.max(...byEngine.map((r) => r.length)); i++) for (const rows of byEngine) if (rows[i]) out.push(rows[i]);
-  return out;
+  for (const row of first) {
+    out.push(row);
+    for (const rows of others) {
+      const i = rows.findIndex((r) => r.key === row.key);
+      if (i >= 0) out.push(...rows.splice(i, 1));
+    }
+  }
+  return [...out, ...others.flat()];
 };
 
 const all = { size: bundleSize, mqtt: perEngine(mqttBench), queue: perEngine(queueBench), election: electionBench,
