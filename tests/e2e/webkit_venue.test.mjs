@@ -148,15 +148,20 @@ test('without RTCPeerConnection the mesh uses the broker and says so in getDetai
       const r = (await stats(m)).routes;
       for (const p of r.peers) {
         const direct = !webkits.has(m.id) && !webkits.has(p.device); // Chromium ↔ Chromium
-        const rtc = p.routes.find((x) => x.route === 'rtc');
+        const [rtc, broker] = ['rtc', 'broker'].map((name) => p.routes.find((x) => x.route === name));
+        const pair = `${label(m)} → ${p.device.slice(0, 8)}`;
         if (direct) {
-          assert.equal(p.best, 'rtc', `${label(m)} → ${p.device.slice(0, 8)}: the data channel`);
+          // Which route is cheaper at a given moment is the router's call (a loaded
+          // machine can make the broker look faster); that the pair has its data
+          // channel and used it is the point.
+          assert.ok(rtc.msgsOut > 0 || rtc.msgsIn > 0, `${pair}: traffic on the data channel: ${JSON.stringify(rtc)}`);
         } else {
           // …while every pair with a WebKit page goes through the broker, without trying WebRTC.
-          assert.equal(p.best, 'broker', `${label(m)} → ${p.device.slice(0, 8)}: ${JSON.stringify(p)}`);
-          assert.equal(p.rtc, 'idle', `${label(m)} → ${p.device.slice(0, 8)}: no WebRTC attempt`);
+          assert.equal(p.rtc, 'idle', `${pair}: no WebRTC attempt`);
           assert.equal(rtc.up, false);
-          assert.equal(rtc.msgsOut, 0, `${label(m)} → ${p.device.slice(0, 8)}: nothing sent on a data channel`);
+          assert.equal(rtc.msgsOut, 0, `${pair}: nothing sent on a data channel`);
+          assert.notEqual(p.best, 'rtc');
+          assert.ok(broker.msgsOut > 0 && broker.acked > 0, `${pair}: the room messages went through the broker: ${JSON.stringify(broker)}`);
         }
       }
     }
