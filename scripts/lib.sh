@@ -73,6 +73,32 @@ ensure_npm() {
 
 setup_all() { ensure_apt; ensure_rust; ensure_npm; }
 
+# WebKit, Safari's engine, for scripts/test and scripts/bench (the demo does
+# not need it): Debian's WebKitGTK (`webkit2gtk-driver`: WebKitWebDriver and
+# the MiniBrowser it drives) and a virtual display for it (`xvfb`). Debian
+# packages only: Playwright's WebKit would be a downloaded browser.
+ensure_webkit() {
+  local missing=()
+  command -v WebKitWebDriver >/dev/null || missing+=(webkit2gtk-driver)
+  command -v Xvfb >/dev/null || missing+=(xvfb)
+  if [ ${#missing[@]} -gt 0 ]; then
+    say "apt-get install ${missing[*]} (WebKit for the tests)"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  minibrowser >/dev/null || die "webkit2gtk-driver is installed but no MiniBrowser was found under /usr/lib/*/webkit2gtk-4.*/"
+}
+
+# The MiniBrowser of the WebKitGTK library package (multiarch lib directory).
+minibrowser() {
+  local m
+  for m in /usr/lib/*/webkit2gtk-4.1/MiniBrowser /usr/lib/*/webkit2gtk-4.0/MiniBrowser; do
+    [ -x "$m" ] && { echo "$m"; return 0; }
+  done
+  return 1
+}
+
 # Release wasm -> wasm-bindgen --target web -> wasm-opt -Oz -> minified glue,
 # twice: pkg/ (the whole library) and pkg/mqtt/ (`MqttClient` only, built with
 # --no-default-features: the package's `venuemesh/mqtt` entry).
@@ -184,8 +210,13 @@ check_ice_log() { # log file
 # --- services ----------------------------------------------------------------
 STARTED_PIDS=()
 stop_started() {
-  local pid
+  local pid child
   for pid in "${STARTED_PIDS[@]:-}"; do
+    # WebKitWebDriver's MiniBrowser (a session a test left open) goes first: it
+    # would outlive its driver and keep the test namespace alive.
+    for child in $( [ -n "$pid" ] && ps -o pid= --ppid "$pid" 2>/dev/null || true); do
+      kill "$child" 2>/dev/null || true
+    done
     [ -n "$pid" ] && kill "$pid" 2>/dev/null || true
     # A process paused with `kill -STOP` (e.g. the demo's ingest, to play a cloud
     # outage) only acts on the TERM once continued.
@@ -248,13 +279,55 @@ start_ingest() { # venue, venue key, broker TCP port, SQLite file
   say "reference ingest for venue $venue on 127.0.0.1:$port (pid $pid), SQLite $db"
 }
 
+# WebKit for tests and benchmarks, inside the test namespace: a virtual X
+# display (Xvfb) and `n` WebKitWebDriver servers on loopback. WebKitWebDriver
+# serves one session (one MiniBrowser = one browser context, one device) at a
+# time, so multi-device tests need several; tests/e2e/webkit.mjs hands them
+# out. Exports VM_WEBKIT_DRIVERS (their URLs), VM_WEBKIT_BROWSER (the
+# MiniBrowser) and DISPLAY; stop_started stops them with the rest.
+start_webkit() { # number of WebDriver servers, first port
+  local n="${1:-3}" port="${2:-19444}" dfile="$RUN_DIR/xvfb-display.$$" display="" i urls=()
+  rm -f "$dfile"
+  # The display listens on Linux's abstract socket only (-nolisten tcp, -nolisten
+  # unix): it belongs to this network namespace, so runs in other namespaces
+  # (other worktrees) have displays of their own with the same number and no
+  # file in /tmp/.X11-unix to fight over. -displayfd: Xvfb takes the first free
+  # number (here :0) and writes it. 1600×1600 holds an iPad viewport (1024×1366
+  # or 1366×1024) plus MiniBrowser's toolbar.
+  Xvfb -displayfd 9 -screen 0 1600x1600x24 -nolisten tcp -nolisten unix 9>"$dfile" >"$RUN_DIR/xvfb.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  for ((i = 0; i < 100; i++)); do
+    display="$(tr -dc 0-9 <"$dfile" 2>/dev/null || true)"
+    [ -n "$display" ] && break
+    sleep 0.1
+  done
+  rm -f "$dfile"
+  [ -n "$display" ] || die "Xvfb did not start (see $RUN_DIR/xvfb.log)"
+  export DISPLAY=":$display"
+  VM_WEBKIT_BROWSER="$(minibrowser)" || die "no MiniBrowser (webkit2gtk-driver)"
+  export VM_WEBKIT_BROWSER
+  for ((i = 0; i < n; i++)); do
+    # --replace-on-new-session: a session a crashed test left behind does not block the next one.
+    WebKitWebDriver --port=$((port + i)) --host=local --replace-on-new-session >"$RUN_DIR/webkitdriver-$((port + i)).log" 2>&1 &
+    STARTED_PIDS+=($!)
+    urls+=("http://127.0.0.1:$((port + i))")
+  done
+  for ((i = 0; i < n; i++)); do
+    wait_port $((port + i)) 10 || die "WebKitWebDriver did not start on $((port + i)) (see $RUN_DIR/webkitdriver-$((port + i)).log)"
+  done
+  VM_WEBKIT_DRIVERS="$(IFS=,; echo "${urls[*]}")"
+  export VM_WEBKIT_DRIVERS
+  say "WebKit: Xvfb $DISPLAY, $n WebKitWebDriver on 127.0.0.1:$port-$((port + n - 1)), $("$VM_WEBKIT_BROWSER" --version 2>/dev/null || echo MiniBrowser)"
+}
+
 # Fails when a process we run listens on anything but loopback.
+OUR_LISTENERS='mosquitto|node|chrom|wasm-bindgen|WebKit|MiniBrowser'
 check_loopback_only() {
   local bad
-  bad="$(ss -ltnupH 2>/dev/null | grep -E 'mosquitto|node|chrom|wasm-bindgen' \
+  bad="$(ss -ltnupH 2>/dev/null | grep -E "$OUR_LISTENERS" \
     | awk '{print $5}' | grep -vE '^(127\.[0-9.]+|\[::1\]|\[::ffff:127\.[0-9.]+\]|localhost):' || true)"
   if [ -n "$bad" ]; then
-    ss -ltnupH | grep -E 'mosquitto|node|chrom|wasm-bindgen' >&2
+    ss -ltnupH | grep -E "$OUR_LISTENERS" >&2
     die "a service of ours listens on a non-loopback address: $bad"
   fi
   say "listening sockets of ours are loopback only"

@@ -429,3 +429,107 @@ mod queue {
         again.close();
     }
 }
+
+/// What a browser without WebRTC, the Battery and Network Information APIs
+/// or `navigator.storage.persist` gets — Safari's engine as this suite runs
+/// it (WebKitGTK's MiniBrowser) has none of them, iOS Safari lacks the middle
+/// two. Each test hides the APIs itself, so it checks the same fallbacks in
+/// Chromium, which has them all.
+mod fallbacks {
+    use super::*;
+    use js_sys::{Array, Function, Reflect};
+    use venuemesh::web::{CommandQueue, VenueMesh};
+    use wasm_bindgen::JsCast;
+
+    /// Shadows each global or `navigator.*` name with `undefined` until the
+    /// guard is dropped (own properties restored, shadows deleted).
+    struct Hidden(Function);
+
+    impl Drop for Hidden {
+        fn drop(&mut self) {
+            let _ = self.0.call0(&JsValue::NULL);
+        }
+    }
+
+    fn hide(names: &[&str]) -> Hidden {
+        let hide = Function::new_with_args(
+            "names",
+            "const undo = names.map((n) => {
+               const [o, k] = n.startsWith('navigator.') ? [navigator, n.slice(10)] : [globalThis, n];
+               const own = Object.getOwnPropertyDescriptor(o, k);
+               Object.defineProperty(o, k, { value: undefined, configurable: true, writable: true });
+               return () => (own ? Object.defineProperty(o, k, own) : delete o[k]);
+             });
+             return () => undo.forEach((f) => f());",
+        );
+        let names: Array = names.iter().map(|n| JsValue::from_str(n)).collect();
+        Hidden(hide.call1(&JsValue::NULL, &names).unwrap().unchecked_into())
+    }
+
+    fn get(v: &JsValue, path: &str) -> JsValue {
+        path.split('.').fold(v.clone(), |o, k| Reflect::get(&o, &k.into()).unwrap_or(JsValue::UNDEFINED))
+    }
+
+    async fn open_mesh(extra: &[(&str, JsValue)]) -> VenueMesh {
+        let o = options(&[("venue", &unique("vm-fb")), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &unique("vm-fb"))]);
+        for (k, v) in extra {
+            Reflect::set(&o, &(*k).into(), v).unwrap();
+        }
+        VenueMesh::open(o).await.expect("VenueMesh.open")
+    }
+
+    #[wasm_bindgen_test]
+    async fn without_rtc_peer_connection_the_mesh_opens_and_says_webrtc_is_unavailable() {
+        {
+            let _gone = hide(&["RTCPeerConnection"]);
+            assert!(!venuemesh::web::rtc::supported());
+            let mesh = open_mesh(&[]).await;
+            let routes = get(&mesh.get_detailed_stats(), "routes");
+            assert_eq!(get(&routes, "webrtc").as_string().as_deref(), Some("unavailable"), "{routes:?}");
+            assert_eq!(get(&routes, "tab").as_string().as_deref(), Some("on"), "BroadcastChannel carries the tab route");
+            // Sending still works: to a device that is not there yet, it waits for a route.
+            mesh.send("some-device", "hello".into()).expect("send without WebRTC");
+            mesh.close();
+        }
+        // `webrtc: false` is the app's choice, said apart from a missing API.
+        let mesh = open_mesh(&[("webrtc", JsValue::FALSE)]).await;
+        assert_eq!(get(&mesh.get_detailed_stats(), "routes.webrtc").as_string().as_deref(), Some("off"));
+        mesh.close();
+        let mesh = open_mesh(&[]).await;
+        let want = if venuemesh::web::rtc::supported() { "on" } else { "unavailable" };
+        assert_eq!(get(&mesh.get_detailed_stats(), "routes.webrtc").as_string().as_deref(), Some(want));
+        mesh.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn without_battery_and_network_information_the_host_app_provides_the_device_info() {
+        let _gone = hide(&["navigator.getBattery", "navigator.connection"]);
+        // Nothing known: an iPad scores its unplugged base and no power points (never a guess upwards).
+        let bare = open_mesh(&[("deviceInfo", options(&[("kind", "ipad")]))]).await;
+        let s = bare.get_detailed_stats();
+        assert!(get(&s, "deviceInfo.charging").is_null(), "{s:?}");
+        assert!(get(&s, "deviceInfo.batteryPercent").is_null());
+        assert!(get(&s, "deviceInfo.wifiQuality").is_null(), "no Network Information API: measured RTT stands in later");
+        assert_eq!(get(&s, "scoreBreakdown.base").as_f64(), Some(250.0));
+        assert_eq!(get(&s, "scoreBreakdown.power").as_f64(), Some(0.0));
+        // What the host app passes is what counts.
+        let info = options(&[("kind", "ipad")]);
+        Reflect::set(&info, &"charging".into(), &JsValue::TRUE).unwrap();
+        Reflect::set(&info, &"wifiQuality".into(), &JsValue::from(7)).unwrap();
+        bare.set_device_info(info).expect("setDeviceInfo");
+        let s = bare.get_detailed_stats();
+        assert_eq!(get(&s, "deviceInfo.charging").as_bool(), Some(true));
+        assert_eq!(get(&s, "scoreBreakdown.base").as_f64(), Some(500.0), "a charging iPad");
+        assert_eq!(get(&s, "scoreBreakdown.power").as_f64(), Some(50.0));
+        assert_eq!(get(&s, "scoreBreakdown.wifi").as_f64(), Some(70.0));
+        bare.close();
+    }
+
+    #[wasm_bindgen_test]
+    async fn without_storage_persist_the_queue_reports_best_effort_storage() {
+        let _gone = hide(&["navigator.storage"]);
+        let q = CommandQueue::open(options(&[("dbName", &unique("vm-fb-persist"))])).await.expect("CommandQueue.open");
+        assert_eq!(get(&q.stats(), "persistent").as_bool(), Some(false), "best effort, not unknown");
+        q.close();
+    }
+}

@@ -224,14 +224,16 @@ function renderPeerRoutes(stats) {
       const td = tr.cells[k + 1];
       const q = p.routes.find((x) => x.route === route);
       const up = !!(q && q.up);
-      td.dataset.state = up ? 'up' : 'down';
+      const local = localRoute(r, route); // null, or why this browser cannot take the route at all
+      td.dataset.state = up ? 'up' : local ? local.state : 'down';
       td.dataset.breaker = q ? q.breaker : 'closed';
       const best = p.best === route;
       if (best) td.dataset.best = '1'; else delete td.dataset.best;
       const chip = td.firstChild;
       const breakerBad = q && q.breaker !== 'closed';
       // rtc while its channel is being set up: say so instead of a bare "down".
-      const label = up ? (breakerBad ? q.breaker : 'up') : route === 'rtc' && p.rtc !== 'idle' && p.rtc !== 'open' ? p.rtc : 'down';
+      const label = up ? (breakerBad ? q.breaker : 'up') : local ? local.label
+        : route === 'rtc' && p.rtc !== 'idle' && p.rtc !== 'open' ? p.rtc : 'down';
       setText(chip, `${best ? '★ ' : ''}${label}`);
       chip.className = `chip ${up ? (breakerBad ? 'chip-warn' : 'chip-ok') : 'chip-na'}`;
       const figs = [];
@@ -250,9 +252,25 @@ function renderPeerRoutes(stats) {
   const empty = body.querySelector('tr.empty');
   if (peers.length === 0 && !empty) body.append(el('tr', { class: 'empty' }, el('td', { colSpan: 4, class: 'muted' }, 'No peers yet: open the page on another device.')));
   if (peers.length > 0 && empty) empty.remove();
+  // WebKit builds without WebRTC (and web views with it switched off) have no RTCPeerConnection: say why the column is empty.
+  const why = [];
+  if (r.webrtc === 'unavailable') why.push('This browser has no WebRTC (no RTCPeerConnection): peers are reached through tabs and the broker.');
+  if (r.webrtc === 'off') why.push('WebRTC is switched off for this device (webrtc: false).');
+  if (r.tab === 'unavailable') why.push('This browser has no BroadcastChannel: no tab route.');
+  setText($('routes-local'), why.join(' '));
+  $('routes-local').hidden = why.length === 0;
+  $('routes-local').dataset.webrtc = r.webrtc;
   const c = r.counters;
   setText($('routes-figures'), `${c.sent} sent (${c.transmissions} transmissions, ${c.resends} resends) · ` +
     `${c.delivered} delivered, ${c.duplicates} duplicates dropped · ${r.pending} awaiting ack`);
+}
+
+/** A route this browser cannot take to any peer (`getDetailedStats().routes.webrtc` / `.tab`): its cell's state and label. */
+function localRoute(r, route) {
+  const use = route === 'rtc' ? r.webrtc : route === 'tab' ? r.tab : 'on';
+  if (use === 'unavailable') return { state: 'unavailable', label: 'n/a' };
+  if (use === 'off') return { state: 'off', label: 'off' };
+  return null;
 }
 
 const kb = (n) => (n < 10_240 ? `${n} B` : `${(n / 1024).toFixed(0)} KiB`);

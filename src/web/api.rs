@@ -15,10 +15,11 @@ use super::idb;
 use super::js::{ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
+use super::routes_api::WebRtcUse;
 use super::meta;
 use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
-use super::stats::mesh_stats_js;
+use super::stats::{mesh_stats_js, LocalRoutes};
 use crate::election;
 use crate::envelope::{is_valid_id, VenueKey};
 use crate::mesh::{MeshConfig, MeshNode};
@@ -77,7 +78,8 @@ export interface OpenOptions {
   /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
    * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
   upload?: (batch: UploadBatch) => Promise<void>;
-  /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. */
+  /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. Browsers without
+   * RTCPeerConnection are detected and treated as false (`getDetailedStats().routes.webrtc` says "unavailable"). */
   webrtc?: boolean;
 }
 /** An application message (`send`), delivered exactly once and in the sender's order. */
@@ -102,6 +104,11 @@ export interface RouteStats {
   msgsOut: number; bytesOut: number; msgsIn: number; bytesIn: number; acked: number; timeouts: number; probes: number;
 }
 export interface RoutesStats {
+  /** "on": data channels offered and used; "off": the `webrtc: false` option; "unavailable": this browser has no
+   * RTCPeerConnection (WebKit builds without WebRTC, web views with it switched off), so peers are reached through tabs and the broker. */
+  webrtc: "on" | "off" | "unavailable";
+  /** "on": tabs of this browser profile reach each other over BroadcastChannel; "unavailable": no BroadcastChannel. */
+  tab: "on" | "unavailable";
   brokerUp: boolean; pending: number; held: number; seen: number;
   peers: { device: string; best: "tab" | "rtc" | "broker" | null; rtc: "idle" | "connecting" | "requested" | "open"; pending: number; routes: RouteStats[] }[];
   counters: { sent: number; transmissions: number; resends: number; acked: number; undeliverable: number; roomBroadcasts: number;
@@ -315,7 +322,7 @@ impl VenueMesh {
         if uploader.is_some() {
             replication.upstream = crate::replication::Upstream::Hook;
         }
-        let webrtc = o.bool("webrtc")?.unwrap_or(true);
+        let webrtc = WebRtcUse::detect(o.bool("webrtc")?.unwrap_or(true));
         let username = o.string("username")?;
         let password = o.string("password")?;
 
@@ -330,7 +337,7 @@ impl VenueMesh {
         let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
         config.election = election;
         config.replication = replication;
-        if webrtc {
+        if webrtc == WebRtcUse::On {
             config.capabilities = config.capabilities.with(crate::mesh::Capabilities::WEBRTC);
         }
         let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
@@ -414,7 +421,7 @@ impl VenueMesh {
         }));
         {
             let s = mesh.state.borrow();
-            super::routes_api::start(&driver, &s.venue, &s.device_id);
+            super::routes_api::start(&driver, &s.venue, &s.device_id, webrtc);
         }
         broker::listen_for_wake(&link);
         broker::drain(&link);
@@ -592,7 +599,8 @@ impl VenueMesh {
         let broker_stats = client_stats_js(&d.link.borrow().client);
         let s = self.state.borrow();
         let info = s.host.device_info(s.battery);
-        let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats);
+        let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some() };
+        let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local);
         let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
         stats
     }

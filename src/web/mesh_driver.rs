@@ -40,6 +40,8 @@ pub struct MeshDriver {
     /// Data channels and the tab channel (`routes_api.rs` creates them).
     pub rtc: Option<super::rtc::Rtc>,
     pub tabs: Option<super::tabs::Tabs>,
+    /// Whether this page uses data channels, and if not why (for the stats).
+    pub webrtc: super::routes_api::WebRtcUse,
     timer: Option<(u64, Timeout)>,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
@@ -59,6 +61,7 @@ impl MeshDriver {
             uploader: None,
             rtc: None,
             tabs: None,
+            webrtc: super::routes_api::WebRtcUse::Off,
             timer: None,
             writing: false,
             next_state: None,

@@ -85,7 +85,8 @@ pub(crate) struct Inner {
     /// Test hook: the next `n` write transactions fail like this.
     pub inject: Option<(Inject, u32)>,
     pub stats: Counters,
-    /// The answer of `navigator.storage.persist()` (`None`: no answer / no API).
+    /// The answer of `navigator.storage.persist()` (`None`: not answered yet;
+    /// `false` also when the browser has no such API).
     pub persistent: Option<bool>,
     pub hook: Option<Hook>,
 }
@@ -486,29 +487,32 @@ fn arm_timer(s: &mut Inner, now: u64, weak: &Weak<RefCell<Inner>>) {
 
 /// Asks `navigator.storage.persist()` once and keeps the answer for
 /// `stats().persistent`. Not awaited by `open()` (Firefox asks the user and
-/// the promise waits for the answer); a missing API leaves `null`.
+/// the promise waits for the answer): `null` until it answers. A browser
+/// without the API (WebKitGTK 2.50, older Safari) or one that refuses gives
+/// `false`: its storage is best effort, and Safari's tracking prevention may
+/// delete it after 7 days without a visit (installed home-screen apps are
+/// exempt), which the app should know rather than guess.
 pub(crate) fn request_persistence(this: &Shared) {
-    let global = js_sys::global();
-    let storage = Reflect::get(&global, &"navigator".into())
-        .ok()
-        .filter(|n| n.is_object())
-        .and_then(|n| Reflect::get(&n, &"storage".into()).ok())
-        .filter(|s| s.is_object());
-    let Some(storage) = storage else { return };
-    let Some(persist) = Reflect::get(&storage, &"persist".into()).ok().and_then(|f| f.dyn_into::<Function>().ok()) else {
-        return;
+    let persist_promise = || -> Option<js_sys::Promise> {
+        let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).ok().filter(|n| n.is_object())?;
+        let storage = Reflect::get(&navigator, &"storage".into()).ok().filter(|s| s.is_object())?;
+        let persist = Reflect::get(&storage, &"persist".into()).ok()?.dyn_into::<Function>().ok()?;
+        persist.call0(&storage).ok()?.dyn_into::<js_sys::Promise>().ok()
     };
-    let Ok(p) = persist.call0(&storage) else { return };
-    let Ok(p) = p.dyn_into::<js_sys::Promise>() else { return };
     let weak = Rc::downgrade(this);
-    wasm_bindgen_futures::spawn_local(async move {
-        let answer = wasm_bindgen_futures::JsFuture::from(p).await.ok().and_then(|v| v.as_bool());
-        if let (Some(this), Some(a)) = (weak.upgrade(), answer) {
+    let set = move |answer: bool| {
+        if let Some(this) = weak.upgrade() {
             if let Ok(mut s) = this.try_borrow_mut() {
-                s.persistent = Some(a);
+                s.persistent = Some(answer);
             }
         }
-    });
+    };
+    match persist_promise() {
+        None => set(false),
+        Some(p) => wasm_bindgen_futures::spawn_local(async move {
+            set(wasm_bindgen_futures::JsFuture::from(p).await.ok().and_then(|v| v.as_bool()).unwrap_or(false));
+        }),
+    }
 }
 
 /// Stops the queue: no new calls; transactions in flight still end and

@@ -91,7 +91,9 @@ export interface QueueStats {
   pending: number; peerAck: number; cloudAck: number; failed: number;
   unwritten: number; queued: number; maxQueued: number; maxRetries: number;
   inboxSize: number; inboxUnsaved: number;
-  /** Answer of `navigator.storage.persist()` (asked once at open); null if unanswered or unsupported. */
+  /** Answer of `navigator.storage.persist()` (asked once at open): true = the browser will not evict the database;
+   * false = best effort (refused, or no such API, e.g. older Safari: tracking prevention may delete it after 7 days
+   * without a visit); null = not answered yet. */
   persistent: boolean | null;
   transactions: number; recordsWritten: number; failedTransactions: number; reopens: number;
   unreadableRecords: number; lastError: string | null; closed: boolean;
@@ -661,8 +663,8 @@ impl CommandQueue {
     }
 
     /// A snapshot for dashboards: counts, write figures, and `persistent`
-    /// (the answer of `navigator.storage.persist()`, `null` if unanswered or
-    /// unsupported).
+    /// (the answer of `navigator.storage.persist()`: `false` also when the
+    /// browser has no such API, `null` while unanswered).
     #[wasm_bindgen(unchecked_return_type = "QueueStats")]
     pub fn stats(&self) -> JsValue {
         let Ok(s) = self.shared.try_borrow() else { return JsValue::NULL };

@@ -23,11 +23,44 @@ use super::tabs::Tabs;
 use crate::mqtt::QoS;
 use crate::routing::{Delivery, Dest, SendError};
 
-/// Creates the data channels and the tab channel of this page and wires
-/// their events into the node.
-pub(super) fn start(driver: &DriverRef, venue: &str, me: &str) {
+/// Whether this page takes part in WebRTC data channels
+/// (`getDetailedStats().routes.webrtc`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum WebRtcUse {
+    /// Offered to peers (the WEBRTC capability) and used.
+    On,
+    /// The app opened the mesh with `webrtc: false`.
+    Off,
+    /// The browser has no `RTCPeerConnection`: not announced, so no peer
+    /// tries, and every message takes the tab or the broker route.
+    Unavailable,
+}
+
+impl WebRtcUse {
+    /// What the app asked for (`webrtc` option, default on), as far as the browser allows.
+    pub(super) fn detect(wanted: bool) -> WebRtcUse {
+        match (wanted, super::rtc::supported()) {
+            (false, _) => WebRtcUse::Off,
+            (true, false) => WebRtcUse::Unavailable,
+            (true, true) => WebRtcUse::On,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            WebRtcUse::On => "on",
+            WebRtcUse::Off => "off",
+            WebRtcUse::Unavailable => "unavailable",
+        }
+    }
+}
+
+/// Creates the data channels (when `webrtc` is on) and the tab channel (when
+/// the browser has `BroadcastChannel`) of this page and wires their events
+/// into the node.
+pub(super) fn start(driver: &DriverRef, venue: &str, me: &str, webrtc: WebRtcUse) {
     let (w1, w2, w3) = (Rc::downgrade(driver), Rc::downgrade(driver), Rc::downgrade(driver));
-    let rtc = Rtc::new(
+    let rtc = (webrtc == WebRtcUse::On).then(|| Rtc::new(
         move |peer, body| {
             let Some(d) = w1.upgrade() else { return };
             d.borrow_mut().node.send_rtc_signal(peer, body, monotonic_ms());
@@ -46,7 +79,7 @@ pub(super) fn start(driver: &DriverRef, venue: &str, me: &str) {
             }
             drive(&d);
         },
-    );
+    ));
     let tabs = Tabs::open(venue, me, move |envelope| {
         let Some(d) = w3.upgrade() else { return };
         d.borrow_mut().node.handle_tab_frame(&envelope, monotonic_ms(), wall_ms());
@@ -54,7 +87,8 @@ pub(super) fn start(driver: &DriverRef, venue: &str, me: &str) {
     });
     {
         let mut d = driver.borrow_mut();
-        d.rtc = Some(rtc);
+        d.rtc = rtc;
+        d.webrtc = webrtc;
         if let Ok(tabs) = tabs {
             d.tabs = Some(tabs);
             d.node.handle_tabs_ready(monotonic_ms());

@@ -293,6 +293,15 @@ impl Rtc {
     }
 }
 
+/// Whether this browser has `RTCPeerConnection` at all. WebKit builds
+/// without WebRTC (WebKitGTK's MiniBrowser, which the tests run as Safari's
+/// engine) and kiosk browsers or web views with WebRTC switched off have
+/// none; there the mesh neither offers nor accepts data channels (the broker
+/// and tab routes carry everything).
+pub fn supported() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &"RTCPeerConnection".into()).is_ok_and(|c| c.is_function())
+}
+
 fn new_pc() -> Result<RtcPeerConnection, JsValue> {
     let cfg = RtcConfiguration::new();
     cfg.set_ice_servers(&js_sys::Array::new()); // a LAN needs no STUN/TURN

@@ -26,7 +26,15 @@ fn flow(f: &Flow) -> JsValue {
         .build()
 }
 
-pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue) -> JsValue {
+/// What this page itself can use, beside the core's per-peer routes.
+pub struct LocalRoutes {
+    /// `"on"`, `"off"` or `"unavailable"` (`routes_api::WebRtcUse`).
+    pub webrtc: &'static str,
+    /// Whether the tab channel (BroadcastChannel) is open.
+    pub tab: bool,
+}
+
+pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes) -> JsValue {
     let peers = js_sys::Array::new();
     for p in &s.peers {
         peers.push(
@@ -115,12 +123,12 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .build()
         })
         .set("broker", broker)
-        .set("routes", routes_js(&s.routing))
+        .set("routes", routes_js(&s.routing, local))
         .build()
 }
 
 /// `getDetailedStats().routes`: per peer and route (tab, rtc, broker).
-fn routes_js(r: &RouterStats) -> JsValue {
+fn routes_js(r: &RouterStats, local: LocalRoutes) -> JsValue {
     let peers = js_sys::Array::new();
     for p in &r.peers {
         let routes = js_sys::Array::new();
@@ -158,6 +166,8 @@ fn routes_js(r: &RouterStats) -> JsValue {
     }
     let c = &r.counters;
     ObjBuilder::new()
+        .set("webrtc", local.webrtc)
+        .set("tab", if local.tab { "on" } else { "unavailable" })
         .set("brokerUp", r.broker_up)
         .set("pending", r.pending as f64)
         .set("held", r.held as f64)

@@ -25,7 +25,13 @@
 // VM_BENCH_MQTT_FRAMES=1 also counts the WebSocket frames each page sends
 // (a wrapper around WebSocket.prototype.send, so off by default): Mosquitto
 // 2.0.11 can stall ≈ 100 ms on frames sent back to back (toolchain notes).
-import { launch } from '../e2e/lib.mjs';
+// Chromium only: WebDriver has no init scripts.
+// mqttBench('webkit') runs the same in WebKit (Debian's WebKitGTK MiniBrowser
+// over WebDriver, tests/e2e/webkit.mjs): each page its own MiniBrowser, both
+// clients in the same WebKit run. The bench page is cross-origin isolated
+// (scripts/serve.mjs), so performance.now() has 20 µs steps in WebKit (1 ms
+// otherwise) and 5 µs in Chromium: fine enough for sub-millisecond trips.
+import { launch, launchWebKit } from '../e2e/lib.mjs';
 import { launchCdp } from './cdp.mjs';
 import { randomBytes } from 'node:crypto';
 
@@ -65,7 +71,7 @@ async function openPage(browser, side, role) {
   const page = await context.newPage();
   const p = { page, errors: [] };
   page.on('pageerror', (e) => p.errors.push(String(e)));
-  if (FRAMES) {
+  if (FRAMES && page.addInitScript) {
     await page.addInitScript(() => {
       window.__sent = { frames: 0, bytes: 0 };
       const send = WebSocket.prototype.send;
@@ -122,13 +128,17 @@ async function roundTrip(side, pages, qos) {
   }
 }
 
-export async function mqttBench() {
+/** The MQTT rows for `engine` ('chromium' or 'webkit'). */
+export async function mqttBench(engine = 'chromium') {
   const watchdog = setTimeout(() => {
     console.error(`mqtt bench: still running after ${LIMIT_MS / 60_000} min: giving up`);
     process.exit(1);
   }, LIMIT_MS);
   watchdog.unref();
-  const browser = DRIVER === 'playwright' ? await launch(EXTRA_ARGS) : await launchCdp(EXTRA_ARGS);
+  const browser = engine === 'webkit' ? await launchWebKit()
+    : DRIVER === 'playwright' ? await launch(EXTRA_ARGS) : await launchCdp(EXTRA_ARGS);
+  const driver = engine === 'webkit' ? 'WebKit via WebDriver (tests/e2e/webkit.mjs)'
+    : DRIVER === 'cdp' ? 'Chromium via tests/bench/cdp.mjs' : 'Chromium via playwright-core';
   const sides = {};
   // A failed measurement leaves an error row and the rest goes on; a page
   // that stopped answering (or never connected) ends that client's part.
@@ -148,7 +158,7 @@ export async function mqttBench() {
     }
     const live = (order) => order.filter((s) => !sides[s].dead);
 
-    console.log(`mqtt: broker ${BROKER}, ${N.toLocaleString('en-US')} × ${SIZE} B, ${RUNS} runs; ${TRIPS} round trips; driver ${DRIVER === 'cdp' ? 'tests/bench/cdp.mjs' : 'playwright-core'}`);
+    console.log(`mqtt: broker ${BROKER}, ${N.toLocaleString('en-US')} × ${SIZE} B, ${RUNS} runs; ${TRIPS} round trips; ${driver}`);
     for (const qos of [0, 1]) {
       const sidesAt = (order) => live(order.filter((s) => s in SIDES && (qos === 0 || s !== 'floor')));
       for (const side of sidesAt(Object.keys(SIDES))) {

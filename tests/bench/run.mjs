@@ -1,5 +1,9 @@
 // scripts/bench entry point: runs each benchmark and prints one table.
 // Usage: node tests/bench/run.mjs [name ...]   (default: all)
+// The MQTT and queue benchmarks run in Chromium and then in WebKit (each with
+// its peer in the same browser run); their rows are labelled and interleaved,
+// the WebKit row under its Chromium twin. VM_BENCH_ENGINES=chromium (or
+// webkit) runs one engine only.
 import { bundleSize } from './size.mjs';
 import { queueBench } from './queue.mjs';
 import { mqttBench } from './mqtt.mjs';
@@ -7,7 +11,40 @@ import { electionBench } from './election.mjs';
 import { replicationBench } from './replication.mjs';
 import { routingBench } from './routing.mjs';
 
-const all = { size: bundleSize, mqtt: mqttBench, queue: queueBench, election: electionBench, replication: replicationBench, routing: routingBench };
+const ENGINES = (process.env.VM_BENCH_ENGINES || 'chromium,webkit').split(',').filter(Boolean);
+const LABEL = { chromium: 'Chromium', webkit: 'WebKit' };
+/**
+ * Runs `bench` per engine and labels its rows; each row of the first engine
+ * is followed by the other engines' rows that measure the same thing (same
+ * `what`, in order), rows without a twin come after.
+ */
+const perEngine = (bench) => async () => {
+  const byEngine = [];
+  for (const engine of ENGINES) {
+    let rows;
+    try {
+      rows = await bench(engine);
+    } catch (e) {
+      console.error(`benchmark in ${LABEL[engine]} failed: ${e?.stack ?? e}`);
+      rows = [{ what: 'error (see above)', ours: 'error' }];
+      process.exitCode = 1;
+    }
+    byEngine.push(rows.map((r) => ({ ...r, key: r.what, what: `[${LABEL[engine]}] ${r.what.replace(/^ +/, '')}` })));
+  }
+  const [first = [], ...others] = byEngine;
+  const out = [];
+  for (const row of first) {
+    out.push(row);
+    for (const rows of others) {
+      const i = rows.findIndex((r) => r.key === row.key);
+      if (i >= 0) out.push(...rows.splice(i, 1));
+    }
+  }
+  return [...out, ...others.flat()];
+};
+
+const all = { size: bundleSize, mqtt: perEngine(mqttBench), queue: perEngine(queueBench), election: electionBench,
+  replication: replicationBench, routing: routingBench };
 const wanted = process.argv.slice(2);
 const rows = [];
 for (const [name, run] of Object.entries(all)) {

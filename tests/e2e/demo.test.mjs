@@ -7,15 +7,9 @@
 // content, in the DOM and in the pixels.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, writeFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { launch, openPage, demoUrl, nonLoopbackListeners, startBroker, startIngest, BASE } from './lib.mjs';
-
-const SHOTS = fileURLToPath(new URL('../../.run/screenshots/', import.meta.url));
-const PORTRAIT = { width: 1024, height: 1366 };
-const LANDSCAPE = { width: 1366, height: 1024 };
-const HUB_RGB = [0xf5, 0xa6, 0x23]; // --hub in www/style.css
-const DEMO_KEY = 'venuemesh-demo-key-not-secret'; // www/app.js's default venue key
+import { launch, openPage, demoUrl, nonLoopbackListeners, privateCloud } from './lib.mjs';
+import { device as deviceIn, waitRows, waitTiles, waitListed, waitLogged, waitRepl, screenshot,
+  PORTRAIT, LANDSCAPE, DEMO_KEY } from './demo-lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -68,182 +62,13 @@ test('nothing of ours listens on a non-loopback address while pages are open', a
 
 // --- several devices on one venue ----------------------------------------------
 
-/** One device: its own context (own IndexedDB), a touch screen of `viewport`, the demo's default drain interval. */
-async function device(venue, kind, viewport, broker) {
-  const context = await browser.newContext({ viewport, hasTouch: true, deviceScaleFactor: 1 });
-  const page = await context.newPage();
-  const errors = [];
-  page.on('pageerror', (e) => errors.push(e));
-  await page.goto(`${BASE}${demoUrl({ venue, kind, hb: '300', broker })}`);
-  await page.waitForSelector('#conn[data-state="connected"]', { timeout: 10_000 });
-  const id = (await page.textContent('#device-id')).trim();
-  return { context, page, errors, id, kind };
-}
-
-/** The rows of the devices table as the page shows them. */
-const rowsOf = (d) => d.page.$$eval('#devices tbody tr', (trs) => trs.map((tr) => ({
-  device: tr.dataset.device,
-  hub: tr.dataset.hub === '1',
-  kind: tr.cells[1].textContent,
-  score: Number(tr.cells[2].textContent),
-  badge: tr.cells[3].textContent,
-  queue: Number(tr.cells[5].textContent),
-})));
-
-/** Waits until `check(rows)` holds on the page; fails with what it last saw. */
-async function waitRows(d, what, check, ms = 15_000) {
-  const until = Date.now() + ms;
-  let rows = [];
-  while (Date.now() < until) {
-    rows = await rowsOf(d);
-    if (check(rows)) return rows;
-    await d.page.waitForTimeout(100);
-  }
-  assert.fail(`${d.kind} page: ${what}; it shows ${JSON.stringify(rows)}`);
-}
-
-/** The box of the first `selector` match, measured in one go (the page re-renders every second). */
-const boxOf = (page, selector) => page.evaluate((sel) => {
-  const e = document.querySelector(sel);
-  if (!e) return null;
-  const r = e.getBoundingClientRect();
-  return { x: r.x, y: r.y, width: r.width, height: r.height };
-}, selector);
-
-/** Whether the element's box lies inside the viewport (it is in a viewport screenshot). */
-async function inViewport(page, selector) {
-  const box = await boxOf(page, selector);
-  const vp = page.viewportSize();
-  return !!box && box.width > 0 && box.height > 0 && box.x >= 0 && box.y >= 0 &&
-    box.x + box.width <= vp.width && box.y + box.height <= vp.height;
-}
-
-/**
- * Pixel figures of a PNG, decoded by the browser: distinct colours (5 bits a
- * channel), the share of pixels unlike the page background, and in `box` the
- * share of pixels near `rgb`.
- */
-async function pixels(png, box, rgb) {
-  const ctx = await browser.newContext();
-  const page = await ctx.newPage();
-  try {
-    return await page.evaluate(async ([b64, box, rgb]) => {
-      const img = new Image();
-      img.src = `data:image/png;base64,${b64}`;
-      await img.decode();
-      const c = document.createElement('canvas');
-      c.width = img.naturalWidth; c.height = img.naturalHeight;
-      const g = c.getContext('2d');
-      g.drawImage(img, 0, 0);
-      const all = g.getImageData(0, 0, c.width, c.height).data;
-      const colours = new Set();
-      let unlikeBg = 0;
-      const bg = [0xee, 0xf1, 0xf5]; // --bg
-      for (let i = 0; i < all.length; i += 4) {
-        colours.add(((all[i] >> 3) << 10) | ((all[i + 1] >> 3) << 5) | (all[i + 2] >> 3));
-        if (Math.abs(all[i] - bg[0]) + Math.abs(all[i + 1] - bg[1]) + Math.abs(all[i + 2] - bg[2]) > 24) unlikeBg++;
-      }
-      const part = g.getImageData(Math.round(box.x), Math.round(box.y), Math.max(1, Math.round(box.width)), Math.max(1, Math.round(box.height))).data;
-      let near = 0;
-      for (let i = 0; i < part.length; i += 4) {
-        if (Math.abs(part[i] - rgb[0]) + Math.abs(part[i + 1] - rgb[1]) + Math.abs(part[i + 2] - rgb[2]) < 60) near++;
-      }
-      return { width: c.width, height: c.height, colours: colours.size,
-        unlikeBg: unlikeBg / (all.length / 4), badgeShare: near / (part.length / 4) };
-    }, [png.toString('base64'), box, rgb]);
-  } finally {
-    await ctx.close();
-  }
-}
-
-/** The status counts the queue card shows: `{ pending, peer_ack, cloud_ack, failed }`. */
-const tilesOf = (d) => d.page.$$eval('.tiles b', (bs) => Object.fromEntries(bs.map((b) => [b.id.slice(2), Number(b.dataset.count)])));
-
-/** Waits until the queue card shows `want` (a subset of the tiles' counts). */
-async function waitTiles(d, what, want, ms = 20_000) {
-  const until = Date.now() + ms;
-  let got = {};
-  while (Date.now() < until) {
-    got = await tilesOf(d);
-    if (Object.entries(want).every(([k, v]) => got[k] === v)) return got;
-    await d.page.waitForTimeout(100);
-  }
-  assert.fail(`${d.kind} page: ${what}; the tiles show ${JSON.stringify(got)}, want ${JSON.stringify(want)}`);
-}
-
-/** Waits until the queue list shows the command `id` with `status`; its text. */
-async function waitListed(d, id, status, ms = 20_000) {
-  const sel = `#queue-list li[data-id="${id}"][data-status="${status}"]`;
-  try {
-    await d.page.waitForSelector(sel, { timeout: ms });
-  } catch {
-    const items = await d.page.$$eval('#queue-list li', (lis) => lis.map((li) => `${li.dataset.id} ${li.dataset.status}`));
-    assert.fail(`${d.kind} page: ${id} is not listed as ${status}; the list shows ${JSON.stringify(items)}`);
-  }
-  return d.page.textContent(sel);
-}
-
-/** Waits until the event log of `d` has a line matching `re`. */
-async function waitLogged(d, re, ms = 10_000) {
-  try {
-    await d.page.waitForFunction((src) => [...document.querySelectorAll('#log li')].some((li) => new RegExp(src).test(li.textContent)),
-      re.source, { timeout: ms });
-  } catch {
-    assert.fail(`${d.kind} page: no log line matches ${re}; the log:\n${await d.page.textContent('#log')}`);
-  }
-}
-
-/** Waits until the replication figure `id` (r-held, r-below, r-batches, r-cloud) shows at least `min`. */
-async function waitRepl(d, id, min, what, ms = 10_000) {
-  try {
-    await d.page.waitForFunction(([id, min]) => Number(document.getElementById(id).dataset.count) >= min, [id, min], { timeout: ms });
-  } catch {
-    assert.fail(`${d.kind} page: ${what}; #${id} shows ${await d.page.getAttribute(`#${id}`, 'data-count')}`);
-  }
-}
-
-/**
- * An iPad-size screenshot of `d`, saved and checked: hub badge, ≥ 2 devices,
- * the queue's status tiles and the replication figures on screen, and the
- * counts in `counts` (e.g. `{ pending: 0, peer_ack: 1 }`) shown.
- */
-async function screenshot(d, name, counts) {
-  const { page } = d;
-  const vp = page.viewportSize();
-  const badge = await boxOf(page, '#devices tr[data-hub] .badge-hub');
-  // Saved first, so that a failed check below leaves the picture to look at.
-  const png = await page.screenshot({ fullPage: false });
-  mkdirSync(SHOTS, { recursive: true });
-  writeFileSync(`${SHOTS}${name}.png`, png);
-  // What a person sees without scrolling: the hub badge, the devices, the queue counts.
-  assert.ok(await inViewport(page, '#devices tr[data-hub] .badge-hub'), `${name}: the hub badge is on screen`);
-  const rows = await page.$$('#devices tbody tr');
-  assert.ok(rows.length >= 2, `${name}: at least two devices listed`);
-  for (const sel of ['#devices tbody tr:nth-child(2)', '#q-pending', '#q-cloud_ack', '#repl', '#pos-card .item']) {
-    assert.ok(await inViewport(page, sel), `${name}: ${sel} is on screen`);
-  }
-  for (const [status, n] of Object.entries(counts)) {
-    assert.equal(await page.textContent(`#q-${status}`), String(n), `${name}: ${status} count shown`);
-  }
-  assert.match(await page.textContent('#role'), /^(HUB|follower)$/);
-
-  assert.ok(badge, `${name}: the hub badge was measured`);
-  const px = await pixels(png, badge, HUB_RGB);
-  assert.deepEqual([px.width, px.height], [vp.width, vp.height], `${name}: iPad-size image`);
-  assert.ok(px.colours > 40, `${name}: ${px.colours} distinct colours (a blank page has a handful)`);
-  assert.ok(px.unlikeBg > 0.3, `${name}: ${(px.unlikeBg * 100).toFixed(0)}% of the pixels are content`);
-  assert.ok(px.badgeShare > 0.4, `${name}: the hub badge is drawn in the hub colour (${(px.badgeShare * 100).toFixed(0)}%)`);
-  return px;
-}
+const device = (venue, kind, viewport, broker) => deviceIn(browser, venue, kind, viewport, broker);
 
 test('several devices: the demo shows the hub, the peers with scores, the queue draining to the ingest, the routes per peer and a chat',
   { timeout: 180_000 }, async (t) => {
     const venue = `e2e-demo-mesh-${Date.now()}`;
     // A private broker and the reference ingest for this venue: the cloud end of the hub's upload.
-    const broker = await startBroker();
-    t.after(() => broker.stop());
-    const ingest = await startIngest({ venue, key: DEMO_KEY, tcp: broker.tcp });
-    t.after(() => ingest.stop());
+    const { broker, ingest } = await privateCloud(t, venue, DEMO_KEY);
     const kiosk = await device(venue, 'kiosk', PORTRAIT, broker.url);   // the best score: the hub
     const pos = await device(venue, 'pos', LANDSCAPE, broker.url);
     const ipad = await device(venue, 'ipad', PORTRAIT, broker.url);

@@ -1,9 +1,12 @@
 // Shared helpers for the end-to-end tests: Debian's Chromium through
-// playwright-core (never a downloaded browser), the static server and the
-// broker that scripts/test started, private brokers a test can kill, and the
-// reference ingest (tests/ingest/ingest.py) as the cloud end of the upload.
+// playwright-core or Debian's WebKitGTK through WebDriver (./webkit.mjs; never
+// a downloaded browser), the static server and the broker that scripts/test
+// started, private brokers a test can kill, and the reference ingest
+// (tests/ingest/ingest.py) as the cloud end of the upload.
 import assert from 'node:assert/strict';
+import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
+import { launchWebKit } from './webkit.mjs';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -51,8 +54,22 @@ function icePairProblem(pair) {
     `outside the test network (${process.env.VM_TEST_NETS || 'loopback only: VM_TEST_NETS is unset; run it through scripts/test'})`;
 }
 
-/** Debian's Chromium, headless, with our flags plus `extraArgs`; every context it makes carries the ICE probe. */
+/**
+ * The engine this run of a test file is for: `VM_E2E_BROWSER=webkit` (scripts/test's
+ * e2e-webkit part runs the files marked `// e2e engines: chromium webkit` again
+ * with it), else Chromium.
+ */
+export const ENGINE = process.env.VM_E2E_BROWSER === 'webkit' ? 'webkit' : 'chromium';
+
+/** The run's browser (ENGINE): `launchChromium(extraArgs)` or `launchWebKit()`. */
 export async function launch(extraArgs = []) {
+  return ENGINE === 'webkit' ? launchWebKit() : launchChromium(extraArgs);
+}
+
+export { launchWebKit };
+
+/** Debian's Chromium, headless, with our flags plus `extraArgs`; every context it makes carries the ICE probe. */
+export async function launchChromium(extraArgs = []) {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
   const problems = [];
   const newContext = browser.newContext.bind(browser);
@@ -68,6 +85,7 @@ export async function launch(extraArgs = []) {
   };
   // Not a throw: test files close the browser first in their `after` hooks and must
   // still stop their brokers. A non-zero exit code fails the file all the same.
+  browser.engine = 'chromium';
   const close = browser.close.bind(browser);
   browser.close = async (...args) => {
     await close(...args);
@@ -158,7 +176,7 @@ export async function startBroker({ port, tcp, extra = '' } = {}) {
 /** Listening sockets of our processes that are not on loopback. */
 export function nonLoopbackListeners() {
   const out = execFileSync('ss', ['-ltnupH'], { encoding: 'utf8' });
-  return out.split('\n').filter((l) => /mosquitto|node|chrom/.test(l))
+  return out.split('\n').filter((l) => /mosquitto|node|chrom|WebKit|MiniBrowser/.test(l))
     .map((l) => l.trim().split(/\s+/)[4])
     .filter((addr) => addr && !/^(127\.[\d.]+|\[::1\]|\[::ffff:127\.[\d.]+\]|localhost):/.test(addr));
 }
@@ -257,20 +275,54 @@ export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => wind
  * A mesh member: a fresh context (its own IndexedDB = its own device) on
  * pages/mesh.html with `VenueMesh.open` options from the query (venue,
  * broker, kind, hb = 300 by default, and `extra`: drain, batch, upload, …).
- * Throws if the page could not open the mesh.
+ * `page: 'routing'` opens pages/routing.html instead (records `message`
+ * events: room, db, webrtc=0); `context` puts it in an existing context (a
+ * second tab of that browser profile). Throws if the page could not open
+ * the mesh.
  */
-export async function meshMember(browser, brokerUrl, venue, kind, extra = {}) {
-  const context = await browser.newContext();
+export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context } = {}) {
+  context ??= await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
   const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);
   return { context, page, kind, errors, id: await page.evaluate(() => window.mesh.deviceId) };
 }
+
+/**
+ * For a test file: the run's browser (`launch()`) and a private broker,
+ * started before its tests and stopped after them; read them as
+ * `env.browser` / `env.broker` inside the tests.
+ */
+export function browserAndBroker() {
+  const env = {};
+  before(async () => { [env.browser, env.broker] = await Promise.all([launch(), startBroker()]); });
+  after(async () => {
+    await env.browser?.close();
+    await env.broker?.stop();
+  });
+  return env;
+}
+
+/** A private broker and the reference ingest of `venue` (acks signed with `key`) for test `t`, stopped when it ends. */
+export async function privateCloud(t, venue, key) {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const ingest = await startIngest({ venue, key, tcp: broker.tcp });
+  t.after(() => ingest.stop());
+  return { broker, ingest };
+}
+
+// A routing page's (pages/routing.mjs) view, for a member from meshMember(…, { page: 'routing' }).
+export const meshStats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
+/** `mesh.send(to, text)` for each text; the message ids. */
+export const sendTexts = (m, to, texts) => m.page.evaluate(([to, texts]) => texts.map((t) => window.mesh.send(to, t)), [to, texts]);
+/** The `message` events whose text starts with `prefix`. */
+export const receivedWith = (m, prefix) => m.page.evaluate((p) => window.received.filter((r) => r.text?.startsWith(p)), prefix);
 
 /**
  * `got` (["from:id", …] as one app received them) holds every message of `sent`

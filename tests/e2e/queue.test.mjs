@@ -1,3 +1,4 @@
+// e2e engines: chromium webkit
 // CommandQueue across real page reloads: what an acknowledged enqueue()
 // promised must be in IndexedDB after the page is gone, exactly once.
 // Page helpers: tests/e2e/pages/queue.mjs (window.t).
@@ -139,6 +140,6 @@ test('a reload from outside during a burst keeps every acknowledged command, onc
   await reload(d);
   const { acked, stored } = await checkBurst(d, db, total);
   assert.ok(acked >= 100);
-  console.log(`# burst reloaded by playwright: ${acked} acknowledged, ${stored} stored of ${total}`);
+  console.log(`# burst reloaded from outside: ${acked} acknowledged, ${stored} stored of ${total}`);
   noPageErrors(d);
 });

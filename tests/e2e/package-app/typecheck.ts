@@ -111,7 +111,12 @@ const persistent: boolean | null = stats.queue.persistent;
 const firstPeer: PeerInfo | undefined = stats.peers[0];
 // @ts-expect-error rttMs may be null
 const rttNum: number = stats.broker.rttMs;
-void role; void rtt; void persistent; void firstPeer; void rttNum;
+// Whether this browser takes the data channel and tab routes (Safari's engine may have no WebRTC).
+const webrtc: 'on' | 'off' | 'unavailable' = stats.routes.webrtc;
+const tab: 'on' | 'unavailable' = stats.routes.tab;
+// @ts-expect-error webrtc is one of three words, not a boolean
+const webrtcBool: boolean = stats.routes.webrtc;
+void role; void rtt; void persistent; void firstPeer; void rttNum; void webrtc; void tab; void webrtcBool;
 
 const counts: StatusCounts = mesh.queue.countByStatus();
 const hub: string | null = mesh.hub;

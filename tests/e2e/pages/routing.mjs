@@ -7,19 +7,23 @@ import init, { VenueMesh } from '/pkg/venuemesh.js';
 
 const p = new URLSearchParams(location.search);
 // Every data channel of the page, so a test can close one (window.closeChannels()).
+// Browsers without WebRTC (WebKitGTK's MiniBrowser, web views with WebRTC off) have no
+// RTCPeerConnection to wrap: the page must still open, as the library does.
 window.channels = [];
 const Native = window.RTCPeerConnection;
-window.RTCPeerConnection = class extends Native {
-  constructor(...args) {
-    super(...args);
-    this.addEventListener('datachannel', (e) => window.channels.push(e.channel));
-  }
-  createDataChannel(...args) {
-    const dc = super.createDataChannel(...args);
-    window.channels.push(dc);
-    return dc;
-  }
-};
+if (typeof Native === 'function') {
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener('datachannel', (e) => window.channels.push(e.channel));
+    }
+    createDataChannel(...args) {
+      const dc = super.createDataChannel(...args);
+      window.channels.push(dc);
+      return dc;
+    }
+  };
+}
 window.closeChannels = () => {
   let n = 0;
   for (const dc of window.channels) if (dc.readyState === 'open') { dc.close(); n++; }
