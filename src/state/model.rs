@@ -399,6 +399,16 @@ impl KeyState {
         changed
     }
 
+    /// Notes that `w` arrived without applying it (its effect is already
+    /// here): the context grows, the live set does not. True when the
+    /// context changed.
+    pub fn witness(&mut self, w: &Write) -> bool {
+        let before = self.ctx.clone();
+        self.ctx.join(&w.ctx);
+        self.ctx.raise(&w.id.writer, w.id.hlc);
+        self.ctx != before
+    }
+
     /// Order-independent digest of the live set (8 bytes of SHA-256 over
     /// the key and the sorted write ids): equal digests mean equal states.
     pub fn digest(&self, key: &str) -> u64 {

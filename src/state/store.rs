@@ -10,7 +10,7 @@ use super::audit::{Bounded, ConflictEntry, SeenPairs, SyncLogEntry, SyncStatus, 
 use super::codec::{self, MAX_KEY_BYTES};
 use super::collection::{Collection, Frontier};
 use super::json;
-use super::model::{new_write, DeviceId, Edit, Field, KeyState, KeyedWrite, Write};
+use super::model::{new_write, Counter, DeviceId, Edit, Field, KeyState, KeyedWrite, Op, Write};
 use super::session::{Peer, Session};
 use super::types::{
     Config, Event, KeyRecord, Loaded, OpId, Origin, Output, PersistOp, StateError, StateStats, Ticket, WriteAuth,
@@ -428,11 +428,39 @@ impl Store {
                 let mut l = flight.sync_log;
                 l.append(&mut self.sync_log.unsaved);
                 self.sync_log.unsaved = l;
+                self.rebase_queued();
                 let backoff = self.cfg.persist_retry_ms.saturating_mul(1 << self.persist_failures_in_row.min(5)).min(30_000);
                 self.persist_retry_at = Some(now + backoff);
             }
         }
         self.issue(now);
+    }
+
+    /// After a failed op: increments queued behind it counted its writes in
+    /// their lane totals; recount them on what is really stored.
+    fn rebase_queued(&mut self) {
+        for p in std::mem::take(&mut self.queued) {
+            let mut p = p;
+            if let Op::Add(c) = &p.write.op {
+                let state = self.overlay(&p.collection, &p.key);
+                let mut w = (*p.write).clone();
+                w.op = Op::Add(Counter {
+                    field: c.field.clone(),
+                    delta: c.delta,
+                    total: state.lane_total(&c.field, &self.me).saturating_add(c.delta),
+                    epoch: state.max_delete().map(|d| d.id.clone()),
+                });
+                p.write = Rc::new(w);
+            }
+            self.queued.push(p);
+        }
+    }
+
+    /// The local write of `ticket` while it is not durable yet (the
+    /// simulator's ground truth notes what its writer had seen).
+    #[cfg(any(test, feature = "sim"))]
+    pub fn unsaved_write(&self, ticket: Ticket) -> Option<Rc<Write>> {
+        self.pending().find(|p| p.ticket == ticket).map(|p| p.write.clone())
     }
 
     /// Sends committed local writes to every live device, cut into bodies of
@@ -550,6 +578,12 @@ impl Store {
         }
         let col = self.cols.entry(collection.to_string()).or_default();
         if col.frontier.covers(&w.id.writer, w.seq) {
+            // Already incorporated; still, this device has now seen it.
+            if let Some(mut state) = col.get(key).cloned() {
+                if state.witness(&w) {
+                    col.set(key, state, true);
+                }
+            }
             tally.duplicates += 1;
             self.stats.duplicates += 1;
             return Vec::new();
@@ -801,7 +835,6 @@ pub(super) fn json_text(s: &str) -> String {
 
 /// About how many bytes a write takes on the wire (for cutting messages).
 pub(super) fn approx_write_len(w: &Write) -> usize {
-    use super::model::Op;
     let op = match &w.op {
         Op::Put(f) | Op::Patch(f) => f.iter().map(|(k, v)| k.len() + v.len() + 4).sum(),
         Op::Delete => 0,

@@ -168,3 +168,28 @@ fn the_audit_is_bounded_and_pruned_by_age() {
     assert!(net.devs[1].disk.conflicts.is_empty());
     assert!(net.devs[1].store.sync_log(0).is_empty());
 }
+
+#[test]
+fn increments_behind_a_failed_transaction_are_recounted() {
+    let mut net = Net::new(2);
+    net.devs[0].disk_ok = false;
+    let inc = |net: &mut Net, delta| {
+        let now = net.now;
+        let t = net.devs[0].store.increment("stock", "s", "qty", delta, now).unwrap();
+        net.drain(0);
+        t
+    };
+    let first = inc(&mut net, 5);
+    let second = inc(&mut net, 3); // counted on top of the first while it is written
+    assert_eq!(net.get(0, "stock", "s").as_deref(), Some(r#"{"qty":8}"#));
+    let op = net.devs[0].held.remove(0);
+    net.devs[0].store.handle_persisted(op.op, Err("AbortError".into()), net.now);
+    net.drain(0);
+    assert!(net.devs[0].events.iter().any(|e| matches!(e, Event::WriteFailed { tickets, .. } if tickets == &vec![first])));
+    net.devs[0].disk_ok = true;
+    net.advance(10_000);
+    assert_eq!(net.written(0), vec![second]);
+    for i in 0..2 {
+        assert_eq!(net.get(i, "stock", "s").as_deref(), Some(r#"{"qty":3}"#), "device {i}");
+    }
+}
