@@ -3,10 +3,9 @@
 //! one write, a key with its writes. `PROTOCOL.md` Part 6 §2 has the tables.
 //!
 //! Devices are written once per message in a *device table* and referred to
-//! by their index (one byte): a write names its writer, the devices of its
-//! context and of its epoch, and a 36-byte UUID repeated in each would be
-//! most of a small write. Decoding is total and allocates no more than the
-//! bytes hold.
+//! by their index (one byte): a write names its writer and the devices of
+//! its context, and a 36-byte UUID repeated in each would be most of a
+//! small write. Decoding is total and allocates no more than the bytes hold.
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -31,7 +30,6 @@ const OP_DELETE: u8 = 2;
 const OP_ADD: u8 = 3;
 const F_UPDATED_AT: u8 = 0x04;
 const F_PROOF: u8 = 0x08;
-const F_EPOCH: u8 = 0x10;
 
 /// Appends `v` as an unsigned LEB128 varint (1–10 bytes).
 pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
@@ -214,11 +212,11 @@ pub(crate) fn put_write(out: &mut Vec<u8>, w: &Write, t: &mut DeviceTable, with_
     out.push(t.intern(&w.id.writer)?);
     out.extend_from_slice(&w.id.hlc.to_packed().to_be_bytes());
     put_varint(out, w.seq);
-    let (op, epoch) = match &w.op {
-        Op::Put(_) => (OP_PUT, None),
-        Op::Patch(_) => (OP_PATCH, None),
-        Op::Delete => (OP_DELETE, None),
-        Op::Add(c) => (OP_ADD, c.epoch.as_ref()),
+    let op = match &w.op {
+        Op::Put(_) => OP_PUT,
+        Op::Patch(_) => OP_PATCH,
+        Op::Delete => OP_DELETE,
+        Op::Add(_) => OP_ADD,
     };
     let proof = with_proof && !w.proof.is_empty();
     if w.proof.len() > MAX_PROOF {
@@ -230,9 +228,6 @@ pub(crate) fn put_write(out: &mut Vec<u8>, w: &Write, t: &mut DeviceTable, with_
     }
     if proof {
         flags |= F_PROOF;
-    }
-    if epoch.is_some() {
-        flags |= F_EPOCH;
     }
     out.push(flags);
     if let Some(u) = w.updated_at {
@@ -248,10 +243,6 @@ pub(crate) fn put_write(out: &mut Vec<u8>, w: &Write, t: &mut DeviceTable, with_
             put_name(out, &c.field)?;
             put_varint(out, zigzag(c.delta));
             put_varint(out, zigzag(c.total));
-            if let Some(e) = &c.epoch {
-                out.push(t.intern(&e.writer)?);
-                out.extend_from_slice(&e.hlc.to_packed().to_be_bytes());
-            }
         }
     }
     if proof {
@@ -266,13 +257,10 @@ pub(crate) fn read_write(r: &mut Reader<'_>, table: &[DeviceId]) -> Result<Write
     let hlc = Hlc::from_packed(r.u64()?);
     let seq = read_varint(r)?;
     let flags = r.u8()?;
-    if flags & !(0x03 | F_UPDATED_AT | F_PROOF | F_EPOCH) != 0 {
+    if flags & !(0x03 | F_UPDATED_AT | F_PROOF) != 0 {
         return Err(WireError::BadFlags(flags));
     }
     let op_code = flags & 0x03;
-    if flags & F_EPOCH != 0 && op_code != OP_ADD {
-        return Err(WireError::BadFlags(flags));
-    }
     let updated_at = if flags & F_UPDATED_AT != 0 { Some(r.u64()?) } else { None };
     let ctx = read_ctx(r, table)?;
     let op = match op_code {
@@ -283,13 +271,7 @@ pub(crate) fn read_write(r: &mut Reader<'_>, table: &[DeviceId]) -> Result<Write
             let field = read_name(r)?;
             let delta = unzigzag(read_varint(r)?);
             let total = unzigzag(read_varint(r)?);
-            let epoch = if flags & F_EPOCH != 0 {
-                let writer = read_ref(r, table)?;
-                Some(WriteId { hlc: Hlc::from_packed(r.u64()?), writer })
-            } else {
-                None
-            };
-            Op::Add(Counter { field, delta, total, epoch })
+            Op::Add(Counter { field, delta, total })
         }
     };
     let proof = if flags & F_PROOF != 0 {

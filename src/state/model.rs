@@ -48,26 +48,37 @@ pub enum Op {
     Put(Vec<Field>),
     /// Set these fields (at least one), leave the others.
     Patch(Vec<Field>),
-    /// Remove the document (a tombstone) and restart its counters.
+    /// Remove the document (a tombstone). Counters keep their sums (they
+    /// show again when the key exists again).
     Delete,
     /// One increment of a counter field; carries the writer's lane total.
     Add(Counter),
 }
 
 /// An increment, state-based: the writer's running total of its lane makes
-/// a lost or repeated message harmless (the newest total wins the lane).
+/// a lost or repeated message harmless (the newest total wins the lane), and
+/// the counter is the sum of the lanes — the sum of every increment.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Counter {
     /// The counter field.
     pub field: Rc<str>,
     /// This increment (for events and audit only).
     pub delta: i64,
-    /// The writer's lane total after this increment.
+    /// The writer's lane total after this increment: the sum of all its
+    /// increments of this field on this key.
     pub total: i64,
-    /// The newest delete the writer had seen (`None`: none): lanes of an
-    /// older epoch no longer count, so a delete restarts the counter.
-    pub epoch: Option<WriteId>,
 }
+
+/// The order key of `docs/state.md`: app timestamp present, its value,
+/// HLC, then the device id's bytes (compared by the caller).
+fn order_key(updated_at: Option<u64>, hlc: Hlc) -> (bool, u64, Hlc) {
+    if mutation::active(Mutation::IgnoreUpdatedAt) {
+        (false, 0, hlc)
+    } else {
+        (updated_at.is_some(), updated_at.unwrap_or(0), hlc)
+    }
+}
+
 
 /// Per device, the newest HLC of that device's writes on a key that a
 /// writer (or a replica) has incorporated, directly or through a write that
@@ -148,14 +159,9 @@ impl Write {
     /// between two with, the newer timestamp; then the HLC; then the device
     /// id's bytes. Equal only for the same write.
     pub fn cmp_lww(&self, other: &Write) -> Ordering {
-        let key = |w: &Write| {
-            if mutation::active(Mutation::IgnoreUpdatedAt) {
-                (false, 0, w.id.hlc)
-            } else {
-                (w.updated_at.is_some(), w.updated_at.unwrap_or(0), w.id.hlc)
-            }
-        };
-        key(self).cmp(&key(other)).then_with(|| self.id.writer.as_bytes().cmp(other.id.writer.as_bytes()))
+        order_key(self.updated_at, self.id.hlc)
+            .cmp(&order_key(other.updated_at, other.id.hlc))
+            .then_with(|| self.id.writer.as_bytes().cmp(other.id.writer.as_bytes()))
     }
 
     /// Whether this write's writer had seen `id` (directly or through a
@@ -201,13 +207,12 @@ fn max_lww<'a>(it: impl Iterator<Item = &'a Rc<Write>>) -> Option<&'a Rc<Write>>
 }
 
 /// The writes among `cands` that win at least one slot (sorted by id): the
-/// floor (greatest put or delete), the greatest delete, the winner of every
-/// field named by a put or patch, and the greatest increment of every
-/// counter lane whose epoch is the greatest delete.
+/// floor (greatest put or delete), the winner of every field named by a put
+/// or patch, and the greatest increment of every counter lane (field,
+/// writer). The greatest write of all (the existence slot) is among them.
 fn live_set(cands: &[Rc<Write>]) -> Vec<Rc<Write>> {
     let floor = max_lww(cands.iter().filter(|w| w.is_floor()));
-    let delete = max_lww(cands.iter().filter(|w| matches!(w.op, Op::Delete)));
-    let mut live: Vec<Rc<Write>> = floor.into_iter().chain(delete).cloned().collect();
+    let mut live: Vec<Rc<Write>> = floor.into_iter().cloned().collect();
     let names: BTreeSet<&str> = cands
         .iter()
         .flat_map(|w| match &w.op {
@@ -222,15 +227,12 @@ fn live_set(cands: &[Rc<Write>]) -> Vec<Rc<Write>> {
             live.push(w.clone());
         }
     }
-    let epoch = delete.map(|d| &d.id);
     let mut lanes: BTreeMap<(&str, &str), &Rc<Write>> = BTreeMap::new();
     for w in cands {
         if let Op::Add(c) = &w.op {
-            if c.epoch.as_ref() == epoch {
-                let slot = lanes.entry((&c.field, &w.id.writer)).or_insert(w);
-                if w.cmp_lww(slot) == Ordering::Greater {
-                    *slot = w;
-                }
+            let slot = lanes.entry((&c.field, &w.id.writer)).or_insert(w);
+            if w.cmp_lww(slot) == Ordering::Greater {
+                *slot = w;
             }
         }
     }
@@ -273,29 +275,31 @@ impl KeyState {
         max_lww(self.live.iter().filter(|w| w.is_floor()))
     }
 
-    /// The greatest delete.
-    pub fn max_delete(&self) -> Option<&Rc<Write>> {
-        max_lww(self.live.iter().filter(|w| matches!(w.op, Op::Delete)))
-    }
-
     /// The winner of a register field (the floor when no newer patch names it).
     fn field_winner(&self, name: &str) -> Option<&Rc<Write>> {
         let patches = self.live.iter().filter(|w| matches!(w.op, Op::Patch(_)) && w.names(name));
         max_lww(patches.chain(self.floor()))
     }
 
-    /// Whether the key holds a document (it may hold only a tombstone).
+    /// Whether the key holds a document (it may hold only a tombstone): the
+    /// greatest write of all is not a delete.
     pub fn exists(&self) -> bool {
-        let existence = max_lww(self.live.iter().filter(|w| !matches!(w.op, Op::Add(_))));
-        existence.is_some_and(|w| !matches!(w.op, Op::Delete)) || self.live.iter().any(|w| matches!(w.op, Op::Add(_)))
+        max_lww(self.live.iter()).is_some_and(|w| !matches!(w.op, Op::Delete))
     }
 
-    /// The newest HLC of the greatest delete when the key is a tombstone.
+    /// The HLC of the delete when the key is a tombstone.
     pub fn tombstone_hlc(&self) -> Option<Hlc> {
-        if self.exists() {
-            return None;
+        match max_lww(self.live.iter()) {
+            Some(w) if matches!(w.op, Op::Delete) => Some(w.id.hlc),
+            _ => None,
         }
-        self.max_delete().map(|d| d.id.hlc)
+    }
+
+    fn lanes(&self) -> impl Iterator<Item = (&Rc<Write>, &Counter)> {
+        self.live.iter().filter_map(|w| match &w.op {
+            Op::Add(c) => Some((w, c)),
+            _ => None,
+        })
     }
 
     /// The document as JSON, `None` when the key does not exist. Fields are
@@ -322,11 +326,9 @@ impl KeyState {
             }
         }
         let mut counters: BTreeMap<&str, i64> = BTreeMap::new();
-        for w in &self.live {
-            if let Op::Add(c) = &w.op {
-                let sum = counters.entry(&c.field).or_insert(0);
-                *sum = if mutation::active(Mutation::CounterMax) { (*sum).max(c.total) } else { sum.saturating_add(c.total) };
-            }
+        for (_, c) in self.lanes() {
+            let sum = counters.entry(&c.field).or_insert(0);
+            *sum = if mutation::active(Mutation::CounterMax) { (*sum).max(c.total) } else { sum.saturating_add(c.total) };
         }
         for (name, n) in counters {
             fields.insert(name, n.to_string());
@@ -341,14 +343,7 @@ impl KeyState {
 
     /// `device`'s current total in the counter lane of `field`.
     pub fn lane_total(&self, field: &str, device: &str) -> i64 {
-        self.live
-            .iter()
-            .filter(|w| &*w.id.writer == device)
-            .find_map(|w| match &w.op {
-                Op::Add(c) if &*c.field == field => Some(c.total),
-                _ => None,
-            })
-            .unwrap_or(0)
+        self.lanes().find(|(w, c)| &*w.id.writer == device && &*c.field == field).map_or(0, |(_, c)| c.total)
     }
 
     /// Whether this exact write is live here.
@@ -357,25 +352,23 @@ impl KeyState {
     }
 
     /// The live writes that `w` would meet without its writer having seen
-    /// them: the current winners of the slots `w` touches (every register
-    /// slot for a put or delete, its fields for a patch, the newest delete
-    /// for an increment made before it, the counted lanes for a delete).
+    /// them: the current winners of the register slots `w` touches (all of
+    /// them for a put or delete, its fields for a patch). Increments merge
+    /// and never conflict.
     pub fn concurrent_with(&self, w: &Write) -> Vec<Rc<Write>> {
         let blind = |v: &Rc<Write>| -> bool {
-            if mutation::active(Mutation::AuditWithoutContext) {
+            if mutation::active(Mutation::AuditNothing) {
+                false
+            } else if mutation::active(Mutation::AuditWithoutContext) {
                 v.id != w.id
             } else {
                 w.concurrent_with(v)
             }
         };
         let mut found: Vec<Rc<Write>> = match &w.op {
-            Op::Put(_) => self.live.iter().filter(|v| !matches!(v.op, Op::Add(_))).filter(|v| blind(v)).cloned().collect(),
-            Op::Delete => self.live.iter().filter(|v| blind(v)).cloned().collect(),
+            Op::Put(_) | Op::Delete => self.live.iter().filter(|v| !matches!(v.op, Op::Add(_))).filter(|v| blind(v)).cloned().collect(),
             Op::Patch(f) => f.iter().filter_map(|(name, _)| self.field_winner(name)).filter(|v| blind(v)).cloned().collect(),
-            Op::Add(c) => match self.max_delete() {
-                Some(d) if c.epoch.as_ref() != Some(&d.id) && blind(d) => vec![d.clone()],
-                _ => Vec::new(),
-            },
+            Op::Add(_) => Vec::new(),
         };
         found.sort_by(|a, b| a.id.cmp(&b.id));
         found.dedup_by(|a, b| a.id == b.id);
@@ -470,8 +463,9 @@ pub enum Edit {
 ///   device's wall clock raised above them — without one the edit would
 ///   lose to any imported timestamp (a version *with* `updatedAt` beats one
 ///   without);
-/// * context: everything the key incorporated; an increment's epoch is the
-///   newest delete, its total the device's lane plus `delta`.
+/// * context: everything the key incorporated; an increment's total is the
+///   device's lane plus `delta`, and it gets a raised `updatedAt` like an
+///   edit, so an increment made after a delete revives the key.
 ///
 /// `seq` and `proof` are filled in when the write is persisted.
 pub fn new_write(state: &KeyState, me: &DeviceId, now_hlc: Hlc, wall_ms: u64, updated_at: Option<u64>, change: Edit) -> Write {
@@ -483,9 +477,8 @@ pub fn new_write(state: &KeyState, me: &DeviceId, now_hlc: Hlc, wall_ms: u64, up
         Edit::Patch(f) => (Op::Patch(f), updated_at.or_else(raised)),
         Edit::Delete => (Op::Delete, updated_at.or_else(raised)),
         Edit::Add { field, delta } => {
-            let epoch = state.max_delete().map(|d| d.id.clone());
             let total = state.lane_total(&field, me).saturating_add(delta);
-            (Op::Add(Counter { field, delta, total, epoch }), None)
+            (Op::Add(Counter { field, delta, total }), raised())
         }
     };
     Write { id: WriteId { hlc, writer: me.clone() }, seq: 0, updated_at, ctx: state.ctx.clone(), op, proof: Vec::new() }
@@ -556,15 +549,16 @@ mod tests {
     }
 
     #[test]
-    fn counters_sum_the_lanes_and_restart_after_a_delete() {
+    fn counters_sum_every_increment_and_survive_a_delete() {
+        let stock = || Rc::from("stock");
         let mut base = KeyState::default();
         local(&mut base, "a", 100, Edit::Put(fields(&[("name", "\"Tea\"")])));
-        local(&mut base, "a", 110, Edit::Add { field: Rc::from("stock"), delta: 100 });
+        local(&mut base, "a", 110, Edit::Add { field: stock(), delta: 100 });
         let (mut a, mut b) = (base.clone(), base.clone());
         let mut sent = Vec::new();
         for t in 0..5 {
-            sent.push(local(&mut a, "a", 200 + t, Edit::Add { field: Rc::from("stock"), delta: -1 }));
-            sent.push(local(&mut b, "b", 200 + t, Edit::Add { field: Rc::from("stock"), delta: -1 }));
+            sent.push(local(&mut a, "a", 200 + t, Edit::Add { field: stock(), delta: -1 }));
+            sent.push(local(&mut b, "b", 200 + t, Edit::Add { field: stock(), delta: -1 }));
         }
         for w in &sent {
             a.apply(w.clone());
@@ -572,17 +566,24 @@ mod tests {
         }
         assert_eq!(a.document(), b.document());
         assert_eq!(a.document().unwrap(), r#"{"name":"Tea","stock":90}"#, "two lanes that each sold 5 of 100");
+        assert!(sent.iter().all(|w| a.concurrent_with(w).is_empty()), "increments never conflict");
         // A put does not touch counters; a register of the same name is hidden.
         local(&mut a, "a", 300, Edit::Put(fields(&[("name", "\"Tea\""), ("stock", "\"n/a\"")])));
         assert_eq!(a.document().unwrap(), r#"{"name":"Tea","stock":90}"#);
-        // An increment made without seeing a delete does not count after it.
-        let blind = Rc::new(new_write(&b, &dev("b"), Hlc::new(900, 0).unwrap(), 900, None, Edit::Add { field: Rc::from("stock"), delta: 7 }));
-        local(&mut a, "a", 400, Edit::Delete);
-        assert_eq!(a.concurrent_with(&blind).len(), 1);
-        a.apply(blind);
-        assert_eq!(a.document(), None);
-        local(&mut a, "a", 500, Edit::Add { field: Rc::from("stock"), delta: 3 });
-        assert_eq!(a.document().unwrap(), r#"{"stock":3}"#);
+        // A sale made while another device deletes the product is not lost:
+        // the delete hides the document, the counter keeps its sum.
+        let (mut x, mut y) = (a.clone(), a.clone());
+        let del = local(&mut x, "a", 400, Edit::Delete);
+        let sale = local(&mut y, "b", 350, Edit::Add { field: stock(), delta: -1 });
+        x.apply(sale);
+        y.apply(del);
+        assert_eq!(x, y);
+        assert_eq!(x.document(), None);
+        local(&mut x, "a", 500, Edit::Patch(fields(&[("name", "\"Tea\"")])));
+        assert_eq!(x.document().unwrap(), r#"{"name":"Tea","stock":89}"#);
+        // An increment made after a delete brings the key back by itself.
+        local(&mut y, "b", 600, Edit::Add { field: stock(), delta: 1 });
+        assert_eq!(y.document().unwrap(), r#"{"stock":90}"#);
     }
 
     #[test]

@@ -18,6 +18,8 @@ pub enum Mutation {
     AuditWithoutContext,
     /// Reconciliation ignores the keys the peer says it is missing.
     IgnoreMissing,
+    /// No incoming write is ever audited.
+    AuditNothing,
 }
 
 #[cfg(any(test, feature = "sim"))]

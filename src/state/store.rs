@@ -448,7 +448,6 @@ impl Store {
                     field: c.field.clone(),
                     delta: c.delta,
                     total: state.lane_total(&c.field, &self.me).saturating_add(c.delta),
-                    epoch: state.max_delete().map(|d| d.id.clone()),
                 });
                 p.write = Rc::new(w);
             }

@@ -59,7 +59,6 @@ fn add_write() -> Write {
             field: Rc::from("qty"),
             delta: -5,
             total: -5,
-            epoch: Some(WriteId { hlc: Hlc::from_packed(HLC + 0x1000), writer: dev("pos-1") }),
         }),
         proof: vec![],
     }
@@ -196,7 +195,6 @@ fn random_write(rng: &mut Rng) -> Write {
             field: Rc::from("q"),
             delta: rng.next_u64() as i64,
             total: rng.next_u64() as i64 >> rng.below(64),
-            epoch: rng.chance(0.5).then(|| WriteId { hlc: hlc(rng), writer: d(rng) }),
         }),
     };
     Write {
