@@ -98,10 +98,10 @@ mod tests;
 
 pub use audit::{ConflictEntry, SyncLogEntry, SyncStatus, Winner, WriteRef};
 pub use model::{DeviceId, KeyState, Write, WriteId};
-pub use store::Store;
+pub use store::{upstream_command, Store};
 pub use types::{
     Config, Event, KeyRecord, Loaded, OpId, Origin, Output, PersistOp, SessionSummary, StateError, StateStats, Ticket,
-    Unsigned, WriteAuth,
+    Unsigned, UpstreamCommand, WriteAuth,
 };
 pub use wire::{Checksum, StateMsg};
 

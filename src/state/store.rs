@@ -13,7 +13,8 @@ use super::json;
 use super::model::{new_write, Counter, DeviceId, Edit, Field, KeyState, KeyedWrite, Op, Write};
 use super::session::{Peer, Session};
 use super::types::{
-    Config, Event, KeyRecord, Loaded, OpId, Origin, Output, PersistOp, StateError, StateStats, Ticket, WriteAuth,
+    Config, Event, KeyRecord, Loaded, OpId, Origin, Output, PersistOp, StateError, StateStats, Ticket, UpstreamCommand,
+    WriteAuth,
 };
 use super::wire::{Checksum, StateMsg, WriteBatch};
 use crate::envelope::is_valid_id;
@@ -363,6 +364,7 @@ impl Store {
                 codec::encode_frontier(&f).ok().map(|b| (name.clone(), b))
             })
             .collect();
+        let upstream = writes.iter().filter_map(|p| upstream_command(&p.collection, &p.key, &p.write)).collect();
         let conflicts = std::mem::take(&mut self.conflicts.unsaved);
         let sync_log = std::mem::take(&mut self.sync_log.unsaved);
         let op = OpId(self.next_op);
@@ -376,6 +378,7 @@ impl Store {
             sync_log: sync_log.clone(),
             prune_conflicts_below: self.conflicts.prune_below.take(),
             prune_sync_log_below: self.sync_log.prune_below.take(),
+            upstream,
         }));
         self.flight = Some(Flight { op, writes, dirty, metas, conflicts, sync_log });
     }
@@ -823,6 +826,22 @@ impl Store {
             details,
         });
     }
+}
+
+/// One local write as an idempotent command for the cloud.
+pub fn upstream_command(collection: &str, key: &Rc<str>, w: &Rc<Write>) -> Option<UpstreamCommand> {
+    use sha2::{Digest as _, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"vm-state/upstream\0");
+    for part in [collection, key, &w.id.writer] {
+        h.update((part.len() as u32).to_be_bytes());
+        h.update(part.as_bytes());
+    }
+    h.update(w.id.hlc.to_packed().to_be_bytes());
+    let id: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let batch = WriteBatch { collection: collection.to_string(), keys: vec![(key.clone(), vec![w.clone()])] };
+    let payload = StateMsg::Writes(batch).encode().ok()?;
+    Some(UpstreamCommand { id: format!("st-{id}"), topic: format!("state/{collection}"), payload })
 }
 
 /// A JSON string literal of `s`.

@@ -116,6 +116,22 @@ pub struct PersistOp {
     pub prune_conflicts_below: Option<u64>,
     /// Delete stored sync-log entries with a smaller `seq`.
     pub prune_sync_log_below: Option<u64>,
+    /// The local writes of this op as commands for the upstream drain (the
+    /// cloud gets state like sales): put them in the command queue in the
+    /// same transaction (`docs/state.md`, "Upstream").
+    pub upstream: Vec<UpstreamCommand>,
+}
+
+/// A local write as a command for the cloud: idempotent by `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamCommand {
+    /// `st-` and 32 hex digits of SHA-256 over collection, key, writer and
+    /// HLC: the same write always gets the same id.
+    pub id: String,
+    /// `state/{collection}`.
+    pub topic: String,
+    /// A write batch body (`0x30`) holding just this write.
+    pub payload: Vec<u8>,
 }
 
 /// What storage held at start, read before anything else happens.

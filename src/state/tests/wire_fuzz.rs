@@ -128,6 +128,10 @@ fn documented() -> Vec<(&'static str, StateMsg)> {
     ]
 }
 
+fn up_payload() -> Vec<u8> {
+    upstream_command("products", &Rc::from("sku-1"), &Rc::new(put_write())).unwrap().payload
+}
+
 fn vectors_file() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors/state.json")
 }
@@ -142,6 +146,7 @@ fn computed() -> serde_json::Value {
     state.apply(Rc::new(put_write()));
     let record = codec::encode_key_record(state.live(), state.ctx()).unwrap();
     let signing = codec::signing_input("products", "sku-1", &patch_write()).unwrap();
+    let up = upstream_command("products", &Rc::from("sku-1"), &Rc::new(put_write())).unwrap();
     let mut merged = state.clone();
     merged.apply(Rc::new(patch_write()));
     serde_json::json!({
@@ -150,6 +155,7 @@ fn computed() -> serde_json::Value {
         "item_digest": { "key": "sku-1", "live": ["writes_put"], "digest": format!("{:016x}", state.digest("sku-1")) },
         "signing_input": { "collection": "products", "key": "sku-1", "write": "the patch of writes_patch_delete", "hex": hex(&signing) },
         "key_record": { "live": ["writes_put"], "hex": hex(&record) },
+        "upstream_command": { "write": "writes_put", "id": up.id, "topic": up.topic, "payload_is": "bodies.writes_put" },
         "document": { "live": ["writes_put", "writes_patch_delete (sku-1)"], "json": merged.document().unwrap() },
     })
 }
@@ -171,6 +177,7 @@ fn documented_vectors() {
         let bytes = unhex(stored["bodies"][name].as_str().unwrap());
         assert_eq!(wire::decode(&bytes).unwrap(), m, "{name}");
     }
+    assert_eq!(hex(&up_payload()), stored["bodies"]["writes_put"], "an upstream payload is the write batch of that write");
     // The byte example of PROTOCOL.md Part 6 §3.
     assert_eq!(
         stored["bodies"]["writes_put"],
