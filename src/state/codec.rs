@@ -346,6 +346,16 @@ pub fn signing_input(collection: &str, key: &str, w: &Write) -> Result<Vec<u8>, 
 /// Version byte of the stored records.
 const RECORD_VERSION: u8 = 1;
 
+/// A reader past the version byte of a stored record.
+fn record_reader(bytes: &[u8]) -> Result<Reader<'_>, WireError> {
+    let mut r = Reader { rest: bytes };
+    match r.u8() {
+        Ok(RECORD_VERSION) => Ok(r),
+        Ok(v) => Err(WireError::UnknownType(v)),
+        Err(_) => Err(WireError::Empty),
+    }
+}
+
 /// A key's stored form (one IndexedDB record per key): its live writes and
 /// its context. Layout: version `1` · device table · context · varint n ·
 /// writes.
@@ -364,12 +374,7 @@ pub fn encode_key_record(live: &[Rc<Write>], ctx: &Context) -> Result<Vec<u8>, W
 
 /// The inverse of [`encode_key_record`] (total).
 pub fn decode_key_record(bytes: &[u8]) -> Result<(Vec<Rc<Write>>, Context), WireError> {
-    let mut r = Reader { rest: bytes };
-    match r.u8() {
-        Ok(RECORD_VERSION) => {}
-        Ok(v) => return Err(WireError::UnknownType(v)),
-        Err(_) => return Err(WireError::Empty),
-    }
+    let mut r = record_reader(bytes)?;
     let table = DeviceTable::read(&mut r)?;
     let ctx = read_ctx(&mut r, &table)?;
     let n = read_count(&mut r, usize::MAX)?;
@@ -392,12 +397,7 @@ pub fn encode_frontier(frontier: &BTreeMap<DeviceId, u64>) -> Result<Vec<u8>, Wi
 
 /// The inverse of [`encode_frontier`] (total).
 pub fn decode_frontier(bytes: &[u8]) -> Result<BTreeMap<DeviceId, u64>, WireError> {
-    let mut r = Reader { rest: bytes };
-    match r.u8() {
-        Ok(RECORD_VERSION) => {}
-        Ok(v) => return Err(WireError::UnknownType(v)),
-        Err(_) => return Err(WireError::Empty),
-    }
+    let mut r = record_reader(bytes)?;
     let table = DeviceTable::read(&mut r)?;
     read_frontier(&mut r, &table)
 }

@@ -74,9 +74,7 @@ fn a_reload_restores_state_audit_and_frontier() {
     net.devs[1].online = false;
     net.patch(0, P, "k", r#"{"a":2}"#);
     net.patch(1, P, "k", r#"{"a":3}"#);
-    net.devs[1].online = true;
-    net.devs[0].store.handle_peer("dev-1", false, net.now);
-    net.devs[0].store.handle_peer("dev-1", true, net.now);
+    net.reconnect(0, 1);
     net.advance(5_000);
     let (sum, conflicts, log) = (net.devs[0].store.checksum(P), net.conflicts(0), net.devs[0].store.sync_log(0).len());
     assert_eq!(conflicts.len(), 1);
@@ -161,9 +159,7 @@ fn the_audit_is_bounded_and_pruned_by_age() {
         net.devs[1].online = false;
         net.patch(0, P, "k", &format!(r#"{{"a":{round}}}"#));
         net.patch(1, P, "k", &format!(r#"{{"a":{}}}"#, round + 100));
-        net.devs[1].online = true;
-        net.devs[1].store.handle_peer("dev-0", false, net.now);
-        net.devs[1].store.handle_peer("dev-0", true, net.now);
+        net.reconnect(1, 0);
         net.advance(6_000);
     }
     assert_eq!(net.conflicts(1).len(), 3);

@@ -198,6 +198,17 @@ impl Net {
         self.drain(i);
     }
 
+    /// Devices `i` and `j` are back on the network; `i` notices `j` (as
+    /// the composition reports a peer that came back) and compares soon.
+    pub(super) fn reconnect(&mut self, i: usize, j: usize) {
+        self.devs[i].online = true;
+        self.devs[j].online = true;
+        let peer = self.id(j);
+        let now = self.now;
+        self.devs[i].store.handle_peer(&peer, false, now);
+        self.devs[i].store.handle_peer(&peer, true, now);
+    }
+
     pub(super) fn conflicts(&self, i: usize) -> Vec<ConflictEntry> {
         self.devs[i].store.conflicts(0, None).into_iter().cloned().collect()
     }

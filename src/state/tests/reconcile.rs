@@ -21,14 +21,6 @@ pub(crate) fn snapshot_bytes(store: &Store, collection: &str) -> usize {
     StateMsg::Reconcile(wire::Reconcile { collection: collection.into(), keys, ..Default::default() }).encode().unwrap().len()
 }
 
-fn reconnect(net: &mut Net, i: usize, j: usize) {
-    net.devs[i].online = true;
-    net.devs[j].online = true;
-    let peer = net.id(j);
-    net.devs[i].store.handle_peer(&peer, false, net.now);
-    net.devs[i].store.handle_peer(&peer, true, net.now);
-}
-
 /// The figure the issue asks for: 10,000 records differing in 1 % cost at
 /// most 5 % of a full snapshot on the wire (the time is printed by
 /// `examples/state_reconcile.rs`, next to a snapshot transfer).
@@ -48,7 +40,7 @@ fn ten_thousand_records_one_percent_apart_cost_under_five_percent_of_a_snapshot(
     }
     assert_ne!(net.devs[1].store.checksum(P), net.devs[0].store.checksum(P));
     net.delivered = [0; 3];
-    reconnect(&mut net, 0, 1);
+    net.reconnect(0, 1);
     net.advance(5_000);
     assert_eq!(net.devs[1].store.checksum(P), net.devs[0].store.checksum(P));
     assert_eq!(net.get(1, P, "sku-000197"), Some(product(197, 999)));
@@ -75,7 +67,7 @@ fn a_new_device_gets_the_whole_state_and_little_more() {
     }
     net.settle();
     net.delivered = [0; 3];
-    reconnect(&mut net, 2, 0);
+    net.reconnect(2, 0);
     net.advance(5_000);
     for c in [P, "stock"] {
         assert_eq!(net.devs[2].store.checksum(c), net.devs[0].store.checksum(c), "{c}");
@@ -104,8 +96,8 @@ fn a_device_offline_for_an_hour_catches_up_both_ways() {
     for i in 0..20 {
         net.patch(2, P, &format!("offline-{i}"), r#"{"made":"offline"}"#);
     }
-    reconnect(&mut net, 2, 0);
-    reconnect(&mut net, 2, 1);
+    net.reconnect(2, 0);
+    net.reconnect(2, 1);
     net.advance(10_000);
     for i in 0..3 {
         assert_eq!(net.devs[i].store.checksum(P), net.devs[0].store.checksum(P), "device {i}");
@@ -141,7 +133,7 @@ fn purged_tombstones_do_not_come_back_and_offline_work_is_kept() {
     assert!(net.devs[0].store.key_state(P, "gone").is_none(), "purged after 30 days");
     assert!(net.devs[1].store.key_state(P, "gone").is_none());
     assert!(net.devs[0].store.stats().tombstones_purged >= 1);
-    reconnect(&mut net, 2, 0);
+    net.reconnect(2, 0);
     net.advance(DAY / 24);
     for i in 0..3 {
         assert_eq!(net.get(i, P, "gone"), None, "device {i}: the old copy must not come back");

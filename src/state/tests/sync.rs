@@ -41,8 +41,7 @@ fn concurrent_edits_while_apart_are_resolved_the_same_everywhere_and_audited() {
     net.devs[0].online = true;
     net.devs[1].online = true;
     // Reconnect: each tells the other its checksums, reconciliation runs.
-    net.devs[0].store.handle_peer("dev-1", false, net.now);
-    net.devs[0].store.handle_peer("dev-1", true, net.now);
+    net.reconnect(0, 1);
     net.advance(10_000);
     for i in 0..3 {
         assert_eq!(net.get(i, P, "sku-1").as_deref(), Some(r#"{"name":"Tea","price":5,"size":"L"}"#), "device {i}");
@@ -114,9 +113,7 @@ fn updated_at_rules_decide_between_imports() {
     import(&mut net, 1, "d", r#"{"v":"local"}"#, None);
     net.now += 5;
     import(&mut net, 0, "d", r#"{"v":"remote"}"#, None);
-    net.devs[1].online = true;
-    net.devs[1].store.handle_peer("dev-0", false, net.now);
-    net.devs[1].store.handle_peer("dev-0", true, net.now);
+    net.reconnect(1, 0);
     net.advance(10_000);
     for i in 0..2 {
         let v = |k| net.get(i, P, k).unwrap();
@@ -150,12 +147,8 @@ fn two_lanes_selling_apart_converge_to_the_sum() {
         }
     }
     assert_eq!(net.get(0, "stock", "sku-1").as_deref(), Some(r#"{"qty":95}"#));
-    net.devs[0].online = true;
-    net.devs[1].online = true;
-    net.devs[2].store.handle_peer("dev-0", false, net.now);
-    net.devs[2].store.handle_peer("dev-0", true, net.now);
-    net.devs[2].store.handle_peer("dev-1", false, net.now);
-    net.devs[2].store.handle_peer("dev-1", true, net.now);
+    net.reconnect(2, 0);
+    net.reconnect(2, 1);
     net.advance(10_000);
     for i in 0..3 {
         assert_eq!(net.get(i, "stock", "sku-1").as_deref(), Some(r#"{"qty":90}"#), "device {i}");
@@ -175,9 +168,7 @@ fn a_delete_is_not_undone_by_an_older_write_arriving_later() {
     let t = net.devs[0].store.delete(P, "k", net.now).unwrap();
     net.drain(0);
     assert!(net.written(0).contains(&t));
-    net.devs[1].online = true;
-    net.devs[1].store.handle_peer("dev-0", false, net.now);
-    net.devs[1].store.handle_peer("dev-0", true, net.now);
+    net.reconnect(1, 0);
     net.advance(10_000);
     assert_eq!(net.get(0, P, "k"), None);
     assert_eq!(net.get(1, P, "k"), None);
@@ -234,9 +225,7 @@ fn relayed_writes_must_carry_their_writers_proof() {
     net.put(0, P, "k", r#"{"a":1}"#);
     net.settle();
     // Device 1 relays it to device 2 during a reconciliation: accepted.
-    net.devs[2].online = true;
-    net.devs[2].store.handle_peer("dev-1", false, net.now);
-    net.devs[2].store.handle_peer("dev-1", true, net.now);
+    net.reconnect(2, 1);
     net.advance(5_000);
     assert_eq!(net.get(2, P, "k").as_deref(), Some(r#"{"a":1}"#));
     // A write whose proof was tampered with is refused, and the session
