@@ -7,7 +7,6 @@
 //! ≤ 5 % byte bound is asserted by a test, timings never are).
 
 use std::collections::VecDeque;
-use std::rc::Rc;
 use std::time::Instant;
 
 use venuemesh::state::{Config, Loaded, Output, StateMsg, Store, Unsigned};
@@ -81,7 +80,7 @@ fn main() {
     // Peer 2: a new device catching up through reconciliation.
     let mut b = store("pos-b");
     let started = Instant::now();
-    b.start_session(&Rc::from("pos-a"), "products", T0);
+    b.start_session("pos-a", "products", T0);
     let catch_up = pump(&mut a, &mut b, T0);
     let catch_up_ms = started.elapsed().as_secs_f64() * 1e3;
     assert_eq!(b.checksum("products"), a.checksum("products"));
@@ -95,7 +94,7 @@ fn main() {
         drain(&mut b, now, true);
     }
     let started = Instant::now();
-    b.start_session(&Rc::from("pos-a"), "products", now);
+    b.start_session("pos-a", "products", now);
     let diff = pump(&mut a, &mut b, now);
     let diff_ms = started.elapsed().as_secs_f64() * 1e3;
     assert_eq!(b.checksum("products"), a.checksum("products"));

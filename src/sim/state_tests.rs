@@ -1,7 +1,7 @@
 //! Seeded simulator runs of the shared state.
 //!
 //! `SIM_SEEDS=n cargo test --features sim state_seeded` changes how many
-//! runs (default 1,000); `SEED=0x… cargo test state_seeded -- --nocapture`
+//! runs (default 2,000); `SEED=0x… cargo test state_seeded -- --nocapture`
 //! replays one with its trace.
 
 use super::state::{run, seed_of, Report, RunOpts};
@@ -43,7 +43,7 @@ fn state_seeded_runs_converge_to_the_oracle() {
         assert!(r.violations.is_empty(), "SEED={seed:#x}: {:#?}", r.violations);
         return;
     }
-    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(1_000);
+    let count = std::env::var("SIM_SEEDS").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(2_000);
     let reports = run_many(count, Mutation::None);
     let committed: usize = reports.iter().map(|r| r.committed).sum();
     let conflicts: usize = reports.iter().map(|r| r.conflicts).sum();

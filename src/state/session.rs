@@ -164,16 +164,17 @@ impl Store {
         let names: BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
         let differ: Vec<String> = names.into_iter().filter(|n| mine.get(*n) != theirs.get(*n)).cloned().collect();
         for name in differ {
-            self.start_session(from, &name, now);
+            self.start_session(&from.clone(), &name, now);
         }
     }
 
     /// Opens a session with `peer` on `collection` unless one runs or the
     /// limits say wait.
-    pub fn start_session(&mut self, peer: &DeviceId, collection: &str, now: u64) {
-        if !self.loaded || !crate::envelope::is_valid_id(collection) || *peer == self.me {
+    pub fn start_session(&mut self, peer: &str, collection: &str, now: u64) {
+        if !self.loaded || !crate::envelope::is_valid_id(collection) || *peer == *self.me {
             return;
         }
+        let peer: &DeviceId = &Rc::from(peer);
         let busy = self.sessions.len() >= self.cfg.max_sessions
             || self.sessions.values().any(|s| s.collection == collection)
             || self.peers.get(peer).and_then(|p| p.next_allowed.get(collection)).is_some_and(|t| now < *t);

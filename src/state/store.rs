@@ -143,6 +143,7 @@ impl Store {
     /// (session ids, jitter); `auth` signs local writes and checks relayed
     /// ones ([`Unsigned`](super::Unsigned) for none).
     pub fn new(cfg: Config, seed: u64, auth: Box<dyn WriteAuth>) -> Result<Store, StateError> {
+        let cfg = cfg.sanitized();
         if !is_valid_id(&cfg.device) {
             return Err(invalid("the device id is not a valid id"));
         }

@@ -73,6 +73,18 @@ impl Config {
             persist_retry_ms: 1_000,
         }
     }
+
+    /// The same with values that would stall the store raised to a floor
+    /// (at least one session, one key per list, 1 KiB per message).
+    pub(crate) fn sanitized(mut self) -> Config {
+        self.max_sessions = self.max_sessions.max(1);
+        self.leaf_items = self.leaf_items.max(1);
+        self.max_message_bytes = self.max_message_bytes.max(1024);
+        self.check_every_ms = self.check_every_ms.max(1_000);
+        self.session_timeout_ms = self.session_timeout_ms.max(100);
+        self.maintenance_every_ms = self.maintenance_every_ms.max(1_000);
+        self
+    }
 }
 
 /// Answers a local write: resolved once the write is durable.

@@ -154,9 +154,8 @@ fn both_sides_opening_at_once_still_converge() {
     net.devs[0].online = true;
     net.devs[1].online = true;
     let now = net.now;
-    let (d0, d1): (DeviceId, DeviceId) = (Rc::from("dev-0"), Rc::from("dev-1"));
-    net.devs[0].store.start_session(&d1, P, now);
-    net.devs[1].store.start_session(&d0, P, now);
+    net.devs[0].store.start_session("dev-1", P, now);
+    net.devs[1].store.start_session("dev-0", P, now);
     net.advance(20_000);
     assert_eq!(net.devs[0].store.checksum(P), net.devs[1].store.checksum(P));
     assert_eq!(net.get(0, P, "b").as_deref(), Some(r#"{"x":2}"#));
@@ -203,11 +202,10 @@ fn a_busy_peer_refuses_and_the_session_is_tried_again_later() {
     net.put(0, "other", "a", r#"{"x":1}"#);
     net.devs[0].online = true;
     // Device 1 is busy with a session that will never answer (device 9).
-    let ghost: DeviceId = Rc::from("dev-9");
     let now = net.now;
-    net.devs[1].store.start_session(&ghost, "third", now);
+    net.devs[1].store.start_session("dev-9", "third", now);
     net.drain_all();
-    net.devs[0].store.start_session(&Rc::from("dev-1"), P, now);
+    net.devs[0].store.start_session("dev-1", P, now);
     net.settle();
     assert!(net.devs[0].events.iter().any(|e| matches!(e, Event::ReconciliationFailed { reason: "busy", .. })));
     net.advance(120_000);
