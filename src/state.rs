@@ -27,7 +27,8 @@
 //!   [`Store::increment`] from the app; [`Store::handle_body`] for every
 //!   state body received, with the sender the envelope authenticated;
 //!   [`Store::handle_peer`] / [`Store::handle_peer_digest`] from the
-//!   election's view and heartbeats; [`Store::handle_persisted`] when a
+//!   election's view and heartbeats, [`Store::handle_reconnected`] when the
+//!   device is back on the network; [`Store::handle_persisted`] when a
 //!   storage op ends; [`Store::handle_timeout`].
 //! - **Outputs**: [`Store::poll_output`] until `None` — [`Output::Persist`]
 //!   (one strict-durability transaction, at most one in flight: group
@@ -74,10 +75,12 @@
 //! ```
 //!
 //! The composition also: calls [`Store::handle_peer`] when the election's
-//! peer table changes, puts [`Store::venue_digest`] into its heartbeat and
-//! feeds the peers' into [`Store::handle_peer_digest`], and hands every
-//! local write upstream through the command queue (`docs/state.md`,
-//! "Upstream").
+//! peer table changes and [`Store::handle_reconnected`] when the broker or a
+//! route comes back, puts [`Store::venue_digest`] into its heartbeat and
+//! feeds the peers' into [`Store::handle_peer_digest`], writes each
+//! [`PersistOp`] (its `upstream` commands into the command queue) in one
+//! IndexedDB transaction, and signs and checks write proofs with the
+//! device identity through a [`WriteAuth`] (`docs/state.md`, "Who wrote it").
 
 pub mod audit;
 pub mod codec;

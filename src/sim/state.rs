@@ -237,10 +237,10 @@ impl Actor for Node {
         if up {
             // Back on the network: compare with everyone soon.
             let wall = self.wall(now);
-            for p in self.peers.clone() {
-                self.store.handle_peer(&p, false, wall);
-                self.store.handle_peer(&p, true, wall);
+            for p in &self.peers {
+                self.store.handle_peer(p, true, wall);
             }
+            self.store.handle_reconnected(wall);
             self.pump(now);
         }
     }

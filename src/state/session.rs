@@ -92,6 +92,15 @@ impl Store {
         }
     }
 
+    /// The device is back on the network (broker or routes came back):
+    /// compare with every live peer soon, so writes made offline go out.
+    pub fn handle_reconnected(&mut self, now: u64) {
+        let at = now + self.cfg.mismatch_debounce_ms;
+        for p in self.peers.values_mut().filter(|p| p.up) {
+            p.probe_at = Some((at, false));
+        }
+    }
+
     /// The venue digest a peer's heartbeat carried (`venue_digest` on its
     /// side): when it differs from ours for `mismatch_debounce_ms`, we send
     /// the peer our checksums and it reconciles what differs.
@@ -280,7 +289,12 @@ impl Store {
             self.apply_keys(from, &m.collection, &m.keys, now);
             return;
         };
-        if m.busy || m.collection != s.collection {
+        if m.collection != s.collection {
+            self.sessions.insert(key.clone(), s);
+            self.end_session(&key, Err("collection mismatch"), now);
+            return;
+        }
+        if m.busy {
             // Refused: no failure, just try again a little later.
             let retry = now + self.cfg.peer_retry_ms + self.rng.below(self.cfg.peer_retry_ms + 1);
             self.sessions.insert(key.clone(), s);
