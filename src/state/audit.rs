@@ -3,7 +3,7 @@
 //! change that produced them (same op, so a crash keeps both or neither),
 //! pruned by age and count.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::VecDeque;
 
 use super::codec::{put_text, put_varint, read_count, read_text, read_varint};
 use super::json::{write_object, write_string};
@@ -355,10 +355,10 @@ impl<T: Logged> Bounded<T> {
         Bounded { entries: VecDeque::new(), next_seq: 1, unsaved: Vec::new(), prune_below: None, max: max.max(1) }
     }
 
-    /// Entries read back at start (any order); the newest `max` are kept.
-    pub(crate) fn restore(&mut self, mut loaded: Vec<T>) {
-        loaded.sort_by_key(|e| e.seq());
-        self.next_seq = loaded.last().map_or(1, |e| e.seq() + 1);
+    /// Entries read back at start, in `seq` order (the store's key order);
+    /// the newest `max` are kept.
+    pub(crate) fn restore(&mut self, loaded: Vec<T>) {
+        self.next_seq = loaded.iter().map(|e| e.seq() + 1).max().unwrap_or(1);
         let drop = loaded.len().saturating_sub(self.max);
         if drop > 0 {
             self.prune_below = Some(loaded[drop].seq());
@@ -397,11 +397,11 @@ impl<T: Logged> Bounded<T> {
     }
 }
 
-/// Remembers which (incoming write, local writes) pairs were audited, so a
-/// write delivered twice (two routes, a relay) is audited once.
+/// Remembers which incoming writes were audited, so a write delivered
+/// twice (two routes, a relay) is audited once. Searched only when a
+/// conflict is found, so a bounded list is enough.
 #[derive(Debug, Default)]
 pub(crate) struct SeenPairs {
-    set: BTreeSet<(u64, WriteId)>,
     order: VecDeque<(u64, WriteId)>,
 }
 
@@ -410,15 +410,12 @@ impl SeenPairs {
 
     /// True the first time `(key_hash, remote)` is offered.
     pub(crate) fn first(&mut self, key_hash: u64, remote: &WriteId) -> bool {
-        let k = (key_hash, remote.clone());
-        if !self.set.insert(k.clone()) {
+        if self.order.iter().any(|(h, id)| *h == key_hash && id == remote) {
             return false;
         }
-        self.order.push_back(k);
+        self.order.push_back((key_hash, remote.clone()));
         if self.order.len() > Self::MAX {
-            if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
-            }
+            self.order.pop_front();
         }
         true
     }
@@ -484,7 +481,7 @@ mod tests {
         assert_eq!(b.entries.iter().map(|e| e.seq).collect::<Vec<_>>(), [5]);
         assert_eq!(b.prune_below, Some(5));
         let mut r: Bounded<ConflictEntry> = Bounded::new(2);
-        r.restore(vec![entry(7), entry(2), entry(5)]);
+        r.restore(vec![entry(2), entry(5), entry(7)]);
         assert_eq!((r.next_seq, r.prune_below, r.entries.len()), (8, Some(5), 2));
     }
 }

@@ -110,26 +110,24 @@ pub(crate) fn read_text<'a>(r: &mut Reader<'a>, max: usize) -> Result<&'a str, W
     core::str::from_utf8(r.take(len)?).map_err(|_| WireError::BadField)
 }
 
-/// The devices of one message, in order of first use.
+/// The devices of one message, in order of first use (a venue has tens of
+/// devices: a linear search is enough, and cheaper in wasm than a map).
 #[derive(Debug, Default)]
 pub(crate) struct DeviceTable {
     ids: Vec<DeviceId>,
-    index: BTreeMap<DeviceId, u8>,
 }
 
 impl DeviceTable {
     /// The index of `d`, adding it when new.
     pub(crate) fn intern(&mut self, d: &DeviceId) -> Result<u8, WireError> {
-        if let Some(i) = self.index.get(d) {
-            return Ok(*i);
+        if let Some(i) = self.ids.iter().position(|x| x == d) {
+            return Ok(i as u8);
         }
         if self.ids.len() >= MAX_DEVICES {
             return Err(WireError::BadField);
         }
-        let i = self.ids.len() as u8;
         self.ids.push(d.clone());
-        self.index.insert(d.clone(), i);
-        Ok(i)
+        Ok((self.ids.len() - 1) as u8)
     }
 
     /// Appends the table: a varint count and the ids.

@@ -2,7 +2,7 @@
 //! reconciliation walks, the incremental checksum, the frontier, and which
 //! records must be written next.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::rc::Rc;
 
@@ -15,6 +15,8 @@ pub(crate) struct Entry {
     pub(crate) state: KeyState,
     pub(crate) pos: u64,
     pub(crate) digest: u64,
+    /// Listed in `dirty`.
+    dirty: bool,
 }
 
 /// Per device, the highest sequence number up to which this replica holds
@@ -27,8 +29,8 @@ pub(crate) struct Entry {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Frontier {
     seen: BTreeMap<DeviceId, u64>,
-    /// Sequence numbers received above a gap, by device (bounded).
-    above: BTreeMap<DeviceId, BTreeSet<u64>>,
+    /// Sequence numbers received above a gap, by device, sorted (bounded).
+    above: Vec<(DeviceId, Vec<u64>)>,
 }
 
 /// Most out-of-order sequence numbers remembered per device; beyond that a
@@ -37,7 +39,7 @@ const MAX_ABOVE: usize = 1024;
 
 impl Frontier {
     pub(crate) fn from_map(seen: BTreeMap<DeviceId, u64>) -> Frontier {
-        Frontier { seen, above: BTreeMap::new() }
+        Frontier { seen, above: Vec::new() }
     }
 
     pub(crate) fn get(&self, device: &str) -> u64 {
@@ -62,10 +64,19 @@ impl Frontier {
             self.seen.insert(device.clone(), seq);
             self.settle(device);
         } else {
-            let set = self.above.entry(device.clone()).or_default();
-            set.insert(seq);
+            let i = match self.above.iter().position(|(d, _)| d == device) {
+                Some(i) => i,
+                None => {
+                    self.above.push((device.clone(), Vec::new()));
+                    self.above.len() - 1
+                }
+            };
+            let set = &mut self.above[i].1;
+            if let Err(at) = set.binary_search(&seq) {
+                set.insert(at, seq);
+            }
             if set.len() > MAX_ABOVE {
-                set.pop_last();
+                set.pop();
             }
         }
     }
@@ -85,21 +96,22 @@ impl Frontier {
 
     /// Moves `device`'s frontier over the numbers that arrived early.
     fn settle(&mut self, device: &DeviceId) {
-        let Some(set) = self.above.get_mut(device) else { return };
+        let Some(i) = self.above.iter().position(|(d, _)| d == device) else { return };
+        let set = &mut self.above[i].1;
         let mut cur = self.seen.get(device).copied().unwrap_or(0);
-        while let Some(&first) = set.first() {
-            if first <= cur {
-                set.pop_first();
-            } else if first == cur + 1 {
-                cur = first;
-                set.pop_first();
+        let mut used = 0;
+        for &n in set.iter() {
+            if n <= cur || n == cur + 1 {
+                cur = cur.max(n);
+                used += 1;
             } else {
                 break;
             }
         }
+        set.drain(..used);
         self.seen.insert(device.clone(), cur);
         if set.is_empty() {
-            self.above.remove(device);
+            self.above.swap_remove(i);
         }
     }
 }
@@ -112,8 +124,10 @@ pub(crate) struct Collection {
     index: BTreeMap<(u64, Rc<str>), u64>,
     sum: Checksum,
     pub(crate) frontier: Frontier,
-    /// Keys whose record must be written (or deleted) by the next op.
-    pub(crate) dirty: BTreeSet<Rc<str>>,
+    /// Keys whose record must be written (or deleted) by the next op; a key
+    /// repeats only if it was removed and stored again meanwhile (writing
+    /// its record twice is harmless).
+    dirty: Vec<Rc<str>>,
     /// The frontier must be written by the next op.
     pub(crate) meta_dirty: bool,
 }
@@ -143,31 +157,64 @@ impl Collection {
     /// Stores `state` for `key` (removing the key when it holds nothing),
     /// keeping index and checksum in step: O(log n).
     pub(crate) fn set(&mut self, key: &Rc<str>, state: KeyState, mark_dirty: bool) {
-        self.unindex(key);
+        let listed = self.unindex(key);
+        if mark_dirty && !listed {
+            self.dirty.push(key.clone());
+        }
         if !state.live().is_empty() {
             let pos = key_position(key);
             let digest = state.digest(key);
             self.index.insert((pos, key.clone()), digest);
             self.sum.count += 1;
             self.sum.sum = self.sum.sum.wrapping_add(digest);
-            self.keys.insert(key.clone(), Entry { state, pos, digest });
+            self.keys.insert(key.clone(), Entry { state, pos, digest, dirty: listed || mark_dirty });
         }
-        if mark_dirty {
-            self.dirty.insert(key.clone());
+    }
+
+    /// Marks `key`'s record to be written by the next op.
+    pub(crate) fn mark_dirty(&mut self, key: &Rc<str>) {
+        match self.keys.get_mut(key) {
+            Some(e) if e.dirty => {}
+            Some(e) => {
+                e.dirty = true;
+                self.dirty.push(key.clone());
+            }
+            None => self.dirty.push(key.clone()),
         }
+    }
+
+    /// The keys to write, which are then no longer dirty.
+    pub(crate) fn take_dirty(&mut self) -> Vec<Rc<str>> {
+        let keys = std::mem::take(&mut self.dirty);
+        for k in &keys {
+            if let Some(e) = self.keys.get_mut(k) {
+                e.dirty = false;
+            }
+        }
+        keys
+    }
+
+    pub(crate) fn has_dirty(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Forgets `key` entirely (a purged tombstone, or a key the peer deleted).
     pub(crate) fn remove(&mut self, key: &Rc<str>) {
-        self.unindex(key);
-        self.dirty.insert(key.clone());
+        if !self.unindex(key) {
+            self.dirty.push(key.clone());
+        }
     }
 
-    fn unindex(&mut self, key: &Rc<str>) {
-        if let Some(old) = self.keys.remove(key) {
-            self.index.remove(&(old.pos, key.clone()));
-            self.sum.count -= 1;
-            self.sum.sum = self.sum.sum.wrapping_sub(old.digest);
+    /// Takes `key` out of the maps; true when it was listed as dirty.
+    fn unindex(&mut self, key: &Rc<str>) -> bool {
+        match self.keys.remove(key) {
+            Some(old) => {
+                self.index.remove(&(old.pos, key.clone()));
+                self.sum.count -= 1;
+                self.sum.sum = self.sum.sum.wrapping_sub(old.digest);
+                old.dirty
+            }
+            None => false,
         }
     }
 

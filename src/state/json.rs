@@ -287,7 +287,7 @@ pub fn split_object(text: &str) -> Result<Vec<(String, &str)>, JsonError> {
             p.value()?;
             // Values start and end on ASCII bytes, so these are char boundaries.
             let raw = text.get(start..p.i).ok_or(JsonError::Syntax(start))?;
-            members.push((name, raw));
+            insert_member(&mut members, name, raw);
             p.ws();
             match p.peek() {
                 Some(b',') => p.i += 1,
@@ -303,16 +303,15 @@ pub fn split_object(text: &str) -> Result<Vec<(String, &str)>, JsonError> {
     if p.i != p.b.len() {
         return p.err();
     }
-    // Stable sort keeps the input order among equal names: keep the last.
-    members.sort_by(|a, b| a.0.cmp(&b.0));
-    let mut out: Vec<(String, &str)> = Vec::with_capacity(members.len());
-    for m in members {
-        match out.last_mut() {
-            Some(last) if last.0 == m.0 => *last = m,
-            _ => out.push(m),
-        }
+    Ok(members)
+}
+
+/// Inserts a member in name order; a name given again replaces the value.
+fn insert_member<'a>(members: &mut Vec<(String, &'a str)>, name: String, raw: &'a str) {
+    match members.binary_search_by(|m| m.0.as_str().cmp(&name)) {
+        Ok(i) => members[i].1 = raw,
+        Err(i) => members.insert(i, (name, raw)),
     }
-    Ok(out)
 }
 
 /// Appends `s` as a JSON string literal.

@@ -11,7 +11,6 @@
 //! document and the same digest. `docs/state.md` states the rules in prose.
 
 use core::cmp::Ordering;
-use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
 
 use sha2::{Digest as _, Sha256};
@@ -213,33 +212,44 @@ fn max_lww<'a>(it: impl Iterator<Item = &'a Rc<Write>>) -> Option<&'a Rc<Write>>
 fn live_set(cands: &[Rc<Write>]) -> Vec<Rc<Write>> {
     let floor = max_lww(cands.iter().filter(|w| w.is_floor()));
     let mut live: Vec<Rc<Write>> = floor.into_iter().cloned().collect();
-    let names: BTreeSet<&str> = cands
-        .iter()
-        .flat_map(|w| match &w.op {
-            Op::Put(f) | Op::Patch(f) => f.as_slice(),
-            _ => &[],
-        })
-        .map(|(k, _)| &**k)
-        .collect();
+    // Small sorted vectors rather than maps: these sets hold a handful of
+    // entries, and every map type costs wasm size.
+    let mut names: Vec<&str> = Vec::new();
+    for w in cands {
+        if let Op::Put(f) | Op::Patch(f) = &w.op {
+            for (k, _) in f {
+                if !names.contains(&&**k) {
+                    names.push(k);
+                }
+            }
+        }
+    }
     for name in names {
         let patches = cands.iter().filter(|w| matches!(w.op, Op::Patch(_)) && w.names(name));
         if let Some(w) = max_lww(patches.chain(floor)) {
             live.push(w.clone());
         }
     }
-    let mut lanes: BTreeMap<(&str, &str), &Rc<Write>> = BTreeMap::new();
+    let mut lanes: Vec<&Rc<Write>> = Vec::new();
     for w in cands {
         if let Op::Add(c) = &w.op {
-            let slot = lanes.entry((&c.field, &w.id.writer)).or_insert(w);
-            if w.cmp_lww(slot) == Ordering::Greater {
-                *slot = w;
+            let same = |l: &&Rc<Write>| l.id.writer == w.id.writer && matches!(&l.op, Op::Add(x) if x.field == c.field);
+            match lanes.iter_mut().find(|l| same(l)) {
+                Some(slot) if w.cmp_lww(slot) == Ordering::Greater => *slot = w,
+                Some(_) => {}
+                None => lanes.push(w),
             }
         }
     }
-    live.extend(lanes.into_values().cloned());
-    live.sort_by(|a, b| a.id.cmp(&b.id));
-    live.dedup_by(|a, b| a.id == b.id);
+    live.extend(lanes.into_iter().cloned());
+    sort_by_id(&mut live);
     live
+}
+
+/// Sorts writes by id and drops repeats (one sort for every such list).
+fn sort_by_id(v: &mut Vec<Rc<Write>>) {
+    v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    v.dedup_by(|a, b| a.id == b.id);
 }
 
 /// Everything a replica keeps for one key.
@@ -309,31 +319,37 @@ impl KeyState {
         if !self.exists() {
             return None;
         }
-        let mut fields: BTreeMap<&str, String> = BTreeMap::new();
+        let mut counters: Vec<(&str, i64)> = Vec::new();
+        for (_, c) in self.lanes() {
+            match counters.iter_mut().find(|(f, _)| *f == &*c.field) {
+                Some((_, sum)) if mutation::active(Mutation::CounterMax) => *sum = (*sum).max(c.total),
+                Some((_, sum)) => *sum = sum.saturating_add(c.total),
+                None => counters.push((&c.field, c.total)),
+            }
+        }
+        let mut fields: Vec<(&str, String)> = counters.iter().map(|(f, n)| (*f, n.to_string())).collect();
         for w in &self.live {
             if let Op::Put(f) | Op::Patch(f) = &w.op {
                 for (name, _) in f {
-                    if fields.contains_key(&**name) {
-                        continue;
+                    if fields.iter().any(|(n, _)| *n == &**name) {
+                        continue; // already there, or hidden by a counter
                     }
                     let winner = self.field_winner(name);
                     if let Some(Op::Put(f) | Op::Patch(f)) = winner.map(|w| &w.op) {
                         if let Some(v) = value_of(f, name) {
-                            fields.insert(name, v.to_string());
+                            fields.push((name, v.to_string())); // sorted below
                         }
                     }
                 }
             }
         }
-        let mut counters: BTreeMap<&str, i64> = BTreeMap::new();
-        for (_, c) in self.lanes() {
-            let sum = counters.entry(&c.field).or_insert(0);
-            *sum = if mutation::active(Mutation::CounterMax) { (*sum).max(c.total) } else { sum.saturating_add(c.total) };
+        // Sorted by name without a sort of its own: pick names in order.
+        let mut out: Vec<(&str, &str)> = Vec::with_capacity(fields.len());
+        for (k, v) in &fields {
+            let at = out.binary_search_by(|(n, _)| n.cmp(k)).unwrap_or_else(|i| i);
+            out.insert(at, (k, v));
         }
-        for (name, n) in counters {
-            fields.insert(name, n.to_string());
-        }
-        Some(json::write_object(fields.iter().map(|(k, v)| (*k, v.as_str()))))
+        Some(json::write_object(out))
     }
 
     /// The greatest app timestamp among the register writes.
@@ -370,8 +386,7 @@ impl KeyState {
             Op::Patch(f) => f.iter().filter_map(|(name, _)| self.field_winner(name)).filter(|v| blind(v)).cloned().collect(),
             Op::Add(_) => Vec::new(),
         };
-        found.sort_by(|a, b| a.id.cmp(&b.id));
-        found.dedup_by(|a, b| a.id == b.id);
+        sort_by_id(&mut found);
         found
     }
 

@@ -119,14 +119,15 @@ fn diff_items(col: &Collection, node: Node, theirs: &[(u64, u64)], a: &mut Answe
         while theirs.get(j).is_some_and(|t| t.0 == pos) {
             j += 1;
         }
-        let mut my_digests: Vec<u64> = mine[i0..i].iter().map(|m| m.1).collect();
-        my_digests.sort_unstable();
+        // Almost always one key per position: compare as sets.
+        let my_digests: Vec<u64> = mine[i0..i].iter().map(|m| m.1).collect();
         let their_digests: Vec<u64> = theirs[j0..j].iter().map(|t| t.1).collect();
+        let same = my_digests.len() == their_digests.len() && my_digests.iter().all(|d| their_digests.contains(d));
         let keys = mine[i0..i].iter().map(|m| m.2.clone());
         match (i0 == i, j0 == j) {
             (true, _) => a.missing.push(pos),
             (false, true) => a.peer_lacks.extend(keys),
-            _ if my_digests == their_digests => {}
+            _ if same => {}
             _ => {
                 a.send.extend(keys);
                 a.differing.push(pos);

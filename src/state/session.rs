@@ -11,7 +11,7 @@
 //! session joins the peer's frontier into ours (we now hold everything it
 //! held when it sent it).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use super::audit::SyncStatus;
@@ -30,8 +30,17 @@ pub(crate) struct Peer {
     /// When to send it our checksums; `true` = only if the digests still differ.
     pub(crate) probe_at: Option<(u64, bool)>,
     /// Per collection, no new session before this.
-    next_allowed: BTreeMap<String, u64>,
+    next_allowed: Vec<(String, u64)>,
 }
+
+impl Peer {
+    fn allowed_at(&self, collection: &str) -> u64 {
+        self.next_allowed.iter().find(|(c, _)| c == collection).map_or(0, |(_, t)| *t)
+    }
+}
+
+/// A session's key: peer, number, whether we opened it.
+pub(crate) type SessionKey = (DeviceId, u32, bool);
 
 /// One reconciliation in progress.
 #[derive(Debug)]
@@ -44,13 +53,13 @@ pub(crate) struct Session {
     pub(crate) last: u64,
     next_msg: u16,
     /// Our messages that expect an answer not yet fully received.
-    unanswered: BTreeSet<u16>,
+    unanswered: Vec<u16>,
     sent_frontier: bool,
     peer_frontier: Option<BTreeMap<DeviceId, u64>>,
     /// A write of the peer was refused: we cannot claim its frontier.
     tainted: bool,
     /// Writes the peer sent in this session (it holds them: never sent back).
-    shown: BTreeSet<(Rc<str>, WriteId)>,
+    shown: Vec<(Rc<str>, WriteId)>,
     summary: SessionSummary,
 }
 
@@ -68,7 +77,33 @@ fn deleted_by(state: &KeyState, frontier: Option<&BTreeMap<DeviceId, u64>>) -> b
     !state.live().is_empty() && state.live().iter().all(|w| f.get(&w.id.writer).is_some_and(|s| w.seq <= *s))
 }
 
+impl Session {
+    fn key(&self) -> SessionKey {
+        (self.peer.clone(), self.id, self.initiator)
+    }
+}
+
 impl Store {
+    /// What the store knows of `id` (created on first mention).
+    fn peer_mut(&mut self, id: &DeviceId) -> &mut Peer {
+        let i = match self.peers.iter().position(|(p, _)| p == id) {
+            Some(i) => i,
+            None => {
+                self.peers.push((id.clone(), Peer::default()));
+                self.peers.len() - 1
+            }
+        };
+        &mut self.peers[i].1
+    }
+
+    fn session_index(&self, key: &SessionKey) -> Option<usize> {
+        self.sessions.iter().position(|s| s.peer == key.0 && s.id == key.1 && s.initiator == key.2)
+    }
+
+    fn take_session(&mut self, key: &SessionKey) -> Option<Session> {
+        self.session_index(key).map(|i| self.sessions.swap_remove(i))
+    }
+
     /// The composition's view of who is live: a peer that comes up gets our
     /// checksums soon (it may have been away), one that goes down ends its
     /// sessions.
@@ -78,14 +113,14 @@ impl Store {
         }
         let id: DeviceId = Rc::from(peer);
         let debounce = self.cfg.mismatch_debounce_ms;
-        let p = self.peers.entry(id.clone()).or_default();
+        let p = self.peer_mut(&id);
         if up && !p.up {
             p.probe_at = Some((now + debounce, false));
         }
         p.up = up;
         if !up {
             p.probe_at = None;
-            let gone: Vec<_> = self.sessions.keys().filter(|k| k.0 == id).cloned().collect();
+            let gone: Vec<_> = self.sessions.iter().filter(|s| s.peer == id).map(Session::key).collect();
             for k in gone {
                 self.end_session(&k, Err("peer gone"), now);
             }
@@ -96,7 +131,7 @@ impl Store {
     /// compare with every live peer soon, so writes made offline go out.
     pub fn handle_reconnected(&mut self, now: u64) {
         let at = now + self.cfg.mismatch_debounce_ms;
-        for p in self.peers.values_mut().filter(|p| p.up) {
+        for (_, p) in self.peers.iter_mut().filter(|(_, p)| p.up) {
             p.probe_at = Some((at, false));
         }
     }
@@ -110,7 +145,7 @@ impl Store {
         }
         let ours = self.venue_digest();
         let debounce = self.cfg.mismatch_debounce_ms;
-        let p = self.peers.entry(Rc::from(peer)).or_default();
+        let p = self.peer_mut(&Rc::from(peer));
         p.up = true;
         p.digest = Some(digest);
         if digest != ours && p.probe_at.is_none() {
@@ -120,7 +155,7 @@ impl Store {
 
     pub(super) fn peer_heard(&mut self, peer: &DeviceId, now: u64) {
         let debounce = self.cfg.mismatch_debounce_ms;
-        let p = self.peers.entry(peer.clone()).or_default();
+        let p = self.peer_mut(peer);
         if !p.up {
             p.up = true;
             p.probe_at = Some((now + debounce, false));
@@ -128,7 +163,7 @@ impl Store {
     }
 
     pub(super) fn session_timers(&mut self, now: u64) {
-        let expired: Vec<_> = self.sessions.iter().filter(|(_, s)| now >= s.last + self.cfg.session_timeout_ms).map(|(k, _)| k.clone()).collect();
+        let expired: Vec<_> = self.sessions.iter().filter(|s| now >= s.last + self.cfg.session_timeout_ms).map(Session::key).collect();
         for k in expired {
             self.end_session(&k, Err("timeout"), now);
         }
@@ -145,7 +180,7 @@ impl Store {
             .filter_map(|(id, p)| p.probe_at.filter(|(t, _)| now >= *t).map(|(_, only)| (id.clone(), only)))
             .collect();
         for (id, only_if_differs) in due {
-            let p = self.peers.entry(id.clone()).or_default();
+            let p = self.peer_mut(&id);
             p.probe_at = None;
             if p.up && (!only_if_differs || p.digest != Some(ours)) {
                 self.send_checksums(Some(id), true);
@@ -168,10 +203,35 @@ impl Store {
             self.send_checksums(Some(from.clone()), false);
             return;
         }
-        let mine: BTreeMap<String, _> = self.checksums().into_iter().collect();
-        let theirs: BTreeMap<String, _> = c.collections.into_iter().collect();
-        let names: BTreeSet<&String> = mine.keys().chain(theirs.keys()).collect();
-        let differ: Vec<String> = names.into_iter().filter(|n| mine.get(*n) != theirs.get(*n)).cloned().collect();
+        // Both lists are sorted by name: walk them side by side.
+        let mine = self.checksums();
+        let theirs = c.collections;
+        let (mut i, mut j) = (0, 0);
+        let mut differ: Vec<String> = Vec::new();
+        while i < mine.len() || j < theirs.len() {
+            match (mine.get(i), theirs.get(j)) {
+                (Some(a), Some(b)) if a.0 == b.0 => {
+                    if a.1 != b.1 {
+                        differ.push(a.0.clone());
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                (Some(a), Some(b)) if a.0 < b.0 => {
+                    differ.push(a.0.clone());
+                    i += 1;
+                }
+                (Some(a), None) => {
+                    differ.push(a.0.clone());
+                    i += 1;
+                }
+                (_, Some(b)) => {
+                    differ.push(b.0.clone());
+                    j += 1;
+                }
+                (None, None) => break,
+            }
+        }
         for name in differ {
             self.start_session(&from.clone(), &name, now);
         }
@@ -185,8 +245,8 @@ impl Store {
         }
         let peer: &DeviceId = &Rc::from(peer);
         let busy = self.sessions.len() >= self.cfg.max_sessions
-            || self.sessions.values().any(|s| s.collection == collection)
-            || self.peers.get(peer).and_then(|p| p.next_allowed.get(collection)).is_some_and(|t| now < *t);
+            || self.sessions.iter().any(|s| s.collection == collection)
+            || now < self.peer_mut(peer).allowed_at(collection);
         if busy {
             return;
         }
@@ -210,16 +270,16 @@ impl Store {
             started: now,
             last: now,
             next_msg: 1,
-            unanswered: BTreeSet::from([0]),
+            unanswered: vec![0],
             sent_frontier: true,
             peer_frontier: None,
             tainted: false,
-            shown: BTreeSet::new(),
+            shown: Vec::new(),
             summary: SessionSummary::default(),
         };
         self.stats.sessions_started += 1;
         self.send_reconcile(&mut s, msg);
-        self.sessions.insert((peer.clone(), id, true), s);
+        self.sessions.push(s);
         self.event(Event::ReconciliationStarted { peer: peer.clone(), collection: collection.to_string() });
     }
 
@@ -236,20 +296,20 @@ impl Store {
         self.stats.recon_bytes_received += len as u64;
         let key = (from.clone(), m.session, !m.from_initiator);
         if m.open {
-            if !m.from_initiator || m.busy || self.sessions.contains_key(&key) {
+            if !m.from_initiator || m.busy || self.session_index(&key).is_some() {
                 return;
             }
             // Both sides opened at once: the session of the smaller id goes on.
-            let mine = self.sessions.iter().find(|(_, s)| s.peer == *from && s.collection == m.collection && s.initiator).map(|(k, _)| k.clone());
+            let mine = self.sessions.iter().position(|s| s.peer == *from && s.collection == m.collection && s.initiator);
             if let Some(mine) = mine {
                 if self.me < *from {
                     return;
                 }
-                self.sessions.remove(&mine);
+                self.sessions.swap_remove(mine);
             }
             // One session per collection at a time: a device catching up
             // takes the state once, not from every peer at once.
-            if self.sessions.len() >= self.cfg.max_sessions || self.sessions.values().any(|s| s.collection == m.collection) {
+            if self.sessions.len() >= self.cfg.max_sessions || self.sessions.iter().any(|s| s.collection == m.collection) {
                 let busy = Reconcile {
                     session: m.session,
                     reply_to: Some(m.msg),
@@ -273,35 +333,33 @@ impl Store {
                 started: now,
                 last: now,
                 next_msg: 0,
-                unanswered: BTreeSet::new(),
+                unanswered: Vec::new(),
                 sent_frontier: false,
                 peer_frontier: None,
                 tainted: false,
-                shown: BTreeSet::new(),
+                shown: Vec::new(),
                 summary: SessionSummary::default(),
             };
             self.stats.sessions_started += 1;
-            self.sessions.insert(key.clone(), s);
+            self.sessions.push(s);
             self.event(Event::ReconciliationStarted { peer: from.clone(), collection: m.collection.clone() });
         }
-        let Some(mut s) = self.sessions.remove(&key) else {
+        let Some(mut s) = self.take_session(&key) else {
             // A session we already ended (or never had): its writes still count.
             self.apply_keys(from, &m.collection, &m.keys, now);
             return;
         };
         if m.collection != s.collection {
-            self.sessions.insert(key.clone(), s);
+            self.sessions.push(s);
             self.end_session(&key, Err("collection mismatch"), now);
             return;
         }
         if m.busy {
             // Refused: no failure, just try again a little later.
             let retry = now + self.cfg.peer_retry_ms + self.rng.below(self.cfg.peer_retry_ms + 1);
-            self.sessions.insert(key.clone(), s);
+            self.sessions.push(s);
             self.end_session(&key, Err("busy"), now);
-            if let Some(p) = self.peers.get_mut(from) {
-                p.probe_at = Some((retry, false));
-            }
+            self.peer_mut(from).probe_at = Some((retry, false));
             return;
         }
         s.last = now;
@@ -312,12 +370,14 @@ impl Store {
         }
         let collection = s.collection.clone();
         s.summary.keys_received += m.keys.len() as u64;
-        s.shown.extend(m.keys.iter().flat_map(|(k, ws)| ws.iter().map(move |w| (k.clone(), w.id.clone()))));
+        for (k, ws) in &m.keys {
+            s.shown.extend(ws.iter().map(|w| (k.clone(), w.id.clone())));
+        }
         let (tally, echo) = self.apply_keys(from, &collection, &m.keys, now);
         s.tainted |= tally.refused > 0;
         if m.last {
             if let Some(r) = m.reply_to {
-                s.unanswered.remove(&r);
+                s.unanswered.retain(|u| *u != r);
             }
         }
         let col = self.cols.entry(collection.clone()).or_default();
@@ -346,13 +406,13 @@ impl Store {
             let replies = self.cut_replies(&mut s, &m, a.ranges, a.missing, a.differing, send, echo);
             for r in replies {
                 if r.expects_reply() {
-                    s.unanswered.insert(r.msg);
+                    s.unanswered.push(r.msg);
                 }
                 self.send_reconcile(&mut s, r);
             }
         }
         let done = s.unanswered.is_empty();
-        self.sessions.insert(key.clone(), s);
+        self.sessions.push(s);
         if done {
             self.end_session(&key, Ok(()), now);
         }
@@ -416,7 +476,7 @@ impl Store {
         let col = self.cols.get(&s.collection);
         for (k, only_new) in send {
             let Some(state) = col.and_then(|c| c.get(&k)) else { continue };
-            let news = state.live().iter().filter(|w| !only_new || !s.shown.contains(&(k.clone(), w.id.clone())));
+            let news = state.live().iter().filter(|w| !only_new || !s.shown.iter().any(|(sk, id)| *sk == k && *id == w.id));
             let writes: Vec<&Rc<Write>> = news.collect();
             if writes.is_empty() {
                 continue;
@@ -452,10 +512,12 @@ impl Store {
     /// Ends a session: `Ok` joins the peer's frontier (we now hold
     /// everything it held), `Err` just gives up; either way the pair waits
     /// `peer_retry_ms` before the next one.
-    pub(super) fn end_session(&mut self, key: &(DeviceId, u32, bool), result: Result<(), &'static str>, now: u64) {
-        let Some(s) = self.sessions.remove(key) else { return };
+    pub(super) fn end_session(&mut self, key: &SessionKey, result: Result<(), &'static str>, now: u64) {
+        let Some(s) = self.take_session(key) else { return };
         let retry = now + self.cfg.peer_retry_ms;
-        self.peers.entry(s.peer.clone()).or_default().next_allowed.insert(s.collection.clone(), retry);
+        let p = self.peer_mut(&s.peer);
+        p.next_allowed.retain(|(c, _)| *c != s.collection);
+        p.next_allowed.push((s.collection.clone(), retry));
         let mut summary = s.summary;
         summary.duration_ms = now.saturating_sub(s.started);
         let details = format!(

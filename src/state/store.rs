@@ -2,7 +2,7 @@
 //! the storage door, applying remote writes with conflict audit, queries,
 //! timers. Reconciliation sessions and peers are in `session.rs`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -91,8 +91,8 @@ pub struct Store {
     seen_pairs: SeenPairs,
     pub(super) out: VecDeque<Output>,
     pub(super) stats: StateStats,
-    pub(super) peers: BTreeMap<DeviceId, Peer>,
-    pub(super) sessions: BTreeMap<(DeviceId, u32, bool), Session>,
+    pub(super) peers: Vec<(DeviceId, Peer)>,
+    pub(super) sessions: Vec<Session>,
     pub(super) next_check: Option<u64>,
     next_maintenance: Option<u64>,
 }
@@ -165,8 +165,8 @@ impl Store {
             seen_pairs: SeenPairs::default(),
             out: VecDeque::new(),
             stats: StateStats::default(),
-            peers: BTreeMap::new(),
-            sessions: BTreeMap::new(),
+            peers: Vec::new(),
+            sessions: Vec::new(),
             next_check: None,
             next_maintenance: None,
             cfg,
@@ -313,7 +313,7 @@ impl Store {
         }
         self.persist_retry_at = None;
         let waiting = !self.queued.is_empty()
-            || self.cols.values().any(|c| !c.dirty.is_empty() || c.meta_dirty)
+            || self.cols.values().any(|c| c.has_dirty() || c.meta_dirty)
             || !self.conflicts.unsaved.is_empty()
             || !self.sync_log.unsaved.is_empty()
             || self.conflicts.prune_below.is_some()
@@ -322,10 +322,17 @@ impl Store {
             return;
         }
         let mut writes = std::mem::take(&mut self.queued);
-        let mut seqs: BTreeMap<String, u64> = BTreeMap::new();
+        let mut seqs: Vec<(String, u64)> = Vec::new();
         for p in &mut writes {
             let col = self.cols.entry(p.collection.clone()).or_default();
-            let seq = seqs.entry(p.collection.clone()).or_insert_with(|| col.frontier.get(&self.me));
+            let i = match seqs.iter().position(|(c, _)| *c == p.collection) {
+                Some(i) => i,
+                None => {
+                    seqs.push((p.collection.clone(), col.frontier.get(&self.me)));
+                    seqs.len() - 1
+                }
+            };
+            let seq = &mut seqs[i].1;
             *seq += 1;
             let mut w = (*p.write).clone();
             w.seq = *seq;
@@ -337,13 +344,17 @@ impl Store {
         let mut dirty: Vec<(String, Rc<str>)> = Vec::new();
         let mut metas: Vec<String> = Vec::new();
         for (name, col) in &mut self.cols {
-            dirty.extend(std::mem::take(&mut col.dirty).into_iter().map(|k| (name.clone(), k)));
-            if std::mem::take(&mut col.meta_dirty) || seqs.contains_key(name) {
+            dirty.extend(col.take_dirty().into_iter().map(|k| (name.clone(), k)));
+            if std::mem::take(&mut col.meta_dirty) || seqs.iter().any(|(c, _)| c == name) {
                 metas.push(name.clone());
             }
         }
-        let mut touched: BTreeSet<(String, Rc<str>)> = dirty.iter().cloned().collect();
-        touched.extend(writes.iter().map(|p| (p.collection.clone(), p.key.clone())));
+        let mut touched: Vec<(String, Rc<str>)> = dirty.clone();
+        for p in &writes {
+            if !touched.iter().any(|(c, k)| *c == p.collection && *k == p.key) {
+                touched.push((p.collection.clone(), p.key.clone()));
+            }
+        }
         let mut keys = Vec::with_capacity(touched.len());
         let mut clock = self.clock.last();
         for (collection, key) in touched {
@@ -359,7 +370,7 @@ impl Store {
             .iter()
             .filter_map(|name| {
                 let mut f = self.cols.get(name)?.frontier.map().clone();
-                if let Some(seq) = seqs.get(name) {
+                if let Some((_, seq)) = seqs.iter().find(|(c, _)| c == name) {
                     f.insert(self.me.clone(), *seq);
                 }
                 codec::encode_frontier(&f).ok().map(|b| (name.clone(), b))
@@ -393,7 +404,7 @@ impl Store {
             Ok(()) => {
                 self.persist_failures_in_row = 0;
                 let mut tickets = Vec::new();
-                let mut batches: BTreeMap<String, Vec<KeyedWrite>> = BTreeMap::new();
+                let mut batches: Vec<(String, Vec<KeyedWrite>)> = Vec::new();
                 for p in flight.writes {
                     let col = self.cols.entry(p.collection.clone()).or_default();
                     let mut state = col.get(&p.key).cloned().unwrap_or_default();
@@ -402,7 +413,10 @@ impl Store {
                     col.frontier.record(&self.me, p.write.seq);
                     self.stats.local_writes += 1;
                     tickets.push(p.ticket);
-                    batches.entry(p.collection.clone()).or_default().push((p.key.clone(), p.write));
+                    match batches.iter_mut().find(|(c, _)| *c == p.collection) {
+                        Some((_, b)) => b.push((p.key.clone(), p.write)),
+                        None => batches.push((p.collection.clone(), vec![(p.key.clone(), p.write)])),
+                    }
                     let value = self.overlay(&p.collection, &p.key).document();
                     self.event(Event::Changed { collection: p.collection, key: p.key, value, origin: Origin::Local });
                 }
@@ -421,7 +435,7 @@ impl Store {
                     self.event(Event::WriteFailed { tickets, reason });
                 }
                 for (collection, key) in flight.dirty {
-                    self.cols.entry(collection).or_default().dirty.insert(key);
+                    self.cols.entry(collection).or_default().mark_dirty(&key);
                 }
                 for name in flight.metas {
                     self.cols.entry(name).or_default().meta_dirty = true;
@@ -671,25 +685,27 @@ impl Store {
     /// Up to `limit` `(key, document)` pairs whose key starts with `prefix`,
     /// in key order (deleted keys left out).
     pub fn entries(&self, collection: &str, prefix: &str, limit: usize) -> Vec<(Rc<str>, String)> {
-        let mut keys: BTreeSet<Rc<str>> = self
-            .pending()
-            .filter(|p| p.collection == collection && p.key.starts_with(prefix))
-            .map(|p| p.key.clone())
-            .collect();
+        let mut pending: Vec<Rc<str>> = Vec::new();
+        for p in self.pending().filter(|p| p.collection == collection && p.key.starts_with(prefix)) {
+            if let Err(at) = pending.binary_search(&p.key) {
+                pending.insert(at, p.key.clone());
+            }
+        }
+        let mut keys: VecDeque<Rc<str>> = pending.into();
         let mut out = Vec::new();
         let stored = self.cols.get(collection).into_iter().flat_map(|c| c.keys_from(prefix)).take_while(|(k, _)| k.starts_with(prefix));
         let mut stored = stored.peekable();
         while out.len() < limit {
             let next_stored = stored.peek().map(|(k, _)| (*k).clone());
-            let next_pending = keys.first().cloned();
+            let next_pending = keys.front().cloned();
             let key = match (next_stored, next_pending) {
-                (Some(s), Some(p)) if p < s => keys.pop_first(),
+                (Some(s), Some(p)) if p < s => keys.pop_front(),
                 (Some(s), Some(p)) if p == s => {
-                    keys.pop_first();
+                    keys.pop_front();
                     stored.next().map(|(k, _)| k.clone())
                 }
                 (Some(_), _) => stored.next().map(|(k, _)| k.clone()),
-                (None, Some(_)) => keys.pop_first(),
+                (None, Some(_)) => keys.pop_front(),
                 (None, None) => None,
             };
             let Some(key) = key else { break };
@@ -770,8 +786,8 @@ impl Store {
 
     /// When to call [`Store::handle_timeout`] next.
     pub fn poll_timeout(&self) -> Option<u64> {
-        let sessions = self.sessions.values().map(|s| s.last + self.cfg.session_timeout_ms);
-        let peers = self.peers.values().filter_map(|p| p.probe_at.map(|(t, _)| t));
+        let sessions = self.sessions.iter().map(|s| s.last + self.cfg.session_timeout_ms);
+        let peers = self.peers.iter().filter_map(|(_, p)| p.probe_at.map(|(t, _)| t));
         [self.next_check, self.next_maintenance, self.persist_retry_at].into_iter().flatten().chain(sessions).chain(peers).min()
     }
 
