@@ -525,6 +525,9 @@ impl Store {
                 return Err(e.into());
             }
         };
+        if from == &*self.me {
+            return Ok(()); // our own broadcast looped back (a tab, a relay)
+        }
         let from: DeviceId = Rc::from(from);
         self.peer_heard(&from, now);
         let result = match msg {

@@ -22,6 +22,11 @@ fn a_write_reaches_every_peer_and_reports_where_it_came_from() {
     assert!(net.devs[0].events.iter().any(|e| matches!(e, Event::Changed { origin: Origin::Local, .. })));
     assert_eq!(net.devs[1].store.checksum(P), net.devs[0].store.checksum(P));
     assert_eq!(net.devs[1].store.venue_digest(), net.devs[0].store.venue_digest());
+    // Its own broadcast looped back (another tab, a relay) changes nothing.
+    let body = StateMsg::Checksums(wire::Checksums { reply: true, collections: vec![] }).encode().unwrap();
+    let now = net.now;
+    net.devs[0].store.handle_body("dev-0", &body, now).unwrap();
+    assert!(net.devs[0].store.poll_output().is_none());
 }
 
 /// Seed 001's scenario: two devices edit the same product while apart; on
