@@ -32,6 +32,7 @@ pub mod election;
 pub mod mesh;
 pub mod routing;
 pub mod replication;
+pub mod state;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 

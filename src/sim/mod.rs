@@ -24,6 +24,9 @@
 //! [`routing`] simulates the hybrid routes (broker, data channels, tabs)
 //! with its own small world: three routes per pair of devices.
 //!
+//! [`state`] runs the shared-state [`crate::state::Store`]s and
+//! [`state_check`] compares them with a reference last-writer-wins oracle.
+//!
 //! [`election`] holds the election's scenarios and invariant checker; the
 //! seeded test runs live in `tests.rs` (`SIM_SEEDS=n` runs n seeds,
 //! `SEED=0x…` replays one with its trace).
@@ -31,8 +34,12 @@
 pub mod election;
 pub mod replication;
 pub mod routing;
+pub mod state;
+pub mod state_check;
 pub mod trace;
 pub mod world;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod state_tests;
