@@ -1,7 +1,7 @@
 //! Shared state: collections of JSON documents replicated to every device of
 //! the venue (catalogue, prices, stock, customers, tables), the second
 //! pillar next to the command queue. `docs/state.md` is the design; the wire
-//! bodies are `PROTOCOL.md` Part 6.
+//! bodies are `PROTOCOL.md` Part 7.
 //!
 //! * **Model** ([`model`]): collection → key → document. Every write is
 //!   stamped `(updatedAt?, HLC, device)`; per *top-level field* the greatest

@@ -1,6 +1,6 @@
 //! The byte encoding of writes, shared by the wire bodies (`wire.rs`) and the
 //! stored records (`KeyRecord`, `CollectionMeta`): varints, device tables,
-//! one write, a key with its writes. `PROTOCOL.md` Part 6 §2 has the tables.
+//! one write, a key with its writes. `PROTOCOL.md` Part 7 §2 has the tables.
 //!
 //! Devices are written once per message in a *device table* and referred to
 //! by their index (one byte): a write names its writer and the devices of

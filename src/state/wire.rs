@@ -1,4 +1,4 @@
-//! The bodies of shared-state messages (`PROTOCOL.md` Part 6 has the byte
+//! The bodies of shared-state messages (`PROTOCOL.md` Part 7 has the byte
 //! tables and `tests/vectors/state.json` the vectors):
 //!
 //! | type | body | sent to |

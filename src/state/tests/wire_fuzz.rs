@@ -1,5 +1,5 @@
 //! The bodies byte for byte: the documented vectors (`tests/vectors/state.json`,
-//! `PROTOCOL.md` Part 6), round trips, and 120,000 seeded hostile inputs.
+//! `PROTOCOL.md` Part 7), round trips, and 120,000 seeded hostile inputs.
 
 use std::collections::BTreeMap;
 
@@ -178,7 +178,7 @@ fn documented_vectors() {
         assert_eq!(wire::decode(&bytes).unwrap(), m, "{name}");
     }
     assert_eq!(hex(&up_payload()), stored["bodies"]["writes_put"], "an upstream payload is the write batch of that write");
-    // The byte example of PROTOCOL.md Part 6 §3.
+    // The byte example of PROTOCOL.md Part 7 §3.
     assert_eq!(
         stored["bodies"]["writes_put"],
         "300870726f64756374730105706f732d310105736b752d310100019bfee55100000301000002046e616d650522546561220570726963650133"
