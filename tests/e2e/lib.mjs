@@ -136,9 +136,10 @@ export function demoUrl(params = {}) {
 export const BROKER_AUTH = process.env.VM_TEST_BROKER_USER
   ? { username: process.env.VM_TEST_BROKER_USER, password: process.env.VM_TEST_BROKER_PASS ?? '' } : {};
 
-/** BROKER's account as a URL fragment for a page (`#broker=…&user=…&pass=…`; '' without one); pages read it with their `brokerAuth`. */
+/** An account as a URL fragment for a page (`#broker=…&user=…&pass=…`, for that broker only; `broker` null: for any; '' without an account); pages read it with their `brokerAuth`. */
 export function brokerAuthFragment(auth = BROKER_AUTH, broker = BROKER) {
-  return auth.username ? `#${new URLSearchParams({ broker, user: auth.username, pass: auth.password ?? '' })}` : '';
+  if (!auth.username) return '';
+  return `#${new URLSearchParams({ ...(broker ? { broker } : {}), user: auth.username, pass: auth.password ?? '' })}`;
 }
 
 export async function freePort() {
@@ -414,7 +415,8 @@ export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { 
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
   const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
-  const fragment = auth ? brokerAuthFragment(auth, brokerUrl) : brokerUrl === BROKER ? brokerAuthFragment() : '';
+  // An explicit account is for every broker of the page's list (a bridged venue's local and cloud).
+  const fragment = auth ? brokerAuthFragment(auth, null) : brokerUrl === BROKER ? brokerAuthFragment() : '';
   await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}${fragment}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);

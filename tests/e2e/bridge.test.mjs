@@ -1,0 +1,189 @@
+// Seed 004's venue (issue #21): a "local" Mosquitto bridged to a "cloud"
+// Mosquitto, both from the shipped configs (config/bridge-local.conf,
+// config/bridge-cloud.conf: accounts, ACLs, size limit), the bridge running
+// through a TCP proxy the test can cut. Devices are split between the
+// brokers: the kiosk and the POS list the local broker first, the phone knows
+// only the cloud, the iPad lists the cloud first. The reference ingest reads
+// the cloud. WebRTC is off, so everything between the two halves crosses the
+// bridge. Scenarios, in order on one venue:
+//   1. one mesh: one hub, replication to peer_ack, upload to cloud_ack, room
+//      messages once each;
+//   2. the local broker dies: its devices move to the cloud broker and keep
+//      going; it returns: they switch back (the 30 s probe);
+//   3. the bridge breaks: each side keeps working; it returns: one mesh again;
+// and through all of it, nothing acknowledged is lost or stored twice.
+// Times are printed (`#` lines), not asserted; scripts/bench brokers measures them.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { launch, startLockedBroker, startIngest, startLinkProxy, meshMember, freePort, sleep, waitFor } from './lib.mjs';
+
+const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
+const VENUE = `e2e-bridge-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
+const PASS = randomBytes(18).toString('base64url');
+const auth = { username: VENUE, password: PASS };
+
+let browser, cloud, local, proxy, ingest, localPorts;
+const m = {}; // kiosk, pos, phone, ipad
+const enqueued = new Set();
+
+async function startLocal() {
+  local = await startLockedBroker({
+    conf: 'config/bridge-local.conf', accounts: { [VENUE]: PASS }, ...localPorts,
+    vars: { VENUE, BRIDGE_PASSWORD: PASS }, bridgeAddress: `127.0.0.1:${proxy.port}`,
+  });
+}
+
+before(async () => {
+  browser = await launch();
+  cloud = await startLockedBroker({ conf: 'config/bridge-cloud.conf', accounts: { [VENUE]: PASS } });
+  proxy = await startLinkProxy(cloud.tcp); // the bridge's path to the cloud
+  localPorts = { port: await freePort(), tcp: await freePort() };
+  await startLocal();
+  ingest = await startIngest({ venue: VENUE, key: KEY, tcp: cloud.tcp, auth });
+  const opts = { drain: '500', webrtc: '0' };
+  const both = `${local.url},${cloud.url}`;
+  m.kiosk = await meshMember(browser, both, VENUE, 'kiosk', opts, { auth });
+  m.pos = await meshMember(browser, both, VENUE, 'pos', opts, { auth });
+  m.phone = await meshMember(browser, cloud.url, VENUE, 'phone', opts, { auth });
+  m.ipad = await meshMember(browser, `${cloud.url},${local.url}`, VENUE, 'ipad', { ...opts, charging: '1' }, { auth });
+  for (const d of Object.values(m)) {
+    await d.page.evaluate(() => {
+      window.roomMessages = [];
+      window.mesh.on('message', (e) => window.roomMessages.push(`${e.from}:${e.id}:${e.text}`));
+      window.mesh.joinRoom('chat');
+    });
+  }
+});
+after(async () => {
+  await browser?.close();
+  await ingest?.stop();
+  await proxy?.stop();
+  await local?.stop();
+  await cloud?.stop();
+});
+
+const all = () => Object.values(m);
+const hubOf = (d) => d.page.evaluate(() => window.mesh.hub);
+const urlOf = (d) => d.page.evaluate(() => window.mesh.getDetailedStats().broker.url);
+const counts = (d) => d.page.evaluate(() => window.mesh.queue.countByStatus());
+const detail = () => `ingest stderr:\n${ingest.stderr.slice(-1500)}\nlocal:\n${local?.stderr.slice(-1500)}\ncloud:\n${cloud.stderr.slice(-800)}`;
+const agree = (devices, hub, ms = 15_000) => waitFor(async () => (await Promise.all(devices.map(hubOf))).every((h) => h === hub),
+  ms, `${devices.map((d) => d.kind)} agree on hub ${hub}`, { detail });
+
+async function sell(d, n, tag) {
+  const ids = await d.page.evaluate(async ([n, tag]) => {
+    const ids = [];
+    for (let i = 0; i < n; i++) ids.push(await window.mesh.enqueue('sale', JSON.stringify({ tag, i })));
+    return ids;
+  }, [n, tag]);
+  for (const id of ids) enqueued.add(id);
+  return ids;
+}
+
+/** The ingest holds every sale made so far, each once, and every device marks its own cloud_ack. */
+async function everythingCloudAcked(what) {
+  await waitFor(() => ingest.query().count >= enqueued.size, 30_000, `${what}: the ingest holds ${enqueued.size} sales`, { detail });
+  const q = ingest.query();
+  assert.equal(q.count, enqueued.size, `${what}: no sale stored twice, none extra`);
+  assert.deepEqual(new Set(q.ids), enqueued, `${what}: every acknowledged sale is in the cloud`);
+  await waitFor(async () => (await Promise.all(all().map(counts))).every((c) => c.pending === 0 && c.peerAck === 0 && c.failed === 0),
+    30_000, `${what}: every device marks its sales cloud_ack`, { detail });
+}
+
+/** Each device sends `n` room messages; every other device's app gets each exactly once. */
+async function roomRound(tag, n = 5) {
+  const sent = [];
+  for (const d of all()) {
+    const ids = await d.page.evaluate(([tag, n]) => Array.from({ length: n }, (_, i) => window.mesh.send('chat', `${tag}-${i}`)), [tag, n]);
+    for (const [i, id] of ids.entries()) sent.push(`${d.id}:${id}:${tag}-${i}`);
+  }
+  for (const d of all()) {
+    const want = sent.filter((s) => !s.startsWith(`${d.id}:`)).sort();
+    const got = () => d.page.evaluate((tag) => window.roomMessages.filter((r) => r.includes(`:${tag}-`)), tag);
+    await waitFor(async () => (await got()).length >= want.length, 15_000, `${d.kind} gets the ${tag} room messages`, { detail });
+    await sleep(300); // a duplicate would arrive by now
+    assert.deepEqual((await got()).sort(), want, `${d.kind}: every ${tag} room message exactly once`);
+  }
+}
+
+test('devices split between the local and the cloud broker form one mesh', { timeout: 90_000 }, async () => {
+  const want = [local.url, local.url, cloud.url, cloud.url];
+  let seen;
+  await waitFor(async () => JSON.stringify(seen = await Promise.all(all().map(urlOf))) === JSON.stringify(want), 15_000,
+    'two devices are connected to each broker', { detail: () => `${JSON.stringify(seen)}\n${detail()}` });
+  await agree(all(), m.kiosk.id);
+  assert.equal((await m.kiosk.page.evaluate(() => window.events.filter((e) => e.ev === 'becomeHub'))).length, 1, 'one hub, once');
+  // The phone (cloud) sells: replicas on the hub (local side) make it peer_ack, the hub's upload crosses the bridge.
+  await sell(m.phone, 10, 'split-phone');
+  await sell(m.pos, 10, 'split-pos');
+  await everythingCloudAcked('split');
+  await roomRound('split');
+});
+
+test('the local broker dies: its devices move to the cloud broker; it returns: they switch back', { timeout: 150_000 }, async () => {
+  const stoppedAt = Date.now();
+  await local.stop();
+  local = null;
+  const moved = {};
+  await waitFor(async () => {
+    for (const d of [m.kiosk, m.pos]) if (!moved[d.kind] && (await urlOf(d)) === cloud.url) moved[d.kind] = Date.now() - stoppedAt;
+    return Object.keys(moved).length === 2;
+  }, 15_000, 'the kiosk and the POS are on the cloud broker', { detail });
+  console.log(`# local broker down → on the cloud broker after: kiosk ${moved.kiosk} ms, pos ${moved.pos} ms (the library's connect timeout is 2 s)`);
+  await agree(all(), m.kiosk.id);
+  await sell(m.pos, 10, 'local-down');
+  await sell(m.phone, 5, 'local-down-phone');
+  await everythingCloudAcked('local broker down');
+
+  const backAt = Date.now();
+  await startLocal();
+  const back = {};
+  await waitFor(async () => {
+    for (const d of [m.kiosk, m.pos]) if (!back[d.kind] && (await urlOf(d)) === local.url) back[d.kind] = Date.now() - backAt;
+    return Object.keys(back).length === 2;
+  }, 45_000, 'the kiosk and the POS are back on the local broker', { detail });
+  console.log(`# local broker back → devices on it again after: kiosk ${back.kiosk} ms, pos ${back.pos} ms (probe every 30 s)`);
+  assert.equal(await urlOf(m.phone), cloud.url, 'the phone stays on the cloud');
+  await agree(all(), m.kiosk.id);
+  await sell(m.pos, 10, 'local-back');
+  await sell(m.phone, 5, 'local-back-phone');
+  await everythingCloudAcked('local broker back');
+  await roomRound('back');
+});
+
+test('the bridge breaks: each side keeps working; it returns: one mesh again', { timeout: 150_000 }, async () => {
+  // Cut the bridge's path: open connections go silent and are closed, new ones go nowhere.
+  proxy.blackhole();
+  proxy.reset();
+  // The cloud side no longer hears the kiosk: it elects its own hub (the charging iPad).
+  await agree([m.phone, m.ipad], m.ipad.id, 30_000);
+  assert.equal(await hubOf(m.pos), m.kiosk.id, 'the local side keeps its hub');
+  const localSide = await sell(m.pos, 10, 'split-brain-local');
+  const cloudSide = await sell(m.phone, 10, 'split-brain-cloud');
+  // Each side replicates on its own (a majority of 3 = 2 devices per side).
+  await waitFor(async () => (await counts(m.pos)).pending === 0 && (await counts(m.phone)).pending === 0, 20_000,
+    'each side\'s sales reach peer_ack', { detail });
+  // The cloud side's hub uploads to the ingest; the local side's cannot reach it.
+  await waitFor(() => cloudSide.every((id) => ingest.query().ids.includes(id)), 20_000, 'the cloud side\'s sales are in the cloud', { detail });
+  assert.ok(!localSide.some((id) => ingest.query().ids.includes(id)), 'the local side\'s sales cannot be in the cloud yet');
+
+  const healAt = Date.now();
+  proxy.restore();
+  const hub = await waitForOneHub();
+  console.log(`# bridge back → one hub (${Object.values(m).find((d) => d.id === hub)?.kind}) again after ${Date.now() - healAt} ms`);
+  await everythingCloudAcked('bridge healed');
+  await roomRound('healed');
+  for (const d of all()) assert.deepEqual(d.errors, [], `${d.kind}: no page errors`);
+});
+
+/** After a split brain: the hub every device ends up agreeing on. */
+async function waitForOneHub() {
+  let hub = null;
+  await waitFor(async () => {
+    const hubs = new Set(await Promise.all(all().map(hubOf)));
+    hub = hubs.size === 1 ? [...hubs][0] : null;
+    return hub !== null;
+  }, 30_000, 'every device agrees on one hub', { detail });
+  return hub;
+}
