@@ -82,13 +82,21 @@ async function sell(d, n, tag) {
 }
 
 /** The ingest holds every sale made so far, each once, and every device marks its own cloud_ack. */
-async function everythingCloudAcked(what) {
+// A CLOUD_ACK published while a device is between brokers never reaches it (clean
+// sessions): docs/replication.md's safety net re-offers such a command to the hub
+// after 60 s and the hub answers "cloud has it". Hence `deviceMs` of 90 s where a
+// device switches brokers while sales are being acknowledged.
+async function everythingCloudAcked(what, deviceMs = 30_000) {
+  const t0 = Date.now();
   await waitFor(() => ingest.query().count >= enqueued.size, 30_000, `${what}: the ingest holds ${enqueued.size} sales`, { detail });
   const q = ingest.query();
   assert.equal(q.count, enqueued.size, `${what}: no sale stored twice, none extra`);
   assert.deepEqual(new Set(q.ids), enqueued, `${what}: every acknowledged sale is in the cloud`);
-  await waitFor(async () => (await Promise.all(all().map(counts))).every((c) => c.pending === 0 && c.peerAck === 0 && c.failed === 0),
-    30_000, `${what}: every device marks its sales cloud_ack`, { detail });
+  let seen;
+  const acked = waitFor(async () => (seen = await Promise.all(all().map(counts))).every((c) => c.pending === 0 && c.peerAck === 0 && c.failed === 0),
+    deviceMs, `${what}: every device marks its sales cloud_ack`, { detail: () => `${all().map((d, i) => `${d.kind} ${JSON.stringify(seen?.[i])}`).join('\n')}\n${detail()}` });
+  await acked;
+  console.log(`# ${what}: every device cloud_ack ${Date.now() - t0} ms after the ingest held all ${enqueued.size}`);
 }
 
 /** Each device sends `n` room messages; every other device's app gets each exactly once. */
@@ -121,7 +129,7 @@ test('devices split between the local and the cloud broker form one mesh', { tim
   await roomRound('split');
 });
 
-test('the local broker dies: its devices move to the cloud broker; it returns: they switch back', { timeout: 150_000 }, async () => {
+test('the local broker dies: its devices move to the cloud broker; it returns: they switch back', { timeout: 240_000 }, async () => {
   const stoppedAt = Date.now();
   await local.stop();
   local = null;
@@ -134,7 +142,7 @@ test('the local broker dies: its devices move to the cloud broker; it returns: t
   await agree(all(), m.kiosk.id);
   await sell(m.pos, 10, 'local-down');
   await sell(m.phone, 5, 'local-down-phone');
-  await everythingCloudAcked('local broker down');
+  await everythingCloudAcked('local broker down', 90_000);
 
   const backAt = Date.now();
   await startLocal();
@@ -187,3 +195,58 @@ async function waitForOneHub() {
   }, 30_000, 'every device agrees on one hub', { detail });
   return hub;
 }
+
+// Seed 004's events through the library (README "Seed 004's events"):
+//   waitlist/current   retained, QoS 1, MqttClient.publish({ retain: true }): a device gets it at once on connect;
+//   payments/completed VenueMesh.send (live, to the store device) + VenueMesh.enqueue (durable, to the cloud):
+//                      exactly once for the receiving app, keyed by (sender, message id) and by command id,
+//                      even when the sender switches brokers in the middle — MQTT QoS 2 cannot promise that
+//                      across two brokers: its exactly-once state lives in one broker session.
+test('seed 004: the retained waitlist at once on connect; payments/completed exactly once across a broker switch',
+  { timeout: 180_000 }, async () => {
+    const topic = `vm/${VENUE}/app/waitlist/current`;
+    const waitlist = JSON.stringify({ clients: ['Ana', 'Ben', 'Chloé'], updatedAt: Date.now() });
+    await m.kiosk.page.evaluate(async ([url, auth, topic, body]) => {
+      const { MqttClient } = await import('/pkg/venuemesh.js');
+      const c = await MqttClient.connect({ brokers: [url], ...auth });
+      await c.publish(topic, body, { qos: 1, retain: true });
+      c.close();
+    }, [local.url, auth, topic, waitlist]);
+    // A device connecting to the cloud broker afterwards: the waitlist crossed the bridge and is retained there.
+    const got = await m.phone.page.evaluate(async ([url, auth, topic]) => {
+      const { MqttClient } = await import('/pkg/venuemesh.js');
+      const c = await MqttClient.connect({ brokers: [url], ...auth });
+      const t0 = performance.now();
+      const msg = await new Promise((resolve, reject) => {
+        setTimeout(() => reject(new Error('no retained waitlist within 5 s')), 5_000);
+        c.subscribe(topic, (_t, payload, info) => resolve({ text: new TextDecoder().decode(payload), retain: info.retain, qos: info.qos }), { qos: 1 });
+      });
+      c.close();
+      return { ...msg, ms: performance.now() - t0 };
+    }, [cloud.url, auth, topic]);
+    console.log(`# retained waitlist on the cloud broker ${got.ms.toFixed(1)} ms after subscribing`);
+    assert.deepEqual({ text: got.text, retain: got.retain, qos: got.qos }, { text: waitlist, retain: true, qos: 1 }, 'the current waitlist, retained');
+
+    // payments/completed from the POS (local broker) to the phone (cloud broker); the local broker dies halfway.
+    const N = 40;
+    const sending = m.pos.page.evaluate(async ([to, n]) => {
+      const out = [];
+      for (let i = 0; i < n; i++) {
+        const payment = JSON.stringify({ event: 'payments/completed', paymentId: `pay-${i}`, cents: 1000 + i });
+        out.push({ id: window.mesh.send(to, payment), command: await window.mesh.enqueue('payments/completed', payment) });
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      return out;
+    }, [m.phone.id, N]);
+    await sleep(800);
+    if (local) { await local.stop(); local = null; }
+    const sent = await sending;
+    for (const s of sent) enqueued.add(s.command);
+    await waitFor(async () => (await urlOf(m.pos)) === cloud.url, 15_000, 'the POS switched to the cloud broker', { detail });
+    const payments = () => m.phone.page.evaluate((from) => window.roomMessages.filter((r) => r.startsWith(`${from}:`) && r.includes('payments/completed')), m.pos.id);
+    await waitFor(async () => (await payments()).length >= N, 30_000, `the phone's app got ${N} payments`, { detail });
+    await sleep(500); // a duplicate would arrive by now
+    const ids = (await payments()).map((r) => JSON.parse(r.slice(r.indexOf(':{') + 1)).paymentId);
+    assert.deepEqual(ids, Array.from({ length: N }, (_, i) => `pay-${i}`), 'each payment exactly once, in order');
+    await everythingCloudAcked('payments across the switch', 90_000);
+  });
