@@ -20,7 +20,7 @@
 import mqtt from 'mqtt';
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
-import { availableParallelism } from 'node:os';
+import { availableParallelism, loadavg } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { startLockedBroker } from '../e2e/lib.mjs';
 import { heartbeat, openHeartbeat, counterFloor } from './sim-wire.mjs';
@@ -66,6 +66,7 @@ async function load(venues, perVenue) {
     const received = results.reduce((n, r) => n + r.received, 0);
     return {
       devices: venues * perVenue, p50: pct(delays, 0.5), p99: pct(delays, 0.99), msgsPerSec: received / secs, brokerCpu, clientCpu,
+      load: loadavg()[0], // the machine's 1-minute load: other work on it shows here
       bad: results.reduce((n, r) => n + r.bad, 0), expected: venues * perVenue * perVenue * (1000 / I),
     };
   } finally {
@@ -75,7 +76,7 @@ async function load(venues, perVenue) {
 }
 
 const fmt = (r) => `p50 ${r.p50} ms, p99 ${r.p99} ms; ${Math.round(r.msgsPerSec).toLocaleString('en-US')} msg/s delivered ` +
-  `(${Math.round(100 * r.msgsPerSec / r.expected)} % of ${Math.round(r.expected).toLocaleString('en-US')}); broker CPU ${r.brokerCpu.toFixed(0)} %, clients ${r.clientCpu.toFixed(0)} %`;
+  `(${Math.round(100 * r.msgsPerSec / r.expected)} % of ${Math.round(r.expected).toLocaleString('en-US')}); broker CPU ${r.brokerCpu.toFixed(0)} %, clients ${r.clientCpu.toFixed(0)} %; load ${r.load.toFixed(1)}`;
 
 /** Latency through one broker vs. across the bridge (local → cloud), same publisher, same messages. */
 async function bridgeLatency() {
