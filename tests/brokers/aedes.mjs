@@ -39,7 +39,6 @@ const HARNESS = ['vm/', 'e2e/', 'bench/'];
 function allowed(user, topic) {
   if (!accounts) return !topic.startsWith('$SYS');
   if (user === 'vm-harness') return HARNESS.some((p) => topic.startsWith(p));
-  if (user === 'vm-bridge') return topic.startsWith('vm/');
   return /^[A-Za-z0-9._-]{1,64}$/.test(user ?? '') && topic.startsWith(`vm/${user}/`);
 }
 
