@@ -243,6 +243,10 @@ wait_port() { # port, seconds
 # kept in .run/broker/ (never committed): {user}.pass holds one in clear text
 # (mode 600) for our clients, {name}.passwd the hashes Mosquitto reads.
 BROKER_DIR="$RUN_DIR/broker"
+# Mosquitto started as root drops to its own user before it reads the password
+# and ACL files, and that user may not be able to reach the checkout (a clone
+# under /root): start_broker gives it copies in a directory of its own here.
+BROKER_RT="${TMPDIR:-/tmp}/venuemesh-broker-$(id -u)-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
 
 # The password of account `user` (24 random bytes as hex), made on first use.
 broker_password() { # user
@@ -263,8 +267,6 @@ broker_accounts() { # name, user…
   for u in "$@"; do
     mosquitto_passwd -b "$f.tmp" "$u" "$(broker_password "$u")" || die "mosquitto_passwd failed for account $u"
   done
-  # Mosquitto started as root drops to its own user before it reads the file.
-  if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then chown mosquitto "$f.tmp"; fi
   mv -f "$f.tmp" "$f"
 }
 
@@ -278,14 +280,29 @@ test_broker_accounts() {
   export VM_TEST_BROKER_PASS
 }
 
-# Mosquitto with the repo's config (websockets on loopback only). Started in
-# the repository root: the configs name their password and ACL files relative to it.
+# Mosquitto with the repo's config (websockets on loopback only). The config
+# names its password and ACL files relative to the repository root; it runs
+# with copies of them (and of itself) in BROKER_RT, which Mosquitto's user can read.
 start_broker() { # config file, port
-  local conf="$1" port="$2"
+  local conf="$1" port="$2" rt="$BROKER_RT" line
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use: stop whatever listens there (a broker from an earlier run?)"
   fi
-  (cd "$ROOT" && exec /usr/sbin/mosquitto -c "$conf") >"$RUN_DIR/mosquitto-$port.log" 2>&1 &
+  mkdir -p "$rt" && chmod 755 "$rt"
+  local rendered="$rt/$(basename "$conf")"
+  : >"$rendered.tmp"
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      password_file\ *) line="${line#password_file }"
+                        install -m 600 "$ROOT/$line" "$rt/" || die "no password file $line (broker_accounts makes it)"
+                        line="password_file $rt/$(basename "$line")" ;;
+      acl_file\ *) cp "$ROOT/${line#acl_file }" "$rt/"; line="acl_file $rt/$(basename "${line#acl_file }")" ;;
+    esac
+    printf '%s\n' "$line" >>"$rendered.tmp"
+  done <"$conf"
+  mv -f "$rendered.tmp" "$rendered"
+  if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then chown -R mosquitto "$rt"; fi
+  /usr/sbin/mosquitto -c "$rendered" >"$RUN_DIR/mosquitto-$port.log" 2>&1 &
   STARTED_PIDS+=($!)
   wait_port "$port" 10 || die "mosquitto did not start on $port (see $RUN_DIR/mosquitto-$port.log)"
   say "mosquitto on ws://127.0.0.1:$port (pid $!)"

@@ -8,9 +8,9 @@ import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { launchWebKit } from './webkit.mjs';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 
@@ -247,11 +247,13 @@ export async function startLockedBroker({ accounts, port, tcp, conf = 'config/mo
   const passwd = join(dir, 'passwd');
   writeFileSync(passwd, '');
   for (const [user, pass] of Object.entries(accounts)) execFileSync('mosquitto_passwd', ['-b', passwd, user, pass]);
-  // Mosquitto started as root drops to its own user before it reads the password file.
-  if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'mosquitto', dir]);
-  const text = shippedBrokerConfig(conf, { port, tcp, passwd, vars, bridgeAddress }) + `\n${extra}\n`;
+
+  // The ACL file too goes beside it: Mosquitto's user may not reach the checkout.
+  const text = shippedBrokerConfig(conf, { port, tcp, passwd, vars, bridgeAddress, aclDir: dir }) + `\n${extra}\n`;
   const file = join(dir, 'mosquitto.conf');
   writeFileSync(file, text);
+  // Mosquitto started as root drops to its own user before it reads the password and ACL files.
+  if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'mosquitto', dir]);
   const log = join(dir, 'mosquitto.log');
   const proc = spawn('/usr/sbin/mosquitto', ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
@@ -273,10 +275,11 @@ export async function startLockedBroker({ accounts, port, tcp, conf = 'config/mo
 
 /**
  * A shipped config (path from the repository root) moved to other ports and
- * another password file, everything else as shipped: the ACL file by absolute path,
+ * another password file, everything else as shipped: the ACL file by absolute path
+ * (or copied into `aclDir`),
  * `@NAME@` placeholders filled from `vars`, a bridge's `address` from `bridgeAddress`.
  */
-export function shippedBrokerConfig(conf, { port, tcp, passwd, vars = {}, bridgeAddress }) {
+export function shippedBrokerConfig(conf, { port, tcp, passwd, vars = {}, bridgeAddress, aclDir }) {
   const root = fileURLToPath(new URL('../../', import.meta.url));
   let text = readFileSync(join(root, conf), 'utf8');
   for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`@${k}@`, v);
@@ -286,7 +289,12 @@ export function shippedBrokerConfig(conf, { port, tcp, passwd, vars = {}, bridge
     if (/^listener \d+ 127\.0\.0\.1$/.test(l) && !tcpDone) { tcpDone = true; return `listener ${tcp} 127.0.0.1`; }
     if (/^listener \d+ lo$/.test(l) && !wsDone) { wsDone = true; return `listener ${port} lo`; }
     if (l.startsWith('password_file ')) return `password_file ${passwd}`;
-    if (l.startsWith('acl_file ')) return `acl_file ${join(root, l.slice('acl_file '.length).trim())}`;
+    if (l.startsWith('acl_file ')) {
+      const acl = join(root, l.slice('acl_file '.length).trim());
+      if (!aclDir) return `acl_file ${acl}`;
+      copyFileSync(acl, join(aclDir, basename(acl)));
+      return `acl_file ${join(aclDir, basename(acl))}`;
+    }
     if (l.startsWith('address ') && bridgeAddress) return `address ${bridgeAddress}`;
     return l;
   }).join('\n');
