@@ -7,7 +7,7 @@
 // the cloud. WebRTC is off, so everything between the two halves crosses the
 // bridge. Scenarios, in order on one venue:
 //   1. one mesh: one hub, replication to peer_ack, upload to cloud_ack, room
-//      messages once each;
+//      messages once each, and no message loops between the brokers;
 //   2. the local broker dies: its devices move to the cloud broker and keep
 //      going; it returns: they switch back (the 30 s probe);
 //   3. the bridge breaks: each side keeps working; it returns: one mesh again;
@@ -16,6 +16,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
+import mqtt from 'mqtt';
 import { launch, startLockedBroker, startIngest, startLinkProxy, meshMember, freePort, sleep, waitFor } from './lib.mjs';
 
 const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
@@ -127,6 +128,23 @@ test('devices split between the local and the cloud broker form one mesh', { tim
   await sell(m.pos, 10, 'split-pos');
   await everythingCloudAcked('split');
   await roomRound('split');
+  // No loops, below the library's own deduplication: one publish on either broker is
+  // delivered exactly once on each, also after the bridge had time to echo it back.
+  const watchers = await Promise.all([local, cloud].map((b) => mqtt.connectAsync(b.url, { ...auth, reconnectPeriod: 0 })));
+  try {
+    const seen = watchers.map(() => []);
+    for (const [i, w] of watchers.entries()) {
+      w.on('message', (topic, payload) => { if (topic.includes('/app/loop-check/')) seen[i].push(`${topic} ${payload}`); });
+      await w.subscribeAsync(`vm/${VENUE}/app/loop-check/#`, { qos: 1 });
+    }
+    await watchers[0].publishAsync(`vm/${VENUE}/app/loop-check/from-local`, 'x', { qos: 1 });
+    await watchers[1].publishAsync(`vm/${VENUE}/app/loop-check/from-cloud`, 'y', { qos: 1 });
+    await sleep(2_000);
+    const want = [`vm/${VENUE}/app/loop-check/from-cloud y`, `vm/${VENUE}/app/loop-check/from-local x`];
+    assert.deepEqual(seen.map((s) => s.sort()), [want, want], 'each message exactly once on each broker: no loop');
+  } finally {
+    await Promise.all(watchers.map((w) => w.endAsync(true)));
+  }
 });
 
 test('the local broker dies: its devices move to the cloud broker; it returns: they switch back', { timeout: 240_000 }, async () => {
