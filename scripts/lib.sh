@@ -237,16 +237,86 @@ wait_port() { # port, seconds
   return 1
 }
 
-# Mosquitto with the repo's config (websockets on loopback only).
+# --- broker accounts ------------------------------------------------------------
+# The shipped Mosquitto configs admit no anonymous client (config/mosquitto.acl
+# says what each account reaches). Passwords are made here, on first use, and
+# kept in .run/broker/ (never committed): {user}.pass holds one in clear text
+# (mode 600) for our clients, {name}.passwd the hashes Mosquitto reads.
+BROKER_DIR="$RUN_DIR/broker"
+# Mosquitto started as root drops to its own user before it reads the password
+# and ACL files, and that user may not be able to reach the checkout (a clone
+# under /root): start_broker gives it copies in a directory of its own here.
+BROKER_RT="${TMPDIR:-/tmp}/venuemesh-broker-$(id -u)-$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)"
+
+# The password of account `user` (24 random bytes as hex), made on first use.
+broker_password() { # user
+  local f="$BROKER_DIR/$1.pass"
+  mkdir -p "$BROKER_DIR"
+  if [ ! -s "$f" ]; then
+    (umask 077; od -An -tx1 -N24 /dev/urandom | tr -d ' \n' >"$f")
+  fi
+  cat "$f"
+}
+
+# Writes .run/broker/{name}.passwd (mosquitto_passwd format) with these accounts.
+broker_accounts() { # name, user…
+  local name="$1" u; shift
+  local f="$BROKER_DIR/$name.passwd"
+  mkdir -p "$BROKER_DIR"
+  (umask 077; : >"$f.tmp")
+  for u in "$@"; do
+    mosquitto_passwd -b "$f.tmp" "$u" "$(broker_password "$u")" || die "mosquitto_passwd failed for account $u"
+  done
+  mv -f "$f.tmp" "$f"
+}
+
+# The accounts of the test and bench brokers (config/mosquitto-{test,bench}.conf):
+# the harness account the test pages use, exported for them as
+# VM_TEST_BROKER_USER / VM_TEST_BROKER_PASS.
+test_broker_accounts() {
+  broker_accounts test vm-harness
+  export VM_TEST_BROKER_USER=vm-harness
+  VM_TEST_BROKER_PASS="$(broker_password vm-harness)"
+  export VM_TEST_BROKER_PASS
+}
+
+# Mosquitto with the repo's config (websockets on loopback only). The config
+# names its password and ACL files relative to the repository root; it runs
+# with copies of them (and of itself) in BROKER_RT, which Mosquitto's user can read.
 start_broker() { # config file, port
-  local conf="$1" port="$2"
+  local conf="$1" port="$2" rt="$BROKER_RT" line
   if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
     die "port $port is already in use: stop whatever listens there (a broker from an earlier run?)"
   fi
-  /usr/sbin/mosquitto -c "$conf" >"$RUN_DIR/mosquitto-$port.log" 2>&1 &
+  mkdir -p "$rt" && chmod 755 "$rt"
+  local rendered="$rt/$(basename "$conf")"
+  : >"$rendered.tmp"
+  while IFS= read -r line || [ -n "$line" ]; do
+    case "$line" in
+      password_file\ *) line="${line#password_file }"
+                        install -m 600 "$ROOT/$line" "$rt/" || die "no password file $line (broker_accounts makes it)"
+                        line="password_file $rt/$(basename "$line")" ;;
+      acl_file\ *) cp "$ROOT/${line#acl_file }" "$rt/"; line="acl_file $rt/$(basename "${line#acl_file }")" ;;
+    esac
+    printf '%s\n' "$line" >>"$rendered.tmp"
+  done <"$conf"
+  mv -f "$rendered.tmp" "$rendered"
+  if [ "$(id -u)" -eq 0 ] && id mosquitto >/dev/null 2>&1; then chown -R mosquitto "$rt"; fi
+  /usr/sbin/mosquitto -c "$rendered" >"$RUN_DIR/mosquitto-$port.log" 2>&1 &
   STARTED_PIDS+=($!)
   wait_port "$port" 10 || die "mosquitto did not start on $port (see $RUN_DIR/mosquitto-$port.log)"
   say "mosquitto on ws://127.0.0.1:$port (pid $!)"
+}
+
+# Aedes (tests/brokers/aedes.mjs, npm), the second broker implementation: websockets
+# on 127.0.0.1:ws_port, plain MQTT on 127.0.0.1:tcp_port, the harness account only.
+start_aedes() { # ws port, tcp port
+  local ws="$1" tcp="$2" accounts="$BROKER_DIR/aedes-accounts.json"
+  (umask 077; printf '{"vm-harness": "%s"}\n' "$(broker_password vm-harness)" >"$accounts")
+  node "$ROOT/tests/brokers/aedes.mjs" --ws "$ws" --tcp "$tcp" --accounts "$accounts" >"$RUN_DIR/aedes-$ws.log" 2>&1 &
+  STARTED_PIDS+=($!)
+  wait_port "$ws" 10 && wait_port "$tcp" 10 || die "aedes did not start on $ws/$tcp (see $RUN_DIR/aedes-$ws.log)"
+  say "aedes on ws://127.0.0.1:$ws (pid $!)"
 }
 
 start_static() { # port
@@ -261,12 +331,14 @@ start_static() { # port
 # the hub's upstream drain for one venue. It listens on nothing; it connects to the
 # broker's plain MQTT listener on 127.0.0.1, stores uploads in SQLite keyed by
 # command id and answers CLOUD_ACK. Its output goes to .run/ingest-{venue}.log.
+# It logs in as the venue's account (username = venue, password from .run/broker/{venue}.pass).
 start_ingest() { # venue, venue key, broker TCP port, SQLite file
   local venue="$1" key="$2" port="$3" db="$4"
+  broker_password "$venue" >/dev/null
   local ready="$RUN_DIR/ingest-$venue.ready" log="$RUN_DIR/ingest-$venue.log" pid i
   rm -f "$ready"
   /usr/bin/python3 "$ROOT/tests/ingest/ingest.py" --broker "127.0.0.1:$port" --venue "$venue" \
-    --key "$key" --db "$db" --ready-file "$ready" >"$log" 2>&1 &
+    --key "$key" --db "$db" --ready-file "$ready" --username "$venue" --password-file "$BROKER_DIR/$venue.pass" >"$log" 2>&1 &
   pid=$!
   STARTED_PIDS+=($pid)
   # Ready once subscribed to vm/{venue}/up (it retries the broker with backoff meanwhile).

@@ -8,6 +8,7 @@
 //   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,
 //                          so cloud_ack shows within seconds; the library's default is 30000)
 //   &room=NAME             chat room (default "lobby")
+//   #user=NAME&pass=SECRET broker account (in the fragment: never sent to a server)
 //
 // Sales move pending → peer_ack (a majority of the replication factor 3 hold
 // it) → cloud_ack (the hub uploaded it and the cloud stored it) on their own;
@@ -28,6 +29,13 @@ const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
 const brokers = (params.get('broker') || `ws://${location.hostname || '127.0.0.1'}:9001`).split(',').map((s) => s.trim()).filter(Boolean);
 const dbName = params.get('db') || `venuemesh-${venue}`;
+// Broker credentials (username, password) from the URL fragment `#user=…&pass=…`,
+// which the browser never sends to a server (scripts/demo prints the link).
+// The shipped broker configs admit no anonymous client.
+const brokerAuth = (() => {
+  const h = new URLSearchParams(location.hash.slice(1));
+  return h.get('user') ? { username: h.get('user'), password: h.get('pass') ?? undefined } : {};
+})();
 const DEMO_DRAIN_MS = 5000;
 const drainMs = Number(params.get('drain')) > 0 ? Number(params.get('drain')) : DEMO_DRAIN_MS;
 const KINDS = ['pos', 'kiosk', 'ipad', 'phone', 'other'];
@@ -413,7 +421,7 @@ function newDeviceUrl() {
   crypto.getRandomValues(r);
   q.set('db', `vm-demo-${Array.from(r, (b) => b.toString(16).padStart(2, '0')).join('')}`);
   q.delete('kind');
-  return `${location.pathname}?${q}`;
+  return `${location.pathname}?${q}${location.hash}`; // the fragment keeps the broker account
 }
 
 // Tabs of one profile with the same `db` are one device (same id in
@@ -494,7 +502,7 @@ async function main() {
   const kindParam = params.get('kind');
   const kind = kindParam || localStorage.getItem(`${SETTINGS}kind`) || 'other';
   const options = {
-    venue, brokers, dbName,
+    venue, brokers, dbName, ...brokerAuth,
     venueKey: params.get('key') || 'venuemesh-demo-key-not-secret',
     deviceInfo: { kind: KINDS.includes(kind) ? kind : 'other' },
   };

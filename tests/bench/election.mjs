@@ -12,7 +12,7 @@
 //   for a client with keepalive 2 s that stops talking (the broker checks
 //   keepalives only every few seconds).
 // Median of RUNS runs each; every wait is bounded.
-import { launch } from '../e2e/lib.mjs';
+import { launch, BROKER_AUTH, brokerAuthFragment } from '../e2e/lib.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
 const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
@@ -34,7 +34,7 @@ async function member(browser, venue, kind) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const q = new URLSearchParams({ venue, broker: BROKER, kind, hb: '300' });
-  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}${brokerAuthFragment(BROKER_AUTH, BROKER)}`);
   await until(() => page.evaluate(() => !!window.mesh || window.openError), 10_000, 'mesh open');
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);
@@ -70,23 +70,23 @@ async function willRun(browser, mode, run) {
   const mk = async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
-    await page.goto(`${BASE}/tests/e2e/pages/mesh.html?venue=x&broker=${encodeURIComponent(BROKER)}&kind=phone&hb=300`);
+    await page.goto(`${BASE}/tests/e2e/pages/mesh.html?venue=x&broker=${encodeURIComponent(BROKER)}&kind=phone&hb=300${brokerAuthFragment(BROKER_AUTH, BROKER)}`);
     await until(() => page.evaluate(() => !!window.mesh), 10_000, 'page');
     return { context, page };
   };
   const sub = await mk();
-  await sub.page.evaluate(async ({ broker, topic }) => {
+  await sub.page.evaluate(async ({ broker, topic, auth }) => {
     const { MqttClient } = await import('/pkg/venuemesh.js');
-    const c = window.willSub = await MqttClient.connect({ brokers: [broker] });
+    const c = window.willSub = await MqttClient.connect({ brokers: [broker], ...auth });
     window.willAt = null;
     c.subscribe(topic, () => { window.willAt = performance.timeOrigin + performance.now(); }, { qos: 1 });
     await c.subscribed(topic);
-  }, { broker: BROKER, topic });
+  }, { broker: BROKER, topic, auth: BROKER_AUTH });
   const dying = await mk();
-  await dying.page.evaluate(async ({ broker, topic, keepAlive }) => {
+  await dying.page.evaluate(async ({ broker, topic, keepAlive, auth }) => {
     const { MqttClient } = await import('/pkg/venuemesh.js');
-    window.dying = await MqttClient.connect({ brokers: [broker], keepAlive, will: { topic, payload: 'gone', qos: 1 } });
-  }, { broker: BROKER, topic, keepAlive: mode === 'close' ? 30 : 2 });
+    window.dying = await MqttClient.connect({ brokers: [broker], keepAlive, will: { topic, payload: 'gone', qos: 1 }, ...auth });
+  }, { broker: BROKER, topic, keepAlive: mode === 'close' ? 30 : 2, auth: BROKER_AUTH });
   await sleep(300);
   const t0 = Date.now();
   let cdp;

@@ -31,7 +31,7 @@
 // clients in the same WebKit run. The bench page is cross-origin isolated
 // (scripts/serve.mjs), so performance.now() has 20 µs steps in WebKit (1 ms
 // otherwise) and 5 µs in Chromium: fine enough for sub-millisecond trips.
-import { launch, launchWebKit } from '../e2e/lib.mjs';
+import { launch, launchWebKit, BROKER_AUTH } from '../e2e/lib.mjs';
 import { launchCdp } from './cdp.mjs';
 import { randomBytes } from 'node:crypto';
 
@@ -82,7 +82,7 @@ async function openPage(browser, side, role) {
     });
   }
   await nodeWithin(page.goto(`${BASE}/tests/bench/pages/mqtt.html`), 20_000, `${side}: loading the page`);
-  await ev(side, p, ([which, url, id]) => window.bench.init(which, url, id), [SIDES[side], BROKER, `bench-${RUN_ID}-${side}-${role}`], 30_000, 'connect');
+  await ev(side, p, ([which, url, id, auth]) => window.bench.init(which, url, id, auth), [SIDES[side], BROKER, `bench-${RUN_ID}-${side}-${role}`, BROKER_AUTH], 30_000, 'connect');
   return p;
 }
 

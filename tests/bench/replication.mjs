@@ -11,7 +11,7 @@
 // Peer in the same run: the same page's local commit alone (enqueue() →
 // resolved), the floor replication adds to. No ingest: the drain interval
 // is set out of the way.
-import { launch } from '../e2e/lib.mjs';
+import { launch, BROKER_AUTH, brokerAuthFragment } from '../e2e/lib.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
 const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
@@ -24,7 +24,7 @@ async function member(browser, venue, kind, extra = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const q = new URLSearchParams({ venue, broker: BROKER, kind, hb: '300', drain: '600000', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}`);
+  await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}${brokerAuthFragment(BROKER_AUTH, BROKER)}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);

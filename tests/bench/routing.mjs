@@ -4,7 +4,7 @@
 // channels, one pair with `webrtc: false` (broker only), same broker. Then
 // the fallback: the data channel closed just before a send, the time until
 // the reply comes back (over the broker). Figures only; no assertions.
-import { launch } from '../e2e/lib.mjs';
+import { launch, BROKER_AUTH, brokerAuthFragment } from '../e2e/lib.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
 const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
@@ -17,7 +17,7 @@ async function member(browser, venue, kind, extra = {}) {
   const context = await browser.newContext();
   const page = await context.newPage();
   const q = new URLSearchParams({ venue, broker: BROKER, kind, hb: '300', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/routing.html?${q}`);
+  await page.goto(`${BASE}/tests/e2e/pages/routing.html?${q}${brokerAuthFragment(BROKER_AUTH, BROKER)}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`routing page failed to open: ${failed}`);

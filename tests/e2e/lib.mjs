@@ -8,9 +8,9 @@ import { before, after } from 'node:test';
 import { chromium } from 'playwright-core';
 import { launchWebKit } from './webkit.mjs';
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
 
@@ -123,7 +123,23 @@ export async function openPage(browser, path, { viewport } = {}) {
 
 export function demoUrl(params = {}) {
   const q = new URLSearchParams({ broker: BROKER, ...params });
-  return `/www/?${q}`;
+  return `/www/?${q}${q.get('broker') === BROKER ? brokerAuthFragment() : ''}`;
+}
+
+// --- broker accounts ---------------------------------------------------------------
+// The shipped broker configs admit no anonymous client: scripts/test gives the
+// shared test broker (BROKER) a harness account and exports it as
+// VM_TEST_BROKER_USER / VM_TEST_BROKER_PASS. Private brokers (startBroker) stay
+// anonymous unless a test asks for accounts (startLockedBroker).
+
+/** `{ username, password }` for BROKER (empty when the run has no account, e.g. by hand against an open broker). */
+export const BROKER_AUTH = process.env.VM_TEST_BROKER_USER
+  ? { username: process.env.VM_TEST_BROKER_USER, password: process.env.VM_TEST_BROKER_PASS ?? '' } : {};
+
+/** An account as a URL fragment for a page (`#broker=…&user=…&pass=…`, for that broker only; `broker` null: for any; '' without an account); pages read it with their `brokerAuth`. */
+export function brokerAuthFragment(auth = BROKER_AUTH, broker = BROKER) {
+  if (!auth.username) return '';
+  return `#${new URLSearchParams({ ...(broker ? { broker } : {}), user: auth.username, pass: auth.password ?? '' })}`;
 }
 
 export async function freePort() {
@@ -153,6 +169,7 @@ async function waitPort(port, ms = 10_000) {
  * Restart it on the same ports with `startBroker({ port, tcp })`.
  */
 export async function startBroker({ port, tcp, extra = '' } = {}) {
+  if (BROKER_IMPL === 'aedes') return startAedes({ port, tcp });
   port ||= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'vm-broker-'));
   const conf = join(dir, 'mosquitto.conf');
@@ -171,6 +188,116 @@ export async function startBroker({ port, tcp, extra = '' } = {}) {
       await exited;
     },
   };
+}
+
+// --- the second broker implementation ----------------------------------------------
+/**
+ * Which broker startBroker() starts: `mosquitto` (default) or `aedes`
+ * (VM_BROKER_IMPL=aedes: scripts/test's e2e-aedes part). Tests that rely on
+ * what only one of them does (Mosquitto's persistence across a restart,
+ * config `extra` lines) say so by checking it.
+ */
+export const BROKER_IMPL = process.env.VM_BROKER_IMPL === 'aedes' ? 'aedes' : 'mosquitto';
+const AEDES = fileURLToPath(new URL('../brokers/aedes.mjs', import.meta.url));
+
+/**
+ * A private Aedes (tests/brokers/aedes.mjs) on loopback, open to anyone like
+ * startBroker's Mosquitto (or with `accounts`): websockets on `port`, plain
+ * MQTT on 127.0.0.1:`tcp`. Same handle as startBroker.
+ */
+export async function startAedes({ port, tcp, accounts } = {}) {
+  port ||= await freePort();
+  tcp ||= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'vm-aedes-'));
+  const args = [AEDES, '--ws', String(port), '--tcp', String(tcp)];
+  if (accounts) {
+    writeFileSync(join(dir, 'accounts.json'), JSON.stringify(accounts), { mode: 0o600 });
+    args.push('--accounts', join(dir, 'accounts.json'));
+  }
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  await waitPort(port).catch((e) => { throw new Error(`aedes: ${e.message}: ${stderr}`); });
+  await waitPort(tcp);
+  return {
+    port, tcp, url: `ws://127.0.0.1:${port}`, impl: 'aedes',
+    get stderr() { return stderr; },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A private Mosquitto with a shipped, locked-down config (`config/mosquitto-test.conf`
+ * by default: no anonymous clients, config/mosquitto.acl, message_size_limit) on
+ * ports of its own, with exactly these `accounts` ({ username: password }) in a
+ * password file made with mosquitto_passwd. Same handle as startBroker; restart
+ * with `startLockedBroker({ port, tcp, accounts })`.
+ */
+export async function startLockedBroker({ accounts, port, tcp, conf = 'config/mosquitto-test.conf', extra = '', vars = {}, bridgeAddress } = {}) {
+  port ||= await freePort();
+  tcp ||= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'vm-locked-broker-'));
+  const passwd = join(dir, 'passwd');
+  writeFileSync(passwd, '');
+  for (const [user, pass] of Object.entries(accounts)) execFileSync('mosquitto_passwd', ['-b', passwd, user, pass]);
+
+  // The ACL file too goes beside it: Mosquitto's user may not reach the checkout.
+  const text = shippedBrokerConfig(conf, { port, tcp, passwd, vars, bridgeAddress, aclDir: dir }) + `\n${extra}\n`;
+  const file = join(dir, 'mosquitto.conf');
+  writeFileSync(file, text);
+  // Mosquitto started as root drops to its own user before it reads the password and ACL files.
+  if (process.getuid?.() === 0) spawnSync('chown', ['-R', 'mosquitto', dir]);
+  const log = join(dir, 'mosquitto.log');
+  const proc = spawn('/usr/sbin/mosquitto', ['-c', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr.on('data', (d) => { stderr += d; });
+  await waitPort(port).catch((e) => { throw new Error(`${e.message}: ${stderr}`); });
+  return {
+    port, tcp, url: `ws://127.0.0.1:${port}`, conf: text, log, pid: proc.pid,
+    get stderr() { return stderr; },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        proc.kill('SIGTERM');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * A shipped config (path from the repository root) moved to other ports and
+ * another password file, everything else as shipped: the ACL file by absolute path
+ * (or copied into `aclDir`),
+ * `@NAME@` placeholders filled from `vars`, a bridge's `address` from `bridgeAddress`.
+ */
+export function shippedBrokerConfig(conf, { port, tcp, passwd, vars = {}, bridgeAddress, aclDir }) {
+  const root = fileURLToPath(new URL('../../', import.meta.url));
+  let text = readFileSync(join(root, conf), 'utf8');
+  for (const [k, v] of Object.entries(vars)) text = text.replaceAll(`@${k}@`, v);
+  const lines = text.split('\n');
+  let tcpDone = false, wsDone = false;
+  return lines.map((l) => {
+    if (/^listener \d+ 127\.0\.0\.1$/.test(l) && !tcpDone) { tcpDone = true; return `listener ${tcp} 127.0.0.1`; }
+    if (/^listener \d+ lo$/.test(l) && !wsDone) { wsDone = true; return `listener ${port} lo`; }
+    if (l.startsWith('password_file ')) return `password_file ${passwd}`;
+    if (l.startsWith('acl_file ')) {
+      const acl = join(root, l.slice('acl_file '.length).trim());
+      if (!aclDir) return `acl_file ${acl}`;
+      copyFileSync(acl, join(aclDir, basename(acl)));
+      return `acl_file ${join(aclDir, basename(acl))}`;
+    }
+    if (l.startsWith('address ') && bridgeAddress) return `address ${bridgeAddress}`;
+    return l;
+  }).join('\n');
 }
 
 /** Listening sockets of our processes that are not on loopback. */
@@ -208,14 +335,15 @@ export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ?
  * directory; resolves once it is subscribed to `vm/{venue}/up`. `pause()` /
  * `resume()` (SIGSTOP / SIGCONT) play a cloud outage; `query()` is
  * tests/ingest/query.py's JSON (`{count, duplicates_absorbed, ids}`, with
- * `rows` when asked); `stop()` ends it and removes the directory.
+ * `rows` when asked); `stop()` ends it and removes the directory. `auth`
+ * ({ username, password }) logs it in (through --password-file).
  */
-export async function startIngest({ venue, key, tcp, timeoutMs = 10_000 }) {
+export async function startIngest({ venue, key, tcp, auth, timeoutMs = 10_000 }) {
   const dir = mkdtempSync(join(tmpdir(), 'vm-ingest-'));
   const db = join(dir, 'ingest.sqlite');
   const ready = join(dir, 'ready.json');
   const proc = spawn(PYTHON, [join(INGEST_DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue,
-    '--key', key, '--db', db, '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
+    '--key', key, '--db', db, '--ready-file', ready, ...ingestLogin(dir, auth)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.VM_E2E_VERBOSE) process.stderr.write(d); });
   const exited = new Promise((r) => proc.once('exit', r));
@@ -256,6 +384,14 @@ export async function startIngest({ venue, key, tcp, timeoutMs = 10_000 }) {
   return ingest;
 }
 
+/** The ingest's arguments for a broker account ({ username, password }): the password in a file of `dir`. */
+function ingestLogin(dir, auth) {
+  if (!auth) return [];
+  const file = join(dir, 'broker.pass');
+  writeFileSync(file, `${auth.password}\n`, { mode: 0o600 });
+  return ['--username', auth.username, '--password-file', file];
+}
+
 /**
  * A fresh device (browser context) with a helper page that exposes
  * `window.t` (its `ready` promise settles when the page is set up); the
@@ -278,15 +414,18 @@ export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => wind
  * `page: 'routing'` opens pages/routing.html instead (records `message`
  * events: room, db, webrtc=0); `context` puts it in an existing context (a
  * second tab of that browser profile). Throws if the page could not open
- * the mesh.
+ * the mesh. `auth` ({ username, password }) logs it in to a locked broker
+ * (BROKER's harness account is added on its own).
  */
-export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context } = {}) {
+export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context, auth } = {}) {
   context ??= await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
   const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
-  await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}`);
+  // An explicit account is for every broker of the page's list (a bridged venue's local and cloud).
+  const fragment = auth ? brokerAuthFragment(auth, null) : brokerUrl === BROKER ? brokerAuthFragment() : '';
+  await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}${fragment}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);

@@ -14,11 +14,12 @@ import { mkdtempSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { launch, BROKER, startBroker, freePort, sleep, helperDevice, callPage } from './lib.mjs';
+import { launch, BROKER, BROKER_IMPL, startBroker, freePort, sleep, helperDevice, callPage, brokerAuthFragment } from './lib.mjs';
 import { startFakeBroker, CONNACK_OK } from './fakebroker.mjs';
 
 const CLIENT = process.env.VM_E2E_CLIENT || 'venuemesh';
-const PAGE = `/tests/e2e/pages/mqtt.html?client=${CLIENT}`;
+// The fragment: the shared broker's account (its config admits no anonymous client).
+const PAGE = `/tests/e2e/pages/mqtt.html?client=${CLIENT}${brokerAuthFragment()}`;
 // Topics of this run: the shared test broker keeps retained messages.
 const RUN = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const T = (...parts) => ['e2e', RUN, ...parts].join('/');
@@ -182,6 +183,12 @@ test('QoS 1 messages in flight while the broker restarts all arrive after reconn
   // subscriber whatever the publisher resends, whichever reconnects first.
   // So the only way to lose a message is a publisher that forgets an
   // unacknowledged or not yet sent QoS 1 message. Duplicates are allowed.
+  if (BROKER_IMPL === 'aedes') {
+    // Aedes keeps sessions in its persistence, here the default in-memory one:
+    // a restarted Aedes has forgotten them (README "Brokers").
+    t.skip('aedes with in-memory persistence forgets sessions when it restarts');
+    return;
+  }
   const dir = mkdtempSync(join(tmpdir(), 'vm-persist-'));
   chmodSync(dir, 0o777); // Debian's mosquitto drops root for the user mosquitto
   const extra = `persistence true\npersistence_location ${dir}/\nautosave_interval 0`;

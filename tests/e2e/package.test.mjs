@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { randomBytes } from 'node:crypto';
-import { launch, BASE, BROKER, sleep } from './lib.mjs';
+import { launch, BASE, BROKER, sleep, brokerAuthFragment } from './lib.mjs';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const PKG = join(ROOT, 'pkg');
@@ -108,7 +108,7 @@ test('an esbuild app with the installed package connects to the broker and opens
     page.on('pageerror', (e) => problems.push(`page error: ${e}`));
     page.on('response', (r) => { if (r.status() >= 400) problems.push(`${r.status()} ${r.url()}`); });
     const q = new URLSearchParams({ venue, broker: BROKER, kind });
-    await page.goto(`${BASE}/${OUT_REL}/index.html?${q}`);
+    await page.goto(`${BASE}/${OUT_REL}/index.html?${q}${brokerAuthFragment()}`);
     pages.push({ context, page, problems, kind });
   }
   const results = [];
@@ -157,7 +157,7 @@ test('venuemesh/mqtt: the MQTT-only module imports, connects and round-trips a m
     if (r.url().endsWith('.wasm')) wasm.push(r.url().split('/').pop());
   });
   const q = new URLSearchParams({ venue: `e2e-package-${RUN}`, broker: BROKER });
-  await page.goto(`${BASE}/${OUT_REL}/mqtt.html?${q}`);
+  await page.goto(`${BASE}/${OUT_REL}/mqtt.html?${q}${brokerAuthFragment()}`);
   const r = await page.evaluate(() => window.mqttResult);
   assert.equal(r.error, undefined, r.error);
   assert.deepEqual(r, { version: r.version, url: BROKER, echo: 'hello from venuemesh/mqtt', qos: 1, connected: true });

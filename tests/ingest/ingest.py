@@ -10,7 +10,7 @@ import argparse, collections, json, os, random, signal, sqlite3, struct, sys, ti
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
 from venuewire import (KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow, valid_id, seal,  # noqa: E402
                        open_envelope, decode_upload, encode_upload, encode_cloud_ack)
-from mqttlite import CONNECT, PUBLISH, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
+from mqttlite import CONNECT, PUBLISH, OVERSIZED, MAX_PACKET, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
 
 
 def log(msg):
@@ -85,6 +85,11 @@ class Ingest:
             raise
         return new
 
+    def on_skip(self, reason, topic, size):
+        """An oversized or malformed PUBLISH: skipped (acked), counted, logged; the connection stays."""
+        self.stats[reason] += 1
+        log("skipped a %s PUBLISH on %s (%d bytes)" % (reason, topic, size))
+
     def on_subscribed(self):
         self.subscribed += 1
         log("subscribed to %s (connection %d)" % (self.up, self.subscribed))
@@ -99,7 +104,7 @@ class Ingest:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(1))
         self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), self.up,
-                         self.a.username, self.a.password)
+                         self.a.username, self.a.password, on_skip=self.on_skip)
         failures = 0
         while not stop:
             t0 = time.monotonic()
@@ -185,6 +190,15 @@ def self_test():
     for cut in range(len(stream) + 1):
         d = Decoder()
         check("split at %d" % cut, d.feed(stream[:cut]) + d.feed(stream[cut:]), want)
+    # An oversized PUBLISH between two small packets: skipped with its head kept, in any chunking.
+    big = packet(PUBLISH, 2, mstr(b"vm/v/up") + b"\x00\x09" + bytes(MAX_PACKET))
+    stream = bytes.fromhex("40020007") + big + bytes.fromhex("d000")
+    want = [(4, 0, b"\x00\x07"), (OVERSIZED, 0x32, (len(big), mstr(b"vm/v/up") + b"\x00\x09" + bytes(65535 + 4 - 9 - 2))), (13, 0, b"")]
+    for step in (1 << 20, 65536, 4093):
+        d = Decoder()
+        got = [x for i in range(0, len(stream), step) for x in d.feed(stream[i:i + step])]
+        check("oversized in chunks of %d" % step, got, want)
+        check("oversized: nothing held", len(d.buf), 0)
     for f in failed:
         print("FAIL " + f)
     print("self-test: %d checks, %d failed" % (checks, len(failed)))
@@ -201,13 +215,22 @@ def main(argv=None):
     p.add_argument("--db", help="SQLite file")
     p.add_argument("--sender", default="ingest", help="device id in our envelopes")
     p.add_argument("--username")
-    p.add_argument("--password")
+    p.add_argument("--password", help="prefer --password-file: a command line is visible to every user")
+    p.add_argument("--password-file", help="file whose first line is the broker password")
     p.add_argument("--ready-file", help="written once subscribed (and after every resubscription)")
     p.add_argument("--max-age-ms", type=int, default=120000, help="drop uploads with an older HLC")
     p.add_argument("--self-test", action="store_true", help="check the documented byte examples, exit 0/1")
     a = p.parse_args(argv)
     if a.self_test:
         return self_test()
+    if a.password_file:
+        if a.password is not None:
+            p.error("--password and --password-file exclude each other")
+        try:
+            with open(a.password_file, encoding="utf-8") as f:
+                a.password = f.readline().rstrip("\r\n")
+        except OSError as e:
+            p.error("--password-file: %s" % e)
     if not a.venue or not a.db or (a.key is None) == (a.key_hex is None):
         p.error("--venue, --db and one of --key/--key-hex are required")
     try:

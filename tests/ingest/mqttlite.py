@@ -1,10 +1,18 @@
 """A minimal MQTT 3.1.1 client over plain TCP (PROTOCOL.md Part 1): clean
 session, one QoS 1 subscription, QoS 0/1 in, QoS 1 out, keepalive pings.
-Standard library only; reconnecting is the caller's loop."""
+Standard library only; reconnecting is the caller's loop. An oversized or
+malformed PUBLISH is skipped (acknowledged when it carries a packet id, counted,
+reported through `on_skip`) instead of dropping the connection: a broker with no
+message size limit would otherwise hand us the same retained message after
+every reconnect, and we would never acknowledge anything again (issue #16)."""
 import collections, socket, struct, time
 
 CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK, PINGREQ, PINGRESP = 1, 2, 3, 4, 8, 9, 12, 13
 MAX_PACKET, PING_TIMEOUT, CONNECT_TIMEOUT = 1 << 20, 5.0, 5.0
+# Of a packet over MAX_PACKET we keep this much of its start (topic length,
+# topic of up to 65,535 bytes, packet id) to acknowledge it; the rest is skipped.
+OVERSIZED_HEAD = 2 + 65535 + 2
+OVERSIZED = -1  # the packet type Decoder reports for a skipped oversized packet
 
 
 class ProtocolError(Exception):
@@ -25,15 +33,35 @@ def mstr(b):
 
 
 class Decoder:
-    """Reassembles a byte stream into (type, flags, body): any split, several per chunk."""
+    """Reassembles a byte stream into (type, flags, body): any split, several per chunk.
+    A packet over MAX_PACKET comes out as (OVERSIZED, first byte, (size, head)) with
+    only its first OVERSIZED_HEAD body bytes held, never the whole of it."""
 
     def __init__(self):
         self.buf = bytearray()
+        self.skip = None  # [first byte, size, bytes of the body still to skip, head]
+
+    def _skipping(self, out):
+        first, size, left, head = self.skip
+        take = min(left, len(self.buf))
+        if len(head) < OVERSIZED_HEAD:
+            head += self.buf[:min(take, OVERSIZED_HEAD - len(head))]
+        del self.buf[:take]
+        self.skip[2] = left - take
+        if self.skip[2] == 0:
+            out.append((OVERSIZED, first, (size, bytes(head))))
+            self.skip = None
 
     def feed(self, data):
         self.buf += data
         out = []
-        while len(self.buf) >= 2:
+        while True:
+            if self.skip is not None:
+                self._skipping(out)
+                if self.skip is not None:
+                    return out
+            if len(self.buf) < 2:
+                return out
             n, i = 0, 1
             while True:
                 if i >= len(self.buf):
@@ -45,21 +73,24 @@ class Decoder:
                 if i == 5:
                     raise ProtocolError("bad remaining length")
             if i + n > MAX_PACKET:
-                raise ProtocolError("packet of %d bytes is too large" % (i + n))
+                self.skip = [self.buf[0], i + n, n, bytearray()]
+                del self.buf[:i]
+                continue
             if len(self.buf) < i + n:
                 return out
             out.append((self.buf[0] >> 4, self.buf[0] & 15, bytes(self.buf[i:i + n])))
             del self.buf[:i + n]
-        return out
 
 
 class Mqtt:
     """One connection at a time (`session`); QoS 1 publishes not yet acked when a
     connection dies are sent again, as new publishes, on the next one."""
 
-    def __init__(self, host, port, client_id, filt, username=None, password=None, keepalive=30):
+    def __init__(self, host, port, client_id, filt, username=None, password=None, keepalive=30, on_skip=None):
         self.addr, self.client_id, self.filt, self.keepalive = (host, port), client_id, filt, keepalive
         self.username, self.password = username, password
+        self.on_skip = on_skip or (lambda reason, topic, size: None)  # (reason, topic or None, bytes)
+        self.skipped = collections.Counter()
         self.pid, self.unacked, self.out, self.sock = 0, collections.OrderedDict(), [], None
 
     def _next_pid(self):
@@ -123,6 +154,9 @@ class Mqtt:
                         raise ProtocolError("expected CONNACK, got packet type %d" % ptype)
                     elif ptype == PUBLISH:
                         self._on_publish(fl, b, on_message)
+                    elif ptype == OVERSIZED and fl >> 4 == PUBLISH:
+                        size, head = b
+                        self._skip_publish("oversized", fl & 15, head, size)
                     elif ptype == PUBACK and fl == 0 and len(b) == 2:
                         self.unacked.pop(struct.unpack(">H", b)[0], None)  # unknown ids are ignored
                     elif ptype == SUBACK and fl == 0 and len(b) == 3 and struct.unpack(">H", b[:2])[0] == sub_pid:
@@ -141,20 +175,33 @@ class Mqtt:
             self.sock.close()
             self.sock = None
 
+    def _skip_publish(self, reason, fl, head, size):
+        """Counts and reports a PUBLISH we will not process; acknowledges it when
+        its packet id can be read, so the broker does not hold it in flight."""
+        self.skipped[reason] += 1
+        qos, topic = fl >> 1 & 3, None
+        if len(head) >= 2:
+            tl = struct.unpack(">H", head[:2])[0]
+            if len(head) >= 2 + tl:
+                topic = head[2:2 + tl].decode("utf-8", "replace")
+            if qos == 1 and len(head) >= 2 + tl + 2:
+                self.out.append(packet(PUBACK, 0, head[2 + tl:2 + tl + 2]))
+        self.on_skip(reason, topic, size)
+
     def _on_publish(self, fl, b, on_message):
         qos = fl >> 1 & 3
         if qos > 1 or (qos == 0 and fl & 8):  # we subscribe at QoS 1: never QoS 2
-            raise ProtocolError("bad PUBLISH flags %d" % fl)
+            return self._skip_publish("malformed", fl, b"", len(b))
         if len(b) < 2:
-            raise ProtocolError("short PUBLISH")
+            return self._skip_publish("malformed", fl, b"", len(b))
         tl = struct.unpack(">H", b[:2])[0]
         hdr = 2 + tl + (2 if qos else 0)
         if len(b) < hdr:
-            raise ProtocolError("short PUBLISH")
+            return self._skip_publish("malformed", fl, b"", len(b))
         try:
             topic = b[2:2 + tl].decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError("topic is not UTF-8") from None
+            return self._skip_publish("malformed", fl, b, len(b))
         on_message(topic, b[hdr:])  # stored and acked before the PUBACK
         if qos:
             self.out.append(packet(PUBACK, 0, b[2 + tl:hdr]))

@@ -12,11 +12,11 @@ const within = (promise, ms, what) => {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 };
 
-async function venuemesh(url, clientId) {
+async function venuemesh(url, clientId, auth = {}) {
   const mod = await import('/pkg/venuemesh.js');
   await mod.default();
   if (typeof mod.MqttClient?.connect !== 'function') throw new Error('/pkg/venuemesh.js does not export MqttClient');
-  const c = await within(mod.MqttClient.connect({ brokers: [url], clientId, keepAlive: 30 }), 10_000, 'MqttClient.connect');
+  const c = await within(mod.MqttClient.connect({ brokers: [url], clientId, keepAlive: 30, ...auth }), 10_000, 'MqttClient.connect');
   const offs = new Map();
   return {
     publish: (topic, payload, opts) => c.publish(topic, payload, opts),
@@ -30,9 +30,9 @@ async function venuemesh(url, clientId) {
   };
 }
 
-async function mqttjs(url, clientId) {
+async function mqttjs(url, clientId, auth = {}) {
   const { default: mqtt } = await import('/node_modules/mqtt/dist/mqtt.esm.js');
-  const c = mqtt.connect(url, { clientId, keepalive: 30, protocolVersion: 4, reconnectPeriod: 1000, connectTimeout: 5000 });
+  const c = mqtt.connect(url, { clientId, keepalive: 30, protocolVersion: 4, reconnectPeriod: 1000, connectTimeout: 5000, ...auth });
   await within(new Promise((resolve, reject) => { c.once('connect', resolve); c.once('error', reject); }), 10_000, 'mqtt.connect');
   const handlers = new Map(); // exact topics only: the benchmark uses no wildcards
   c.on('message', (topic, payload) => { const h = handlers.get(topic); if (h) h(topic, payload); });
@@ -54,7 +54,7 @@ async function mqttjs(url, clientId) {
 // hand-made CONNECT/SUBSCRIBE/PUBLISH packets (everything of one turn in one
 // frame, as both clients do) and, receiving, only looks at the first byte:
 // what Chromium and Mosquitto cost per message with no MQTT client at all.
-async function floor(url, clientId) {
+async function floor(url, clientId, auth = {}) {
   const ws = new WebSocket(url, 'mqtt');
   ws.binaryType = 'arraybuffer';
   await new Promise((resolve, reject) => { ws.onopen = resolve; ws.onerror = () => reject(new Error('floor: socket failed')); });
@@ -68,7 +68,9 @@ async function floor(url, clientId) {
     if (b[0] >> 4 === 3) onPublish?.('', b);
     else if (b[0] === 0x90) onSubAck?.();
   };
-  ws.send(packet(0x10, [...str('MQTT'), 4, 2, 0, 30, ...str(clientId)]));
+  // Clean session; with an account, the username and password flags (0xC0) and fields.
+  const login = auth.username ? [...str(auth.username), ...str(auth.password ?? '')] : [];
+  ws.send(packet(0x10, [...str('MQTT'), 4, auth.username ? 0xc2 : 2, 0, 30, ...str(clientId), ...login]));
   return {
     publish(topic, payload) {
       const t = new Uint8Array(str(topic)), body = enc.encode(payload);
@@ -107,8 +109,9 @@ const seqPayload = (i, pad) => String(i).padStart(8, '0') + pad;
 const readSeq = (p) => { let s = 0; for (let k = 0; k < 8; k++) s = s * 10 + (p[k] - 48); return s; };
 
 window.bench = {
-  async init(which, url, clientId) {
-    client = await ({ venuemesh, mqttjs, floor })[which](url, clientId);
+  /** `auth`: the broker account ({ username, password }; the bench broker admits no anonymous client). */
+  async init(which, url, clientId, auth) {
+    client = await ({ venuemesh, mqttjs, floor })[which](url, clientId, auth);
     return which;
   },
 

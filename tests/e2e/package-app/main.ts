@@ -24,6 +24,9 @@ const q = new URLSearchParams(location.search);
 const venue = q.get('venue') ?? 'package-test';
 const brokers = (q.get('broker') ?? 'ws://127.0.0.1:19001').split(',');
 const kind = (q.get('kind') ?? 'pos') as NonNullable<DeviceInfoInput['kind']>;
+// The broker account from the fragment (the test broker admits no anonymous client).
+const h = new URLSearchParams(location.hash.slice(1));
+const auth: { username?: string; password?: string } = h.get('user') ? { username: h.get('user')!, password: h.get('pass') ?? '' } : {};
 
 function isVenueMeshError(e: unknown): e is VenueMeshError {
   return e instanceof Error && e.name === 'VenueMeshError';
@@ -43,7 +46,7 @@ async function run(): Promise<AppResult> {
 
   // The README's quick start.
   const mesh = await VenueMesh.open({
-    venue, venueKey: 'package-test-venue-key-0123', brokers, deviceInfo: { kind }, heartbeatIntervalMs: 300,
+    venue, venueKey: 'package-test-venue-key-0123', brokers, ...auth, deviceInfo: { kind }, heartbeatIntervalMs: 300,
   });
   window.mesh = mesh;
   const url = await new Promise<string>((resolve) => {
@@ -53,7 +56,7 @@ async function run(): Promise<AppResult> {
   const commandId = await mesh.enqueue('pos/transaction', JSON.stringify({ item: 'espresso', cents: 240 }));
 
   // The plain MQTT client: a round trip on an application topic.
-  const client = await MqttClient.connect({ brokers });
+  const client = await MqttClient.connect({ brokers, ...auth });
   const topic = `vm/${venue}/topic/echo`;
   const echo = new Promise<string>((resolve) => {
     client.subscribe(topic, (_topic, payload) => resolve(new TextDecoder().decode(payload)), { qos: 1 });

@@ -20,11 +20,14 @@ declare global {
 
 const q = new URLSearchParams(location.search);
 const brokers = (q.get('broker') ?? 'ws://127.0.0.1:19001').split(',');
+// The broker account from the fragment (the test broker admits no anonymous client).
+const h = new URLSearchParams(location.hash.slice(1));
 const topic = `vm/${q.get('venue') ?? 'package-test'}/topic/mqtt-only`;
 
 async function run(): Promise<MqttAppResult> {
   await init({ module_or_path: wasmUrl });
   const options: MqttConnectOptions = { brokers, keepAlive: 30 };
+  if (h.get('user')) { options.username = h.get('user')!; options.password = h.get('pass') ?? ''; }
   const client = await MqttClient.connect(options);
   const off = client.on('disconnected', (e) => { const why: string = e.reason; void why; });
   const echo = new Promise<[string, MessageInfo]>((resolve) => {

@@ -3,6 +3,7 @@
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
+import { brokerAuth } from './broker-auth.mjs';
 
 const p = new URLSearchParams(location.search);
 window.events = [];
@@ -13,6 +14,7 @@ try {
     venue: p.get('venue'),
     venueKey: p.get('key') || 'e2e-venue-key-0123456789',
     brokers: p.get('broker').split(','),
+    ...brokerAuth(p.get('broker').split(',')),
     deviceInfo: { kind: p.get('kind') || 'phone', charging: p.get('charging') === '1' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
   };

@@ -6,6 +6,8 @@
 // ?client=venuemesh (default): MqttClient from /pkg/venuemesh.js.
 // ?client=mqttjs: the same API over MQTT.js (mqttjs-shim.mjs), to check the
 // tests themselves against a well-known client.
+import { brokerAuth } from './broker-auth.mjs';
+
 const which = new URLSearchParams(location.search).get('client') || 'venuemesh';
 
 const within = (promise, ms, what) => {
@@ -53,7 +55,7 @@ const client = (name) => {
 };
 
 function connectOptions(opts) {
-  const o = { ...opts };
+  const o = { ...brokerAuth(opts.brokers), ...opts };
   if (o.will) o.will = { ...o.will, payload: payloadIn(o.will.payload) };
   return o;
 }

@@ -4,6 +4,7 @@
 // window.received: every `message` event ({from, room, id, text, late, at}); window.routeOf(peer):
 // whether the peer's data channel is up and which route new messages to it take.
 import init, { VenueMesh } from '/pkg/venuemesh.js';
+import { brokerAuth } from './broker-auth.mjs';
 
 const p = new URLSearchParams(location.search);
 // Every data channel of the page, so a test can close one (window.closeChannels()).
@@ -37,6 +38,7 @@ try {
     venue: p.get('venue'),
     venueKey: p.get('key') || 'e2e-venue-key-0123456789',
     brokers: p.get('broker').split(','),
+    ...brokerAuth(p.get('broker').split(',')),
     deviceInfo: { kind: p.get('kind') || 'phone' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
     webrtc: p.get('webrtc') !== '0',
