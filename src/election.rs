@@ -263,16 +263,9 @@ impl Election {
             self.out
                 .push_back(Output::Broadcast(ElectionMsg::Join { score: self.score }));
             self.next_heartbeat = now;
-            // Our heartbeats now spread our highest term; if it is our own
-            // (an earlier life's claim, or the hub role we just lost), peers
-            // will hold their claims for it: hold ours as long.
-            if let Some(h) = self.highest.as_ref().filter(|h| h.hub == self.me) {
-                let until = now.saturating_add(self.cfg.claim_patience());
-                self.pending = Some(Pending {
-                    term: h.clone(),
-                    until,
-                });
-            }
+            // If our highest term is our own (an earlier life's claim, or
+            // the hub role we just lost), our heartbeats say it ended, so
+            // nobody waits for it — and neither do we.
         } else if !up && self.transport_up {
             self.go_offline(now);
         }
@@ -311,14 +304,32 @@ impl Election {
                 hub,
                 score,
                 queue_depth,
+                ended,
             } => {
+                let acting = hub.as_deref() == Some(from);
+                let ended = ended && !acting && term.as_ref().is_some_and(|t| t.hub == from);
                 let peer = self.touch(from, score, now);
                 peer.queue_depth = queue_depth;
                 peer.term.clone_from(&term);
                 peer.hub.clone_from(&hub);
+                peer.ended = ended;
+                // Our hub's own heartbeat says it ended its term (it lost
+                // the role, or restarted): stop following it now rather
+                // than `G` later. (Only the flag says so: a late copy of its
+                // candidate heartbeat must not.)
+                if ended
+                    && !self.is_hub()
+                    && self.hub.as_ref().is_some_and(|h| h.hub == from && term.as_ref() == Some(h))
+                {
+                    self.lose_hub(now);
+                }
                 if let Some(t) = term {
-                    let live = hub.as_deref() == Some(from) && t.hub == from;
-                    self.observe_term(t, live, live, now);
+                    if ended {
+                        self.observe_ended(t, now);
+                    } else {
+                        let live = acting && t.hub == from;
+                        self.observe_term(t, live, live, now);
+                    }
                 }
             }
             ElectionMsg::HubClaim { term, score } => {
@@ -329,7 +340,13 @@ impl Election {
                     score,
                     hub: from.to_string(),
                 };
-                self.observe_term(t, false, true, now);
+                // A (retained) claim its claimer has since said it ended.
+                let ended = self.peers.get(from).is_some_and(|p| p.ended && p.term.as_ref() == Some(&t));
+                if ended {
+                    self.observe_ended(t, now);
+                } else {
+                    self.observe_term(t, false, true, now);
+                }
             }
         }
         self.end(now)
@@ -517,6 +534,7 @@ impl Election {
                     hub: self.hub.as_ref().map(|t| t.hub.clone()),
                     score: self.score,
                     queue_depth: self.queue_depth,
+                    ended: self.own_term_ended(),
                 }));
             // Jitter only ever makes a heartbeat early, so `N` missed
             // heartbeats always means at least `N·I` of silence.
@@ -724,6 +742,30 @@ impl Election {
         }
     }
 
+    /// A term its own hub says it ended (`ElectionMsg::Heartbeat::ended`):
+    /// it fences like any term, but nobody acts or will act in it, so it
+    /// holds no claim — waiting for it would only keep the venue without a
+    /// hub for the patience `W + G` (a healed hub of a partition of one, a
+    /// restarted ex-hub). A pending claim of that term ends too.
+    fn observe_ended(&mut self, t: Term, now: u64) {
+        if self.highest.as_ref().is_none_or(|h| t > *h) {
+            self.highest = Some(t.clone());
+            self.persist();
+            self.fence(&t, now);
+            self.pending = None;
+            self.mark_no_hub(now);
+        } else if self.pending.as_ref().is_some_and(|p| p.term == t) {
+            self.pending = None;
+            self.mark_no_hub(now);
+        }
+    }
+
+    /// Whether our highest term is our own and we neither act nor claim in
+    /// it (said in our heartbeats, so that nobody waits for it).
+    fn own_term_ended(&self) -> bool {
+        matches!(self.role, Role::Follower) && self.highest.as_ref().is_some_and(|h| h.hub == self.me)
+    }
+
     /// Refuse everything below `t`.
     fn fence(&mut self, t: &Term, now: u64) {
         match &self.role {
@@ -776,6 +818,7 @@ impl Election {
             term: None,
             hub: None,
             queue_depth: 0,
+            ended: false,
         };
         let (peer, new) = self.peers.upsert(from, fresh);
         if new {

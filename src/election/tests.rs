@@ -26,6 +26,9 @@ struct Lab {
     events: Vec<(u64, usize, ElectionEvent)>,
     /// Hung nodes get no input and their output is lost.
     hung: BTreeSet<usize>,
+    /// Cut-off nodes run their timers, but what they send and what is sent
+    /// to them is lost (a link that swallows everything).
+    cut: BTreeSet<usize>,
     sent: Vec<(u64, usize, ElectionMsg)>,
 }
 
@@ -51,6 +54,7 @@ impl Lab {
             persist_delay: Some(0),
             events: Vec::new(),
             hung: BTreeSet::new(),
+            cut: BTreeSet::new(),
             sent: Vec::new(),
         };
         for i in 0..lab.nodes.len() {
@@ -72,11 +76,11 @@ impl Lab {
             match self.nodes[i].poll_output(self.now) {
                 Output::Broadcast(m) => {
                     self.sent.push((self.now, i, m.clone()));
-                    if self.hung.contains(&i) {
+                    if self.hung.contains(&i) || self.cut.contains(&i) {
                         continue;
                     }
                     for j in 0..self.nodes.len() {
-                        if j != i {
+                        if j != i && !self.cut.contains(&j) {
                             let from = self.nodes[i].device_id().to_string();
                             self.inflight.push((self.now + 1, j, from, m.clone()));
                         }
@@ -293,6 +297,7 @@ fn lower_terms_are_refused_and_answered() {
         hub: Some(hub.into()),
         score: 10,
         queue_depth: 0,
+        ended: false,
     };
     n.handle_message("h5", hb(high.clone(), "h5"), 10);
     assert_eq!(n.hub(), Some(&high));
@@ -624,18 +629,21 @@ fn odd_input_never_panics() {
             hub: Some("x".into()),
             score: 0,
             queue_depth: u64::MAX,
+            ended: true,
         },
         ElectionMsg::Heartbeat {
             term: Some(max_term),
             hub: Some("not-x".into()),
             score: 0,
             queue_depth: 0,
+            ended: true,
         },
         ElectionMsg::Heartbeat {
             term: None,
             hub: Some("x".into()),
             score: 0,
             queue_depth: 0,
+            ended: true,
         },
         ElectionMsg::Join { score: 0 },
         ElectionMsg::Leave,
@@ -707,6 +715,7 @@ mod fuzz {
                         hub: (y % 3 != 0).then(|| from.to_string()),
                         score: x % 3_000_000,
                         queue_depth: x,
+                        ended: y % 5 == 0,
                     },
                     now,
                 ),
@@ -796,4 +805,62 @@ mod fuzz {
         }
         assert!(became > 10, "only {became} BecameHub in 300 sequences");
     }
+}
+
+/// Issue #17: a device whose link swallowed everything declared its peers
+/// gone, claimed a term of its own and acted as hub of one. Healed, its
+/// higher term fences the real hub; the venue must be back on one hub in
+/// about a claim window, not after the patience `W + G` its dead term used to
+/// hold everyone (and itself) for.
+#[test]
+fn a_healed_hub_of_one_does_not_hold_the_venue_off() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let phone = lab.idx("phone");
+    lab.cut.insert(phone);
+    lab.run_until(2_000);
+    assert_eq!(lab.became("phone"), 1, "alone, it made itself hub of one");
+    let partition_term = lab.nodes[phone].acting_term().cloned();
+    assert_eq!(lab.became("kiosk"), 1, "the others kept their hub");
+    // Its link is found dead (keepalive): it stops; then the link heals.
+    lab.with_node("phone", |n, now| n.handle_transport(false, now));
+    assert_eq!(lab.lost("phone"), 1);
+    lab.cut.remove(&phone);
+    lab.run_until(2_100);
+    lab.with_node("phone", |n, now| n.handle_transport(true, now));
+    let healed = lab.now;
+    let c = cfg();
+    lab.run_until(healed + c.claim_window + 10);
+    assert_eq!(lab.hubs(), ["kiosk"], "the best device acts again within a window");
+    assert!(lab.agreed_on("kiosk"), "and everyone follows it");
+    assert!(lab.nodes[0].acting_term() > partition_term.as_ref(), "in a term above the partition's");
+    assert_eq!(lab.became("phone"), 1, "the phone did not act again");
+}
+
+/// A restarted ex-hub's heartbeat (same term, not acting) ends the
+/// followers' recognition at once, and its old term holds nobody back.
+#[test]
+fn a_restarted_ex_hub_does_not_hold_the_venue_off() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let old = lab.nodes[0].acting_term().cloned().expect("kiosk acts");
+    // The kiosk page is reloaded: a new incarnation restores its record.
+    let c = cfg();
+    let mut fresh = Election::new("kiosk", 3_000_000, c.clone(), Rng::new(99));
+    let rec = PersistedTerm { highest_seen: Some(old.clone()), claimed: Some(old.clone()) };
+    fresh.handle_restored(&rec, lab.now);
+    fresh.handle_transport(true, lab.now);
+    lab.nodes[0] = fresh;
+    lab.flush(0);
+    let restarted = lab.now;
+    lab.run_until(restarted + 5);
+    assert!(lab.nodes[1].hub().is_none() && lab.nodes[2].hub().is_none(), "its own heartbeat says it no longer acts");
+    // The kiosk is still the best: it claims once its discovery is over, not
+    // after the patience of its old term.
+    lab.run_until(restarted + c.discovery() + c.claim_window + 10);
+    assert_eq!(lab.hubs(), ["kiosk"]);
+    assert!(lab.agreed_on("kiosk"));
+    assert!(lab.nodes[0].acting_term() > Some(&old));
 }
