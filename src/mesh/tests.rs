@@ -334,6 +334,13 @@ impl Net {
     /// Killed tab: memory and unfinished writes lost, Will after 120 ms,
     /// its data channels reported closed at the other ends 1 s later.
     fn crash(&mut self, i: usize) {
+        self.crash_with(i, 1_000);
+    }
+
+    /// As [`Net::crash`], the data channels reported closed `rtc_close_after`
+    /// ms later (a killed renderer sends no SCTP abort: ICE consent gives
+    /// up after ≈ 30 s).
+    fn crash_with(&mut self, i: usize, rtc_close_after: u64) {
         let d = &mut self.devs[i];
         d.node = None;
         d.storage_free_at = self.now;
@@ -342,7 +349,7 @@ impl Net {
         }
         for j in 0..self.devs.len() {
             if self.rtc.remove(&Net::pair(i, j)) {
-                self.rtc_event(self.now + 1_000, j, i, routes::RtcEv::Closed);
+                self.rtc_event(self.now + rtc_close_after, j, i, routes::RtcEv::Closed);
             }
         }
     }
