@@ -116,6 +116,15 @@ pub struct Election {
     cooldown_until: u64,
     give_ups: u32,
     soon_allowed_at: u64,
+    /// The score of our latest heartbeat: what the peers rank us by, so we
+    /// rank ourselves by it too (a score that moved since — uptime minutes,
+    /// battery — would make two nodes each think the other is rank 0 and
+    /// both wait a backoff step).
+    announced_score: u64,
+    /// This node does not reach the broker (direct routes only).
+    direct_only: bool,
+    /// When the broker last came back (damps taking the hub role back).
+    broker_since: u64,
     peers: table::PeerTable,
     out: VecDeque<Output>,
     #[cfg(test)]
@@ -151,6 +160,9 @@ impl Election {
             cooldown_until: 0,
             give_ups: 0,
             soon_allowed_at: 0,
+            announced_score: score,
+            direct_only: false,
+            broker_since: 0,
             peers: table::PeerTable::default(),
             out: VecDeque::new(),
             #[cfg(test)]
@@ -305,6 +317,7 @@ impl Election {
                 score,
                 queue_depth,
                 ended,
+                direct_only,
             } => {
                 let acting = hub.as_deref() == Some(from);
                 let ended = ended && !acting && term.as_ref().is_some_and(|t| t.hub == from);
@@ -313,6 +326,7 @@ impl Election {
                 peer.term.clone_from(&term);
                 peer.hub.clone_from(&hub);
                 peer.ended = ended;
+                peer.direct_only = direct_only;
                 // Our hub's own heartbeat says it ended its term (it lost
                 // the role, or restarted): stop following it now rather
                 // than `G` later. (Only the flag says so: a late copy of its
@@ -411,6 +425,34 @@ impl Election {
         let now = self.begin(now);
         self.score = score;
         self.end(now)
+    }
+
+    /// Whether this node reaches the broker (`false`: its election runs over
+    /// direct routes only). Said in the next heartbeat, sent at once: such a
+    /// node ranks below every node that reaches the broker, and as hub it is
+    /// replaced by the best of those without the hysteresis margin (issue
+    /// #17: a hub without the broker cannot upload, and the peers that get
+    /// its Will and no direct route to it elect another hub, so the venue
+    /// flapped between the two views). When the broker comes back it takes a
+    /// live hub's role back by score only after `G`, so a flapping link does
+    /// not flap the hub.
+    pub fn set_direct_only(&mut self, direct_only: bool, now: u64) {
+        let now = self.begin(now);
+        if direct_only != self.direct_only {
+            self.direct_only = direct_only;
+            if !direct_only {
+                self.broker_since = now;
+            }
+            if self.transport_up {
+                self.next_heartbeat = now;
+            }
+        }
+        self.end(now)
+    }
+
+    /// Whether this node said it does not reach the broker.
+    pub fn is_direct_only(&self) -> bool {
+        self.direct_only
     }
 
     /// The outbox depth reported in heartbeats.
@@ -535,7 +577,9 @@ impl Election {
                     score: self.score,
                     queue_depth: self.queue_depth,
                     ended: self.own_term_ended(),
+                    direct_only: self.direct_only,
                 }));
+            self.announced_score = self.score;
             // Jitter only ever makes a heartbeat early, so `N` missed
             // heartbeats always means at least `N·I` of silence.
             let i = self.cfg.heartbeat_interval;
@@ -611,19 +655,32 @@ impl Election {
                 Some(base.saturating_add(delay))
             }
             Some(t) => {
-                let hub_score = self.peers.get(t.hub.as_str()).map_or(t.score, |p| p.score);
+                let row = self.peers.get(t.hub.as_str());
+                let hub_score = row.map_or(t.score, |p| p.score);
+                // A hub without the broker gives way at once to the best
+                // device with it; otherwise only a clearly better score
+                // takes over, and not before our broker link held for `G`.
+                let cut_off = !self.direct_only && row.is_some_and(|p| p.direct_only);
                 let better = self.score > hub_score.saturating_add(self.cfg.margin(hub_score));
-                (better && self.rank() == 0).then_some(earliest)
+                let settled = earliest.max(self.broker_since.saturating_add(self.cfg.gone_after()));
+                if self.rank() != 0 {
+                    None
+                } else if cut_off {
+                    Some(earliest)
+                } else {
+                    better.then_some(settled)
+                }
             }
         }
     }
 
-    /// How many live peers have a better `(score, id)` than this node.
+    /// How many live peers have a better `(reaches the broker, score, id)`
+    /// than this node: devices on direct routes only rank below the others.
     fn rank(&self) -> u64 {
-        let mine = (self.score, self.me.as_str());
+        let mine = (!self.direct_only, self.announced_score, self.me.as_str());
         self.peers
             .iter()
-            .filter(|(id, p)| (p.score, id.as_str()) > mine)
+            .filter(|(id, p)| (!p.direct_only, p.score, id.as_str()) > mine)
             .count() as u64
     }
 
@@ -819,6 +876,7 @@ impl Election {
             hub: None,
             queue_depth: 0,
             ended: false,
+            direct_only: false,
         };
         let (peer, new) = self.peers.upsert(from, fresh);
         if new {

@@ -29,6 +29,8 @@ struct Lab {
     /// Cut-off nodes run their timers, but what they send and what is sent
     /// to them is lost (a link that swallows everything).
     cut: BTreeSet<usize>,
+    /// Links that lose everything, `(from, to)`.
+    blocked: BTreeSet<(usize, usize)>,
     sent: Vec<(u64, usize, ElectionMsg)>,
 }
 
@@ -55,6 +57,7 @@ impl Lab {
             events: Vec::new(),
             hung: BTreeSet::new(),
             cut: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             sent: Vec::new(),
         };
         for i in 0..lab.nodes.len() {
@@ -80,7 +83,7 @@ impl Lab {
                         continue;
                     }
                     for j in 0..self.nodes.len() {
-                        if j != i && !self.cut.contains(&j) {
+                        if j != i && !self.cut.contains(&j) && !self.blocked.contains(&(i, j)) {
                             let from = self.nodes[i].device_id().to_string();
                             self.inflight.push((self.now + 1, j, from, m.clone()));
                         }
@@ -298,6 +301,7 @@ fn lower_terms_are_refused_and_answered() {
         score: 10,
         queue_depth: 0,
         ended: false,
+        direct_only: false,
     };
     n.handle_message("h5", hb(high.clone(), "h5"), 10);
     assert_eq!(n.hub(), Some(&high));
@@ -630,6 +634,7 @@ fn odd_input_never_panics() {
             score: 0,
             queue_depth: u64::MAX,
             ended: true,
+            direct_only: true,
         },
         ElectionMsg::Heartbeat {
             term: Some(max_term),
@@ -637,6 +642,7 @@ fn odd_input_never_panics() {
             score: 0,
             queue_depth: 0,
             ended: true,
+            direct_only: true,
         },
         ElectionMsg::Heartbeat {
             term: None,
@@ -644,6 +650,7 @@ fn odd_input_never_panics() {
             score: 0,
             queue_depth: 0,
             ended: true,
+            direct_only: true,
         },
         ElectionMsg::Join { score: 0 },
         ElectionMsg::Leave,
@@ -716,6 +723,7 @@ mod fuzz {
                         score: x % 3_000_000,
                         queue_depth: x,
                         ended: y % 5 == 0,
+                        direct_only: x % 4 == 0,
                     },
                     now,
                 ),
@@ -863,4 +871,54 @@ fn a_restarted_ex_hub_does_not_hold_the_venue_off() {
     assert_eq!(lab.hubs(), ["kiosk"]);
     assert!(lab.agreed_on("kiosk"));
     assert!(lab.nodes[0].acting_term() > Some(&old));
+}
+
+/// Ranks are computed on the scores the peers were told: a node whose score
+/// dropped since its last heartbeat still ranks itself as the others rank it,
+/// so after a hub leaves the best claims at once instead of both nodes
+/// thinking the other is rank 0 and waiting a backoff step (issue #17's
+/// restarted pages, whose uptime score moves).
+#[test]
+fn ranks_use_the_announced_scores() {
+    let mut lab = Lab::new(&[("hub", 3_000_000), ("a", 1_000_000), ("b", 900_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("hub"));
+    lab.with_node("a", |n, now| n.set_score(800_000, now)); // not announced yet
+    lab.with_node("hub", |n, now| n.leave(now));
+    let t0 = lab.now;
+    lab.run_until(t0 + cfg().claim_window + 10);
+    assert_eq!(lab.hubs(), ["a"], "the node everyone ranks first claims at once");
+}
+
+/// Issue #17, non-transitive reachability: the hub loses the broker but keeps
+/// a data channel to one peer; another device reaches only the broker (and
+/// gets the hub's Will). The best device that reaches the broker takes over
+/// once, and the venue stays there: no flapping between the two views. When
+/// the broker comes back, the better device takes the role back once, after
+/// its link held for `G`.
+#[test]
+fn a_hub_cut_off_from_the_broker_is_replaced_once_without_flapping() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let (kiosk, phone) = (lab.idx("kiosk"), lab.idx("phone"));
+    lab.blocked.insert((kiosk, phone));
+    lab.blocked.insert((phone, kiosk));
+    lab.with_node("kiosk", |n, now| n.set_direct_only(true, now));
+    lab.with_node("phone", |n, now| n.handle_peer_gone("kiosk", now));
+    let t0 = lab.now;
+    lab.run_until(t0 + 20 * cfg().gone_after());
+    let changes = |lab: &Lab| lab.events.iter().filter(|(t, _, e)| *t >= t0 && matches!(e, ElectionEvent::BecameHub { .. })).count();
+    assert_eq!(lab.hubs(), ["pos"], "the best device that reaches the broker");
+    assert!(lab.agreed_on("pos"));
+    assert_eq!(changes(&lab), 1, "one hand-over: {:?}", lab.events.iter().filter(|(t, ..)| *t >= t0).collect::<Vec<_>>());
+    // Healed: the kiosk takes the role back once, not before G.
+    lab.blocked.clear();
+    lab.with_node("kiosk", |n, now| n.set_direct_only(false, now));
+    let t1 = lab.now;
+    lab.run_until(t1 + 20 * cfg().gone_after());
+    assert_eq!(lab.hubs(), ["kiosk"]);
+    assert!(lab.agreed_on("kiosk"));
+    assert_eq!(changes(&lab), 2);
+    assert!(lab.became_at("kiosk").last().is_some_and(|t| *t >= t1 + cfg().gone_after()), "damped");
 }

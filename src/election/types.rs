@@ -55,6 +55,13 @@ pub enum ElectionMsg {
         /// patience `W + G`. Only meaningful when `term.hub` is the sender
         /// and `hub` is not the sender; ignored otherwise.
         ended: bool,
+        /// The sender does not reach the broker: its election runs over
+        /// direct routes only (data channels, tabs). It ranks below every
+        /// device that does, and a hub in that state is replaced by the
+        /// best device that does without the hysteresis margin — a hub that
+        /// cannot upload, heard directly by some peers and by Will as gone
+        /// by others, is what made the venue flap (issue #17).
+        direct_only: bool,
     },
     /// "I claim term `(term, score, me)`". Retained on the venue's `hub`
     /// topic so a late joiner learns the current term at once; re-published
@@ -168,6 +175,8 @@ pub struct Peer {
     pub queue_depth: u64,
     /// Its latest heartbeat said `term` is its own, ended term.
     pub ended: bool,
+    /// Its latest heartbeat said it does not reach the broker.
+    pub direct_only: bool,
 }
 
 /// The node's part in the election.

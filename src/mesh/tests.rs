@@ -514,7 +514,7 @@ fn forged_tampered_and_replayed_messages_are_dropped_and_counted() {
     // moves its sender's window even when a later check drops it, so the
     // new ones name a sender of their own ("ghost"), not a live device.
     let (k, wall) = (key(), WALL0 + net.now);
-    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false };
+    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
     let ghost = topics::heartbeat(VENUE, "ghost");
     // 5. An old heartbeat far below the sender's window: replay.
     net.inject(pos, &hb_topic, craft(&k, Kind::Heartbeat, "kiosk-1", 1, wall, &hb), false);
@@ -789,7 +789,7 @@ fn messages_before_restore_are_not_used() {
     cfg.election = Config::fast();
     let mut n = MeshNode::new(cfg.clone(), Rng::new(1), 0, WALL0).unwrap();
     n.handle_transport(true, 0); // shell order mistake: transport before storage
-    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false };
+    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
     n.handle_message(&topics::heartbeat(VENUE, "a"), &craft(&key(), Kind::Heartbeat, "a", 1, WALL0, &hb), false, 1, WALL0);
     assert!(drain_all(&mut n, 1).iter().all(|o| !matches!(o, Output::Publish { .. } | Output::Persist(_))));
     assert_eq!(n.stats().counters.not_ready, 1);
@@ -812,7 +812,7 @@ proptest! {
         let mut n = lone(info(DeviceKind::Pos, None), &MeshState::default());
         n.handle_transport(true, 0);
         let topics = [topics::heartbeat(VENUE, "a"), topics::presence(VENUE, "a"), topics::hub(VENUE), topics::presence(VENUE, "pos-1"), "vm/x".into(), topics::app(VENUE, "chat")];
-        let valid = craft(&key(), Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1, ended: false });
+        let valid = craft(&key(), Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1, ended: false, direct_only: false });
         for (k, (t, mutate, junk, at, bit)) in inputs.into_iter().enumerate() {
             let payload = if mutate {
                 let (mut v, i) = (valid.clone(), at % valid.len());

@@ -80,6 +80,9 @@ impl MeshNode {
         if !self.is_restored() {
             return;
         }
+        if self.election.is_direct_only() == self.transport_up {
+            self.election.set_direct_only(!self.transport_up, now);
+        }
         let up = !self.left && (self.transport_up || self.router.has_direct());
         if up == self.reach_up {
             return;
