@@ -136,6 +136,9 @@ test('a crashed hub is replaced within seconds with data channels up (default ti
     Object.assign(victim, { page: again.page, errors: again.errors });
     await waitFor(agreed, 30_000, `round ${round}: one hub again after the restart`);
     await channelsUp();
+    // A restarted device claims only after its discovery (I + W = 6 s): a hub
+    // crash inside it waits for it (measured ≈ 6 s). Crash a settled venue.
+    await sleep(7_000);
   }
   // One acting hub per term across all rounds, on every page.
   const terms = new Map();

@@ -190,6 +190,63 @@ fn a_crashed_hub_with_data_channels_up_is_replaced_after_its_will() {
     }
 }
 
+/// Default timers, three devices with data channels up, the best one hub.
+fn default_timers_channels_up(seed: u64) -> Net {
+    let mut net = Net::new(seed, super::trio());
+    net.cfg = Config::default();
+    net.webrtc = true;
+    net.ingest = Some(BTreeMap::new());
+    net.start_all();
+    net.until(30_000, |n| n.agreed(&[0, 1, 2]).is_some()).expect("a hub with the default timers");
+    net.join_all("chat");
+    net.send_room(0, "open the channels");
+    net.until(net.now + 10_000, rtc_up_everywhere).expect("data channels");
+    net.run_until(net.now + 500);
+    net
+}
+
+/// Issue #17, non-transitive reachability, seeded: the hub (kiosk) loses the
+/// broker for good but keeps its data channel to the pos; the iPad has no
+/// channel to the kiosk (it reaches only the broker and gets the kiosk's
+/// Will). Commands keep coming. Over 45 s: one hand-over (to the pos, which
+/// has both), no flapping, every command in the cloud exactly once.
+#[test]
+fn seeded_non_transitive_partitions_hand_over_once() {
+    for seed in 71..=76 {
+        let mut net = default_timers_channels_up(seed);
+        assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
+        net.rtc_blocked = true;
+        net.kill_rtc(0, 2);
+        net.run_until(net.now + 100);
+        let t0 = net.now;
+        net.devs[0].connected = false;
+        net.devs[0].node.as_mut().unwrap().handle_transport(false, t0);
+        net.drain(0);
+        net.push(t0 + WILL_DELAY, Ev::Will { of: 0 });
+        let mut ids = Vec::new();
+        for k in 0..45 {
+            for i in 0..3 {
+                let id = format!("{}-{k}", net.devs[i].id);
+                net.commit(i, &id);
+                ids.push(id);
+            }
+            net.run_until(t0 + (k + 1) * 1_000);
+        }
+        let became: Vec<_> = (0..3)
+            .flat_map(|i| net.events_since(i, t0).filter(|e| matches!(e, MeshEvent::BecameHub { .. })).map(move |_| i))
+            .collect();
+        assert_eq!(became, vec![1], "seed {seed}: one hand-over, to the pos");
+        assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("pos-1".into()), "seed {seed}: all follow the pos");
+        net.run_until(net.now + 35_000); // the hub drains at least every 30 s
+        let stored = net.ingest.as_ref().unwrap();
+        for id in &ids {
+            assert!(stored.contains_key(id.as_str()), "seed {seed}: {id} reached the cloud");
+        }
+        let twice = stored.values().filter(|n| **n > 1).count();
+        assert!(twice * 20 < ids.len(), "seed {seed}: {twice} of {} uploaded twice", ids.len());
+    }
+}
+
 /// A Will for a peer that answers on its data channel does not remove it,
 /// also with the probe: it lost the broker, not the mesh (and its hub role
 /// stays).
