@@ -45,6 +45,9 @@ export async function chaosRun({ browser, broker, seconds = 60, seed = 1, log = 
       Object.assign(d, { page: m.page, errors: m.errors, alive: true });
     };
 
+    // The first election (discovery I + W) is not a fault: start once a hub acts.
+    for (let i = 0; i < 120 && !(await Promise.all(live().map(state))).some((x) => x?.isHub); i++) await sleep(250);
+
     // Sales: one every 100 ms on the next live device; acknowledged = the
     // enqueue resolved (durable on that device).
     const acked = [];
