@@ -3,7 +3,6 @@
 // Rows: lost / stored twice / duplicates absorbed / hub changes / time
 // without a hub / time to drain. No peer to compare with: absolute figures.
 export async function chaosBench() {
-  process.env.VM_TEST_BASE ||= process.env.VM_BENCH_BASE;
   const { launch, startBroker } = await import('../e2e/lib.mjs');
   const { chaosRun } = await import('../e2e/chaos-lib.mjs');
   const seconds = Number(process.env.CHAOS_SECONDS || 300);
