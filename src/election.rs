@@ -116,6 +116,15 @@ pub struct Election {
     cooldown_until: u64,
     give_ups: u32,
     soon_allowed_at: u64,
+    /// The score of our latest heartbeat: what the peers rank us by, so we
+    /// rank ourselves by it too (a score that moved since — uptime minutes,
+    /// battery — would make two nodes each think the other is rank 0 and
+    /// both wait a backoff step).
+    announced_score: u64,
+    /// This node does not reach the broker (direct routes only).
+    direct_only: bool,
+    /// When the broker last came back (damps taking the hub role back).
+    broker_since: u64,
     peers: table::PeerTable,
     out: VecDeque<Output>,
     #[cfg(test)]
@@ -151,6 +160,9 @@ impl Election {
             cooldown_until: 0,
             give_ups: 0,
             soon_allowed_at: 0,
+            announced_score: score,
+            direct_only: false,
+            broker_since: 0,
             peers: table::PeerTable::default(),
             out: VecDeque::new(),
             #[cfg(test)]
@@ -263,16 +275,9 @@ impl Election {
             self.out
                 .push_back(Output::Broadcast(ElectionMsg::Join { score: self.score }));
             self.next_heartbeat = now;
-            // Our heartbeats now spread our highest term; if it is our own
-            // (an earlier life's claim, or the hub role we just lost), peers
-            // will hold their claims for it: hold ours as long.
-            if let Some(h) = self.highest.as_ref().filter(|h| h.hub == self.me) {
-                let until = now.saturating_add(self.cfg.claim_patience());
-                self.pending = Some(Pending {
-                    term: h.clone(),
-                    until,
-                });
-            }
+            // If our highest term is our own (an earlier life's claim, or
+            // the hub role we just lost), our heartbeats say it ended, so
+            // nobody waits for it — and neither do we.
         } else if !up && self.transport_up {
             self.go_offline(now);
         }
@@ -311,14 +316,34 @@ impl Election {
                 hub,
                 score,
                 queue_depth,
+                ended,
+                direct_only,
             } => {
+                let acting = hub.as_deref() == Some(from);
+                let ended = ended && !acting && term.as_ref().is_some_and(|t| t.hub == from);
                 let peer = self.touch(from, score, now);
                 peer.queue_depth = queue_depth;
                 peer.term.clone_from(&term);
                 peer.hub.clone_from(&hub);
+                peer.ended = ended;
+                peer.direct_only = direct_only;
+                // Our hub's own heartbeat says it ended its term (it lost
+                // the role, or restarted): stop following it now rather
+                // than `G` later. (Only the flag says so: a late copy of its
+                // candidate heartbeat must not.)
+                if ended
+                    && !self.is_hub()
+                    && self.hub.as_ref().is_some_and(|h| h.hub == from && term.as_ref() == Some(h))
+                {
+                    self.lose_hub(now);
+                }
                 if let Some(t) = term {
-                    let live = hub.as_deref() == Some(from) && t.hub == from;
-                    self.observe_term(t, live, live, now);
+                    if ended {
+                        self.observe_ended(t, now);
+                    } else {
+                        let live = acting && t.hub == from;
+                        self.observe_term(t, live, live, now);
+                    }
                 }
             }
             ElectionMsg::HubClaim { term, score } => {
@@ -329,7 +354,13 @@ impl Election {
                     score,
                     hub: from.to_string(),
                 };
-                self.observe_term(t, false, true, now);
+                // A (retained) claim its claimer has since said it ended.
+                let ended = self.peers.get(from).is_some_and(|p| p.ended && p.term.as_ref() == Some(&t));
+                if ended {
+                    self.observe_ended(t, now);
+                } else {
+                    self.observe_term(t, false, true, now);
+                }
             }
         }
         self.end(now)
@@ -394,6 +425,34 @@ impl Election {
         let now = self.begin(now);
         self.score = score;
         self.end(now)
+    }
+
+    /// Whether this node reaches the broker (`false`: its election runs over
+    /// direct routes only). Said in the next heartbeat, sent at once: such a
+    /// node ranks below every node that reaches the broker, and as hub it is
+    /// replaced by the best of those without the hysteresis margin (issue
+    /// #17: a hub without the broker cannot upload, and the peers that get
+    /// its Will and no direct route to it elect another hub, so the venue
+    /// flapped between the two views). When the broker comes back it takes a
+    /// live hub's role back by score only after `G`, so a flapping link does
+    /// not flap the hub.
+    pub fn set_direct_only(&mut self, direct_only: bool, now: u64) {
+        let now = self.begin(now);
+        if direct_only != self.direct_only {
+            self.direct_only = direct_only;
+            if !direct_only {
+                self.broker_since = now;
+            }
+            if self.transport_up {
+                self.next_heartbeat = now;
+            }
+        }
+        self.end(now)
+    }
+
+    /// Whether this node said it does not reach the broker.
+    pub fn is_direct_only(&self) -> bool {
+        self.direct_only
     }
 
     /// The outbox depth reported in heartbeats.
@@ -517,7 +576,10 @@ impl Election {
                     hub: self.hub.as_ref().map(|t| t.hub.clone()),
                     score: self.score,
                     queue_depth: self.queue_depth,
+                    ended: self.own_term_ended(),
+                    direct_only: self.direct_only,
                 }));
+            self.announced_score = self.score;
             // Jitter only ever makes a heartbeat early, so `N` missed
             // heartbeats always means at least `N·I` of silence.
             let i = self.cfg.heartbeat_interval;
@@ -593,19 +655,32 @@ impl Election {
                 Some(base.saturating_add(delay))
             }
             Some(t) => {
-                let hub_score = self.peers.get(t.hub.as_str()).map_or(t.score, |p| p.score);
+                let row = self.peers.get(t.hub.as_str());
+                let hub_score = row.map_or(t.score, |p| p.score);
+                // A hub without the broker gives way at once to the best
+                // device with it; otherwise only a clearly better score
+                // takes over, and not before our broker link held for `G`.
+                let cut_off = !self.direct_only && row.is_some_and(|p| p.direct_only);
                 let better = self.score > hub_score.saturating_add(self.cfg.margin(hub_score));
-                (better && self.rank() == 0).then_some(earliest)
+                let settled = earliest.max(self.broker_since.saturating_add(self.cfg.gone_after()));
+                if self.rank() != 0 {
+                    None
+                } else if cut_off {
+                    Some(earliest)
+                } else {
+                    better.then_some(settled)
+                }
             }
         }
     }
 
-    /// How many live peers have a better `(score, id)` than this node.
+    /// How many live peers have a better `(reaches the broker, score, id)`
+    /// than this node: devices on direct routes only rank below the others.
     fn rank(&self) -> u64 {
-        let mine = (self.score, self.me.as_str());
+        let mine = (!self.direct_only, self.announced_score, self.me.as_str());
         self.peers
             .iter()
-            .filter(|(id, p)| (p.score, id.as_str()) > mine)
+            .filter(|(id, p)| (!p.direct_only, p.score, id.as_str()) > mine)
             .count() as u64
     }
 
@@ -724,6 +799,30 @@ impl Election {
         }
     }
 
+    /// A term its own hub says it ended (`ElectionMsg::Heartbeat::ended`):
+    /// it fences like any term, but nobody acts or will act in it, so it
+    /// holds no claim — waiting for it would only keep the venue without a
+    /// hub for the patience `W + G` (a healed hub of a partition of one, a
+    /// restarted ex-hub). A pending claim of that term ends too.
+    fn observe_ended(&mut self, t: Term, now: u64) {
+        if self.highest.as_ref().is_none_or(|h| t > *h) {
+            self.highest = Some(t.clone());
+            self.persist();
+            self.fence(&t, now);
+            self.pending = None;
+            self.mark_no_hub(now);
+        } else if self.pending.as_ref().is_some_and(|p| p.term == t) {
+            self.pending = None;
+            self.mark_no_hub(now);
+        }
+    }
+
+    /// Whether our highest term is our own and we neither act nor claim in
+    /// it (said in our heartbeats, so that nobody waits for it).
+    fn own_term_ended(&self) -> bool {
+        matches!(self.role, Role::Follower) && self.highest.as_ref().is_some_and(|h| h.hub == self.me)
+    }
+
     /// Refuse everything below `t`.
     fn fence(&mut self, t: &Term, now: u64) {
         match &self.role {
@@ -776,6 +875,8 @@ impl Election {
             term: None,
             hub: None,
             queue_depth: 0,
+            ended: false,
+            direct_only: false,
         };
         let (peer, new) = self.peers.upsert(from, fresh);
         if new {

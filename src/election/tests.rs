@@ -26,6 +26,11 @@ struct Lab {
     events: Vec<(u64, usize, ElectionEvent)>,
     /// Hung nodes get no input and their output is lost.
     hung: BTreeSet<usize>,
+    /// Cut-off nodes run their timers, but what they send and what is sent
+    /// to them is lost (a link that swallows everything).
+    cut: BTreeSet<usize>,
+    /// Links that lose everything, `(from, to)`.
+    blocked: BTreeSet<(usize, usize)>,
     sent: Vec<(u64, usize, ElectionMsg)>,
 }
 
@@ -51,6 +56,8 @@ impl Lab {
             persist_delay: Some(0),
             events: Vec::new(),
             hung: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            blocked: BTreeSet::new(),
             sent: Vec::new(),
         };
         for i in 0..lab.nodes.len() {
@@ -72,11 +79,11 @@ impl Lab {
             match self.nodes[i].poll_output(self.now) {
                 Output::Broadcast(m) => {
                     self.sent.push((self.now, i, m.clone()));
-                    if self.hung.contains(&i) {
+                    if self.hung.contains(&i) || self.cut.contains(&i) {
                         continue;
                     }
                     for j in 0..self.nodes.len() {
-                        if j != i {
+                        if j != i && !self.cut.contains(&j) && !self.blocked.contains(&(i, j)) {
                             let from = self.nodes[i].device_id().to_string();
                             self.inflight.push((self.now + 1, j, from, m.clone()));
                         }
@@ -293,6 +300,8 @@ fn lower_terms_are_refused_and_answered() {
         hub: Some(hub.into()),
         score: 10,
         queue_depth: 0,
+        ended: false,
+        direct_only: false,
     };
     n.handle_message("h5", hb(high.clone(), "h5"), 10);
     assert_eq!(n.hub(), Some(&high));
@@ -624,18 +633,24 @@ fn odd_input_never_panics() {
             hub: Some("x".into()),
             score: 0,
             queue_depth: u64::MAX,
+            ended: true,
+            direct_only: true,
         },
         ElectionMsg::Heartbeat {
             term: Some(max_term),
             hub: Some("not-x".into()),
             score: 0,
             queue_depth: 0,
+            ended: true,
+            direct_only: true,
         },
         ElectionMsg::Heartbeat {
             term: None,
             hub: Some("x".into()),
             score: 0,
             queue_depth: 0,
+            ended: true,
+            direct_only: true,
         },
         ElectionMsg::Join { score: 0 },
         ElectionMsg::Leave,
@@ -707,6 +722,8 @@ mod fuzz {
                         hub: (y % 3 != 0).then(|| from.to_string()),
                         score: x % 3_000_000,
                         queue_depth: x,
+                        ended: y % 5 == 0,
+                        direct_only: x % 4 == 0,
                     },
                     now,
                 ),
@@ -796,4 +813,112 @@ mod fuzz {
         }
         assert!(became > 10, "only {became} BecameHub in 300 sequences");
     }
+}
+
+/// Issue #17: a device whose link swallowed everything declared its peers
+/// gone, claimed a term of its own and acted as hub of one. Healed, its
+/// higher term fences the real hub; the venue must be back on one hub in
+/// about a claim window, not after the patience `W + G` its dead term used to
+/// hold everyone (and itself) for.
+#[test]
+fn a_healed_hub_of_one_does_not_hold_the_venue_off() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let phone = lab.idx("phone");
+    lab.cut.insert(phone);
+    lab.run_until(2_000);
+    assert_eq!(lab.became("phone"), 1, "alone, it made itself hub of one");
+    let partition_term = lab.nodes[phone].acting_term().cloned();
+    assert_eq!(lab.became("kiosk"), 1, "the others kept their hub");
+    // Its link is found dead (keepalive): it stops; then the link heals.
+    lab.with_node("phone", |n, now| n.handle_transport(false, now));
+    assert_eq!(lab.lost("phone"), 1);
+    lab.cut.remove(&phone);
+    lab.run_until(2_100);
+    lab.with_node("phone", |n, now| n.handle_transport(true, now));
+    let healed = lab.now;
+    let c = cfg();
+    lab.run_until(healed + c.claim_window + 10);
+    assert_eq!(lab.hubs(), ["kiosk"], "the best device acts again within a window");
+    assert!(lab.agreed_on("kiosk"), "and everyone follows it");
+    assert!(lab.nodes[0].acting_term() > partition_term.as_ref(), "in a term above the partition's");
+    assert_eq!(lab.became("phone"), 1, "the phone did not act again");
+}
+
+/// A restarted ex-hub's heartbeat (same term, not acting) ends the
+/// followers' recognition at once, and its old term holds nobody back.
+#[test]
+fn a_restarted_ex_hub_does_not_hold_the_venue_off() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let old = lab.nodes[0].acting_term().cloned().expect("kiosk acts");
+    // The kiosk page is reloaded: a new incarnation restores its record.
+    let c = cfg();
+    let mut fresh = Election::new("kiosk", 3_000_000, c.clone(), Rng::new(99));
+    let rec = PersistedTerm { highest_seen: Some(old.clone()), claimed: Some(old.clone()) };
+    fresh.handle_restored(&rec, lab.now);
+    fresh.handle_transport(true, lab.now);
+    lab.nodes[0] = fresh;
+    lab.flush(0);
+    let restarted = lab.now;
+    lab.run_until(restarted + 5);
+    assert!(lab.nodes[1].hub().is_none() && lab.nodes[2].hub().is_none(), "its own heartbeat says it no longer acts");
+    // The kiosk is still the best: it claims once its discovery is over, not
+    // after the patience of its old term.
+    lab.run_until(restarted + c.discovery() + c.claim_window + 10);
+    assert_eq!(lab.hubs(), ["kiosk"]);
+    assert!(lab.agreed_on("kiosk"));
+    assert!(lab.nodes[0].acting_term() > Some(&old));
+}
+
+/// Ranks are computed on the scores the peers were told: a node whose score
+/// dropped since its last heartbeat still ranks itself as the others rank it,
+/// so after a hub leaves the best claims at once instead of both nodes
+/// thinking the other is rank 0 and waiting a backoff step (issue #17's
+/// restarted pages, whose uptime score moves).
+#[test]
+fn ranks_use_the_announced_scores() {
+    let mut lab = Lab::new(&[("hub", 3_000_000), ("a", 1_000_000), ("b", 900_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("hub"));
+    lab.with_node("a", |n, now| n.set_score(800_000, now)); // not announced yet
+    lab.with_node("hub", |n, now| n.leave(now));
+    let t0 = lab.now;
+    lab.run_until(t0 + cfg().claim_window + 10);
+    assert_eq!(lab.hubs(), ["a"], "the node everyone ranks first claims at once");
+}
+
+/// Issue #17, non-transitive reachability: the hub loses the broker but keeps
+/// a data channel to one peer; another device reaches only the broker (and
+/// gets the hub's Will). The best device that reaches the broker takes over
+/// once, and the venue stays there: no flapping between the two views. When
+/// the broker comes back, the better device takes the role back once, after
+/// its link held for `G`.
+#[test]
+fn a_hub_cut_off_from_the_broker_is_replaced_once_without_flapping() {
+    let mut lab = Lab::new(&[("kiosk", 3_000_000), ("pos", 2_000_000), ("phone", 1_000_000)]);
+    lab.run_until(1_000);
+    assert!(lab.agreed_on("kiosk"));
+    let (kiosk, phone) = (lab.idx("kiosk"), lab.idx("phone"));
+    lab.blocked.insert((kiosk, phone));
+    lab.blocked.insert((phone, kiosk));
+    lab.with_node("kiosk", |n, now| n.set_direct_only(true, now));
+    lab.with_node("phone", |n, now| n.handle_peer_gone("kiosk", now));
+    let t0 = lab.now;
+    lab.run_until(t0 + 20 * cfg().gone_after());
+    let changes = |lab: &Lab| lab.events.iter().filter(|(t, _, e)| *t >= t0 && matches!(e, ElectionEvent::BecameHub { .. })).count();
+    assert_eq!(lab.hubs(), ["pos"], "the best device that reaches the broker");
+    assert!(lab.agreed_on("pos"));
+    assert_eq!(changes(&lab), 1, "one hand-over: {:?}", lab.events.iter().filter(|(t, ..)| *t >= t0).collect::<Vec<_>>());
+    // Healed: the kiosk takes the role back once, not before G.
+    lab.blocked.clear();
+    lab.with_node("kiosk", |n, now| n.set_direct_only(false, now));
+    let t1 = lab.now;
+    lab.run_until(t1 + 20 * cfg().gone_after());
+    assert_eq!(lab.hubs(), ["kiosk"]);
+    assert!(lab.agreed_on("kiosk"));
+    assert_eq!(changes(&lab), 2);
+    assert!(lab.became_at("kiosk").last().is_some_and(|t| *t >= t1 + cfg().gone_after()), "damped");
 }

@@ -48,6 +48,20 @@ pub enum ElectionMsg {
         score: u64,
         /// Commands waiting in the sender's outbox (for the replication layer).
         queue_depth: u64,
+        /// `term` is the sender's own and it has ended it: the sender neither
+        /// acts nor claims in it (an earlier life's claim, a hub role it
+        /// lost, a claim it gave up). The term still fences, but nobody need
+        /// wait for it: the venue can elect at once instead of after the
+        /// patience `W + G`. Only meaningful when `term.hub` is the sender
+        /// and `hub` is not the sender; ignored otherwise.
+        ended: bool,
+        /// The sender does not reach the broker: its election runs over
+        /// direct routes only (data channels, tabs). It ranks below every
+        /// device that does, and a hub in that state is replaced by the
+        /// best device that does without the hysteresis margin — a hub that
+        /// cannot upload, heard directly by some peers and by Will as gone
+        /// by others, is what made the venue flap (issue #17).
+        direct_only: bool,
     },
     /// "I claim term `(term, score, me)`". Retained on the venue's `hub`
     /// topic so a late joiner learns the current term at once; re-published
@@ -159,6 +173,10 @@ pub struct Peer {
     pub hub: Option<String>,
     /// Its outbox depth.
     pub queue_depth: u64,
+    /// Its latest heartbeat said `term` is its own, ended term.
+    pub ended: bool,
+    /// Its latest heartbeat said it does not reach the broker.
+    pub direct_only: bool,
 }
 
 /// The node's part in the election.

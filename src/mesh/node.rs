@@ -14,6 +14,8 @@ use crate::routing::{Addr, Route, Router, RouterConfig};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 mod direct;
+#[cfg(test)]
+pub(crate) use direct::WILL_CONFIRM_MS;
 mod replica;
 mod routes;
 
@@ -81,6 +83,9 @@ pub struct MeshNode {
     rtc_open: BTreeSet<String>,
     /// Peers whose presence went by Will or silence, since when (`routes.rs`).
     kept: BTreeMap<String, u64>,
+    /// Peers whose Will came while a direct route to them was up: gone
+    /// unless heard on a direct route by then (`direct.rs`).
+    suspects: BTreeMap<String, u64>,
     /// The last app message id handed out.
     next_msg_id: u64,
 }
@@ -129,6 +134,7 @@ impl MeshNode {
             rooms: BTreeSet::new(),
             rtc_open: BTreeSet::new(),
             kept: BTreeMap::new(),
+            suspects: BTreeMap::new(),
             next_msg_id: 0,
             cfg: config,
         };
@@ -318,7 +324,8 @@ impl MeshNode {
                 // stays (its clean Leave comes signed; silence still counts).
                 self.counters.peer_gone += 1;
                 if device != me && self.router.direct_route(device).is_some() {
-                    return;
+                    let device = device.to_string();
+                    return self.will_for_direct_peer(&device, now);
                 }
                 let device = device.to_string();
                 return self.election.handle_peer_gone(&device, now);
@@ -414,6 +421,8 @@ impl MeshNode {
         if self.clock.observe(h.hlc, now_wall).is_err() {
             self.counters.clock_ahead += 1;
         }
+        // Said after its Will, on any route: a new connection, alive.
+        self.heard_direct(&h.sender);
         if let Body::Join(info) = &body {
             self.sender_mut(&env.header.sender).info = Some(info.clone());
             self.router.add_peer(&env.header.sender, info.capabilities.contains(super::Capabilities::WEBRTC), now);
@@ -483,6 +492,7 @@ impl MeshNode {
         let now = self.begin(now_mono);
         if self.is_restored() {
             self.sync_reach(now);
+            self.confirm_suspects(now);
             self.drain_election(now);
             self.flush(now_wall);
             self.drain_replication(now);
@@ -550,6 +560,9 @@ impl MeshNode {
             }
             at = at.min(self.router_timeout);
             if let Some(t) = self.kept_until() {
+                at = at.min(t);
+            }
+            if let Some(t) = self.suspect_until() {
                 at = at.min(t);
             }
         }

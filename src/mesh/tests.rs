@@ -334,6 +334,13 @@ impl Net {
     /// Killed tab: memory and unfinished writes lost, Will after 120 ms,
     /// its data channels reported closed at the other ends 1 s later.
     fn crash(&mut self, i: usize) {
+        self.crash_with(i, 1_000);
+    }
+
+    /// As [`Net::crash`], the data channels reported closed `rtc_close_after`
+    /// ms later (a killed renderer sends no SCTP abort: ICE consent gives
+    /// up after ≈ 30 s).
+    fn crash_with(&mut self, i: usize, rtc_close_after: u64) {
         let d = &mut self.devs[i];
         d.node = None;
         d.storage_free_at = self.now;
@@ -342,7 +349,7 @@ impl Net {
         }
         for j in 0..self.devs.len() {
             if self.rtc.remove(&Net::pair(i, j)) {
-                self.rtc_event(self.now + 1_000, j, i, routes::RtcEv::Closed);
+                self.rtc_event(self.now + rtc_close_after, j, i, routes::RtcEv::Closed);
             }
         }
     }
@@ -507,7 +514,7 @@ fn forged_tampered_and_replayed_messages_are_dropped_and_counted() {
     // moves its sender's window even when a later check drops it, so the
     // new ones name a sender of their own ("ghost"), not a live device.
     let (k, wall) = (key(), WALL0 + net.now);
-    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0 };
+    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
     let ghost = topics::heartbeat(VENUE, "ghost");
     // 5. An old heartbeat far below the sender's window: replay.
     net.inject(pos, &hb_topic, craft(&k, Kind::Heartbeat, "kiosk-1", 1, wall, &hb), false);
@@ -782,7 +789,7 @@ fn messages_before_restore_are_not_used() {
     cfg.election = Config::fast();
     let mut n = MeshNode::new(cfg.clone(), Rng::new(1), 0, WALL0).unwrap();
     n.handle_transport(true, 0); // shell order mistake: transport before storage
-    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0 };
+    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
     n.handle_message(&topics::heartbeat(VENUE, "a"), &craft(&key(), Kind::Heartbeat, "a", 1, WALL0, &hb), false, 1, WALL0);
     assert!(drain_all(&mut n, 1).iter().all(|o| !matches!(o, Output::Publish { .. } | Output::Persist(_))));
     assert_eq!(n.stats().counters.not_ready, 1);
@@ -805,7 +812,7 @@ proptest! {
         let mut n = lone(info(DeviceKind::Pos, None), &MeshState::default());
         n.handle_transport(true, 0);
         let topics = [topics::heartbeat(VENUE, "a"), topics::presence(VENUE, "a"), topics::hub(VENUE), topics::presence(VENUE, "pos-1"), "vm/x".into(), topics::app(VENUE, "chat")];
-        let valid = craft(&key(), Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1 });
+        let valid = craft(&key(), Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1, ended: false, direct_only: false });
         for (k, (t, mutate, junk, at, bit)) in inputs.into_iter().enumerate() {
             let payload = if mutate {
                 let (mut v, i) = (valid.clone(), at % valid.len());

@@ -43,6 +43,14 @@ pub const HB_TERM: u8 = 0x01;
 pub const HB_HUB: u8 = 0x02;
 /// Heartbeat flag: that hub is the term's hub (its id is not repeated).
 pub const HB_HUB_IS_TERM_HUB: u8 = 0x04;
+/// Heartbeat flag: the sender is the term's hub and has ended that term — it
+/// neither acts nor claims in it (`PROTOCOL.md` Part 3 §3.3, §9.7). Requires
+/// [`HB_TERM`]; receivers that predate it ignore it (reserved bits).
+pub const HB_TERM_ENDED: u8 = 0x08;
+/// Heartbeat flag: the sender does not reach the broker (its election runs
+/// over direct routes only): it ranks below every device that does (Part 3
+/// §9.8). Receivers that predate it ignore it.
+pub const HB_DIRECT_ONLY: u8 = 0x10;
 
 /// Longest body [`decode`] reads: a heartbeat with a term and a separate hub
 /// id of 64 bytes each.
@@ -108,6 +116,10 @@ pub enum Body {
         score: u64,
         /// Outbox depth.
         queue_depth: u64,
+        /// The sender ended its own term (flag [`HB_TERM_ENDED`]).
+        ended: bool,
+        /// The sender does not reach the broker (flag [`HB_DIRECT_ONLY`]).
+        direct_only: bool,
     },
     /// Claim of term `(term, score, sender)`.
     HubClaim {
@@ -144,11 +156,13 @@ impl Body {
         match self {
             Body::Join(info) => ElectionMsg::Join { score: info.score },
             Body::Leave => ElectionMsg::Leave,
-            Body::Heartbeat { term, hub, score, queue_depth } => ElectionMsg::Heartbeat {
+            Body::Heartbeat { term, hub, score, queue_depth, ended, direct_only } => ElectionMsg::Heartbeat {
                 term: term.clone(),
                 hub: hub.clone(),
                 score: *score,
                 queue_depth: *queue_depth,
+                ended: *ended,
+                direct_only: *direct_only,
             },
             Body::HubClaim { term, score } => ElectionMsg::HubClaim { term: *term, score: *score },
         }
@@ -160,8 +174,8 @@ impl Body {
         match msg {
             ElectionMsg::Join { score } => Body::Join(PresenceInfo { score, ..me.clone() }),
             ElectionMsg::Leave => Body::Leave,
-            ElectionMsg::Heartbeat { term, hub, score, queue_depth } => {
-                Body::Heartbeat { term, hub, score, queue_depth }
+            ElectionMsg::Heartbeat { term, hub, score, queue_depth, ended, direct_only } => {
+                Body::Heartbeat { term, hub, score, queue_depth, ended, direct_only }
             }
             ElectionMsg::HubClaim { term, score } => Body::HubClaim { term, score },
         }
@@ -180,10 +194,11 @@ impl Body {
                 put_score(&mut out, info.score);
             }
             Body::Leave => {}
-            Body::Heartbeat { term, hub, score, queue_depth } => {
+            Body::Heartbeat { term, hub, score, queue_depth, ended, direct_only } => {
                 let same = matches!((term, hub), (Some(t), Some(h)) if t.hub == *h);
+                let ended = *ended && term.is_some();
                 let mut flags = 0;
-                for (set, bit) in [(term.is_some(), HB_TERM), (hub.is_some(), HB_HUB), (same, HB_HUB_IS_TERM_HUB)] {
+                for (set, bit) in [(term.is_some(), HB_TERM), (hub.is_some(), HB_HUB), (same, HB_HUB_IS_TERM_HUB), (ended, HB_TERM_ENDED), (*direct_only, HB_DIRECT_ONLY)] {
                     if set {
                         flags |= bit;
                     }
@@ -247,7 +262,10 @@ pub fn decode(bytes: &[u8]) -> Result<Body, WireError> {
             };
             let score = u64::from(r.u32()?);
             let queue_depth = r.u64()?;
-            Body::Heartbeat { term, hub, score, queue_depth }
+            // Meaningless without a term: read as not set.
+            let ended = flags & HB_TERM_ENDED != 0 && term.is_some();
+            let direct_only = flags & HB_DIRECT_ONLY != 0;
+            Body::Heartbeat { term, hub, score, queue_depth, ended, direct_only }
         }
         TYPE_HUB_CLAIM => {
             let term = r.u64()?;
@@ -288,18 +306,20 @@ mod tests {
             hub: Some("kiosk-1".into()),
             score: 1_051_000,
             queue_depth: 3,
+            ended: false,
+            direct_only: false,
         };
         assert_eq!(
             hex(&hb.encode().unwrap()),
             concat!("01", "07", "0000000000000007", "00100590", "07", "6b696f736b2d31", "00100978", "0000000000000003")
         );
         let follower =
-            Body::Heartbeat { term: Some(term(7, 1_050_000, "kiosk-1")), hub: None, score: 800_000, queue_depth: 0 };
+            Body::Heartbeat { term: Some(term(7, 1_050_000, "kiosk-1")), hub: None, score: 800_000, queue_depth: 0, ended: false, direct_only: false };
         assert_eq!(
             hex(&follower.encode().unwrap()),
             concat!("01", "01", "0000000000000007", "00100590", "07", "6b696f736b2d31", "000c3500", "0000000000000000")
         );
-        let fresh = Body::Heartbeat { term: None, hub: None, score: 250_000, queue_depth: 0 };
+        let fresh = Body::Heartbeat { term: None, hub: None, score: 250_000, queue_depth: 0, ended: false, direct_only: false };
         assert_eq!(hex(&fresh.encode().unwrap()), "01000003d0900000000000000000");
         let claim = Body::HubClaim { term: 8, score: 800_000 };
         assert_eq!(hex(&claim.encode().unwrap()), "020000000000000008000c3500");
@@ -322,6 +342,8 @@ mod tests {
             hub: Some("kiosk-1".into()),
             score: 1_051_000,
             queue_depth: 3,
+            ended: false,
+            direct_only: false,
         };
         let sealed = Envelope::seal(&header, &body.encode().unwrap(), &key).unwrap();
         assert_eq!(sealed.len(), 65 + 10 + 7 + 34);
@@ -358,10 +380,10 @@ mod tests {
         assert_eq!(decode(&[TYPE_HEARTBEAT, HB_HUB, 3, b'a']), Err(WireError::Truncated));
         // Trailing bytes and reserved flag bits are ignored (forward compatible).
         assert_eq!(decode(&[TYPE_LEAVE, 1, 2, 3]), Ok(Body::Leave));
-        let mut hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 2 }.encode().unwrap();
+        let mut hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 2, ended: false, direct_only: false }.encode().unwrap();
         hb[1] |= 0x80;
         hb.push(0xff);
-        assert_eq!(decode(&hb), Ok(Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 2 }));
+        assert_eq!(decode(&hb), Ok(Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 2, ended: false, direct_only: false }));
         // Unknown device kinds are Other; scores saturate at u32::MAX.
         let join = decode(&[TYPE_JOIN, 9, 77, 0, 0, 0, 0, 0, 0, 0, 1]).unwrap();
         assert_eq!(
@@ -375,7 +397,7 @@ mod tests {
         );
         let big = Body::HubClaim { term: 1, score: u64::MAX };
         assert_eq!(decode(&big.encode().unwrap()), Ok(Body::HubClaim { term: 1, score: u64::from(u32::MAX) }));
-        let bad = Body::Heartbeat { term: None, hub: Some("a/b".into()), score: 0, queue_depth: 0 };
+        let bad = Body::Heartbeat { term: None, hub: Some("a/b".into()), score: 0, queue_depth: 0, ended: false, direct_only: false };
         assert_eq!(bad.encode(), Err(WireError::BadId));
         assert!(Capabilities(7).contains(Capabilities::WEBRTC) && !Capabilities::NONE.contains(Capabilities::REPLICA));
     }
@@ -387,7 +409,7 @@ mod tests {
         assert_eq!((join.kind(), join.to_election()), (Kind::Presence, ElectionMsg::Join { score: 5 }));
         assert_eq!(Body::Leave.kind(), Kind::Presence);
         assert_eq!(Body::HubClaim { term: 1, score: 2 }.kind(), Kind::HubClaim);
-        let hb = ElectionMsg::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0 };
+        let hb = ElectionMsg::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
         assert_eq!(Body::from_election(hb.clone(), &me).to_election(), hb);
         assert_eq!(Body::from_election(hb, &me).kind().code(), TYPE_HEARTBEAT);
     }
@@ -404,13 +426,14 @@ mod tests {
                 PresenceInfo { protocol, kind: DeviceKind::from_code(k), capabilities: Capabilities(c), score }
             )),
             Just(Body::Leave),
-            (term, proptest::option::of(id()), any::<bool>(), score.clone(), any::<u64>()).prop_map(
-                |(term, hub, same, score, queue_depth)| {
+            (term, proptest::option::of(id()), any::<bool>(), score.clone(), any::<u64>(), (any::<bool>(), any::<bool>())).prop_map(
+                |(term, hub, same, score, queue_depth, (ended, direct_only))| {
                     let hub = match (&term, same) {
                         (Some(t), true) => Some(t.hub.clone()),
                         _ => hub,
                     };
-                    Body::Heartbeat { term, hub, score, queue_depth }
+                    let ended = ended && term.is_some();
+                    Body::Heartbeat { term, hub, score, queue_depth, ended, direct_only }
                 }
             ),
             (any::<u64>(), score).prop_map(|(term, score)| Body::HubClaim { term, score }),

@@ -87,6 +87,8 @@ struct Held {
     /// doubling intervals so a long cloud outage costs little traffic.
     next_offer: u64,
     offers: u32,
+    /// Offer it to the hub now, whatever its age (catch-up, see `catch_up`).
+    offer_now: bool,
 }
 
 #[derive(Debug)]
@@ -144,6 +146,10 @@ pub struct Replicator {
     sent_deadline: Option<u64>,
     /// When skipped targets get another chance (every `reoffer_after_ms`).
     tries_reset_at: u64,
+    /// CLOUD_ACKs (QoS 1, not retained) published while this device was
+    /// away were missed: offer everything held to the hub once it is known,
+    /// and it answers "the cloud has it" for what it knows (issue #17).
+    catch_up: bool,
     stats: ReplicationStats,
 }
 
@@ -171,6 +177,7 @@ impl Replicator {
             upload_fails: 0,
             backoff_until: 0,
             sent_deadline: None,
+            catch_up: false,
             stats: ReplicationStats::default(),
         }
     }
@@ -203,6 +210,7 @@ impl Replicator {
             let own = cmd.origin == self.me;
             self.hold(cmd, own, peer_acked || !own, BTreeSet::new(), now);
         }
+        self.catch_up = true;
         self.ensure_all(now);
         self.finish(now);
     }
@@ -257,10 +265,16 @@ impl Replicator {
     /// a batch in flight may have been lost with the old connection: it is
     /// sent again (ids are idempotent), and whatever waited goes at once
     /// instead of at the end of a backoff that was only the broker away.
+    ///
+    /// The CLOUD_ACKs published meanwhile are lost to this device: once it
+    /// knows the hub again, it offers the hub everything it holds (the hub
+    /// answers `2` at once for what the cloud has) instead of waiting for the
+    /// re-offer period.
     pub fn handle_reconnected(&mut self, now: u64) {
         for h in self.held.values_mut() {
             h.tries.clear();
         }
+        self.catch_up = true;
         if self.cfg.upstream == Upstream::Mqtt {
             self.abort_flight();
             self.drain_at = now;
@@ -418,6 +432,7 @@ impl Replicator {
                 uploading: false,
                 next_offer: now + self.cfg.reoffer_after_ms,
                 offers: 0,
+                offer_now: false,
             },
         );
     }
@@ -437,6 +452,7 @@ impl Replicator {
     }
 
     fn ensure_all(&mut self, now: u64) {
+        self.run_catch_up();
         let ids: Vec<CommandId> = self.held.keys().cloned().collect();
         for id in ids {
             self.ensure(&id, now);
@@ -462,7 +478,7 @@ impl Replicator {
             wanted.extend(self.placement().into_iter().filter(|p| *p != origin && usable(p)).take(need).map(str::to_owned));
         }
         if let Some(hub) = self.view.hub.as_deref() {
-            let due = responsible || now >= h.since + self.cfg.reoffer_after_ms;
+            let due = responsible || h.offer_now || now >= h.since + self.cfg.reoffer_after_ms;
             let capable = self.view.peers.iter().any(|p| p.id == hub && p.replica);
             if due && capable && hub != self.me && usable(hub) && !wanted.iter().any(|w| w == hub) {
                 wanted.push(hub.to_owned());
@@ -472,6 +488,9 @@ impl Replicator {
             return;
         }
         let Some(h) = self.held.get_mut(id) else { return };
+        if self.view.hub.as_ref().is_some_and(|hub| wanted.contains(hub)) {
+            h.offer_now = false;
+        }
         for to in wanted {
             h.sent.insert(to.clone(), now);
             *h.tries.entry(to.clone()).or_insert(0) += 1;
@@ -480,6 +499,29 @@ impl Replicator {
         }
         let deadline = now + self.cfg.ack_timeout_ms;
         self.sent_deadline = Some(self.sent_deadline.map_or(deadline, |d| d.min(deadline)));
+    }
+
+    /// After a reconnect or restart, as soon as a hub other than us is
+    /// known: everything held becomes due for an offer to it, as if its
+    /// re-offer time had come. (An acting hub has nobody to ask.)
+    fn run_catch_up(&mut self) {
+        if !self.catch_up {
+            return;
+        }
+        if self.view.acting {
+            self.catch_up = false;
+            return;
+        }
+        let Some(hub) = self.view.hub.clone() else { return };
+        if hub == self.me {
+            return;
+        }
+        self.catch_up = false;
+        for h in self.held.values_mut() {
+            h.acked.remove(&hub);
+            h.tries.remove(&hub);
+            h.offer_now = true;
+        }
     }
 
     fn on_replicate(&mut self, from: &str, cmds: Vec<Rc<Cmd>>) {

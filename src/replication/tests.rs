@@ -280,3 +280,32 @@ fn restored_commands_are_replicated_again() {
     assert_eq!(s, vec![("b".into(), vec!["a-1".into(), "a-2".into(), "x-1".into()]), ("c".into(), vec!["a-1".into(), "a-2".into(), "x-1".into()])]);
     assert_eq!(r.stats().below_quorum, 1);
 }
+
+/// Issue #17: a holder that was away when the CLOUD_ACK went out (QoS 1, not
+/// retained) asks the hub as soon as it knows it again, not after the 60 s
+/// re-offer period; the hub answers from what it knows.
+#[test]
+fn a_holder_back_from_an_outage_catches_up_on_cloud_acks_at_once() {
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_view(view(&[("a", 1), ("c", 5)], Some("c"), false), 0);
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0), cmd("a-2", "a", 0)]), 1);
+    r.handle_stored(&ids(&["a-1", "a-2"]), 2);
+    r.handle_message("c", durable(&["a-1", "a-2"]), 3);
+    outputs(&mut r);
+    // The broker goes away; the cloud acks while we are gone; we come back
+    // and first know no hub (the election stopped with the transport).
+    r.handle_view(view(&[], None, false), 10_000);
+    r.handle_reconnected(20_000);
+    assert_eq!(sends(&outputs(&mut r)), vec![], "nobody to ask yet");
+    r.handle_view(view(&[("a", 1), ("c", 5)], Some("c"), false), 20_050);
+    let out = outputs(&mut r);
+    assert_eq!(sends(&out), vec![("c".into(), vec!["a-1".into(), "a-2".into()])], "offered to the hub at once: {out:?}");
+    // The hub knows the cloud has them.
+    let cloud = RepMsg::SyncAck(ids(&["a-1", "a-2"]).into_iter().map(|i| (i, AckState::CloudAcked)).collect());
+    r.handle_message("c", cloud, 20_060);
+    assert!(outputs(&mut r).contains(&Output::CloudAcked(ids(&["a-1", "a-2"]))));
+    assert_eq!(r.stats().held, 0);
+    // Once caught up, nothing more is offered until the re-offer period.
+    r.handle_timeout(30_000);
+    assert_eq!(sends(&outputs(&mut r)), vec![]);
+}

@@ -458,6 +458,25 @@ impl Router {
         }
     }
 
+    /// Something says `peer` may be gone (the broker delivered its Will)
+    /// while a direct route to it is up: probe its direct routes now rather
+    /// than at the next idle probe, so that an answer (or its absence) is
+    /// known within a round trip. Marks it active.
+    pub fn check(&mut self, peer: &str, now: u64) {
+        let now = self.begin(now);
+        if peer == self.cfg.me || !is_valid_id(peer) {
+            return;
+        }
+        let p = self.peer_mut(peer);
+        p.last_active = Some(now);
+        for r in [Route::Rtc, Route::Tab] {
+            let l = &mut p.links[r as usize];
+            if l.up && l.probe.is_none() {
+                l.next_probe = now;
+            }
+        }
+    }
+
     // ----- getters -------------------------------------------------------
 
     /// The route a single envelope to `peer` should take: the one a new app

@@ -11,6 +11,7 @@ import { electionBench } from './election.mjs';
 import { replicationBench } from './replication.mjs';
 import { routingBench } from './routing.mjs';
 import { brokersBench } from './brokers.mjs';
+import { chaosBench } from './chaos.mjs';
 
 const ENGINES = (process.env.VM_BENCH_ENGINES || 'chromium,webkit').split(',').filter(Boolean);
 const LABEL = { chromium: 'Chromium', webkit: 'WebKit' };
@@ -45,8 +46,10 @@ const perEngine = (bench) => async () => {
 };
 
 const all = { size: bundleSize, mqtt: perEngine(mqttBench), queue: perEngine(queueBench), election: electionBench,
-  replication: replicationBench, routing: routingBench, brokers: brokersBench };
+  replication: replicationBench, routing: routingBench, brokers: brokersBench, chaos: chaosBench };
+// The chaos run takes minutes: only when asked for by name.
 const wanted = process.argv.slice(2);
+if (!wanted.length) delete all.chaos;
 const rows = [];
 for (const [name, run] of Object.entries(all)) {
   if (wanted.length && !wanted.includes(name)) continue;

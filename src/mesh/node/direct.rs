@@ -15,9 +15,13 @@
 //!   that peer active so that it gets a data channel.
 //! * **In**: data channels and tab frames accept those kinds too; they go
 //!   through the same checks as from the broker ([`MeshNode::accept`]).
-//! * A Will for a peer that is still reachable directly only says it lost
-//!   the broker: the peer stays (its clean Leave comes signed, its silence
-//!   on every route still removes it).
+//! * A Will for a peer that is still reachable directly may only say it
+//!   lost the broker — or that it crashed and its data channel has not
+//!   noticed yet (a killed renderer sends no SCTP abort; ICE gives up after
+//!   ≈ 30 s). So its direct routes are probed at once: heard from on one
+//!   within [`WILL_CONFIRM_MS`], it stays; silent, or its last direct route
+//!   closes first, the Will counts (issue #17: a crashed hub replaced in
+//!   ≈ Will + 0.5 s + `W`, not after `G` of silence).
 
 use super::MeshNode;
 use crate::election::ElectionMsg;
@@ -29,7 +33,43 @@ use crate::routing::Route;
 pub(super) const MESH_KINDS: &[Kind] =
     &[Kind::Presence, Kind::Heartbeat, Kind::HubClaim, Kind::ReplicateCommand, Kind::SyncAck, Kind::CloudAck];
 
+/// How long a peer whose Will arrived has to be heard on a direct route
+/// (it answers the probe within a LAN round trip) before the Will counts.
+pub(crate) const WILL_CONFIRM_MS: u64 = 500;
+
 impl MeshNode {
+    /// The broker delivered `device`'s Will while a direct route to it is
+    /// up: probe it, and let the Will count unless it answers.
+    pub(super) fn will_for_direct_peer(&mut self, device: &str, now: u64) {
+        self.suspects.entry(device.to_string()).or_insert(now.saturating_add(WILL_CONFIRM_MS));
+        self.router.check(device, now);
+    }
+
+    /// Anything signed by `sender` came on a direct route: it is alive.
+    pub(super) fn heard_direct(&mut self, sender: &str) {
+        self.suspects.remove(sender);
+    }
+
+    /// Suspects not heard in time, or no longer reachable directly, are
+    /// gone as their Will said.
+    pub(super) fn confirm_suspects(&mut self, now: u64) {
+        let gone: Vec<String> = self
+            .suspects
+            .iter()
+            .filter(|(d, at)| **at <= now || self.router.direct_route(d).is_none())
+            .map(|(d, _)| d.clone())
+            .collect();
+        for d in gone {
+            self.suspects.remove(&d);
+            self.election.handle_peer_gone(&d, now);
+        }
+    }
+
+    /// When the earliest suspect's time to answer runs out.
+    pub(super) fn suspect_until(&self) -> Option<u64> {
+        self.suspects.values().min().copied()
+    }
+
     /// Whether the election runs (the broker, or a direct route).
     pub fn is_reachable(&self) -> bool {
         self.reach_up
@@ -39,6 +79,9 @@ impl MeshNode {
     pub(super) fn sync_reach(&mut self, now: u64) {
         if !self.is_restored() {
             return;
+        }
+        if self.election.is_direct_only() == self.transport_up {
+            self.election.set_direct_only(!self.transport_up, now);
         }
         let up = !self.left && (self.transport_up || self.router.has_direct());
         if up == self.reach_up {

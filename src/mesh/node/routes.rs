@@ -213,6 +213,9 @@ impl MeshNode {
             self.counters.sender_mismatch += 1;
             return;
         }
+        if route != Route::Broker && h.kind != Kind::CloudAck {
+            self.heard_direct(&env.header.sender);
+        }
         if route != Route::Broker && super::direct::MESH_KINDS.contains(&h.kind) {
             return self.accept_direct(env, payload.len(), now, now_wall);
         }

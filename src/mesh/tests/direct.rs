@@ -161,6 +161,109 @@ fn a_will_for_a_peer_still_reachable_directly_does_not_remove_it() {
     assert!(net.events(0).any(|e| matches!(e, MeshEvent::PeerLeft { device, .. } if device == "pos-1")));
 }
 
+/// Issue #17: with the default timers (I = 5 s, G = 15 s) and data channels
+/// up, a crashed hub's Will used to be ignored by the peers with a channel to
+/// it, and they waited `G` of silence. Its Will, and no answer on the
+/// channel, now replace it in ≈ Will + 0.5 s + `W`: the channel itself
+/// is only noticed dead 30 s later (a killed renderer sends no abort).
+#[test]
+fn a_crashed_hub_with_data_channels_up_is_replaced_after_its_will() {
+    for seed in 61..=66 {
+        let mut net = Net::new(seed, super::trio());
+        net.cfg = Config::default();
+        net.webrtc = true;
+        net.ingest = Some(BTreeMap::new());
+        net.start_all();
+        net.until(30_000, |n| n.agreed(&[0, 1, 2]).is_some()).expect("a hub with the default timers");
+        net.join_all("chat");
+        net.send_room(0, "open the channels");
+        net.until(net.now + 10_000, rtc_up_everywhere).expect("data channels");
+        net.run_until(net.now + 500);
+        assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
+        let t0 = net.now;
+        net.crash_with(0, 30_000);
+        let t = net.until(t0 + 20_000, |n| n.agreed(&[1, 2]).is_some()).expect("a new hub");
+        let took = t - t0;
+        let bound = WILL_DELAY + crate::mesh::node::WILL_CONFIRM_MS + net.cfg.claim_window + 3 * D_MAX;
+        assert!(took <= bound, "seed {seed}: a new hub after {took} ms (bound {bound})");
+        assert_eq!(net.agreed(&[1, 2]).unwrap().hub, "pos-1", "the best survivor");
+    }
+}
+
+/// Default timers, three devices with data channels up, the best one hub.
+fn default_timers_channels_up(seed: u64) -> Net {
+    let mut net = Net::new(seed, super::trio());
+    net.cfg = Config::default();
+    net.webrtc = true;
+    net.ingest = Some(BTreeMap::new());
+    net.start_all();
+    net.until(30_000, |n| n.agreed(&[0, 1, 2]).is_some()).expect("a hub with the default timers");
+    net.join_all("chat");
+    net.send_room(0, "open the channels");
+    net.until(net.now + 10_000, rtc_up_everywhere).expect("data channels");
+    net.run_until(net.now + 500);
+    net
+}
+
+/// Issue #17, non-transitive reachability, seeded: the hub (kiosk) loses the
+/// broker for good but keeps its data channel to the pos; the iPad has no
+/// channel to the kiosk (it reaches only the broker and gets the kiosk's
+/// Will). Commands keep coming. Over 45 s: one hand-over (to the pos, which
+/// has both), no flapping, every command in the cloud exactly once.
+#[test]
+fn seeded_non_transitive_partitions_hand_over_once() {
+    for seed in 71..=76 {
+        let mut net = default_timers_channels_up(seed);
+        assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
+        net.rtc_blocked = true;
+        net.kill_rtc(0, 2);
+        net.run_until(net.now + 100);
+        let t0 = net.now;
+        net.devs[0].connected = false;
+        net.devs[0].node.as_mut().unwrap().handle_transport(false, t0);
+        net.drain(0);
+        net.push(t0 + WILL_DELAY, Ev::Will { of: 0 });
+        let mut ids = Vec::new();
+        for k in 0..45 {
+            for i in 0..3 {
+                let id = format!("{}-{k}", net.devs[i].id);
+                net.commit(i, &id);
+                ids.push(id);
+            }
+            net.run_until(t0 + (k + 1) * 1_000);
+        }
+        let became: Vec<_> = (0..3)
+            .flat_map(|i| net.events_since(i, t0).filter(|e| matches!(e, MeshEvent::BecameHub { .. })).map(move |_| i))
+            .collect();
+        assert_eq!(became, vec![1], "seed {seed}: one hand-over, to the pos");
+        assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("pos-1".into()), "seed {seed}: all follow the pos");
+        net.run_until(net.now + 35_000); // the hub drains at least every 30 s
+        let stored = net.ingest.as_ref().unwrap();
+        for id in &ids {
+            assert!(stored.contains_key(id.as_str()), "seed {seed}: {id} reached the cloud");
+        }
+        let twice = stored.values().filter(|n| **n > 1).count();
+        assert!(twice * 20 < ids.len(), "seed {seed}: {twice} of {} uploaded twice", ids.len());
+    }
+}
+
+/// A Will for a peer that answers on its data channel does not remove it,
+/// also with the probe: it lost the broker, not the mesh (and its hub role
+/// stays).
+#[test]
+fn a_hub_that_lost_only_the_broker_keeps_its_role_with_channels_up() {
+    let mut net = Net::channels_up(45);
+    let hub = net.agreed(&[0, 1, 2]).expect("a hub");
+    let t0 = net.now;
+    net.inject(1, &topics::presence(VENUE, &hub.hub), Vec::new(), true);
+    net.inject(2, &topics::presence(VENUE, &hub.hub), Vec::new(), true);
+    net.run_until(t0 + 3_000);
+    assert_eq!(net.agreed(&[0, 1, 2]), Some(hub), "same hub, same term");
+    for i in 1..3 {
+        assert!(!net.events_since(i, t0).any(|e| matches!(e, MeshEvent::PeerLeft { .. })), "{:?}", net.devs[i].events);
+    }
+}
+
 #[test]
 fn losing_the_broker_and_every_channel_takes_the_election_offline() {
     let mut net = Net::channels_up(44);

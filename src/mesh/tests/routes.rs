@@ -110,7 +110,7 @@ impl Net {
         }
     }
 
-    fn join_all(&mut self, room: &str) {
+    pub(super) fn join_all(&mut self, room: &str) {
         let now = self.now;
         for i in 0..self.devs.len() {
             let node = self.devs[i].node.as_mut().unwrap();

@@ -1,5 +1,5 @@
 // One mesh member for the election end-to-end tests and benchmarks.
-// Query: venue, broker, kind, charging=1, hb (heartbeat ms), db, drain (ms), batch, webrtc=0, upload (see below).
+// Query: venue, broker, kind, charging=1, hb (heartbeat ms, or `default`: the library's own timers), db, drain (ms), batch, webrtc=0, upload (see below).
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
@@ -16,8 +16,8 @@ try {
     brokers: p.get('broker').split(','),
     ...brokerAuth(p.get('broker').split(',')),
     deviceInfo: { kind: p.get('kind') || 'phone', charging: p.get('charging') === '1' },
-    heartbeatIntervalMs: Number(p.get('hb') || 300),
   };
+  if (p.get('hb') !== 'default') options.heartbeatIntervalMs = Number(p.get('hb') || 300);
   if (p.get('db')) options.dbName = p.get('db');
   if (p.get('drain')) options.drainIntervalMs = Number(p.get('drain'));
   if (p.get('batch')) options.uploadBatchSize = Number(p.get('batch'));
