@@ -429,6 +429,10 @@ impl MeshNode {
             self.election.handle_timeout(now);
             self.rep.handle_timeout(now);
         }
+        // The hub keeps its row and data channel through a flood of fake
+        // peers (replication partners are kept as active by `touch`).
+        let hub = self.hub().map(|t| t.hub.clone());
+        self.router.pin(&hub.iter().map(String::as_str).collect::<Vec<_>>());
         self.router.handle_timeout(now);
     }
 
