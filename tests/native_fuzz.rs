@@ -106,6 +106,9 @@ const ALLOC_FIXED: usize = 512;
 // ---------------------------------------------------------------------------------------------
 // The loop.
 
+/// Calls a decoder; `true` when the input decoded.
+type Decode = Box<dyn Fn(&[u8]) -> bool>;
+
 /// One decoder under test: its valid encodings to mutate, and how to call it
 /// (`true` when the input decoded).
 struct Target {
@@ -113,7 +116,7 @@ struct Target {
     seeds: Vec<Vec<u8>>,
     /// Type bytes random inputs start with (so noise reaches past the first check).
     type_bytes: Vec<u8>,
-    decode: Box<dyn Fn(&[u8]) -> bool>,
+    decode: Decode,
 }
 
 #[derive(Debug, Default)]

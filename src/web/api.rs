@@ -139,6 +139,7 @@ export interface MeshEvents {
   peerJoined: { device: string; score: number };
   peerLeft: { device: string; reason: "leave" | "will" | "silent" };
   scoreChanged: { score: number };
+  clockSkew: { skewed: boolean; offsetMs: number };
   /** This device's commands now held durably by a majority of the replication factor
    * (fired when the last needed SYNC_ACK arrives; `queue`'s `statusChanged` follows once written). */
   peerAck: { ids: string[] };
@@ -165,7 +166,13 @@ export interface DetailedStats {
   peers: PeerInfo[];
   /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
    * `replays` are older than the replay window and count as rejected. */
-  security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
+  security: {
+    accepted: number; badSignature: number; malformed: number; unknownKey: number; wrongVenue: number;
+    duplicates: number; replays: number; counterJumps: number; sendersEvicted: number; senderMismatch: number;
+    kindMismatch: number; badBody: number; stale: number; future: number; clockAhead: number;
+    rtcShed: number; rtcEvicted: number; peersEvicted: number; peersShed: number; oversized: number;
+  };
+  clock: { offsetMs: number | null; skewed: boolean };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
   reachable: boolean;
   /** `direct`: election and replication envelopes on data channels and tabs (part of `routing`). */

@@ -65,7 +65,7 @@ export interface ConnectionStats {
   rttMs: number | null; rttMinMs: number | null; rttSamples: number;
   connects: number; reconnects: number; connectFailures: number;
   bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number; resent: number;
-  inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number;
+  inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number; oversizedFrames: number;
 }
 /** Error codes of `VenueMeshError.code`. */
 export type VenueMeshErrorCode = "INVALID_OPTIONS" | "INVALID_ARGUMENT" | "STORAGE" | "QUEUE_FULL" | "CLOSED" | "CONNECTION";
