@@ -1076,7 +1076,6 @@ impl Router {
     fn run_rtc(&mut self, now: u64) {
         let names: Vec<String> = self.peers.keys().cloned().collect();
         for name in names {
-            let slots = self.rtc_slots_used();
             let Some(p) = self.peers.get(&name) else { continue };
             let want = self.wants_rtc(&name, p, now);
             let (retry, max) = (self.cfg.rtc_retry_ms, self.cfg.rtc_retry_max_ms);
@@ -1084,10 +1083,13 @@ impl Router {
             let tab = p.links[0].up;
             let offer = wire::offers_to(&self.cfg.me, &name);
             let can_signal = tab || self.broker_up;
+            let due = matches!(p.rtc, RtcPhase::Idle { next_try } if want && now >= next_try);
+            // Offering takes a PeerConnection: a free slot or a lower-ranked peer's.
+            let slot = !(due && can_signal && offer) || self.take_rtc_slot(&name, now);
             let Some(p) = self.peers.get_mut(&name) else { continue };
             match p.rtc {
                 RtcPhase::Idle { next_try } if want && now >= next_try => {
-                    if !can_signal || (offer && slots >= self.cfg.max_rtc) {
+                    if !can_signal || !slot {
                         p.rtc = RtcPhase::Idle { next_try: now + retry };
                     } else if offer {
                         p.rtc = RtcPhase::Connecting { deadline };

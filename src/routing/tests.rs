@@ -501,3 +501,20 @@ fn the_peer_table_is_bounded_and_keeps_the_hub_and_busy_peers() {
     assert!(!s.peers.iter().any(|p| p.peer == "fake-0000"), "the least recently heard went first");
     assert_eq!(s.counters.peers_evicted, 2_000 + 2 - max as u64);
 }
+
+/// With every slot held by flood ids, our own offer to a real peer (one we
+/// talk to) takes a flood id's slot instead of waiting forever.
+#[test]
+fn our_own_offer_to_a_real_peer_takes_a_flood_ids_slot() {
+    let mut r = router("a");
+    r.handle_broker(true, 0);
+    for i in 0..100 {
+        r.handle_received(Route::Broker, &format!("fake-{i:03}"), Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 10).unwrap();
+    }
+    drain(&mut r, 10);
+    r.add_peer("pos-real", true, 20);
+    r.send(Dest::Peer("pos-real".into()), 1, b"x".to_vec(), 20).unwrap();
+    let out = drain(&mut r, 20);
+    assert!(connects(&out).contains(&"pos-real".to_string()), "{out:?}");
+    assert_eq!(r.stats().counters.rtc_evicted, 1);
+}

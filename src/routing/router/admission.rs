@@ -65,14 +65,27 @@ impl Router {
         }
         p.last_rtc_in = Some(now);
         let holds = matches!(p.rtc, RtcPhase::Open | RtcPhase::Connecting { .. });
-        if holds || self.rtc_slots_used() < self.cfg.max_rtc {
+        if holds || self.take_rtc_slot(from, now) {
             return true;
         }
-        let me = self.rank(from, &self.peers[from], now);
+        self.counters.rtc_shed += 1;
+        false
+    }
+
+    /// A PeerConnection slot for `name`: a free one, or the slot of the
+    /// lowest-ranked holder if `name` ranks higher (closed, counted). Used
+    /// for our own offers too, so a flood cannot keep us from offering to a
+    /// real peer.
+    pub(super) fn take_rtc_slot(&mut self, name: &str, now: u64) -> bool {
+        if self.rtc_slots_used() < self.cfg.max_rtc {
+            return true;
+        }
+        let Some(p) = self.peers.get(name) else { return false };
+        let me = self.rank(name, p, now);
         let worst = self
             .peers
             .iter()
-            .filter(|(n, p)| n.as_str() != from && matches!(p.rtc, RtcPhase::Open | RtcPhase::Connecting { .. }))
+            .filter(|(n, p)| n.as_str() != name && matches!(p.rtc, RtcPhase::Open | RtcPhase::Connecting { .. }))
             .map(|(n, p)| (self.rank(n, p, now), n.clone()))
             .min();
         match worst {
@@ -81,10 +94,7 @@ impl Router {
                 self.counters.rtc_evicted += 1;
                 true
             }
-            _ => {
-                self.counters.rtc_shed += 1;
-                false
-            }
+            _ => false,
         }
     }
 
