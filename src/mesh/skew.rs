@@ -27,7 +27,8 @@ pub(super) struct SkewCheck {
 impl SkewCheck {
     /// A heartbeat from `sender` stamped `remote_wall_ms` arrived at `now_wall`.
     pub(super) fn observe(&mut self, sender: &str, remote_wall_ms: u64, now_wall: u64, now_mono: u64) {
-        let offset = (remote_wall_ms as i128 - now_wall as i128).clamp(i64::MIN as i128, i64::MAX as i128) as i64;
+        // Wall clocks are ms since 1970, far below i64::MAX: plain i64 maths.
+        let offset = (remote_wall_ms as i64).saturating_sub(now_wall as i64);
         if self.samples.len() >= MAX_SAMPLES && !self.samples.contains_key(sender) {
             if let Some(oldest) = self.samples.iter().min_by_key(|(_, (_, at))| *at).map(|(k, _)| k.clone()) {
                 self.samples.remove(&oldest);
@@ -46,7 +47,7 @@ impl SkewCheck {
         }
         v.sort_unstable();
         let n = v.len();
-        Some(if n % 2 == 1 { v[n / 2] } else { ((v[n / 2 - 1] as i128 + v[n / 2] as i128) / 2) as i64 })
+        Some(if n % 2 == 1 { v[n / 2] } else { v[n / 2 - 1] / 2 + v[n / 2] / 2 })
     }
 
     /// `Some(skewed)` when the state changed since the last call: skewed

@@ -222,7 +222,7 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
                                     l.sockets.remove(&id)
                                 };
                                 drop(socket);
-                                web_sys::console::warn_1(&format!("venuemesh: refused a {len}-byte WebSocket message (over max_packet_size); reconnecting").into());
+                                web_sys::console::warn_2(&"venuemesh: refused an oversized WebSocket message (bytes; over max_packet_size), reconnecting".into(), &(len as f64).into());
                                 feed(&link, Input::SocketClosed(id));
                             }
                         }
