@@ -294,6 +294,18 @@ pub struct RouterConfig {
     pub rtc_retry_ms: u64,
     /// See `rtc_retry_ms`.
     pub rtc_retry_max_ms: u64,
+    /// Peers holding a PeerConnection at once (open or negotiating); beyond
+    /// it requests and offers are shed or take a lower-ranked peer's slot
+    /// (`router/admission.rs`). Chromium refuses new PeerConnections past a
+    /// few hundred per page. 24.
+    pub max_rtc: usize,
+    /// One RTC request or offer per sender per this long; more are shed. 1 s
+    /// (a real peer retries after `rtc_retry_ms`).
+    pub rtc_min_interval_ms: u64,
+    /// Rows in the peer table; a new sender beyond it evicts the
+    /// lowest-ranked row that holds nothing, or is shed. 256 (a
+    /// venue has tens of devices; every row costs work on each timer run).
+    pub max_peers: usize,
 }
 
 impl RouterConfig {
@@ -319,6 +331,9 @@ impl RouterConfig {
             rtc_connect_timeout_ms: 10_000,
             rtc_retry_ms: 2_000,
             rtc_retry_max_ms: 60_000,
+            max_rtc: 24,
+            rtc_min_interval_ms: 1_000,
+            max_peers: 256,
         }
     }
 }
@@ -410,6 +425,15 @@ pub struct RouterCounters {
     pub bad_body: u64,
     /// Signals with no route to send them on.
     pub signals_dropped: u64,
+    /// RTC requests and offers shed: too frequent from one sender, or no
+    /// PeerConnection slot for a peer of its rank (issue #16).
+    pub rtc_shed: u64,
+    /// Data channels closed to give their slot to a higher-ranked peer.
+    pub rtc_evicted: u64,
+    /// Peer rows evicted to make room for a new sender.
+    pub peers_evicted: u64,
+    /// Messages from new senders shed because every row held something.
+    pub peers_shed: u64,
 }
 
 /// One route to one peer, for `getDetailedStats()`.

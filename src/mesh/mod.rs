@@ -72,18 +72,21 @@
 //! ```
 
 mod node;
+mod security;
+mod skew;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
 pub use node::MeshNode;
+pub use security::SecurityStats;
 pub use crate::topics::{MeshTopic, TopicKind, TopicParseError};
 pub use wire::{Body, Capabilities, PresenceInfo, WireError, PROTOCOL_VERSION};
 
 use crate::election::{self, LeftReason, PersistedTerm, RoleKind, Term};
 use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter, VenueKey};
-use crate::hlc::{Clock, Hlc};
+use crate::hlc::Hlc;
 use crate::score::{Breakdown, DeviceInfo};
 use core::fmt;
 
@@ -111,8 +114,14 @@ pub struct MeshConfig {
     /// between devices must stay well below it).
     pub max_event_age_ms: u64,
     /// HLC: remote clocks further ahead than this are not merged (the message
-    /// is still processed and counted as `clock_ahead`). Default 60 000 ms.
+    /// is still processed and counted as `clock_ahead`). Default 5 000 ms:
+    /// tighter than the HLC's own 60 s (PROTOCOL.md Part 2 §7), so one message
+    /// stamped +55 s cannot drag every device's clock ahead (issue #16).
     pub max_clock_drift_ms: u64,
+    /// `ClockSkew` is reported when the median clock offset of the peers
+    /// heard in the last minute is beyond this. Default 30 000 ms (a quarter
+    /// of `max_event_age_ms`, well before this device drops out).
+    pub max_clock_skew_ms: u64,
     /// Envelope size limits.
     pub limits: Limits,
     /// Senders tracked by the replay window and the state table.
@@ -124,9 +133,12 @@ pub struct MeshConfig {
 }
 
 impl MeshConfig {
+    /// Default `max_clock_drift_ms`.
+    pub const DEFAULT_MAX_CLOCK_DRIFT_MS: u64 = 5_000;
+
     /// A config with defaults: the seed's election timers
     /// (`election::Config::default()`), REPLICA capability, 2-minute event
-    /// freshness, 1-minute clock drift, default envelope limits, 256 senders,
+    /// freshness, 5-second clock drift, default envelope limits, 256 senders,
     /// 4096 counters per write.
     pub fn new(device_id: impl Into<String>, venue_key: VenueKey, device: DeviceInfo) -> MeshConfig {
         MeshConfig {
@@ -137,7 +149,8 @@ impl MeshConfig {
             election: election::Config::default(),
             capabilities: Capabilities::REPLICA,
             max_event_age_ms: 120_000,
-            max_clock_drift_ms: Clock::DEFAULT_MAX_DRIFT_MS,
+            max_clock_drift_ms: Self::DEFAULT_MAX_CLOCK_DRIFT_MS,
+            max_clock_skew_ms: 30_000,
             limits: Limits::default(),
             max_senders: crate::envelope::ReplayWindow::DEFAULT_MAX_SENDERS,
             counter_block: SendCounter::DEFAULT_BLOCK,
@@ -297,6 +310,15 @@ pub enum MeshEvent {
         /// The new score.
         score: u64,
     },
+    /// This device's clock is far from the venue's (median offset of the
+    /// peers' heartbeats beyond `max_clock_skew_ms`), or back within it.
+    /// Far off, its messages look stale or from the future to the others.
+    ClockSkew {
+        /// True when beyond the bound, false when back within it.
+        skewed: bool,
+        /// Median peer offset, ms: positive when the venue is ahead of us.
+        offset_ms: i64,
+    },
 }
 
 /// Messages and bytes of one message class.
@@ -365,6 +387,9 @@ pub struct MeshCounters {
     pub stale_state: u64,
     /// Messages whose HLC was too far ahead to merge (still delivered).
     pub clock_ahead: u64,
+    /// Heartbeats dropped because their stamp is further in the future than
+    /// `max_event_age_ms` (a forged or badly skewed clock; issue #16).
+    pub future_event: u64,
     /// Times sending stalled waiting for a durable counter ceiling.
     pub send_stalls: u64,
     /// Own messages that could not be encoded (a bug).
@@ -434,6 +459,13 @@ pub struct MeshStats {
     pub held: usize,
     /// The HLC's latest value.
     pub hlc: Hlc,
+    /// Median clock offset of the peers heard in the last minute, ms
+    /// (positive: they are ahead of us); `None` without any.
+    pub clock_offset_ms: Option<i64>,
+    /// Whether that offset is beyond `max_clock_skew_ms` (see `ClockSkew`).
+    pub clock_skewed: bool,
+    /// Every drop reason, gathered (`getDetailedStats().security`).
+    pub security: SecurityStats,
     /// Replication and drain counters.
     pub replication: crate::replication::ReplicationStats,
     /// Routes per peer, exactly-once and ordering counters.

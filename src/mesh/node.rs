@@ -13,6 +13,9 @@ use crate::replication::{RepMsg, Replicator};
 use crate::routing::{Addr, Route, Router, RouterConfig};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Heartbeats older than this (monotonic) no longer count in the clock check.
+const SKEW_WINDOW_MS: u64 = 60_000;
+
 mod direct;
 #[cfg(test)]
 pub(crate) use direct::WILL_CONFIRM_MS;
@@ -68,6 +71,8 @@ pub struct MeshNode {
     tick: u64,
     counters: MeshCounters,
     traffic: Traffic,
+    /// Peers' clock offsets from heartbeats (the clock check).
+    skew: super::skew::SkewCheck,
     rep: Replicator,
     /// Replication messages waiting for a send counter (never replaced).
     rep_queue: VecDeque<(replica::RepDest, RepMsg)>,
@@ -126,6 +131,7 @@ impl MeshNode {
             tick: 0,
             counters: MeshCounters::default(),
             traffic: Traffic::default(),
+            skew: Default::default(),
             rep: Replicator::new(config.device_id.clone(), config.replication.clone(), now_mono),
             rep_queue: VecDeque::new(),
             router,
@@ -214,7 +220,9 @@ impl MeshNode {
                 presence: self.senders.get(id).and_then(|s| s.info.clone()),
             })
             .collect();
+        let routing = self.router.stats();
         MeshStats {
+            security: super::SecurityStats::gather(*self.receiver.stats(), &self.counters, &routing.counters),
             device: self.cfg.device_id.clone(),
             venue: self.cfg.venue.clone(),
             role: self.election.role(),
@@ -233,8 +241,10 @@ impl MeshNode {
             send_counter: self.counter.as_ref().map(|c| (c.peek(), c.ceiling())),
             held: self.held.len() + self.rep_queue.len() + self.route_queue.len(),
             hlc: self.clock.last(),
+            clock_offset_ms: self.skew.offset(self.now_floor, SKEW_WINDOW_MS),
+            clock_skewed: self.skew.skewed(),
             replication: self.rep.stats(),
-            routing: self.router.stats(),
+            routing,
         }
     }
 
@@ -392,8 +402,18 @@ impl MeshNode {
             self.counters.kind_mismatch += 1;
             return;
         }
+        if h.kind == Kind::Heartbeat {
+            // Before the freshness checks: a device far off must still learn so.
+            self.skew.observe(&h.sender, h.hlc.wall_ms(), now_wall, now);
+        }
         if !h.kind.is_state() && !env.is_fresh(now_wall, self.cfg.max_event_age_ms) {
             self.counters.stale_event += 1;
+            return;
+        }
+        if !h.kind.is_state() && h.hlc.wall_ms() > now_wall.saturating_add(self.cfg.max_event_age_ms) {
+            // As far in the future as a stale one is in the past: a forged
+            // stamp would keep it "fresh" for replays that long.
+            self.counters.future_event += 1;
             return;
         }
         if !matches!(expected, Kind::Presence | Kind::Heartbeat | Kind::HubClaim) {
@@ -438,6 +458,13 @@ impl MeshNode {
             self.election.handle_timeout(now);
             self.rep.handle_timeout(now);
         }
+        if let Some((skewed, offset_ms)) = self.skew.check(now, SKEW_WINDOW_MS, self.cfg.max_clock_skew_ms) {
+            self.out.push_back(Output::Event(MeshEvent::ClockSkew { skewed, offset_ms }));
+        }
+        // The hub keeps its row and data channel through a flood of fake
+        // peers (replication partners are kept as active by `touch`).
+        let hub = self.hub().map(|t| t.hub.clone());
+        self.router.pin(&hub.iter().map(String::as_str).collect::<Vec<_>>());
         self.router.handle_timeout(now);
     }
 

@@ -379,7 +379,7 @@ impl Net {
 fn assert_accounted(s: &MeshStats) {
     let (c, e, t) = (s.counters, s.envelope, s.traffic);
     let outcomes = c.delivered + c.peer_gone + c.hub_cleared + c.bad_topic + c.not_ready + c.own_echo
-        + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.stale_state
+        + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.future_event + c.stale_state
         + e.bad_signature + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
     let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.routing, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
     assert_eq!(outcomes, received, "{s:#?}");
@@ -831,6 +831,7 @@ proptest! {
     }
 }
 
+mod clock;
 mod direct;
 mod replication;
 mod routes;

@@ -23,6 +23,8 @@
 //! in on; a message is released once (by sender, epoch and id) and in the
 //! sender's order (see [`super::dedup`]).
 
+mod admission;
+
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
 
@@ -69,6 +71,12 @@ struct Peer {
     rtc: RtcPhase,
     rtc_failures: u32,
     best: Option<Route>,
+    /// Its Join reached us ([`Router::add_peer`]): a device that announced itself.
+    announced: bool,
+    /// When a message from it last arrived (ranks rows, see `admission`).
+    last_heard: u64,
+    /// When its last admitted RTC request or offer arrived (rate limit).
+    last_rtc_in: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +119,8 @@ pub struct Router {
     acks: BTreeMap<(String, Route, u64), Vec<AckEntry>>,
     out: VecDeque<Output>,
     counters: RouterCounters,
+    /// Peers never evicted nor out-ranked (hub, replication partners).
+    pinned: BTreeSet<String>,
 }
 
 impl Router {
@@ -140,6 +150,7 @@ impl Router {
             acks: BTreeMap::new(),
             out: VecDeque::new(),
             counters: RouterCounters::default(),
+            pinned: BTreeSet::new(),
         })
     }
 
@@ -152,7 +163,9 @@ impl Router {
         if peer == self.cfg.me || !is_valid_id(peer) {
             return;
         }
-        self.peer_mut(peer).rtc_capable = rtc;
+        let p = self.peer_mut(peer);
+        p.rtc_capable = rtc;
+        p.announced = true;
     }
 
     /// Forgets a peer (it left the mesh): its unacked copies are reported
@@ -355,8 +368,12 @@ impl Router {
         if from == self.cfg.me || !is_valid_id(from) {
             return Ok(()); // our own room publish, echoed by the broker
         }
+        if !self.make_room_for(from, now) {
+            return Ok(()); // the table is full of peers that matter (counted)
+        }
         {
             let p = self.peer_mut(from);
+            p.last_heard = now;
             let c = &mut p.links[route as usize].quality.counters;
             c.msgs_in += 1;
             c.bytes_in += body.len() as u64;
@@ -375,8 +392,30 @@ impl Router {
             Kind::Probe => wire::decode_probe(body).map(|n| self.emit(route, from, Kind::ProbeReply, wire::encode_probe_reply(n))),
             Kind::ProbeReply => wire::decode_probe_reply(body).map(|n| self.on_probe_reply(route, from, n, now)),
             Kind::RtcSignal => Signal::decode(body).map(|s| match s {
-                Signal::Request => self.on_rtc_request(from, now),
-                _ => self.out.push_back(Output::Rtc(RtcCommand::Signal { from: from.to_string(), body: body.to_vec() })),
+                Signal::Request => {
+                    if self.admit_rtc(from, now) {
+                        self.on_rtc_request(from, now);
+                    }
+                }
+                Signal::Offer { .. } => {
+                    if self.cfg.rtc && self.admit_rtc(from, now) {
+                        // Answering takes a PeerConnection: it holds a slot
+                        // and is closed if no channel opens in time.
+                        let deadline = now + self.cfg.rtc_connect_timeout_ms;
+                        let p = self.peer_mut(from);
+                        p.rtc_capable = true;
+                        if !matches!(p.rtc, RtcPhase::Open) {
+                            p.rtc = RtcPhase::Connecting { deadline };
+                        }
+                        self.out.push_back(Output::Rtc(RtcCommand::Signal { from: from.to_string(), body: body.to_vec() }));
+                    }
+                }
+                // Answers and candidates only matter to a connection we hold.
+                _ => {
+                    if !matches!(self.peers[from].rtc, RtcPhase::Idle { .. }) {
+                        self.out.push_back(Output::Rtc(RtcCommand::Signal { from: from.to_string(), body: body.to_vec() }));
+                    }
+                }
             }),
             _ => Ok(()),
         };
@@ -569,6 +608,9 @@ impl Router {
                 rtc: RtcPhase::Idle { next_try: 0 },
                 rtc_failures: 0,
                 best: None,
+                announced: false,
+                last_heard: 0,
+                last_rtc_in: None,
             }
         })
     }
@@ -1060,10 +1102,13 @@ impl Router {
             let tab = p.links[0].up;
             let offer = wire::offers_to(&self.cfg.me, &name);
             let can_signal = tab || self.broker_up;
+            let due = matches!(p.rtc, RtcPhase::Idle { next_try } if want && now >= next_try);
+            // Offering takes a PeerConnection: a free slot or a lower-ranked peer's.
+            let slot = !(due && can_signal && offer) || self.take_rtc_slot(&name, now);
             let Some(p) = self.peers.get_mut(&name) else { continue };
             match p.rtc {
                 RtcPhase::Idle { next_try } if want && now >= next_try => {
-                    if !can_signal {
+                    if !can_signal || !slot {
                         p.rtc = RtcPhase::Idle { next_try: now + retry };
                     } else if offer {
                         p.rtc = RtcPhase::Connecting { deadline };

@@ -406,3 +406,115 @@ fn documented_room_copies_share_id_and_seq() {
     let copy = |base: &str| format!("2003046368617400000000000000070000000000000002{base}000000000000000301000000026869");
     assert_eq!(copies, vec![("b".into(), copy("0000000000000001")), ("c".into(), copy("0000000000000002"))]);
 }
+
+// ----- bounds (issue #16) ----------------------------------------------------
+
+fn connects(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Rtc(RtcCommand::Connect { peer }) => Some(peer.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// 300 signed RTC requests from fresh ids take at most `max_rtc`
+/// PeerConnections; a real peer (announced, a replication partner) asking
+/// afterwards still gets one, by taking a flood id's slot; repeats are shed.
+#[test]
+fn rtc_requests_from_a_flood_are_capped_and_a_real_peer_still_connects() {
+    let mut r = router("a");
+    r.handle_broker(true, 0);
+    let max = r.config().max_rtc;
+    let mut opened = 0;
+    for i in 0..300 {
+        r.handle_received(Route::Broker, &format!("fake-{i:03}"), Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 10).unwrap();
+        opened += connects(&drain(&mut r, 10)).len();
+    }
+    assert_eq!(opened, max, "one PeerConnection per slot, not one per requester");
+    let s = r.stats().counters;
+    assert_eq!(s.rtc_shed, 300 - max as u64);
+    // The same fake again within the rate limit: shed, even with a slot.
+    r.handle_received(Route::Broker, "fake-000", Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 20).unwrap();
+    assert!(connects(&drain(&mut r, 20)).is_empty());
+    assert_eq!(r.stats().counters.rtc_shed, 300 - max as u64 + 1);
+
+    // The real peer announced itself and we replicate to it.
+    r.add_peer("pos-real", true, 30);
+    r.touch("pos-real", 30);
+    r.handle_received(Route::Broker, "pos-real", Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 40).unwrap();
+    let out = drain(&mut r, 40);
+    assert_eq!(connects(&out), vec!["pos-real".to_string()], "the real peer gets a slot");
+    assert!(out.iter().any(|o| matches!(o, Output::Rtc(RtcCommand::Close { peer }) if peer.starts_with("fake-"))), "a flood id gave it up");
+    assert_eq!(r.stats().counters.rtc_evicted, 1);
+    r.handle_route("pos-real", Route::Rtc, true, 50);
+    assert_eq!(r.route_to("pos-real"), Some(Route::Rtc));
+}
+
+/// Offers from a flood of smaller ids: each answered offer is a
+/// PeerConnection in the shell, so only `max_rtc` are passed on, and an
+/// answered one that never opens is closed after the connect timeout.
+#[test]
+fn rtc_offers_from_a_flood_are_capped_and_time_out() {
+    let mut r = router("zz-me");
+    r.handle_broker(true, 0);
+    let max = r.config().max_rtc;
+    let mut passed = 0;
+    for i in 0..300 {
+        let offer = wire::Signal::Offer { session: i, sdp: "v=0".into() }.encode().unwrap();
+        r.handle_received(Route::Broker, &format!("fake-{i:03}"), Kind::RtcSignal, &offer, 10).unwrap();
+        passed += drain(&mut r, 10).iter().filter(|o| matches!(o, Output::Rtc(RtcCommand::Signal { .. }))).count();
+    }
+    assert_eq!(passed, max);
+    // Candidates and answers for connections we do not hold are not passed on.
+    let cand = wire::Signal::Candidate { session: 299, candidate: "c".into(), mid: None, mline: None }.encode().unwrap();
+    r.handle_received(Route::Broker, "fake-299", Kind::RtcSignal, &cand, 11).unwrap();
+    assert!(!drain(&mut r, 11).iter().any(|o| matches!(o, Output::Rtc(_))));
+    let timeout = r.config().rtc_connect_timeout_ms;
+    r.handle_timeout(10 + timeout);
+    let closed = drain(&mut r, 10 + timeout).iter().filter(|o| matches!(o, Output::Rtc(RtcCommand::Close { .. }))).count();
+    assert_eq!(closed, max, "negotiations that never opened give their PeerConnection back");
+}
+
+/// 2,000 senders: the peer table stays at `max_peers`, evicting the least
+/// recently heard rows that hold nothing; the pinned hub and a peer with a
+/// copy pending are kept.
+#[test]
+fn the_peer_table_is_bounded_and_keeps_the_hub_and_busy_peers() {
+    let mut r = router("a");
+    r.handle_broker(true, 0);
+    let max = r.config().max_peers;
+    r.add_peer("hub-1", true, 0);
+    r.pin(&["hub-1"]);
+    r.send(Dest::Peer("pos-2".into()), 1, b"x".to_vec(), 0).unwrap();
+    drain(&mut r, 0);
+    for i in 0..2_000u64 {
+        let t = 1 + i;
+        r.handle_received(Route::Broker, &format!("fake-{i:04}"), Kind::Probe, &wire::encode_probe(i), t).unwrap();
+        drain(&mut r, t);
+    }
+    let s = r.stats();
+    assert_eq!(s.peers.len(), max);
+    assert!(s.peers.iter().any(|p| p.peer == "hub-1"), "the hub is never evicted");
+    assert!(s.peers.iter().any(|p| p.peer == "pos-2"), "a peer with a copy pending is kept");
+    assert!(s.peers.iter().any(|p| p.peer == "fake-1999"), "the newest sender has a row");
+    assert!(!s.peers.iter().any(|p| p.peer == "fake-0000"), "the least recently heard went first");
+    assert_eq!(s.counters.peers_evicted, 2_000 + 2 - max as u64);
+}
+
+/// With every slot held by flood ids, our own offer to a real peer (one we
+/// talk to) takes a flood id's slot instead of waiting forever.
+#[test]
+fn our_own_offer_to_a_real_peer_takes_a_flood_ids_slot() {
+    let mut r = router("a");
+    r.handle_broker(true, 0);
+    for i in 0..100 {
+        r.handle_received(Route::Broker, &format!("fake-{i:03}"), Kind::RtcSignal, &[wire::SIGNAL_REQUEST], 10).unwrap();
+    }
+    drain(&mut r, 10);
+    r.add_peer("pos-real", true, 20);
+    r.send(Dest::Peer("pos-real".into()), 1, b"x".to_vec(), 20).unwrap();
+    let out = drain(&mut r, 20);
+    assert!(connects(&out).contains(&"pos-real".to_string()), "{out:?}");
+    assert_eq!(r.stats().counters.rtc_evicted, 1);
+}

@@ -47,6 +47,8 @@ pub const FLAG_ROOM: u8 = 0x02;
 pub const MAX_ROOM_LEN: usize = 255;
 /// Most entries in one ack body.
 pub const MAX_ACK_ENTRIES: usize = 255;
+/// Bytes of one ACK entry on the wire: message id (u64) and attempt (u8).
+const ACK_ENTRY_LEN: usize = 9;
 /// Fixed bytes of a data body without room and payload.
 pub const DATA_OVERHEAD: usize = 1 + 1 + 8 + 8 + 8 + 8 + 1 + 4;
 
@@ -252,6 +254,11 @@ impl AppBody {
                 let n = usize::from(r.u8()?);
                 if n == 0 {
                     return Err(WireError::BadField);
+                }
+                // Refuse a count the input cannot hold before reserving room for it:
+                // a 10-byte ACK must not make us allocate 255 entries.
+                if r.b.len() < n * ACK_ENTRY_LEN {
+                    return Err(WireError::Truncated);
                 }
                 let mut entries = Vec::with_capacity(n);
                 for _ in 0..n {

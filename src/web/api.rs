@@ -29,6 +29,10 @@ use crate::replication::Cmd;
 use crate::rng::Rng;
 use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
 
+/// Room for a PUBLISH's fixed header (5), topic (2 + at most ~200 bytes for
+/// `vm/{venue}/dev/{device}/…`) and packet id (2) around an envelope.
+const MAX_PUBLISH_HEADER: usize = 512;
+
 /// The library version (the crate's `Cargo.toml` version).
 #[wasm_bindgen]
 pub fn version() -> String {
@@ -135,6 +139,7 @@ export interface MeshEvents {
   peerJoined: { device: string; score: number };
   peerLeft: { device: string; reason: "leave" | "will" | "silent" };
   scoreChanged: { score: number };
+  clockSkew: { skewed: boolean; offsetMs: number };
   /** This device's commands now held durably by a majority of the replication factor
    * (fired when the last needed SYNC_ACK arrives; `queue`'s `statusChanged` follows once written). */
   peerAck: { ids: string[] };
@@ -161,7 +166,13 @@ export interface DetailedStats {
   peers: PeerInfo[];
   /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
    * `replays` are older than the replay window and count as rejected. */
-  security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
+  security: {
+    accepted: number; badSignature: number; malformed: number; unknownKey: number; wrongVenue: number;
+    duplicates: number; replays: number; counterJumps: number; sendersEvicted: number; senderMismatch: number;
+    kindMismatch: number; badBody: number; stale: number; future: number; clockAhead: number;
+    rtcShed: number; rtcEvicted: number; peersEvicted: number; peersShed: number; oversized: number;
+  };
+  clock: { offsetMs: number | null; skewed: boolean };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
   reachable: boolean;
   /** `direct`: election and replication envelopes on data channels and tabs (part of `routing`). */
@@ -354,6 +365,16 @@ impl VenueMesh {
         let mut session = SessionConfig::new(client_id);
         session.username = username;
         session.password = password.map(String::into_bytes);
+        // Our own heartbeats loop back every `I`: receive silence of 1.5·I
+        // means a stalled link (PROTOCOL.md Part 1 §5; issue #16), noticed
+        // within 1.5·I + the ping timeout — with the defaults 12.5 s, before
+        // the election's silence bound G = 15 s would drop every peer.
+        // The largest packet the mesh ever gets is one envelope at its size
+        // limit plus the PUBLISH header and topic: anything bigger is an
+        // attack or a mistake, refused unread by the socket (issue #16).
+        session.max_packet_size = node.config().limits.max_envelope().saturating_add(MAX_PUBLISH_HEADER);
+        let beat = node.config().election.heartbeat_interval.max(1);
+        session.recv_silence_ms = Some(beat.saturating_add(beat / 2));
         session.will = Some(Will {
             topic: will_topic,
             payload: will_payload,
@@ -596,12 +617,17 @@ impl VenueMesh {
     #[wasm_bindgen(js_name = getDetailedStats, unchecked_return_type = "DetailedStats")]
     pub fn get_detailed_stats(&self) -> JsValue {
         let d = self.driver.borrow();
-        let broker_stats = client_stats_js(&d.link.borrow().client);
+        let broker_stats = client_stats_js(&d.link.borrow());
+        let oversized = d.link.borrow().oversized_frames;
         let s = self.state.borrow();
         let info = s.host.device_info(s.battery);
         let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some() };
         let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local);
         let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
+        // Drop reasons the shell sees (the core's are already in `security`).
+        if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
+            let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
+        }
         stats
     }
 

@@ -58,6 +58,9 @@ pub struct Link {
     flush_scheduled: bool,
     /// The frame being fed, while its events are dispatched (see [`payload_view`]).
     frame: Option<Frame>,
+    /// Frames refused unread for being larger than `max_packet_size` (each
+    /// closed its socket; the client reconnects).
+    pub oversized_frames: u64,
 }
 
 /// An incoming frame that held exactly one whole packet.
@@ -90,6 +93,7 @@ pub fn new_link(client: Client) -> LinkRef {
         flusher: None,
         flush_scheduled: false,
         frame: None,
+        oversized_frames: 0,
     }))
 }
 
@@ -191,7 +195,11 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
         match link.client.poll_output(now) {
             Output::OpenSocket { id, url } => {
                 let w = weak.clone();
-                let opened = Socket::open(&url, move |ev| {
+                // MQTT over WebSocket may pack several packets in one frame, but
+                // a legitimate broker frame larger than one maximal packet is not
+                // worth the memory: refuse it unread.
+                let max_frame = link.client.session().config().max_packet_size;
+                let opened = Socket::open(&url, max_frame, move |ev| {
                     if let Some(link) = w.upgrade() {
                         match ev {
                             SocketEvent::Opened => feed(&link, Input::SocketOpened(id)),
@@ -205,6 +213,18 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
                                 link.borrow_mut().frame = None;
                             }
                             SocketEvent::Closed => feed(&link, Input::SocketClosed(id)),
+                            SocketEvent::Oversized(len) => {
+                                // Close it like a dead link: the core reconnects (and
+                                // resubscribes); the counter tells the app why.
+                                let socket = {
+                                    let mut l = link.borrow_mut();
+                                    l.oversized_frames += 1;
+                                    l.sockets.remove(&id)
+                                };
+                                drop(socket);
+                                web_sys::console::warn_2(&"venuemesh: refused an oversized WebSocket message (bytes; over max_packet_size), reconnecting".into(), &(len as f64).into());
+                                feed(&link, Input::SocketClosed(id));
+                            }
                         }
                     }
                 });

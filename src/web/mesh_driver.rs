@@ -231,6 +231,7 @@ fn event_name(e: &MeshEvent) -> &'static str {
         MeshEvent::PeerJoined { .. } => "peerJoined",
         MeshEvent::PeerLeft { .. } => "peerLeft",
         MeshEvent::ScoreChanged { .. } => "scoreChanged",
+        MeshEvent::ClockSkew { .. } => "clockSkew",
     }
 }
 
@@ -260,12 +261,15 @@ fn event_js(e: &MeshEvent) -> JsValue {
             )
             .build(),
         MeshEvent::ScoreChanged { score } => ObjBuilder::new().set("score", points(*score)).build(),
+        MeshEvent::ClockSkew { skewed, offset_ms } => {
+            ObjBuilder::new().set("skewed", *skewed).set("offsetMs", *offset_ms as f64).build()
+        }
     }
 }
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
 pub const MESH_EVENTS: &[&str] =
-    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "peerAck", "cloudAck", "message"];
+    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message"];
 
 /// Storage and app work the replicator asked for, done with no borrow of
 /// the driver held (the queue's hook borrows it when writes complete).

@@ -65,7 +65,7 @@ export interface ConnectionStats {
   rttMs: number | null; rttMinMs: number | null; rttSamples: number;
   connects: number; reconnects: number; connectFailures: number;
   bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number; resent: number;
-  inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number;
+  inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number; oversizedFrames: number;
 }
 /** Error codes of `VenueMeshError.code`. */
 export type VenueMeshErrorCode = "INVALID_OPTIONS" | "INVALID_ARGUMENT" | "STORAGE" | "QUEUE_FULL" | "CLOSED" | "CONNECTION";
@@ -547,7 +547,7 @@ impl MqttClient {
     /// Connection figures: RTT, reconnects, bytes and packets, queue depths.
     #[wasm_bindgen(unchecked_return_type = "ConnectionStats")]
     pub fn stats(&self) -> JsValue {
-        client_stats_js(&self.shared.borrow().link.borrow().client)
+        client_stats_js(&self.shared.borrow().link.borrow())
     }
 
     /// The link, or `CLOSED` once `close()` was called.
@@ -567,8 +567,8 @@ impl MqttClient {
 }
 
 /// The client's stats as a plain JS object (shared with `getDetailedStats`).
-pub(crate) fn client_stats_js(client: &Client) -> JsValue {
-    let st = client.stats();
+pub(crate) fn client_stats_js(link: &super::broker::Link) -> JsValue {
+    let st = link.client.stats();
     ObjBuilder::new()
         .set("connected", st.connected)
         .opt("url", st.url)
@@ -589,5 +589,6 @@ pub(crate) fn client_stats_js(client: &Client) -> JsValue {
         .set("subscriptions", st.subscriptions as u32)
         .set("probesOk", st.probes_ok as f64)
         .set("probesFailed", st.probes_failed as f64)
+        .set("oversizedFrames", link.oversized_frames as f64)
         .build()
 }

@@ -13,6 +13,10 @@ pub enum SocketEvent {
     /// A binary frame: its bytes, and the `ArrayBuffer` they were copied
     /// from (payloads may be handed to the app as views into it).
     Data(Vec<u8>, js_sys::ArrayBuffer),
+    /// A binary frame larger than the socket's limit, by its length. Its
+    /// bytes were not copied into wasm memory and must not reach the parser;
+    /// the runtime closes the socket (issue #16).
+    Oversized(usize),
     Closed,
 }
 
@@ -27,8 +31,12 @@ pub struct Socket {
 
 impl Socket {
     /// Starts connecting to `url`. `on_event` is called from browser tasks,
-    /// never from inside this call.
-    pub fn open(url: &str, on_event: impl Fn(SocketEvent) + 'static) -> Result<Socket, JsValue> {
+    /// never from inside this call. A frame over `max_frame` bytes is
+    /// reported as [`SocketEvent::Oversized`] without copying it: browsers
+    /// hand over whole messages only (no way to refuse one by its MQTT
+    /// header while it streams in), so this is the first point it can be
+    /// refused, and copying 100 MB into wasm memory would grow it for good.
+    pub fn open(url: &str, max_frame: usize, on_event: impl Fn(SocketEvent) + 'static) -> Result<Socket, JsValue> {
         let ws = WebSocket::new_with_str(url, "mqtt")?;
         ws.set_binary_type(BinaryType::Arraybuffer);
         let on_event = std::rc::Rc::new(on_event);
@@ -39,6 +47,11 @@ impl Socket {
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             // Binary frames only (MQTT over WebSocket); text frames are ignored.
             if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
+                let len = buf.byte_length() as usize;
+                if len > max_frame {
+                    f(SocketEvent::Oversized(len));
+                    return;
+                }
                 let bytes = js_sys::Uint8Array::new(&buf).to_vec();
                 f(SocketEvent::Data(bytes, buf));
             }

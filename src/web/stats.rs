@@ -5,7 +5,7 @@ use wasm_bindgen::prelude::*;
 use super::js::ObjBuilder;
 use super::meta::term_to_js;
 use crate::election::{RoleKind, Term};
-use crate::mesh::{Flow, MeshStats};
+use crate::mesh::{Flow, MeshStats, SecurityStats};
 use crate::routing::RouterStats;
 use crate::score::DeviceInfo;
 
@@ -50,7 +50,6 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         );
     }
     let b = &s.score_breakdown;
-    let e = &s.envelope;
     ObjBuilder::new()
         .set("deviceId", s.device.clone())
         .set("venue", s.venue.clone())
@@ -84,18 +83,18 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .build(),
         )
         .set("uptimeMs", s.uptime_ms as f64)
+        .set(
+            "clock",
+            ObjBuilder::new()
+                .set("offsetMs", s.clock_offset_ms.map(|o| JsValue::from(o as f64)).unwrap_or(JsValue::NULL))
+                .set("skewed", s.clock_skewed)
+                .build(),
+        )
         .set("reachable", s.reachable)
         .set("peers", peers)
         .set(
             "security",
-            ObjBuilder::new()
-                .set("accepted", e.accepted as f64)
-                .set("badSignature", e.bad_signature as f64)
-                .set("malformed", e.malformed as f64)
-                .set("wrongVenue", e.wrong_venue as f64)
-                .set("duplicates", e.duplicates as f64)
-                .set("replays", e.replays as f64)
-                .build(),
+            security_js(&s.security),
         )
         .set(
             "traffic",
@@ -124,6 +123,33 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         })
         .set("broker", broker)
         .set("routes", routes_js(&s.routing, local))
+        .build()
+}
+
+/// `getDetailedStats().security`: one counter per drop reason (the shell
+/// adds `oversized`, which it counts itself).
+fn security_js(x: &SecurityStats) -> JsValue {
+    let e = &x.envelope;
+    ObjBuilder::new()
+        .set("accepted", e.accepted as f64)
+        .set("badSignature", e.bad_signature as f64)
+        .set("malformed", e.malformed as f64)
+        .set("unknownKey", e.unknown_key as f64)
+        .set("wrongVenue", e.wrong_venue as f64)
+        .set("duplicates", e.duplicates as f64)
+        .set("replays", e.replays as f64)
+        .set("counterJumps", e.counter_jumps as f64)
+        .set("sendersEvicted", (e.senders_evicted + x.senders_evicted) as f64)
+        .set("senderMismatch", x.sender_mismatch as f64)
+        .set("kindMismatch", x.kind_mismatch as f64)
+        .set("badBody", x.bad_body as f64)
+        .set("stale", x.stale as f64)
+        .set("future", x.future as f64)
+        .set("clockAhead", x.clock_ahead as f64)
+        .set("rtcShed", x.rtc_shed as f64)
+        .set("rtcEvicted", x.rtc_evicted as f64)
+        .set("peersEvicted", x.peers_evicted as f64)
+        .set("peersShed", x.peers_shed as f64)
         .build()
 }
 

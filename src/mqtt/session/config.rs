@@ -31,6 +31,14 @@ pub struct SessionConfig {
     /// Bound on one packet, both directions (fixed header included).
     /// Default 1 MiB.
     pub max_packet_size: usize,
+    /// PINGREQ after this long without receiving anything, when shorter than
+    /// `keep_alive_secs` (`None`: the keepalive). The mesh, whose own
+    /// heartbeats loop back every few seconds, sets it below its election's
+    /// silence bound: a receive stall (a huge message the broker feeds slowly,
+    /// which the browser holds back until it is whole) is then noticed and the
+    /// link replaced before peers are wrongly declared gone. It changes
+    /// nothing the broker sees (CONNECT still carries `keep_alive_secs`).
+    pub recv_silence_ms: Option<u64>,
     /// How long to wait for PINGRESP after a keepalive PINGREQ. Default 5 s.
     pub ping_timeout_ms: u64,
     /// How long to wait for PINGRESP after [`Session::ping_now`](super::Session::ping_now) (page
@@ -51,6 +59,7 @@ impl SessionConfig {
             max_inflight: 1000,
             max_queued: 10_000,
             max_packet_size: DEFAULT_MAX_PACKET_SIZE,
+            recv_silence_ms: None,
             ping_timeout_ms: 5_000,
             wake_ping_timeout_ms: 3_000,
         }
@@ -93,6 +102,9 @@ impl SessionConfig {
         }
         if self.max_packet_size < 128 || self.max_packet_size > MAX_REMAINING_LENGTH + 5 {
             return Err(ConfigError::InvalidLimit("max_packet_size must be 128..=268435460"));
+        }
+        if self.recv_silence_ms == Some(0) {
+            return Err(ConfigError::InvalidLimit("recv_silence_ms must be > 0"));
         }
         if self.ping_timeout_ms == 0 || self.wake_ping_timeout_ms == 0 {
             return Err(ConfigError::InvalidLimit("ping timeouts must be > 0"));

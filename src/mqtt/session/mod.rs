@@ -573,10 +573,16 @@ impl Session {
     /// (MQTT's rule, so the broker keeps us) *or* nothing received (so we
     /// notice a link that swallows everything while we keep sending
     /// heartbeats). A dead link is then lost within keep_alive + ping timeout.
+    /// `recv_silence_ms`, when set, shortens the receive half of the rule.
     fn keepalive_due(&self) -> Option<u64> {
-        match self.cfg.keep_alive_secs {
+        let keepalive = match self.cfg.keep_alive_secs {
             0 => None,
             s => Some(self.tx.last_send.min(self.last_recv).saturating_add(u64::from(s) * 1000)),
+        };
+        let silence = self.cfg.recv_silence_ms.map(|ms| self.last_recv.saturating_add(ms));
+        match (keepalive, silence) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

@@ -244,3 +244,33 @@ fn empty_filter_list_is_a_usage_error() {
     assert_eq!(s.subscribe(&[], 0), Err(UsageError::NoFilters));
     assert_eq!(s.unsubscribe(&[], 0), Err(UsageError::NoFilters));
 }
+
+/// Issue #16: a huge message the broker feeds slowly reaches the page only
+/// when whole, so the link is silent meanwhile. With `recv_silence_ms` the
+/// ping runs after that silence, not after the (longer) keepalive: the stall
+/// is noticed within `recv_silence_ms` + ping timeout while we keep sending.
+#[test]
+fn recv_silence_setting_shortens_the_receive_rule() {
+    let mut c = SessionConfig::new("s1");
+    c.keep_alive_secs = 30;
+    c.recv_silence_ms = Some(7_500);
+    let mut s = Session::new(c).expect("valid");
+    s.connect(0, Some(2_000));
+    sent(&mut s);
+    s.handle_data(bytes(&[connack(false)]), 0);
+    events(&mut s);
+    for t in (1_000..7_500).step_by(1_000) {
+        s.publish("vm/v/hb/d", vec![1; 40], QoS::AtMostOnce, false, t).expect("ok");
+        sent(&mut s);
+        s.handle_timeout(t);
+    }
+    assert_eq!(s.poll_timeout(), Some(7_500));
+    s.handle_timeout(7_500);
+    assert_eq!(sent(&mut s), vec![Packet::PingReq]);
+    s.handle_timeout(12_500);
+    assert_eq!(lost(&mut s), Some(LostReason::KeepaliveTimeout), "stall noticed in recv_silence + ping timeout");
+
+    let mut bad = SessionConfig::new("s1");
+    bad.recv_silence_ms = Some(0);
+    assert!(Session::new(bad).is_err());
+}
