@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Reference ingest for venuemesh (issue #7): reads the hub's UPLOAD batches on
-vm/{venue}/up, stores the commands in SQLite keyed by command id, then publishes
-a signed CLOUD_ACK on vm/{venue}/cloud. Standard library only (Python >= 3.9), so
-it doubles as proof that PROTOCOL.md is enough to join a mesh from another
-language. `--self-test` checks the documented byte examples. See README.md.
-The wire format is in venuewire.py, the MQTT client in mqttlite.py (same folder)."""
+"""Reference ingest for venuemesh (issues #7, #15): reads the hub's UPLOAD batches on
+vm/{venue}/up (envelope v2: signed by the hub's device key, body encrypted), stores
+only the commands their origin signed (chain to the venue root, not revoked) in SQLite
+keyed by command id, then publishes a CLOUD_ACK whose body is a receipt signed with the
+cloud key on vm/{venue}/cloud. It follows the CRLs retained on vm/{venue}/crl.
+Python >= 3.9 with `cryptography` (Debian: python3-cryptography), so it doubles as
+proof that PROTOCOL.md is enough to join a mesh from another language. `--self-test`
+checks the documented byte examples. See README.md. The wire formats are in trust.py
+and venuewire.py, the MQTT client in mqttlite.py (same folder)."""
 import argparse, collections, json, os, random, signal, sqlite3, struct, sys, time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
 from venuewire import (KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow, valid_id, seal,  # noqa: E402
-                       open_envelope, decode_upload, encode_upload, encode_cloud_ack)
+                       open_envelope, decode_upload, encode_cloud_ack)
 from mqttlite import CONNECT, PUBLISH, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
+import trust as tr  # noqa: E402
 
 
 def log(msg):
@@ -18,9 +22,14 @@ def log(msg):
 
 
 class Ingest:
-    def __init__(self, a, key):
-        self.a, self.key = a, key
+    def __init__(self, a, cred):
+        self.a = a
+        if a.trust:
+            self.trust, self.key, self.chain, self.sender, self.epoch = cred
+        else:  # v1 (--key): only until the web shell speaks envelope v2
+            self.trust, self.key, self.sender = None, cred, a.sender
         self.up, self.cloud = "vm/%s/up" % a.venue, "vm/%s/cloud" % a.venue
+        self.crl = "vm/%s/crl" % a.venue
         self.window, self.hlc, self.subscribed = ReplayWindow(), Hlc(), 0
         self.counter = int(time.time() * 1000) * 1024  # Part 2 §5, no stored ceiling
         self.stats = collections.Counter()
@@ -29,7 +38,7 @@ class Ingest:
         self.db.execute("PRAGMA synchronous=FULL")  # an ack means durable, also on power loss
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("CREATE TABLE IF NOT EXISTS commands(id TEXT PRIMARY KEY, origin TEXT, topic TEXT, hlc TEXT,"
-                        " created_at INTEGER, payload BLOB, received_at INTEGER, uploads INTEGER)")
+                        " created_at INTEGER, payload BLOB, received_at INTEGER, uploads INTEGER, digest BLOB)")
 
     def on_message(self, topic, payload):
         try:
@@ -42,8 +51,45 @@ class Ingest:
             log("error on %s: %r" % (topic, e))
 
     def handle(self, topic, payload):
+        if self.trust is None:
+            return self.handle_v1(topic, payload)
+        now = int(time.time() * 1000)
+        if topic == self.crl:
+            if payload:  # an empty retained message clears nothing: revocations are never undone
+                self.trust.add_crl(payload, now)
+                log("CRL: %d revoked key(s)" % len(self.trust.revoked))
+            return
         if topic != self.up:
-            raise Reject("bad_topic")
+            return  # vm/{venue}/+ also brings hub claims and our own acks
+        env = self.trust.open(payload, now, replay=self.window.check)  # the first copy was stored and acked
+        if env["kind"] != KIND_UPLOAD:
+            raise Reject("kind_mismatch")
+        if env["hlc"] >> 16 < now - self.a.max_age_ms:
+            raise Reject("stale_event")  # replay windows are empty after a restart
+        self.hlc.recv(env["hlc"], now)
+        batch, chains, cmds = tr.decode_upload(env["body"])
+        if any(c["created_at"] >= 1 << 63 for c in cmds):
+            raise Reject("bad_body")  # SQLite INTEGER is signed 64-bit
+        good, bad = self.trust.verified_cmds(chains, cmds, now)
+        for cid, why in bad:  # never stored, never acked: the hub keeps them, a forger gets nothing
+            self.stats[why] += 1
+            log("refused command %s from %s: %s" % (cid, env["sender"], why))
+        new, entries = self.store(good, now)
+        for i in range(0, len(entries), IDS_PER_ACK):
+            self.counter += 1
+            receipt = tr.make_receipt(self.key, self.a.venue, now, entries[i:i + IDS_PER_ACK], self.chain)
+            self.mqtt.publish(self.cloud, tr.seal(self.key, self.a.venue, self.sender, KIND_CLOUD_ACK, self.counter, 0,
+                                                  self.hlc.send(int(time.time() * 1000)),
+                                                  bytes([tr.TYPE_CLOUD_ACK]) + receipt, chain=self.chain,
+                                                  content_key=self.trust.content_keys[self.epoch], epoch=self.epoch))
+        self.stats["batches"] += 1
+        print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(entries), "new": new,
+                          "refused": len(bad)}), flush=True)
+
+    def handle_v1(self, topic, payload):
+        """Envelope v1 (one venue HMAC key): kept only while the web shell still speaks v1."""
+        if topic != self.up:
+            return
         env = open_envelope(payload, self.key, self.a.key_id, self.a.venue)
         seen = self.window.check(env["sender"], env["counter"])
         if seen != "accept":
@@ -57,33 +103,40 @@ class Ingest:
         batch, cmds = decode_upload(env["body"])
         if any(c["created_at"] >= 1 << 63 for c in cmds):
             raise Reject("bad_body")  # SQLite INTEGER is signed 64-bit
-        new = self.store(cmds, now)
-        ids = list(dict.fromkeys(c["id"] for c in cmds))
+        new, entries = self.store(cmds, now)
+        ids = [i for i, _ in entries]
         for i in range(0, len(ids), IDS_PER_ACK):
             self.counter += 1
-            self.mqtt.publish(self.cloud, seal(self.key, self.a.key_id, self.a.venue, self.a.sender, KIND_CLOUD_ACK,
+            self.mqtt.publish(self.cloud, seal(self.key, self.a.key_id, self.a.venue, self.sender, KIND_CLOUD_ACK,
                                                self.counter, 0, self.hlc.send(int(time.time() * 1000)),
                                                encode_cloud_ack(ids[i:i + IDS_PER_ACK])))
         self.stats["batches"] += 1
         print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(ids), "new": new}), flush=True)
 
     def store(self, cmds, now):
-        """One transaction per batch, committed before any ack is published."""
-        cur, new = self.db.cursor(), 0
+        """One transaction per batch, committed before any ack is published. Returns the
+        new rows and the receipt entries: each id with the digest of the row we hold, so
+        a device whose record differs from ours never takes the receipt as its own."""
+        cur, new, entries = self.db.cursor(), 0, {}
         cur.execute("BEGIN IMMEDIATE")
         try:
             for c in cmds:
-                cur.execute("INSERT OR IGNORE INTO commands VALUES (?,?,?,?,?,?,?,1)",
-                            (c["id"], c["origin"], c["topic"], "%016x" % c["hlc"], c["created_at"], c["payload"], now))
+                digest = tr.cmd_digest(c, c["sig"]) if "sig" in c else b""
+                cur.execute("INSERT OR IGNORE INTO commands(id, origin, topic, hlc, created_at, payload, received_at,"
+                            " uploads, digest) VALUES (?,?,?,?,?,?,?,1,?)",
+                            (c["id"], c["origin"], c["topic"], "%016x" % c["hlc"], c["created_at"], c["payload"], now,
+                             digest))
                 if cur.rowcount == 1:
                     new += 1
                 else:
                     cur.execute("UPDATE commands SET uploads = uploads + 1 WHERE id = ?", (c["id"],))
+                    digest = cur.execute("SELECT digest FROM commands WHERE id = ?", (c["id"],)).fetchone()[0]
+                entries[c["id"]] = bytes(digest)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return new
+        return new, list(entries.items())
 
     def on_subscribed(self):
         self.subscribed += 1
@@ -98,7 +151,7 @@ class Ingest:
         stop = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(1))
-        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), self.up,
+        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), "vm/%s/+" % self.a.venue,
                          self.a.username, self.a.password)
         failures = 0
         while not stop:
@@ -128,50 +181,74 @@ def self_test():
         if got != want:
             failed.append("%s: got %r, want %r" % (name, got, want))
 
-    secret, hlc = b"venuemesh-test-secret-0123456789", 0x019bfee551000003
-    env = seal(secret, 1, "demo-venue", "pos-1", 1, 42, 7, hlc, b"hello")  # Part 2 §1 test vector
-    check("test vector", env.hex(), "0101010a64656d6f2d76656e756505706f732d31000000000000002a0000000000000007019bfee5510000030000000568656c6c6f"
-          "c96281b89665a998f9748bd97a04ae3af19ec1b33de1c76981c04dc1ebf5015f")
-    check("open", open_envelope(env, secret, 1, "demo-venue"),
-          dict(kind=1, sender="pos-1", counter=42, term=7, hlc=hlc, body=b"hello"))
-    hb = bytes.fromhex("0107000000000000000700100590076b696f736b2d3100100978" "0000000000000003")
-    check("Part 3 §3.5 tag", seal(secret, 1, "demo-venue", "kiosk-1", 1, 42, 7, hlc, hb)[-32:].hex(),
-          "66e74d816b74347b2753b909d969e6ef7890ea252afb3bf9f4b7409545ca541c")
+    hlc, venue, now = 0x019bfee551000003, "demo-venue", int(time.time() * 1000)
+    root, cloud, pos, rogue = (tr.Key(bytes([i]) * 32) for i in (1, 2, 3, 4))
+    ck = bytes(range(32))
+    cloud_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_CLOUD, venue, "cloud", cloud.pk)])
+    pos_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_DEVICE, venue, "pos-1", pos.pk)])
+    rogue_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_DEVICE, venue, "pos-9", rogue.pk)])
+
+    def trust():
+        return tr.Trust(venue, root.pk, {1: ck})
+
+    env = tr.seal(pos, venue, "pos-1", 1, 42, 7, hlc, b"hello", chain=pos_chain, content_key=ck, epoch=1)
+    check("no cleartext", b"hello" in env, False)
+    check("open", {k: v for k, v in trust().open(env, now).items() if k in ("sender", "counter", "term", "body")},
+          dict(sender="pos-1", counter=42, term=7, body=b"hello"))
     outcomes = set()
     for i in range(len(env) * 8):  # flipping any bit is rejected
         bad = bytearray(env)
         bad[i // 8] ^= 1 << (i % 8)
         try:
-            open_envelope(bytes(bad), secret, 1, "demo-venue")
+            trust().open(bytes(bad), now)
             outcomes.add("accepted")
         except Reject as e:
             outcomes.add(e.args[0])
-    check("bit flips", outcomes, {"bad_version", "unknown_key", "bad_signature"})
-    for name, data, key, venue, reason in [("empty", b"", secret, "demo-venue", "truncated"),
-                                           ("cut", env[:-1], secret, "demo-venue", "bad_signature"),
-                                           ("longer", env + b"\0", secret, "demo-venue", "bad_signature"),
-                                           ("key", env, b"another-secret-0123456789", "demo-venue", "bad_signature"),
-                                           ("venue", env, secret, "other", "wrong_venue")]:
+    check("bit flips: none accepted", "accepted" in outcomes, False)
+    check("bit flips: signature", "bad_signature" in outcomes, True)
+    bare = tr.seal(pos, venue, "pos-1", 12, 43, 0, hlc, b"x", content_key=ck, epoch=1)
+    forged = tr.seal(rogue, venue, "pos-1", 12, 2 ** 64 - 2, 0, hlc, b"x", content_key=ck, epoch=1)
+    t = trust()
+    t.open(env, now)
+    for name, data, reason in [("empty", b"", "truncated"), ("v1", b"\x01" + env[1:], "bad_version"),
+                               ("unknown sender", bare, "unknown_sender"), ("cut", env[:-1], "malformed"),
+                               ("as pos-1 with own chain", tr.seal(rogue, venue, "pos-1", 1, 1, 0, hlc, b"", chain=rogue_chain),
+                                "bad_chain"),
+                               ("device sends CLOUD_ACK", tr.seal(rogue, venue, "pos-9", 6, 1, 0, hlc, b"\x12", chain=rogue_chain),
+                                "wrong_role"),
+                               ("wrong content key", tr.seal(pos, venue, "pos-1", 1, 44, 0, hlc, b"", chain=pos_chain,
+                                                             content_key=bytes(32), epoch=1), "bad_body")]:
         try:
-            open_envelope(data, key, 1, venue)
+            trust().open(data, now)
             check(name, "accepted", reason)
         except Reject as e:
             check(name, e.args[0], reason)
-    # src/replication/wire.rs `documented_examples`
-    cmd = dict(id="c1", origin="pos-1", topic="sale", hlc=hlc, created_at=1769508000000, payload=b"hi")
-    rep = "1000010002633105706f732d31000473616c65019bfee5510000030000019bfee55100000000026869"
-    up = encode_upload(7, [cmd])
-    check("upload", up.hex(), "13" + "0000000000000007" + rep[2:])
-    check("decode upload", decode_upload(up), (7, [cmd]))
-    check("decode upload + trailing", decode_upload(up + b"\x01"), (7, [cmd]))
-    check("cloud ack", encode_cloud_ack(["c1", "c2"]).hex(), "1200020002633100026332")
-    for bad in [b"", b"\x13", up[:-1], b"\x13" + bytes(8) + b"\0\0", b"\x12\0\1\0\2c1",
-                up.replace(b"pos-1", b"pos 1"), up.replace(b"\x00\x02c1", b"\x00\x02\xff\xfe")]:
+    for name, data, reason in [("cached chain", bare, "accepted"), ("another's key", forged, "bad_signature")]:
         try:
-            decode_upload(bad)
-            check("bad upload %s" % bad.hex(), "accepted", "rejected")
+            t.open(data, now)
+            check(name, "accepted", reason)
+        except Reject as e:
+            check(name, e.args[0], reason)
+    cmd = dict(id="pos-1.c1", origin="pos-1", topic="sale", hlc=hlc, created_at=1769508000000, payload=b"hi")
+    cmd["sig"] = tr.sign_cmd(pos, venue, cmd)
+    evil = dict(cmd, id="pos-1.c2", payload=b"evil")
+    evil["sig"] = tr.sign_cmd(rogue, venue, evil)  # a valid key, but not the origin's
+    up = tr.encode_upload(7, [pos_chain, rogue_chain], [cmd, evil])
+    batch, chains, cmds = tr.decode_upload(up)
+    check("decode upload", (batch, [c["id"] for c in cmds], cmds[0]), (7, ["pos-1.c1", "pos-1.c2"], cmd))
+    good, bad = trust().verified_cmds(chains, cmds, now)
+    check("origin signatures", ([c["id"] for c in good], bad), (["pos-1.c1"], [("pos-1.c2", "bad_origin_sig")]))
+    t2 = trust()
+    t2.add_crl(tr.make_crl(root, venue, 1, now, [pos.fp]), now)
+    check("revoked origin", t2.verified_cmds(chains, cmds[:1], now)[1], [("pos-1.c1", "bad_origin_chain")])
+    for bad_up in [b"", b"\x13", up[:-1], up[:9] + b"\x00\x00\x00"]:
+        try:
+            tr.decode_upload(bad_up)
+            check("bad upload %s" % bad_up.hex(), "accepted", "rejected")
         except Reject:
             check("bad upload", 1, 1)
+    receipt = tr.make_receipt(cloud, venue, now, [(cmd["id"], tr.cmd_digest(cmd, cmd["sig"]))], cloud_chain)
+    check("receipt signed by the cloud", tr.verify_sig(cloud.pk, tr.CTX_RECEIPT + receipt[:-64], receipt[-64:]), True)
     w = ReplayWindow()
     check("replay", [w.check("a", c) for c in (100, 100, 99, 99, 2000, 976, 977, 977, 5)],
           ["accept", "duplicate", "accept", "duplicate", "accept", "too_old", "accept", "duplicate", "too_old"])
@@ -195,11 +272,12 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--broker", default="127.0.0.1:19883", help="host:port of a plain MQTT listener")
     p.add_argument("--venue")
-    p.add_argument("--key", help="venue secret as a UTF-8 string")
-    p.add_argument("--key-hex", help="venue secret as hex")
-    p.add_argument("--key-id", type=int, default=1)
+    p.add_argument("--trust", help="the cloud's credentials: `node scripts/ca.mjs ingest` output (JSON)")
+    p.add_argument("--key", help="v1 only (until the shell speaks v2): venue secret as a UTF-8 string")
+    p.add_argument("--key-hex", help="v1 only: venue secret as hex")
+    p.add_argument("--key-id", type=int, default=1, help="v1 only")
+    p.add_argument("--sender", default="ingest", help="v1 only: device id in our envelopes")
     p.add_argument("--db", help="SQLite file")
-    p.add_argument("--sender", default="ingest", help="device id in our envelopes")
     p.add_argument("--username")
     p.add_argument("--password")
     p.add_argument("--ready-file", help="written once subscribed (and after every resubscription)")
@@ -208,22 +286,28 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.self_test:
         return self_test()
-    if not a.venue or not a.db or (a.key is None) == (a.key_hex is None):
-        p.error("--venue, --db and one of --key/--key-hex are required")
+    if not a.venue or not a.db or (a.trust is None) == (a.key is None and a.key_hex is None):
+        p.error("--venue, --db and --trust (or, v1, --key/--key-hex) are required")
+    if not a.trust:
+        try:
+            cred = a.key.encode() if a.key is not None else bytes.fromhex(a.key_hex)
+        except ValueError:
+            p.error("--key-hex must be hex digits")
+        if len(cred) < 16 or not 0 <= a.key_id <= 255 or not valid_id(a.sender.encode()):
+            p.error("the key must be at least 16 bytes, --key-id 0..255, --sender an id")
+        return Ingest(a, cred).run()
     try:
-        key = a.key.encode() if a.key is not None else bytes.fromhex(a.key_hex)
-    except ValueError:
-        p.error("--key-hex must be hex digits")
-    if not valid_id(a.venue.encode()) or not valid_id(a.sender.encode()):
-        p.error("--venue and --sender must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        cred = tr.load_trust_file(a.trust)
+    except (OSError, ValueError, KeyError, Reject) as e:
+        p.error("--trust %s: %s" % (a.trust, e))
+    if cred[0].venue != a.venue:
+        p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
     host, _, port = a.broker.rpartition(":")
     a.host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536:
         p.error("--broker must be host:port")
     a.port = int(port)
-    if len(key) < 16 or not 0 <= a.key_id <= 255:
-        p.error("the key must be at least 16 bytes and --key-id 0..255")
-    return Ingest(a, key).run()
+    return Ingest(a, cred).run()
 
 
 if __name__ == "__main__":
