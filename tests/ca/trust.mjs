@@ -378,26 +378,30 @@ export function decodeCloudAck(body) {
 // --- credential bundle (§5) -------------------------------------------------------------------
 const b64 = (b) => Buffer.from(b).toString('base64');
 
-/** The JSON credential bundle a device opens the mesh with (its private key is not in it). */
-export function makeBundle({ venue, device, role = 'device', rootPk, chain, cloudChain, keys, crl = null }) {
-  return { v: 2, venue, device, role, root: b64(rootPk), chain: b64(chain), cloud: b64(cloudChain),
-    keys: keys.map(({ epoch, key }) => ({ epoch, key: b64(key) })), crl: crl ? b64(crl) : null };
+/**
+ * The JSON credential bundle a device opens the mesh with (PROTOCOL.md Part 6 §5; the
+ * Rust `trust::Bundle::from_json` reads it): its private key is not in it.
+ */
+export function makeBundle({ venue, device, rootPk, chain, cloudChain, keys, crl = null }) {
+  const { epoch, key } = keys.at(-1);
+  return { version: 1, venue, device, rootPublicKey: b64(rootPk), chain: b64(chain), cloudChain: b64(cloudChain),
+    keyEpoch: epoch, contentKey: b64(key), crl: crl ? b64(crl) : null };
 }
 
 /** Reads and checks a bundle: the chain must verify to its root and name `device`. */
 export function readBundle(json, { now = Date.now() } = {}) {
   const j = typeof json === 'string' ? JSON.parse(json) : json;
-  if (j.v !== 2) fail('bad_credentials', 'bundle version');
-  const rootPk = Buffer.from(j.root, 'base64');
+  if (j.version !== 1) fail('bad_credentials', 'bundle version');
+  const rootPk = Buffer.from(j.rootPublicKey, 'base64');
   if (rootPk.length !== 32) fail('bad_credentials', 'root key');
   const chain = Buffer.from(j.chain, 'base64');
   const leaf = verifyChain(decodeChain(chain), { rootPk, venue: j.venue, now });
   if (leaf.subject !== j.device) fail('bad_credentials', 'the certificate names another device');
-  const cloud = verifyChain(decodeChain(Buffer.from(j.cloud, 'base64')), { rootPk, venue: j.venue, now });
+  const cloudChain = Buffer.from(j.cloudChain, 'base64');
+  const cloud = verifyChain(decodeChain(cloudChain), { rootPk, venue: j.venue, now });
   if (cloud.role !== ROLE.cloud) fail('bad_credentials', 'the cloud chain is not a cloud certificate');
-  return { venue: j.venue, device: j.device, role: ROLE_NAME[leaf.role], rootPk, chain, leaf,
-    cloudChain: Buffer.from(j.cloud, 'base64'), cloud,
-    contentKeys: new Map(j.keys.map((k) => [k.epoch, Buffer.from(k.key, 'base64')])),
+  return { venue: j.venue, device: j.device, role: ROLE_NAME[leaf.role], rootPk, chain, leaf, cloudChain, cloud,
+    contentKeys: new Map([[j.keyEpoch, Buffer.from(j.contentKey, 'base64')]]),
     crl: j.crl ? Buffer.from(j.crl, 'base64') : null };
 }
 
@@ -428,7 +432,7 @@ export function createCa({ venue, seed = null, cloudId = 'cloud', validMs = 0 } 
     },
     /** The credential bundle for `device` whose public key is `pk` (cloud admission). */
     bundle(device, pk, opts = {}) {
-      return makeBundle({ venue, device, role: opts.role ?? 'device', rootPk: root.pk, chain: ca.chainFor(device, pk, opts),
+      return makeBundle({ venue, device, rootPk: root.pk, chain: ca.chainFor(device, pk, opts),
         cloudChain, keys, crl: revoked.length ? ca.crl() : null });
     },
     /** A device key pair plus its bundle (for tests that play a device outside a browser). */
@@ -441,7 +445,7 @@ export function createCa({ venue, seed = null, cloudId = 'cloud', validMs = 0 } 
     crl() { crlSeq += 1n; return makeCrl(root, { venue, seq: crlSeq, fps: revoked }); },
     /** The ingest's trust file (`ingest.py --trust`): the cloud's bundle plus its seed. */
     ingestTrust() {
-      return { ...makeBundle({ venue, device: cloudId, role: 'cloud', rootPk: root.pk, chain: cloudChain, cloudChain, keys }),
+      return { ...makeBundle({ venue, device: cloudId, rootPk: root.pk, chain: cloudChain, cloudChain, keys }),
         secret: b64(cloudKey.seed) };
     },
   };

@@ -327,10 +327,10 @@ def load_trust_file(path):
     -> (Trust, cloud Key, cloud chain bytes, cloud id, current epoch)."""
     with open(path) as f:
         j = json.load(f)
-    if j.get("v") != 2 or j.get("role") != "cloud":
+    if j.get("version") != 1 or "secret" not in j:
         raise ValueError("not a cloud trust file (scripts/ca.mjs ingest)")
-    root = b64d(j["root"])
-    keys = {k["epoch"]: b64d(k["key"]) for k in j["keys"]}
+    root = b64d(j["rootPublicKey"])
+    keys = {j["keyEpoch"]: b64d(j["contentKey"])}
     trust = Trust(j["venue"], root, keys)
     key, chain = Key(b64d(j["secret"])), b64d(j["chain"])
     leaf = verify_chain(decode_chain(chain), root, j["venue"], int(time.time() * 1000))
