@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { createCa } from '../ca/trust.mjs';
 
 export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
 export const BROKER = process.env.VM_TEST_BROKER || 'ws://127.0.0.1:19001';
@@ -381,3 +382,33 @@ export async function startLinkProxy(targetPort) {
     async stop() { this.reset(); await new Promise((r) => server.close(r)); },
   };
 }
+
+// --- trust provisioning (issue #15) ---------------------------------------------------
+// Every page is its own device with its own Ed25519 key (generated in the page) and a
+// certificate from the venue's test CA (tests/ca/trust.mjs), one CA per venue and test
+// process, created on first use. pages/pair.mjs asks for credentials; `pairIfAsked`
+// answers as the venue's server would (cloud admission).
+const VENUE_CAS = new Map();
+
+/** The test CA of `venue` (root key, cloud identity, content key). */
+export function venueCa(venue) {
+  if (!VENUE_CAS.has(venue)) VENUE_CAS.set(venue, createCa({ venue }));
+  return VENUE_CAS.get(venue);
+}
+
+/**
+ * If the page (pages/pair.mjs) is waiting for credentials, issues them from `venueCa(venue)`
+ * (or `ca`) for the device and key it asked with (`role`: 'device' | 'admin'); returns the
+ * request (`{ venue, device, publicKey }`) or null when the page had its own already.
+ */
+export async function pairIfAsked(page, venue, { ca = venueCa(venue), role = 'device', timeout = 10_000 } = {}) {
+  await page.waitForFunction(() => window.mesh || window.openError || window.pairingRequest, null, { timeout });
+  const request = await page.evaluate(() => (window.mesh || window.openError ? null : window.pairingRequest));
+  if (!request) return null;
+  const bundle = ca.bundle(request.device, Buffer.from(request.publicKey, 'base64'), { role });
+  await page.evaluate((b) => window.provideCredentials(b), JSON.stringify(bundle));
+  return request;
+}
+
+/** The ingest's trust file content (`ingest.py --trust`) for `venue`'s test CA. */
+export const ingestTrust = (venue) => venueCa(venue).ingestTrust();

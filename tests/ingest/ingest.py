@@ -295,13 +295,13 @@ def main(argv=None):
             p.error("--key-hex must be hex digits")
         if len(cred) < 16 or not 0 <= a.key_id <= 255 or not valid_id(a.sender.encode()):
             p.error("the key must be at least 16 bytes, --key-id 0..255, --sender an id")
-        return Ingest(a, cred).run()
-    try:
-        cred = tr.load_trust_file(a.trust)
-    except (OSError, ValueError, KeyError, Reject) as e:
-        p.error("--trust %s: %s" % (a.trust, e))
-    if cred[0].venue != a.venue:
-        p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
+    else:
+        try:
+            cred = tr.load_trust_file(a.trust)
+        except (OSError, ValueError, KeyError, Reject) as e:
+            p.error("--trust %s: %s" % (a.trust, e))
+        if cred[0].venue != a.venue:
+            p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
     host, _, port = a.broker.rpartition(":")
     a.host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536:
