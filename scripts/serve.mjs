@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { demoCa } from '../tests/ca/trust.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const port = Number(process.argv[2] || 8080);
@@ -18,7 +19,29 @@ const types = {
   '.png': 'image/png', '.ts': 'text/plain; charset=utf-8', '.map': 'application/json',
 };
 
+/**
+ * `POST /ca/issue` with a pairing request `{ venue, device, publicKey, role? }` → the device's
+ * credential bundle from the demo CA of that venue (tests/ca/trust.mjs `demoCa`: a public seed,
+ * so demo and tests only). What a venue's real server does with its own CA, for the demo's
+ * cloud admission. `role: "admin"` makes a device that can invite and revoke others.
+ */
+async function issue(req, res) {
+  let body = '';
+  for await (const chunk of req) { body += chunk; if (body.length > 4096) throw new Error('too long'); }
+  const r = JSON.parse(body);
+  const pk = Buffer.from(String(r.publicKey), 'base64');
+  if (pk.length !== 32) throw new Error('publicKey must be 32 bytes, base64');
+  const role = r.role === 'admin' ? 'admin' : 'device';
+  const bundle = demoCa(String(r.venue)).bundle(String(r.device), pk, { role });
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(bundle));
+}
+
 createServer(async (req, res) => {
+  if (req.method === 'POST' && req.url === '/ca/issue') {
+    try { await issue(req, res); } catch (e) { res.writeHead(400, { 'content-type': 'text/plain' }); res.end(String(e.message)); }
+    return;
+  }
   try {
     let path = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '');
     if (path === '') { res.writeHead(302, { location: '/www/' }); res.end(); return; }

@@ -78,6 +78,9 @@ export interface OpenOptions {
   /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
    * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
   upload?: (batch: UploadBatch) => Promise<void>;
+  /** This device's credential bundle (from the venue's server or `VenueMesh.join`), checked against the key
+   * `createPairingRequest()` made and kept for later starts. */
+  credentials?: string | CredentialBundle;
   /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. Browsers without
    * RTCPeerConnection are detected and treated as false (`getDetailedStats().routes.webrtc` says "unavailable"). */
   webrtc?: boolean;
@@ -176,7 +179,7 @@ export interface DetailedStats {
 const OPEN_KEYS: &[&str] = &[
     "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
-    "uploadBatchSize", "upload", "webrtc",
+    "uploadBatchSize", "upload", "webrtc", "credentials",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -234,6 +237,8 @@ pub struct VenueMesh {
     pub(super) driver: DriverRef,
     state: Rc<RefCell<MeshSide>>,
     queue: CommandQueue,
+    /// Credentials and open invites (`pairing_api`).
+    pub(super) trust: super::pairing_api::TrustRef,
 }
 
 /// What the API keeps beside the driver.
@@ -327,10 +332,25 @@ impl VenueMesh {
         let password = o.string("password")?;
 
         let db = idb::open(&db_name).await?;
-        let device_id = idb::device_id(&db).await?;
+        let creds = match o.raw("credentials") {
+            // Until the core speaks envelope v2, credentials are checked and
+            // kept but the venue key still signs; without them, v1 as before.
+            Some(c) => match super::trust_api::credentials(&db, &venue, Some(c)).await {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    db.close(); // a leaked connection would block the next open's upgrade
+                    return Err(e);
+                }
+            },
+            None => None,
+        };
+        let device_id = match &creds {
+            Some(c) => c.bundle.device.clone(),
+            None => idb::device_id(&db).await?,
+        };
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
-        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id[..8].to_string()), |_| {}, true).await?;
+        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), |_| {}, true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let seed = random_seed();
@@ -388,7 +408,8 @@ impl VenueMesh {
             live: 0,
         }));
         side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
-        let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue };
+        let trust = Rc::new(RefCell::new(super::pairing_api::TrustSide::new(&side.borrow().venue, creds)));
+        let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue, trust };
         mesh.connect_link_events(&link);
         // Committed commands go to the replicator (own: replicate them;
         // replicas: acknowledge them); heartbeats carry the outbox depth.
@@ -435,12 +456,20 @@ impl VenueMesh {
     fn connect_link_events(&self, link: &LinkRef) {
         let driver = Rc::downgrade(&self.driver);
         let side = Rc::downgrade(&self.state);
+        let trust = Rc::downgrade(&self.trust);
+        let weak_link = Rc::downgrade(link);
         broker::set_sink(
             link,
             Rc::new(move |events: Vec<Event>| {
                 let (Some(driver), Some(side)) = (driver.upgrade(), side.upgrade()) else { return };
                 for event in events {
                     let app = match event {
+                        Event::Message { topic, payload, .. } if super::pairing_api::is_pair_topic(&side.borrow().venue, &topic) => {
+                            if let (Some(trust), Some(link)) = (trust.upgrade(), weak_link.upgrade()) {
+                                super::pairing_api::on_pair_message(&trust, &link, &topic, &payload);
+                            }
+                            None
+                        }
                         Event::Message { topic, payload, retain, .. } => {
                             driver.borrow_mut().node.handle_message(&topic, &payload, retain, monotonic_ms(), wall_ms());
                             None

@@ -451,3 +451,13 @@ export function createCa({ venue, seed = null, cloudId = 'cloud', validMs = 0 } 
   };
   return ca;
 }
+
+/**
+ * The demo and test CA of `venue`: every key derived from a public seed, so the demo's
+ * server (scripts/serve.mjs `POST /ca/issue`), the test process and scripts/demo's ingest
+ * all hold the same CA without talking to each other. **Not secret by construction**: only
+ * for the demo and the tests; a real venue's CA keeps a random root key on its server.
+ */
+export function demoCa(venue) {
+  return createCa({ venue, seed: sha256(Buffer.from(`venuemesh demo CA, not secret: ${venue}`)) });
+}

@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
-import { createCa } from '../ca/trust.mjs';
+import { demoCa } from '../ca/trust.mjs';
 
 export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
 export const BROKER = process.env.VM_TEST_BROKER || 'ws://127.0.0.1:19001';
@@ -390,9 +390,13 @@ export async function startLinkProxy(targetPort) {
 // answers as the venue's server would (cloud admission).
 const VENUE_CAS = new Map();
 
-/** The test CA of `venue` (root key, cloud identity, content key). */
+/**
+ * The test CA of `venue` (root key, cloud identity, content key): `demoCa`, the same one
+ * the static server's `POST /ca/issue` uses (scripts/serve.mjs), so demo pages that pair
+ * themselves and pages provisioned here trust each other.
+ */
 export function venueCa(venue) {
-  if (!VENUE_CAS.has(venue)) VENUE_CAS.set(venue, createCa({ venue }));
+  if (!VENUE_CAS.has(venue)) VENUE_CAS.set(venue, demoCa(venue));
   return VENUE_CAS.get(venue);
 }
 

@@ -1,0 +1,163 @@
+//! The trust side of the JS API (issue #15): the device's own key, pairing
+//! requests, credentials given to `open()` and kept for the next start.
+//!
+//! * `VenueMesh.createPairingRequest({ venue, device?, dbName? })` makes (or
+//!   reuses) this device's Ed25519 key — generated here, kept wrapped in
+//!   IndexedDB (`device_key`) — and returns `{ venue, device, publicKey }`
+//!   (base64) for the app to send to its server, whose CA answers with a
+//!   credential bundle.
+//! * `open({ credentials })` checks the bundle against the stored key
+//!   (`BAD_CREDENTIALS`, `REVOKED`) and stores it; a later `open()` without
+//!   `credentials` reuses the stored bundle, and a device that has none (or
+//!   lost its key) gets `NOT_PAIRED`: a device without a valid certificate
+//!   never joins.
+
+use wasm_bindgen::prelude::*;
+
+use super::clock::wall_ms;
+use super::device_key::{self, DeviceKey};
+use super::errors::{js_error, ErrorCode};
+use super::idb::{self, Db};
+use super::js::{ObjBuilder, Options};
+use super::meta;
+use super::VenueMesh;
+use crate::envelope::is_valid_id;
+use crate::trust::{base64_encode, signing_key, Bundle, Credentials, TrustError};
+
+const CREDENTIALS_RECORD: &str = "credentials";
+/// Clock drift allowed when checking validity windows at open (ms), as the core's default.
+pub const DRIFT_MS: u64 = 60_000;
+
+#[wasm_bindgen(typescript_custom_section)]
+const TS_TRUST: &'static str = r#"
+/** What `VenueMesh.createPairingRequest()` returns: send it to the venue's server (its CA issues a bundle). */
+export interface PairingRequest {
+  venue: string;
+  /** The device id the certificate must name. */
+  device: string;
+  /** This device's Ed25519 public key, base64 (32 bytes). The private key never leaves the device. */
+  publicKey: string;
+}
+/** Options of `VenueMesh.createPairingRequest()`. */
+export interface PairingRequestOptions {
+  venue: string;
+  /** The device id to be certified; default: the id this database already has. */
+  device?: string;
+  /** IndexedDB database name; default `venuemesh-{venue}` (the same as `open()`'s). */
+  dbName?: string;
+}
+/** A credential bundle (PROTOCOL.md Part 6 §5) as the venue's CA or an admin device issues it; binary fields base64. */
+export interface CredentialBundle {
+  version: 1; venue: string; device: string; rootPublicKey: string; chain: string; cloudChain: string;
+  keyEpoch: number; contentKey: string; crl?: string | null;
+}
+"#;
+
+fn trust_error_js(e: TrustError, what: &str) -> JsValue {
+    let code = if e == TrustError::Revoked { ErrorCode::Revoked } else { ErrorCode::BadCredentials };
+    js_error(code, &format!("{what}: {e}"), None)
+}
+
+/// The 32-byte public key of a stored device key.
+pub fn public_key(k: &DeviceKey) -> [u8; 32] {
+    signing_key(&k.seed).verifying_key().to_bytes()
+}
+
+/// The bundle from `open()`'s `credentials` (a JSON string or the parsed object).
+fn bundle_of(v: &JsValue) -> Result<Bundle, JsValue> {
+    let text = match v.as_string() {
+        Some(s) => s,
+        None if v.is_object() => js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()).unwrap_or_default(),
+        None => return Err(js_error(ErrorCode::InvalidOptions, "`credentials` must be a bundle (JSON string or object)", None)),
+    };
+    Bundle::from_json(&text).map_err(|e| trust_error_js(e, "the credential bundle is not valid"))
+}
+
+/// This device's checked credentials for `venue`: from `given` (then stored)
+/// or from the bundle stored by an earlier `open()`.
+pub async fn credentials(db: &Db, venue: &str, given: Option<JsValue>) -> Result<Credentials, JsValue> {
+    let not_paired = |why: &str| js_error(ErrorCode::NotPaired, why, None);
+    let bundle = match &given {
+        Some(v) => bundle_of(v)?,
+        None => {
+            let stored = meta::get(db, CREDENTIALS_RECORD).await.map_err(|e| e.to_js("could not read the stored credentials"))?;
+            let text = stored.and_then(|v| v.as_string()).ok_or_else(|| {
+                not_paired("this device has no credentials yet: createPairingRequest(), then open({ credentials }) with the bundle your server returns, or VenueMesh.join() with an invite code")
+            })?;
+            Bundle::from_json(&text).map_err(|e| trust_error_js(e, "the stored credential bundle is not valid"))?
+        }
+    };
+    if bundle.venue != venue {
+        return Err(js_error(ErrorCode::BadCredentials, &format!("the credentials are for venue {}, not {venue}", bundle.venue), None));
+    }
+    let key = device_key::load(db).await?.ok_or_else(|| {
+        not_paired("this device has no key (never paired, or its storage was cleared): pair it again")
+    })?;
+    if key.device != bundle.device {
+        return Err(js_error(
+            ErrorCode::BadCredentials,
+            &format!("the credentials are for device {}, but this device's key is {}'s", bundle.device, key.device),
+            None,
+        ));
+    }
+    let json = bundle.to_json();
+    let creds = Credentials::new(&key.seed, bundle, wall_ms(), DRIFT_MS).map_err(|e| trust_error_js(e, "the credentials do not fit this device"))?;
+    if given.is_some() {
+        meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&json)).await.map_err(|e| e.to_js("could not store the credentials"))?;
+    }
+    Ok(creds)
+}
+
+/// Keeps a newer bundle (e.g. after a KEY_UPDATE or with a CRL) for the next start.
+#[allow(dead_code)]
+pub async fn store_bundle(db: &Db, bundle: &Bundle) -> Result<(), JsValue> {
+    meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&bundle.to_json())).await.map_err(|e| e.to_js("could not store the credentials"))
+}
+
+const REQUEST_KEYS: &[&str] = &["venue", "device", "dbName"];
+
+#[wasm_bindgen]
+impl VenueMesh {
+    /// Makes (or reuses) this device's own key pair — generated in the
+    /// browser, stored wrapped by a non-extractable WebCrypto key — and
+    /// returns what the venue's server needs to certify it:
+    /// `{ venue, device, publicKey }`. A different `device` than the stored
+    /// key's makes a new key (re-pairing under another id).
+    #[wasm_bindgen(js_name = createPairingRequest, unchecked_return_type = "PairingRequest")]
+    pub async fn create_pairing_request(
+        #[wasm_bindgen(unchecked_param_type = "PairingRequestOptions")] options: JsValue,
+    ) -> Result<JsValue, JsValue> {
+        let o = Options::new(&options, "createPairingRequest options", REQUEST_KEYS, false)?;
+        let venue = o.required_string("venue")?;
+        if !is_valid_id(&venue) {
+            return Err(js_error(ErrorCode::InvalidOptions, "`venue` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
+        }
+        let wanted = o.string("device")?;
+        if wanted.as_deref().is_some_and(|d| !is_valid_id(d)) {
+            return Err(js_error(ErrorCode::InvalidOptions, "`device` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
+        }
+        let db_name = o.string("dbName")?.unwrap_or_else(|| format!("venuemesh-{venue}"));
+        let db = idb::open(&db_name).await?;
+        let result = async {
+            let key = match (device_key::load(&db).await?, wanted) {
+                (Some(k), None) => k,
+                (Some(k), Some(d)) if k.device == d => k,
+                (_, Some(d)) => device_key::create(&db, &d).await?,
+                (None, None) => {
+                    let id = idb::device_id(&db).await?;
+                    device_key::create(&db, &id).await?
+                }
+            };
+            Ok::<_, JsValue>(
+                ObjBuilder::new()
+                    .set("venue", venue.as_str())
+                    .set("device", key.device.as_str())
+                    .set("publicKey", base64_encode(&public_key(&key)))
+                    .build(),
+            )
+        }
+        .await;
+        db.close();
+        result
+    }
+}
