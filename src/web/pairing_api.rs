@@ -105,6 +105,17 @@ impl Pairing {
 
 #[wasm_bindgen]
 impl VenueMesh {
+    /// `"admin"` or `"device"`: the role this device's certificate gives it
+    /// (an admin may invite and revoke devices); `null` before credentials.
+    #[wasm_bindgen(getter, js_name = certificateRole, unchecked_return_type = "\"admin\" | \"device\" | null")]
+    pub fn certificate_role(&self) -> JsValue {
+        let t = self.trust.borrow();
+        match t.creds.as_ref().and_then(|c| c.bundle.chain.leaf().map(|l| l.role)) {
+            Some(r) => JsValue::from_str(r.as_str()),
+            None => JsValue::NULL,
+        }
+    }
+
     /// Admission of new devices by this one (see [`Pairing`]).
     #[wasm_bindgen(getter)]
     pub fn pairing(&self) -> Pairing {
