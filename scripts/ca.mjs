@@ -8,6 +8,9 @@
 //   node scripts/ca.mjs issue  --ca .run/ca-demo.json --device pos-1 --pk <base64 32 bytes> [--role admin]
 //   node scripts/ca.mjs revoke --ca .run/ca-demo.json --pk <base64>   (prints the CRL, base64)
 //   node scripts/ca.mjs root   --ca .run/ca-demo.json                 (prints the root public key, base64)
+//   node scripts/ca.mjs ingest --demo demo     the demo CA of venue "demo" instead of a state file: a public
+//                                              seed (tests/ca/trust.mjs demoCa), what scripts/demo and the
+//                                              static server's POST /ca/issue use. Never for a real venue.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -15,9 +18,9 @@ import * as T from '../tests/ca/trust.mjs';
 
 const { positionals: [cmd], values: a } = parseArgs({ allowPositionals: true, options: {
   venue: { type: 'string' }, ca: { type: 'string' }, 'seed-hex': { type: 'string' }, device: { type: 'string' },
-  pk: { type: 'string' }, role: { type: 'string', default: 'device' } } });
+  pk: { type: 'string' }, role: { type: 'string', default: 'device' }, demo: { type: 'string' } } });
 const die = (m) => { console.error(`ca: ${m}`); process.exit(2); };
-if (!a.ca) die('--ca FILE is required');
+if (!a.ca && !a.demo) die('--ca FILE (or --demo VENUE) is required');
 
 /** The CA of a state file: `{ venue, seed (hex), revoked: [pk b64] }`. */
 export function loadCa(file) {
@@ -33,7 +36,8 @@ if (cmd === 'init') {
   writeFileSync(a.ca, JSON.stringify({ venue: a.venue, seed: a['seed-hex'] ?? randomBytes(32).toString('hex'), revoked: [] }), { mode: 0o600 });
   console.log(Buffer.from(loadCa(a.ca).ca.root.pk).toString('base64'));
 } else {
-  const { ca, state } = loadCa(a.ca);
+  const { ca, state } = a.demo ? { ca: T.demoCa(a.demo), state: null } : loadCa(a.ca);
+  if (a.demo && cmd === 'revoke') die('the demo CA keeps no state: revoke from an admin device');
   const pk = () => {
     const b = Buffer.from(a.pk ?? '', 'base64');
     if (b.length !== 32) die('--pk must be a base64 Ed25519 public key (32 bytes)');

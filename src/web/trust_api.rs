@@ -161,3 +161,44 @@ impl VenueMesh {
         result
     }
 }
+
+/// Benchmark hook (`scripts/bench`, tests/bench/trust.mjs; not part of the
+/// API): runs one per-message trust operation `n` times on a 200-byte body
+/// in wasm and returns a checksum (so nothing is optimised away); the caller
+/// times it. `op`: `sign` / `verify` (Ed25519 over an envelope),
+/// `seal` / `open` (ChaCha20-Poly1305 of the body under the sender's
+/// subkey, derivation included), `hmac` (HMAC-SHA256: what envelope v1 cost).
+#[doc(hidden)]
+#[wasm_bindgen(js_name = __benchTrust)]
+pub fn bench_trust(op: &str, n: u32) -> Result<u32, JsValue> {
+    use crate::trust::{content, domain, sign, verify};
+    let key = signing_key(&[7u8; 32]);
+    let vk = key.verifying_key();
+    let msg = [0x5au8; 260]; // header + 200-byte body
+    let sig = sign(&key, domain::ENVELOPE, &[&msg]);
+    let ck = [9u8; 32];
+    let mut acc = 0u32;
+    for i in 0..n {
+        acc = acc.wrapping_add(match op {
+            "sign" => u32::from(sign(&key, domain::ENVELOPE, &[&msg])[(i % 64) as usize]),
+            "verify" => u32::from(verify(&vk, domain::ENVELOPE, &[&msg], &sig)),
+            "seal" | "open" => {
+                let sub = content::subkey(&ck, "pos-1");
+                let mut body = msg[60..].to_vec();
+                content::seal(&sub, u64::from(i), &msg[..60], &mut body);
+                if op == "open" {
+                    content::open(&sub, u64::from(i), &msg[..60], &mut body).map_err(|e| JsValue::from_str(&e.to_string()))?;
+                }
+                u32::from(body[0])
+            }
+            "hmac" => {
+                use hmac::{Hmac, KeyInit, Mac};
+                let mut m = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(&ck).map_err(|_| JsValue::from_str("hmac"))?;
+                m.update(&msg);
+                u32::from(m.finalize().into_bytes()[0])
+            }
+            _ => return Err(js_error(ErrorCode::InvalidArgument, "op: sign | verify | seal | open | hmac", None)),
+        });
+    }
+    Ok(acc)
+}

@@ -10,6 +10,7 @@ import { mqttBench } from './mqtt.mjs';
 import { electionBench } from './election.mjs';
 import { replicationBench } from './replication.mjs';
 import { routingBench } from './routing.mjs';
+import { trustBench } from './trust.mjs';
 
 const ENGINES = (process.env.VM_BENCH_ENGINES || 'chromium,webkit').split(',').filter(Boolean);
 const LABEL = { chromium: 'Chromium', webkit: 'WebKit' };
@@ -44,7 +45,7 @@ const perEngine = (bench) => async () => {
 };
 
 const all = { size: bundleSize, mqtt: perEngine(mqttBench), queue: perEngine(queueBench), election: electionBench,
-  replication: replicationBench, routing: routingBench };
+  replication: replicationBench, routing: routingBench, trust: trustBench };
 const wanted = process.argv.slice(2);
 const rows = [];
 for (const [name, run] of Object.entries(all)) {

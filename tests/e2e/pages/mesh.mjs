@@ -3,6 +3,7 @@
 // Every event is recorded in window.events with a wall-clock timestamp
 // (performance.timeOrigin + performance.now(), comparable across pages).
 import init, { VenueMesh } from '/pkg/venuemesh.js';
+import { openPaired } from './pair.mjs';
 
 const p = new URLSearchParams(location.search);
 window.events = [];
@@ -29,7 +30,7 @@ try {
       if (refuse-- > 0) throw new Error('backend unavailable');
     };
   }
-  const mesh = await VenueMesh.open(options);
+  const mesh = await openPaired(VenueMesh, options, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device' });
   for (const ev of ['becomeHub', 'loseHub', 'hubChanged', 'peerJoined', 'peerLeft', 'connected', 'disconnected']) {
     mesh.on(ev, (e) => window.events.push({ ev, at: stamp(), ...e }));
   }
