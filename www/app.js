@@ -8,6 +8,9 @@
 //   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,
 //                          so cloud_ack shows within seconds; the library's default is 30000)
 //   &room=NAME             chat room (default "lobby")
+//   &admin=1               a new device asks the venue server for an admin certificate (may invite
+//                          and revoke devices: the manager's iPad)
+//   &code=ABCD-…           a new device pairs with this code from an admin device (www/trust.js)
 //
 // Sales move pending → peer_ack (a majority of the replication factor 3 hold
 // it) → cloud_ack (the hub uploaded it and the cloud stored it) on their own;
@@ -23,6 +26,7 @@
 // the `message` event (each message exactly once, over a WebRTC data channel,
 // a BroadcastChannel between tabs or the broker, whichever is best per peer).
 import init, { VenueMesh, version } from '../pkg/venuemesh.js';
+import { openPaired, setupTrust, renderTrust } from './trust.js';
 
 const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
@@ -361,6 +365,7 @@ function refresh() {
   renderReplication(stats);
   renderLastSale();
   renderQueueMeta(stats);
+  renderTrust(mesh, stats);
 }
 
 // --- actions ------------------------------------------------------------------
@@ -506,8 +511,9 @@ async function main() {
   options.replicationFactor = FACTOR;
   options.drainIntervalMs = drainMs;
   $('drain-s').textContent = String(Math.round(drainMs / 100) / 10);
-  mesh = await VenueMesh.open(options);
+  mesh = await openPaired(VenueMesh, options, params, log);
   window.mesh = mesh; // for tests and for poking at it from the console
+  setupTrust(mesh, { newDeviceUrl: (code) => { const u = new URL(newDeviceUrl(), location.href); u.searchParams.delete('admin'); u.searchParams.set('code', code); return `${u.pathname}${u.search}`; }, log });
   $('device-id').textContent = mesh.deviceId;
   log(`opened as ${mesh.deviceId} (${options.deviceInfo.kind})`);
 

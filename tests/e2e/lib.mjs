@@ -211,12 +211,15 @@ export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ?
  * tests/ingest/query.py's JSON (`{count, duplicates_absorbed, ids}`, with
  * `rows` when asked); `stop()` ends it and removes the directory.
  */
-export async function startIngest({ venue, key, tcp, timeoutMs = 10_000 }) {
+export async function startIngest({ venue, key, tcp, timeoutMs = 10_000, trust = key === undefined ? ingestTrust(venue) : null }) {
   const dir = mkdtempSync(join(tmpdir(), 'vm-ingest-'));
   const db = join(dir, 'ingest.sqlite');
   const ready = join(dir, 'ready.json');
+  // v2 (issue #15): the cloud's credentials from the venue's test CA (`trust`); v1: the venue key.
+  const credentials = trust ? ['--trust', join(dir, 'trust.json')] : ['--key', key];
+  if (trust) writeFileSync(join(dir, 'trust.json'), JSON.stringify(trust), { mode: 0o600 });
   const proc = spawn(PYTHON, [join(INGEST_DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue,
-    '--key', key, '--db', db, '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ...credentials, '--db', db, '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.VM_E2E_VERBOSE) process.stderr.write(d); });
   const exited = new Promise((r) => proc.once('exit', r));
