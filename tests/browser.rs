@@ -25,6 +25,23 @@ const BROKER: &str = match option_env!("VM_TEST_BROKER") {
     None => "ws://127.0.0.1:19001",
 };
 
+/// Credentials for a fresh device of `venue` in database `db` (issue #15): the
+/// page makes its key (`createPairingRequest`), a CA made here certifies it,
+/// the bundle JSON comes back for `open({ credentials })`.
+async fn credentials_for(venue: &str, db: &str) -> String {
+    use venuemesh::trust::{base64_decode, signing_key, Bundle, Cert, Chain, Role};
+    let req = venuemesh::web::VenueMesh::create_pairing_request(options(&[("venue", venue), ("dbName", db)])).await.unwrap();
+    let field = |k: &str| js_sys::Reflect::get(&req, &k.into()).unwrap().as_string().unwrap();
+    let device = field("device");
+    let pk: [u8; 32] = base64_decode(&field("publicKey")).unwrap().try_into().unwrap();
+    let root = signing_key(&[1; 32]);
+    let cloud = signing_key(&[2; 32]);
+    let chain = Chain(vec![Cert::issue(&root, Role::Device, venue, &device, pk, 0, 0).unwrap()]);
+    let cloud_chain = Chain(vec![Cert::issue(&root, Role::Cloud, venue, "cloud", cloud.verifying_key().to_bytes(), 0, 0).unwrap()]);
+    let bundle = Bundle { venue: venue.into(), device, root_pk: root.verifying_key().to_bytes(), chain, cloud_chain, key_epoch: 1, content_key: [3; 32], crl: None };
+    bundle.to_json()
+}
+
 fn code_of(err: &JsValue) -> String {
     js_sys::Reflect::get(err, &"code".into()).ok().and_then(|c| c.as_string()).unwrap_or_default()
 }

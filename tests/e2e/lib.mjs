@@ -281,16 +281,19 @@ export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => wind
  * broker, kind, hb = 300 by default, and `extra`: drain, batch, upload, …).
  * `page: 'routing'` opens pages/routing.html instead (records `message`
  * events: room, db, webrtc=0); `context` puts it in an existing context (a
- * second tab of that browser profile). Throws if the page could not open
+ * second tab of that browser profile); `ca` certifies it with that CA
+ * instead of the venue's (pages/pair.mjs). Throws if the page could not open
  * the mesh.
  */
-export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context } = {}) {
+export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context, ca } = {}) {
   context ??= await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
+  // `ca`: certified by that CA (e.g. one of an attacker's making) instead of the venue's.
+  const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra, ...(ca ? { pair: 'manual' } : {}) });
   await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}`);
+  if (ca) await pairIfAsked(page, venue, { ca });
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);

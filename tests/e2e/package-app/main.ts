@@ -41,9 +41,13 @@ async function run(): Promise<AppResult> {
     badOpen = { name: e.name, code: e.code, isError: e instanceof Error };
   }
 
-  // The README's quick start.
+  // The README's quick start: this device's key is made here; the venue's server (the test
+  // static server's demo CA, POST /ca/issue) certifies it; open() checks and keeps the bundle.
+  const request = await VenueMesh.createPairingRequest({ venue });
+  const certified = await fetch('/ca/issue', { method: 'POST', body: JSON.stringify(request) });
+  const credentials = await certified.text();
   const mesh = await VenueMesh.open({
-    venue, venueKey: 'package-test-venue-key-0123', brokers, deviceInfo: { kind }, heartbeatIntervalMs: 300,
+    venue, venueKey: 'package-test-venue-key-0123', credentials, brokers, deviceInfo: { kind }, heartbeatIntervalMs: 300,
   });
   window.mesh = mesh;
   const url = await new Promise<string>((resolve) => {
