@@ -21,7 +21,7 @@ use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
 use super::stats::{mesh_stats_js, LocalRoutes};
 use crate::election;
-use crate::envelope::{is_valid_id, VenueKey};
+use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
 use crate::outbox::{CommandRecord, Event as OutboxEvent};
@@ -174,7 +174,7 @@ export interface DetailedStats {
 "#;
 
 const OPEN_KEYS: &[&str] = &[
-    "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
+    "venue", "credentials", "deviceKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
     "uploadBatchSize", "upload", "webrtc",
 ];
@@ -286,11 +286,25 @@ impl VenueMesh {
         if !is_valid_id(&venue) {
             return Err(js_error(ErrorCode::InvalidOptions, "`venue` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
         }
-        let secret = o.bytes("venueKey")?.ok_or_else(|| {
-            js_error(ErrorCode::InvalidOptions, "`venueKey` (the venue's shared secret, at least 16 bytes) is required", None)
+        // TODO(trust-edge): the device key must be generated in wasm and kept
+        // in IndexedDB wrapped by a non-extractable WebCrypto key; this
+        // interim API takes its 32 secret bytes (`deviceKey`) and the bundle
+        // JSON (`credentials`) only so the shell keeps building on the v2
+        // core. It is not the security model of PROTOCOL.md Part 6.
+        let bundle_json = o.string("credentials")?.ok_or_else(|| {
+            js_error(ErrorCode::InvalidOptions, "`credentials` (the device's credential bundle, JSON) is required", None)
         })?;
-        let key = VenueKey::new(&venue, 1, &secret)
-            .map_err(|_| js_error(ErrorCode::InvalidOptions, "`venueKey` must be at least 16 bytes", None))?;
+        let bundle = crate::trust::Bundle::from_json(&bundle_json)
+            .map_err(|e| js_error(ErrorCode::InvalidOptions, &format!("`credentials`: {e}"), None))?;
+        let secret: [u8; 32] = o
+            .bytes("deviceKey")?
+            .and_then(|b| b.try_into().ok())
+            .ok_or_else(|| js_error(ErrorCode::InvalidOptions, "`deviceKey` (32 bytes) is required", None))?;
+        let credentials = crate::trust::Credentials::new(&secret, bundle, wall_ms(), crate::hlc::Clock::DEFAULT_MAX_DRIFT_MS)
+            .map_err(|e| js_error(ErrorCode::InvalidOptions, &format!("credentials refused: {e}"), None))?;
+        if credentials.bundle.venue != venue {
+            return Err(js_error(ErrorCode::InvalidOptions, "`venue` differs from the credentials' venue", None));
+        }
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
             return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL (local first)", None));
@@ -334,7 +348,11 @@ impl VenueMesh {
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let seed = random_seed();
-        let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
+        // The mesh id is the certificate's subject (TODO(trust-edge): the
+        // IndexedDB device id and the queue's id prefix should follow it).
+        let _ = &device_id;
+        let device_id = credentials.bundle.device.clone();
+        let mut config = MeshConfig::new(credentials, host.device_info(None), super::clock::random_bytes32());
         config.election = election;
         config.replication = replication;
         if webrtc == WebRtcUse::On {
