@@ -23,7 +23,8 @@ const types = {
  * `POST /ca/issue` with a pairing request `{ venue, device, publicKey, role? }` → the device's
  * credential bundle from the demo CA of that venue (tests/ca/trust.mjs `demoCa`: a public seed,
  * so demo and tests only). What a venue's real server does with its own CA, for the demo's
- * cloud admission. `role: "admin"` makes a device that can invite and revoke others.
+ * cloud admission. `role: "admin"` makes a device that can invite and revoke others; `ca: NAME`
+ * certifies it with another root instead (an outsider, for tests).
  */
 async function readJson(req, max) {
   let body = '';
@@ -36,7 +37,9 @@ async function issue(req, res) {
   const pk = Buffer.from(String(r.publicKey), 'base64');
   if (pk.length !== 32) throw new Error('publicKey must be 32 bytes, base64');
   const role = r.role === 'admin' ? 'admin' : 'device';
-  const bundle = T.demoCa(String(r.venue)).bundle(String(r.device), pk, { role });
+  // `ca`: another CA of the same venue name (another root), for tests of outsiders.
+  const ca = r.ca ? T.createCa({ venue: String(r.venue), seed: T.sha256(Buffer.from(`venuemesh other CA: ${r.venue} / ${r.ca}`)) }) : T.demoCa(String(r.venue));
+  const bundle = ca.bundle(String(r.device), pk, { role });
   res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
   res.end(JSON.stringify(bundle));
 }

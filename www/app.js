@@ -500,7 +500,6 @@ async function main() {
   const kind = kindParam || localStorage.getItem(`${SETTINGS}kind`) || 'other';
   const options = {
     venue, brokers, dbName,
-    venueKey: params.get('key') || 'venuemesh-demo-key-not-secret',
     deviceInfo: { kind: KINDS.includes(kind) ? kind : 'other' },
   };
   // Only what the user said here; otherwise the library asks the browser

@@ -82,7 +82,8 @@ pub use crate::topics::{MeshTopic, TopicKind, TopicParseError};
 pub use wire::{Body, Capabilities, PresenceInfo, WireError, PROTOCOL_VERSION};
 
 use crate::election::{self, LeftReason, PersistedTerm, RoleKind, Term};
-use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter, VenueKey};
+use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter};
+use crate::trust::{Credentials, SecurityStats, TrustError, TrustState};
 use crate::hlc::{Clock, Hlc};
 use crate::score::{Breakdown, DeviceInfo};
 use core::fmt;
@@ -90,13 +91,19 @@ use core::fmt;
 /// Everything a node needs to start. [`MeshConfig::new`] fills the defaults.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
-    /// The venue id; must equal `venue_key.venue()`.
+    /// The venue id; must equal the bundle's.
     pub venue: String,
-    /// This device's id (an envelope id: 1–64 bytes of `A-Z a-z 0-9 . _ -`),
-    /// stable across reloads (the shell keeps it in IndexedDB).
+    /// This device's id (an envelope id: 1–64 bytes of `A-Z a-z 0-9 . _ -`);
+    /// must equal the bundle's (the subject of the device's certificate).
     pub device_id: String,
-    /// The venue's shared secret; signs and verifies every message.
-    pub venue_key: VenueKey,
+    /// The device's own key and its credential bundle (chain to the venue
+    /// root, cloud chain, content key, CRL): every message is signed with
+    /// that key and checked against that root. See [`crate::trust`].
+    pub credentials: Credentials,
+    /// 32 bytes from a CSPRNG (`crypto.getRandomValues`), the seed of the
+    /// node's [`crate::trust::CryptoRng`] (pairing codes, nonces). Never
+    /// reuse it across opens.
+    pub entropy: [u8; 32],
     /// Score inputs. `uptime_ms` is ignored (the node counts uptime from
     /// [`MeshNode::new`]); without `wifi_quality` the link quality set with
     /// [`MeshNode::set_link_quality`] stands in.
@@ -127,12 +134,14 @@ impl MeshConfig {
     /// A config with defaults: the seed's election timers
     /// (`election::Config::default()`), REPLICA capability, 2-minute event
     /// freshness, 1-minute clock drift, default envelope limits, 256 senders,
-    /// 4096 counters per write.
-    pub fn new(device_id: impl Into<String>, venue_key: VenueKey, device: DeviceInfo) -> MeshConfig {
+    /// 4096 counters per write. Venue and device id come from the
+    /// credentials' bundle.
+    pub fn new(credentials: Credentials, device: DeviceInfo, entropy: [u8; 32]) -> MeshConfig {
         MeshConfig {
-            venue: venue_key.venue().to_string(),
-            device_id: device_id.into(),
-            venue_key,
+            venue: credentials.bundle.venue.clone(),
+            device_id: credentials.bundle.device.clone(),
+            credentials,
+            entropy,
             device,
             election: election::Config::default(),
             capabilities: Capabilities::REPLICA,
@@ -150,7 +159,7 @@ impl MeshConfig {
         if !is_valid_id(&self.device_id) {
             return Err(MeshConfigError::BadDeviceId);
         }
-        if self.venue != self.venue_key.venue() {
+        if self.venue != self.credentials.bundle.venue || self.device_id != self.credentials.bundle.device {
             return Err(MeshConfigError::VenueMismatch);
         }
         Ok(())
@@ -163,16 +172,20 @@ impl MeshConfig {
 pub enum MeshConfigError {
     /// `device_id` is not a valid id.
     BadDeviceId,
-    /// `venue` differs from the key's venue.
+    /// `venue` or `device_id` differs from the credentials' bundle.
     VenueMismatch,
+    /// The credentials do not check out (chain, key, validity, revoked):
+    /// a device without valid credentials never joins.
+    BadCredentials(TrustError),
 }
 
 impl fmt::Display for MeshConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MeshConfigError::BadDeviceId => "device id must be 1-64 bytes of A-Z a-z 0-9 . _ -",
-            MeshConfigError::VenueMismatch => "venue differs from the venue key's venue",
-        })
+        match self {
+            MeshConfigError::BadDeviceId => f.write_str("device id must be 1-64 bytes of A-Z a-z 0-9 . _ -"),
+            MeshConfigError::VenueMismatch => f.write_str("venue or device id differs from the credentials"),
+            MeshConfigError::BadCredentials(e) => write!(f, "credentials refused: {e}"),
+        }
     }
 }
 
@@ -208,6 +221,12 @@ pub enum Output {
     /// previous one, in order), then call [`MeshNode::handle_persisted`]
     /// with it. Until then nothing is sent that needs it.
     Persist(MeshState),
+    /// The trust state changed (a CRL applied, a sender chain learned, a
+    /// content key): write it (one record, overwritten) and give it back to
+    /// [`MeshNode::handle_restored_trust`] at the next open. Nothing waits
+    /// for this write (losing it only means re-learning chains; CRLs are
+    /// retained on the broker too).
+    PersistTrust(TrustState),
     /// Tell the app (outside any borrow of the node).
     Event(MeshEvent),
     /// Store these replicas in the outbox (status `peer_ack`, origin = their
@@ -424,6 +443,9 @@ pub struct MeshStats {
     pub peers: Vec<PeerStats>,
     /// Envelope verdicts: accepted, bad signatures, replays, duplicates, …
     pub envelope: EnvelopeStats,
+    /// Trust refusals per reason (unknown sender, bad chain, revoked, bad
+    /// signature, bad body, wrong role, bad origin signature, bad receipt).
+    pub security: SecurityStats,
     /// The node's own counters.
     pub counters: MeshCounters,
     /// Messages and bytes in/out per class.

@@ -5,7 +5,7 @@ use crate::topics::{self, TopicKind};
 use super::wire::{self, Body, PresenceInfo, PROTOCOL_VERSION};
 use super::{MeshConfig, MeshConfigError, MeshCounters, MeshEvent, MeshState, MeshStats, Output, PeerStats, Traffic};
 use crate::election::{Election, ElectionEvent, ElectionMsg, PersistedTerm, RoleKind, Term};
-use crate::envelope::{Envelope, Header, Kind, Receiver, SendCounter};
+use crate::envelope::{Envelope, Header, Kind, Receiver, SealOpts, SendCounter};
 use crate::hlc::Clock;
 use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
@@ -44,6 +44,9 @@ pub struct MeshNode {
     /// Kept for later layers (ids, jitter); the election has its own.
     #[allow(dead_code)]
     rng: Rng,
+    /// Secrets and unpredictable values (pairing codes, nonces).
+    #[allow(dead_code)]
+    crypto: crate::trust::CryptoRng,
     started: u64,
     wall_at_start: u64,
     now_floor: u64,
@@ -91,6 +94,8 @@ impl MeshNode {
     /// `crypto.getRandomValues` (the simulator: from its seed).
     pub fn new(config: MeshConfig, mut rng: Rng, now_mono: u64, now_wall: u64) -> Result<MeshNode, MeshConfigError> {
         config.validate()?;
+        let trust = crate::trust::TrustStore::new(&config.credentials, now_wall, config.max_clock_drift_ms, config.max_senders)
+            .map_err(MeshConfigError::BadCredentials)?;
         // The router's epoch must grow across restarts: the wall clock at
         // start does (a device restarts far less often than once a ms).
         let mut rcfg = RouterConfig::new(config.device_id.clone(), now_wall);
@@ -98,7 +103,8 @@ impl MeshNode {
         let router = Router::new(rcfg).map_err(|_| MeshConfigError::BadDeviceId)?;
         let mut node = MeshNode {
             election: Election::new(config.device_id.clone(), 0, config.election.clone(), Rng::new(rng.next_u64())),
-            receiver: Receiver::new(config.venue_key.clone(), config.limits, config.max_senders),
+            receiver: Receiver::new(trust, config.limits, config.max_senders),
+            crypto: crate::trust::CryptoRng::new(config.entropy),
             counter: None,
             clock: Clock::new(config.max_clock_drift_ms),
             rng,
@@ -222,6 +228,7 @@ impl MeshNode {
             uptime_ms: self.now_floor - self.started,
             peers,
             envelope: *self.receiver.stats(),
+            security: *self.receiver.trust().stats(),
             counters: self.counters,
             traffic: self.traffic,
             send_counter: self.counter.as_ref().map(|c| (c.peek(), c.ceiling())),
@@ -249,6 +256,18 @@ impl MeshNode {
         self.counter = Some(counter);
         self.term_record = state.persisted_term.clone();
         self.sync_reach(now);
+    }
+
+    /// The trust record read from storage at start (CRLs, learned chains,
+    /// content keys; from [`Output::PersistTrust`]). Everything in it is
+    /// verified again; call it before connecting.
+    pub fn handle_restored_trust(&mut self, state: &crate::trust::TrustState, now_wall: u64) {
+        self.receiver.trust_mut().restore(state, now_wall);
+    }
+
+    /// The trust state (read-only: own identity, chains, CRLs, stats).
+    pub fn trust(&self) -> &crate::trust::TrustStore {
+        self.receiver.trust()
     }
 
     /// The shell committed `state` (one that came out of [`Output::Persist`]).
@@ -359,7 +378,7 @@ impl MeshNode {
                 None => return self.reject_topic(payload),
             },
         };
-        let Some(env) = self.open_received(payload) else { return };
+        let Some(env) = self.open_received(payload, now_wall) else { return };
         // On `presence/{d}` and `hb/{d}` the topic names the sender; on
         // `dev/{d}/…` it names the addressee (us).
         let names_sender = matches!(parsed.kind, TopicKind::Presence { .. } | TopicKind::Heartbeat { .. });
@@ -492,6 +511,9 @@ impl MeshNode {
             if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
                 self.ceiling_written = self.ceiling_written.max(target);
                 self.persist_due = true;
+            }
+            if let Some(t) = self.receiver.trust_mut().take_persist() {
+                self.out.push_back(Output::PersistTrust(t));
             }
             if std::mem::take(&mut self.persist_due) {
                 self.out.push_back(Output::Persist(MeshState {
@@ -683,20 +705,20 @@ impl MeshNode {
             term: self.election.highest_term().map_or(0, |t| t.number),
             hlc: self.clock.now(now_wall),
         };
-        Envelope::seal_with(&header, body, self.receiver.key(), self.cfg.limits).ok()
+        Envelope::seal_with(&header, body, self.receiver.trust(), SealOpts::for_kind(kind), self.cfg.limits).ok()
     }
 
     /// The first steps for every received envelope, whatever its route: the
     /// stored state must be restored, the envelope must open (signature,
     /// replay window: a copy by a second route is a duplicate) and must not
     /// be our own echo. Each refusal is counted once.
-    fn open_received(&mut self, payload: &[u8]) -> Option<Envelope> {
+    fn open_received(&mut self, payload: &[u8], now_wall: u64) -> Option<Envelope> {
         if !self.is_restored() {
             self.counters.not_ready += 1;
             return None;
         }
         // A refusal is counted in the envelope stats.
-        let env = self.receiver.receive(payload).ok()?;
+        let env = self.receiver.receive(payload, now_wall).ok()?;
         if env.header.sender == self.cfg.device_id {
             self.counters.own_echo += 1;
             return None;

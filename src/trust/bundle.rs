@@ -199,9 +199,6 @@ impl Credentials {
         if id.key.to_bytes() != self.key.verifying_key().to_bytes() {
             return Err(TrustError::WrongSubject);
         }
-        if id.role == Role::Cloud {
-            return Err(TrustError::WrongRole);
-        }
         let cloud = anchor.validate(&b.cloud_chain, now_wall, &revoked)?;
         if cloud.role != Role::Cloud {
             return Err(TrustError::WrongRole);

@@ -52,7 +52,7 @@ struct Peer {
 /// What the shell persists for the trust state ([`crate::mesh::Output::PersistTrust`]):
 /// every accepted CRL, the cached sender chains, the content keys. Restored
 /// with [`TrustStore::restore`]; everything in it is re-verified.
-#[derive(Clone, Default, PartialEq, Eq)]
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct TrustState {
     /// Accepted revocation lists (raw).
     pub crls: Vec<Vec<u8>>,
@@ -117,8 +117,14 @@ impl TrustStore {
         };
         if let Some(raw) = &b.crl {
             s.apply_crl(raw, now_wall)?;
-            s.dirty = false;
         }
+        // The cloud's chain is known from the bundle: its CLOUD_ACKs need
+        // no attached chain.
+        let cloud = s.cloud_chain.clone();
+        if s.me.role != Role::Cloud {
+            s.learn_chain(&cloud, now_wall)?;
+        }
+        s.dirty = false;
         Ok(s)
     }
 

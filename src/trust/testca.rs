@@ -7,6 +7,9 @@ use super::bundle::{Bundle, Credentials};
 use super::cert::{Cert, Chain, Role};
 use super::{sha256, signing_key, SigningKey};
 
+/// The cloud ingest's id (its certificate's subject).
+pub const CLOUD_ID: &str = "ingest";
+
 /// Start of every certificate's validity in the tests (2026-01-27).
 pub const NOT_BEFORE: u64 = 1_769_000_000_000;
 
@@ -15,6 +18,8 @@ pub const NOT_BEFORE: u64 = 1_769_000_000_000;
 pub struct TestCa {
     /// The venue.
     pub venue: String,
+    /// What the keys are derived from (the venue for the real CA).
+    pub label: String,
     /// The root key.
     pub root: SigningKey,
     /// The cloud ingest's key.
@@ -35,22 +40,35 @@ pub fn key_for(label: &str) -> SigningKey {
 impl TestCa {
     /// The CA of `venue`.
     pub fn new(venue: &str) -> TestCa {
-        let root = key_for(&format!("{venue}/root"));
-        let cloud = key_for(&format!("{venue}/cloud"));
-        let cert = Cert::issue(&root, Role::Cloud, venue, "cloud", cloud.verifying_key().to_bytes(), NOT_BEFORE, 0).expect("valid ids");
+        TestCa::with_label(venue, venue)
+    }
+
+    /// Another CA for the same venue id (an intruder's own root): its keys
+    /// come from `label`.
+    pub fn with_label(venue: &str, label: &str) -> TestCa {
+        let root = key_for(&format!("{label}/root"));
+        let cloud = key_for(&format!("{label}/cloud"));
+        let cert = Cert::issue(&root, Role::Cloud, venue, CLOUD_ID, cloud.verifying_key().to_bytes(), NOT_BEFORE, 0).expect("valid ids");
         TestCa {
             venue: venue.to_string(),
+            label: label.to_string(),
             root,
             cloud,
             cloud_chain: Chain(vec![cert]),
             epoch: 1,
-            content_key: sha256(&[b"venuemesh test content key\0", venue.as_bytes()]),
+            content_key: sha256(&[b"venuemesh test content key\0", label.as_bytes()]),
         }
     }
 
     /// The key a device gets in tests.
     pub fn device_key(&self, device: &str) -> SigningKey {
-        key_for(&format!("{}/{device}", self.venue))
+        key_for(&format!("{}/{device}", self.label))
+    }
+
+    /// The cloud ingest's credentials (role `cloud`, subject [`CLOUD_ID`]).
+    pub fn cloud_credentials(&self) -> Credentials {
+        let bundle = self.bundle_with(CLOUD_ID, self.cloud_chain.clone());
+        Credentials { key: self.cloud.clone(), bundle }
     }
 
     /// A root-issued chain for `device` with `role`.

@@ -243,7 +243,7 @@ fn bundle_json_round_trip_and_credentials_check() {
 #[test]
 fn store_caches_chains_and_counts_refusals() {
     let ca = ca();
-    let mut s = TrustStore::new(&ca.credentials("pos-1"), NOW, 60_000, 2).unwrap();
+    let mut s = TrustStore::new(&ca.credentials("pos-1"), NOW, 60_000, 3).unwrap();
     let c2 = ca.chain("pos-2", Role::Device).encode();
     assert_eq!(s.sender_identity("pos-3", None, NOW).unwrap_err(), TrustError::Malformed);
     assert_eq!(s.stats().unknown_sender, 1);
@@ -252,7 +252,7 @@ fn store_caches_chains_and_counts_refusals() {
     assert_eq!(s.stats().bad_chain, 1);
     assert_eq!(s.sender_identity("pos-2", Some(&c2), NOW).unwrap().subject, "pos-2");
     assert!(s.sender_identity("pos-2", None, NOW).is_ok(), "cached");
-    assert!(s.take_persist().is_some_and(|p| p.chains.len() == 1));
+    assert!(s.take_persist().is_some_and(|p| p.chains.len() == 2), "the cloud's and pos-2's");
     let fp = ca.chain("pos-2", Role::Device).0[0].fp();
     let crl = Crl::issue(&ca.root, None, "shop-1", 1, NOW, &[fp]).unwrap();
     assert_eq!(s.apply_crl(&crl.raw, NOW), Ok(1));

@@ -21,7 +21,7 @@ use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
 use super::stats::{mesh_stats_js, LocalRoutes};
 use crate::election;
-use crate::envelope::{is_valid_id, VenueKey};
+use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
 use crate::outbox::{CommandRecord, Event as OutboxEvent};
@@ -51,8 +51,6 @@ export interface DeviceInfoInput {
 export interface OpenOptions {
   /** The venue (shop, salon, festival site): 1-64 characters of A-Z a-z 0-9 . _ - */
   venue: string;
-  /** The venue's shared secret (at least 16 bytes): signs and verifies every mesh message. */
-  venueKey: string | Uint8Array;
   /** Ordered broker list, local first: e.g. ["ws://192.168.1.10:9001", "wss://mqtt.example.com/mqtt"]. */
   brokers: string | string[];
   /** Broker credentials (the device token). */
@@ -79,7 +77,7 @@ export interface OpenOptions {
    * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
   upload?: (batch: UploadBatch) => Promise<void>;
   /** This device's credential bundle (from the venue's server or `VenueMesh.join`), checked against the key
-   * `createPairingRequest()` made and kept for later starts. */
+   * `createPairingRequest()` made and kept for later starts; without it, the stored one (`NOT_PAIRED` if none). */
   credentials?: string | CredentialBundle;
   /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. Browsers without
    * RTCPeerConnection are detected and treated as false (`getDetailedStats().routes.webrtc` says "unavailable"). */
@@ -164,7 +162,14 @@ export interface DetailedStats {
   peers: PeerInfo[];
   /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
    * `replays` are older than the replay window and count as rejected. */
-  security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number };
+  security: { accepted: number; badSignature: number; malformed: number; wrongVenue: number; duplicates: number; replays: number;
+    /** Trust refusals (issue #15), each envelope or command counted once: no chain for the sender, a chain not
+     * leading to the venue root (or naming another device), a revoked key, a body that does not decrypt, a kind
+     * the sender's role may not send (CLOUD_ACK from a device), a command its origin did not sign, a receipt
+     * not from the cloud or not matching our record. */
+    untrusted: number; unknownEpoch: number; unknownSender: number; badChain: number; revoked: number; badBody: number;
+    wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; badCrl: number;
+    chainsEvicted: number; revokedKeys: number };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
   reachable: boolean;
   /** `direct`: election and replication envelopes on data channels and tabs (part of `routing`). */
@@ -177,9 +182,9 @@ export interface DetailedStats {
 "#;
 
 const OPEN_KEYS: &[&str] = &[
-    "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
+    "venue", "credentials", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
-    "uploadBatchSize", "upload", "webrtc", "credentials",
+    "uploadBatchSize", "upload", "webrtc",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -291,11 +296,6 @@ impl VenueMesh {
         if !is_valid_id(&venue) {
             return Err(js_error(ErrorCode::InvalidOptions, "`venue` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
         }
-        let secret = o.bytes("venueKey")?.ok_or_else(|| {
-            js_error(ErrorCode::InvalidOptions, "`venueKey` (the venue's shared secret, at least 16 bytes) is required", None)
-        })?;
-        let key = VenueKey::new(&venue, 1, &secret)
-            .map_err(|_| js_error(ErrorCode::InvalidOptions, "`venueKey` must be at least 16 bytes", None))?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
             return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL (local first)", None));
@@ -332,29 +332,26 @@ impl VenueMesh {
         let password = o.string("password")?;
 
         let db = idb::open(&db_name).await?;
-        let creds = match o.raw("credentials") {
-            // Until the core speaks envelope v2, credentials are checked and
-            // kept but the venue key still signs; without them, v1 as before.
-            Some(c) => match super::trust_api::credentials(&db, &venue, Some(c)).await {
-                Ok(c) => Some(c),
-                Err(e) => {
-                    db.close(); // a leaked connection would block the next open's upgrade
-                    return Err(e);
-                }
-            },
-            None => None,
+        // This device's key (IndexedDB, wrapped) and its bundle (given now,
+        // or stored by an earlier open): no valid credentials, no mesh.
+        let credentials = match super::trust_api::credentials(&db, &venue, o.raw("credentials")).await {
+            Ok(c) => c,
+            Err(e) => {
+                db.close(); // a leaked connection would block the next open's upgrade
+                return Err(e);
+            }
         };
-        let device_id = match &creds {
-            Some(c) => c.bundle.device.clone(),
-            None => idb::device_id(&db).await?,
-        };
+        // The mesh id is the certificate's subject.
+        let device_id = credentials.bundle.device.clone();
+        let creds = Some(credentials.clone());
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
         let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), |_| {}, true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
+        let trust_state = super::trust_api::load_trust_state(&db).await;
         let seed = random_seed();
-        let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
+        let mut config = MeshConfig::new(credentials, host.device_info(None), super::clock::random_bytes32());
         config.election = election;
         config.replication = replication;
         if webrtc == WebRtcUse::On {
@@ -363,6 +360,9 @@ impl VenueMesh {
         let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
         node.handle_restored(&state, monotonic_ms());
+        if let Some(t) = &trust_state {
+            node.handle_restored_trust(t, wall_ms());
+        }
         let held = held.into_iter().map(|r| (Rc::new(command_of(r, &device_id)), true)).collect::<Vec<_>>();
         node.handle_restored_commands(held, monotonic_ms());
 
@@ -631,6 +631,9 @@ impl VenueMesh {
         let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some() };
         let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local);
         let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
+        if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
+            let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
+        }
         stats
     }
 

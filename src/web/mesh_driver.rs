@@ -103,6 +103,11 @@ pub fn drive(this: &DriverRef) {
                     Output::Persist(state) => {
                         d.next_state = Some(state);
                     }
+                    Output::PersistTrust(t) => {
+                        if let Some(db) = &d.db {
+                            super::trust_api::save_trust_state(db, &t);
+                        }
+                    }
                     Output::Event(e) => events.push(e),
                     // Routing: the Rtc and Tabs calls never call back
                     // synchronously, so they run with the borrow held.

@@ -321,3 +321,47 @@ impl VenueMesh {
         VenueMesh::open(rest.into()).await
     }
 }
+
+#[wasm_bindgen]
+impl VenueMesh {
+    /// Revokes `device` (admin devices only, `NOT_ADMIN` otherwise): signs a
+    /// revocation list with this device's admin key naming that device's key
+    /// plus every key revoked before (devices keep the union, so a list
+    /// never un-revokes), and publishes it retained on `vm/{venue}/crl`.
+    /// The device must have been seen (its certificate is known here);
+    /// `INVALID_ARGUMENT` otherwise.
+    pub fn revoke(&self, device: &str) -> Result<js_sys::Promise, JsValue> {
+        let (key, chain, venue) = {
+            let t = self.trust.borrow();
+            match t.creds.as_ref() {
+                Some(c) if c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin) => {
+                    (c.key.clone(), c.bundle.chain.clone(), c.bundle.venue.clone())
+                }
+                _ => return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can revoke devices", None)),
+            }
+        };
+        let (crl, link) = {
+            let d = self.driver.borrow();
+            let trust = d.node.trust();
+            let id = trust.known(device).ok_or_else(|| {
+                js_error(ErrorCode::InvalidArgument, &format!("no certificate of {device} is known here (it was never heard)"), None)
+            })?;
+            let fp = crate::trust::fingerprint(&id.key.to_bytes());
+            let mut fps = trust.revoked().fingerprints().to_vec();
+            if !fps.contains(&fp) {
+                fps.push(fp);
+            }
+            let now = wall_ms();
+            let crl = crate::trust::Crl::issue(&key, Some(&chain), &venue, now, now, &fps)
+                .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+            (crl, d.link.clone())
+        };
+        let topic = format!("vm/{venue}/crl");
+        link.borrow_mut()
+            .client
+            .publish(&topic, &crl.raw, QoS::AtLeastOnce, true, monotonic_ms())
+            .map_err(|e| js_error(ErrorCode::Connection, &e.to_string(), None))?;
+        broker::schedule_drain(&link);
+        Ok(js_sys::Promise::resolve(&JsValue::UNDEFINED))
+    }
+}

@@ -88,14 +88,31 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         .set("peers", peers)
         .set(
             "security",
-            ObjBuilder::new()
-                .set("accepted", e.accepted as f64)
-                .set("badSignature", e.bad_signature as f64)
-                .set("malformed", e.malformed as f64)
-                .set("wrongVenue", e.wrong_venue as f64)
-                .set("duplicates", e.duplicates as f64)
-                .set("replays", e.replays as f64)
-                .build(),
+            {
+                // Envelope verdicts, then the trust model's refusals per reason (issue #15).
+                let t = &s.security;
+                ObjBuilder::new()
+                    .set("accepted", e.accepted as f64)
+                    .set("badSignature", e.bad_signature as f64)
+                    .set("malformed", e.malformed as f64)
+                    .set("wrongVenue", e.wrong_venue as f64)
+                    .set("duplicates", e.duplicates as f64)
+                    .set("replays", e.replays as f64)
+                    .set("untrusted", e.untrusted as f64)
+                    .set("unknownEpoch", e.unknown_key as f64)
+                    .set("unknownSender", t.unknown_sender as f64)
+                    .set("badChain", t.bad_chain as f64)
+                    .set("revoked", t.revoked as f64)
+                    .set("badBody", (t.bad_body.max(e.bad_body)) as f64)
+                    .set("wrongRole", t.wrong_role as f64)
+                    .set("badOriginSig", t.bad_origin_sig as f64)
+                    .set("badReceipt", t.bad_receipt as f64)
+                    .set("receipts", t.receipts as f64)
+                    .set("crlsApplied", t.crls_applied as f64)
+                    .set("badCrl", t.bad_crl as f64)
+                    .set("chainsEvicted", t.chains_evicted as f64)
+                    .build()
+            },
         )
         .set(
             "traffic",

@@ -22,7 +22,8 @@ use super::js::{ObjBuilder, Options};
 use super::meta;
 use super::VenueMesh;
 use crate::envelope::is_valid_id;
-use crate::trust::{base64_encode, signing_key, Bundle, Credentials, TrustError};
+use crate::trust::{base64_encode, signing_key, Bundle, Credentials, TrustError, TrustState};
+use wasm_bindgen::JsCast;
 
 const CREDENTIALS_RECORD: &str = "credentials";
 /// Clock drift allowed when checking validity windows at open (ms), as the core's default.
@@ -102,16 +103,55 @@ pub async fn credentials(db: &Db, venue: &str, given: Option<JsValue>) -> Result
     }
     let json = bundle.to_json();
     let creds = Credentials::new(&key.seed, bundle, wall_ms(), DRIFT_MS).map_err(|e| trust_error_js(e, "the credentials do not fit this device"))?;
+    // A browser device is a device or an admin: a cloud certificate would let
+    // it sign receipts ("the cloud has it"), which only the cloud may do.
+    if creds.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Cloud) {
+        return Err(js_error(ErrorCode::BadCredentials, "a cloud certificate is not a device's: the cloud's key stays with the cloud", None));
+    }
     if given.is_some() {
         meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&json)).await.map_err(|e| e.to_js("could not store the credentials"))?;
     }
     Ok(creds)
 }
 
-/// Keeps a newer bundle (e.g. after a KEY_UPDATE or with a CRL) for the next start.
-#[allow(dead_code)]
+/// Keeps a bundle (from pairing) for the next start.
 pub async fn store_bundle(db: &Db, bundle: &Bundle) -> Result<(), JsValue> {
     meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&bundle.to_json())).await.map_err(|e| e.to_js("could not store the credentials"))
+}
+
+const TRUST_STATE_RECORD: &str = "trust_state";
+
+/// The trust state stored at the last `PersistTrust` (`None` when none or unreadable:
+/// chains are learned again and CRLs come back retained from the broker).
+pub async fn load_trust_state(db: &Db) -> Option<TrustState> {
+    let v = meta::get(db, TRUST_STATE_RECORD).await.ok()??;
+    let list = |k: &str| -> Vec<Vec<u8>> {
+        js_sys::Reflect::get(&v, &k.into())
+            .ok()
+            .map(|a| js_sys::Array::from(&a).iter().filter_map(|x| x.dyn_into::<js_sys::Uint8Array>().ok()).map(|u| u.to_vec()).collect())
+            .unwrap_or_default()
+    };
+    let keys = list("contentKeys")
+        .into_iter()
+        .filter_map(|k| (k.len() == 33).then(|| (k[0], k[1..].try_into().expect("33 bytes"))))
+        .collect();
+    Some(TrustState { crls: list("crls"), chains: list("chains"), content_keys: keys })
+}
+
+/// Writes the trust state (`Output::PersistTrust`); nothing waits for it.
+pub fn save_trust_state(db: &Db, t: &TrustState) {
+    let arr = |items: &mut dyn Iterator<Item = Vec<u8>>| -> js_sys::Array { items.map(|b| JsValue::from(js_sys::Uint8Array::from(&b[..]))).collect() };
+    let record = ObjBuilder::new()
+        .set("crls", arr(&mut t.crls.iter().cloned()))
+        .set("chains", arr(&mut t.chains.iter().cloned()))
+        .set("contentKeys", arr(&mut t.content_keys.iter().map(|(e, k)| [&[*e][..], &k[..]].concat())))
+        .build();
+    let db = db.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        if let Err(e) = meta::put(&db, TRUST_STATE_RECORD, &record).await {
+            web_sys::console::warn_1(&format!("venuemesh: could not store the trust state: {}", e.message).into());
+        }
+    });
 }
 
 const REQUEST_KEYS: &[&str] = &["venue", "device", "dbName"];

@@ -204,20 +204,21 @@ const INGEST_DIR = fileURLToPath(new URL('../ingest/', import.meta.url));
 export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
 /**
- * The reference ingest for `venue` (signing its acks with `key`) against the
+ * The reference ingest for `venue` (the cloud of the venue's test CA, `trust`) against the
  * plain MQTT listener on 127.0.0.1:`tcp`, its SQLite in a fresh temporary
  * directory; resolves once it is subscribed to `vm/{venue}/up`. `pause()` /
  * `resume()` (SIGSTOP / SIGCONT) play a cloud outage; `query()` is
  * tests/ingest/query.py's JSON (`{count, duplicates_absorbed, ids}`, with
  * `rows` when asked); `stop()` ends it and removes the directory.
  */
-export async function startIngest({ venue, key, tcp, timeoutMs = 10_000, trust = key === undefined ? ingestTrust(venue) : null }) {
+export async function startIngest({ venue, tcp, timeoutMs = 10_000, trust = ingestTrust(venue) }) {
   const dir = mkdtempSync(join(tmpdir(), 'vm-ingest-'));
   const db = join(dir, 'ingest.sqlite');
   const ready = join(dir, 'ready.json');
-  // v2 (issue #15): the cloud's credentials from the venue's test CA (`trust`); v1: the venue key.
-  const credentials = trust ? ['--trust', join(dir, 'trust.json')] : ['--key', key];
-  if (trust) writeFileSync(join(dir, 'trust.json'), JSON.stringify(trust), { mode: 0o600 });
+  // The cloud's credentials (issue #15): by default from the venue's test CA, the one
+  // the pages are certified by (venueCa); a `key` some callers still pass is unused.
+  const credentials = ['--trust', join(dir, 'trust.json')];
+  writeFileSync(join(dir, 'trust.json'), JSON.stringify(trust), { mode: 0o600 });
   const proc = spawn(PYTHON, [join(INGEST_DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue,
     ...credentials, '--db', db, '--ready-file', ready], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';

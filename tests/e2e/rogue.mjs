@@ -19,9 +19,9 @@ export const heartbeatBody = (score = 900_000) => Buffer.concat([u8(0x01), u8(0)
 export const hubClaimBody = (term, score) => Buffer.concat([u8(0x02), u64(term), u32(score)]);
 /** Join body (Part 3 §3.1): kind other, REPLICA|WEBRTC capabilities. */
 export const joinBody = (score = 900_000) => Buffer.concat([u8(0x03), u8(1), u8(0), u32(1), u32(score)]);
-/** SyncAck body: `11 · count · (state · text16 id [· receipt when state 2])×count`. */
-export const syncAckBody = (entries) => Buffer.concat([u8(0x11), u16(entries.length),
-  ...entries.flatMap((e) => [u8(e.state), text16(e.id), ...(e.state === 2 ? [u32(e.receipt.length), e.receipt] : [])])]);
+/** SyncAck body (src/replication/wire.rs `encode_sync_ack`): `11 · count · (state · text16 id)×count · n u8 · (u32 len · receipt)×n`. */
+export const syncAckBody = (entries, receipts = []) => Buffer.concat([u8(0x11), u16(entries.length),
+  ...entries.flatMap((e) => [u8(e.state), text16(e.id)]), u8(receipts.length), ...receipts.flatMap((r) => [u32(r.length), r])]);
 
 /**
  * A rogue on `brokerUrl` for `venue`, with a valid device certificate from `ca` for `id`
@@ -61,7 +61,7 @@ export async function rogueDevice({ brokerUrl, venue, ca, id = 'rogue-1', creden
     /** "The cloud has it" (SyncAck state 2) to `target` for `ids`, with a receipt of the rogue's making. */
     forgeCloudHasIt(target, ids) {
       const receipt = T.makeReceipt(me.key, { venue, entries: ids.map((i) => ({ id: i, digest: Buffer.alloc(32) })), cloudChain: ca.cloudChain });
-      return rogue.publish(`dev/${target}/ack`, rogue.seal({ kind: T.KIND.SYNC_ACK, body: syncAckBody(ids.map((i) => ({ state: 2, id: i, receipt }))) }), 0);
+      return rogue.publish(`dev/${target}/ack`, rogue.seal({ kind: T.KIND.SYNC_ACK, body: syncAckBody(ids.map((i) => ({ state: 2, id: i })), [receipt]) }), 0);
     },
     close: () => client.endAsync(true),
   };

@@ -21,7 +21,7 @@ const request = (page, opts = {}) => page.evaluate((o) => window.VenueMesh.creat
 /** `VenueMesh.open` with a bundle: 'ok' (then closed) or the error code. */
 const openWith = (page, credentials) => page.evaluate(async ([venue, broker, credentials]) => {
   try {
-    const m = await window.VenueMesh.open({ venue, venueKey: 'e2e-venue-key-0123456789', brokers: [broker], credentials });
+    const m = await window.VenueMesh.open({ venue, brokers: [broker], credentials });
     const id = m.deviceId;
     await m.close();
     return `ok ${id}`;

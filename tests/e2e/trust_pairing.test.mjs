@@ -10,7 +10,7 @@ import * as T from '../ca/trust.mjs';
 const env = browserAndBroker();
 const VENUE = `pair-${Date.now().toString(36)}`;
 // Open options every page passes besides its credentials.
-const base = () => ({ venue: VENUE, brokers: [env.broker.url], heartbeatIntervalMs: 300, venueKey: 'e2e-venue-key-0123456789' });
+const base = () => ({ venue: VENUE, brokers: [env.broker.url], heartbeatIntervalMs: 300 });
 
 async function blank(t) {
   const d = await openPage(env.browser, '/tests/e2e/pages/blank.html');

@@ -12,7 +12,7 @@ use std::rc::Rc;
 impl Net {
     /// The fake ingest: store by id, answer with a CLOUD_ACK on `cloud`.
     pub(super) fn ingest_upload(&mut self, payload: &[u8]) {
-        let Ok(env) = Envelope::open(payload, &key()) else { return };
+        let Ok(env) = open(payload) else { return };
         let Ok(RepMsg::Upload { cmds, .. }) = crate::replication::wire::decode(&env.body) else { return };
         let stored = self.ingest.as_mut().expect("ingest on");
         let ids: Vec<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
@@ -29,7 +29,7 @@ impl Net {
         let body = RepMsg::CloudAck(ids).encode().unwrap();
         let hlc = crate::hlc::Hlc::new(WALL0 + self.now, 0).unwrap();
         let header = Header { kind: Kind::CloudAck, sender: "ingest".into(), counter: self.ingest_counter, term: 0, hlc };
-        Envelope::seal(&header, &body, &key()).unwrap()
+        Envelope::seal(&header, &body, &store_of(CLOUD_ID)).unwrap()
     }
 
     /// Device `i` commits its own command `id` (the outbox's `Enqueued`).
@@ -111,7 +111,7 @@ fn without_the_broker_the_hub_stays_and_commands_reach_the_quorum_over_data_chan
     for d in &net.devs {
         assert!(net.retained.contains_key(&topics::presence(VENUE, &d.id)), "{} announced again", d.id);
     }
-    let claim = Envelope::open(&net.retained[&topics::hub(VENUE)], &key()).unwrap();
+    let claim = open(&net.retained[&topics::hub(VENUE)]).unwrap();
     assert_eq!(claim.header.sender, hub.hub);
     let stored = net.ingest.as_ref().unwrap();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), ids);
@@ -139,7 +139,7 @@ fn without_the_broker_a_crashed_hub_is_replaced_over_data_channels() {
     net.broker_up();
     net.run_until(net.now + 2_000);
     assert!(net.ingest.as_ref().unwrap().contains_key("ipad-1-after"));
-    let claim = Envelope::open(&net.retained[&topics::hub(VENUE)], &key()).unwrap();
+    let claim = open(&net.retained[&topics::hub(VENUE)]).unwrap();
     assert_eq!(claim.header.sender, "pos-1");
 }
 

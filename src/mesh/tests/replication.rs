@@ -17,7 +17,7 @@ fn uploads(net: &Net) -> Vec<(String, Vec<Rc<Cmd>>)> {
         .iter()
         .filter(|(_, _, topic, _, _)| *topic == topics::upstream(VENUE))
         .map(|(_, _, _, payload, _)| {
-            let env = Envelope::open(payload, &key()).expect("a valid envelope");
+            let env = open(payload).expect("a valid envelope");
             assert_eq!(env.header.kind, Kind::Upload);
             match rep::wire::decode(&env.body).unwrap() {
                 RepMsg::Upload { cmds, .. } => (env.header.sender, cmds),
@@ -64,13 +64,13 @@ fn a_forged_or_misaddressed_replication_message_is_refused() {
     let body = RepMsg::Replicate(vec![cmd("x-1", "pos-1")]).encode().unwrap();
     let hlc = crate::hlc::Hlc::new(WALL0 + net.now, 0).unwrap();
     let header = Header { kind: Kind::ReplicateCommand, sender: "pos-1".into(), counter: u64::MAX / 2, term: 0, hlc };
-    let other = VenueKey::new(VENUE, 1, b"another-secret-0123456789abcdef!").unwrap();
+    let other = TrustStore::new(&TestCa::with_label(VENUE, "other").credentials("pos-1"), WALL0, 60_000, 16).unwrap();
     net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&header, &body, &other).unwrap(), false);
     // Right key, but addressed to another device.
-    net.inject(0, &topics::replicate(VENUE, "ipad-1"), Envelope::seal(&header, &body, &key()).unwrap(), false);
+    net.inject(0, &topics::replicate(VENUE, "ipad-1"), Envelope::seal(&header, &body, &store_of("pos-1")).unwrap(), false);
     // Right key and address, wrong kind for the topic.
     let h2 = Header { kind: Kind::SyncAck, counter: u64::MAX / 2 + 1, ..header.clone() };
-    net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&h2, &body, &key()).unwrap(), false);
+    net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&h2, &body, &store_of("pos-1")).unwrap(), false);
     net.run_until(net.now + 100);
     assert!(net.devs[0].rep.is_empty());
     assert_eq!(net.node(0).replicator().stats().storing + net.node(0).replicator().stats().held, 0);

@@ -35,7 +35,7 @@ async function run(): Promise<AppResult> {
   // Errors are typed JS errors with a `code`.
   let badOpen: AppResult['badOpen'] = null;
   try {
-    await VenueMesh.open({ venue: 'not a venue!', venueKey: 'package-test-venue-key-0123', brokers });
+    await VenueMesh.open({ venue: 'not a venue!', brokers });
   } catch (e) {
     if (!isVenueMeshError(e)) throw e;
     badOpen = { name: e.name, code: e.code, isError: e instanceof Error };
@@ -47,7 +47,7 @@ async function run(): Promise<AppResult> {
   const certified = await fetch('/ca/issue', { method: 'POST', body: JSON.stringify(request) });
   const credentials = await certified.text();
   const mesh = await VenueMesh.open({
-    venue, venueKey: 'package-test-venue-key-0123', credentials, brokers, deviceInfo: { kind }, heartbeatIntervalMs: 300,
+    venue, credentials, brokers, deviceInfo: { kind }, heartbeatIntervalMs: 300,
   });
   window.mesh = mesh;
   const url = await new Promise<string>((resolve) => {

@@ -12,7 +12,6 @@ try {
   await init();
   const options = {
     venue: p.get('venue'),
-    venueKey: p.get('key') || 'e2e-venue-key-0123456789',
     brokers: p.get('broker').split(','),
     deviceInfo: { kind: p.get('kind') || 'phone', charging: p.get('charging') === '1' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
@@ -30,7 +29,7 @@ try {
       if (refuse-- > 0) throw new Error('backend unavailable');
     };
   }
-  const mesh = await openPaired(VenueMesh, options, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device' });
+  const mesh = await openPaired(VenueMesh, options, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device', ca: p.get('ca') });
   for (const ev of ['becomeHub', 'loseHub', 'hubChanged', 'peerJoined', 'peerLeft', 'connected', 'disconnected']) {
     mesh.on(ev, (e) => window.events.push({ ev, at: stamp(), ...e }));
   }

@@ -4,8 +4,8 @@
 // the static server's POST /ca/issue (scripts/serve.mjs, the venue's demo CA, the same one
 // tests/e2e/lib.mjs `venueCa` and the ingest use). With `manual`, publish the request as
 // window.pairingRequest and wait for the test to hand a bundle to
-// window.provideCredentials(bundle) instead (lib.mjs `pairIfAsked`: another CA, a role).
-export async function openPaired(VenueMesh, options, { manual = false, role = 'device' } = {}) {
+// window.provideCredentials(bundle) instead (lib.mjs `pairIfAsked`). `ca`: another root (an outsider).
+export async function openPaired(VenueMesh, options, { manual = false, role = 'device', ca = null } = {}) {
   try {
     return await VenueMesh.open(options);
   } catch (e) {
@@ -19,7 +19,7 @@ export async function openPaired(VenueMesh, options, { manual = false, role = 'd
       window.pairingRequest = request;
     });
   } else {
-    const res = await fetch('/ca/issue', { method: 'POST', body: JSON.stringify({ ...request, role }) });
+    const res = await fetch('/ca/issue', { method: 'POST', body: JSON.stringify({ ...request, role, ca }) });
     if (!res.ok) throw new Error(`/ca/issue: ${res.status} ${await res.text()}`);
     credentials = await res.text();
   }

@@ -36,13 +36,12 @@ try {
   await init();
   const mesh = await openPaired(VenueMesh, {
     venue: p.get('venue'),
-    venueKey: p.get('key') || 'e2e-venue-key-0123456789',
     brokers: p.get('broker').split(','),
     deviceInfo: { kind: p.get('kind') || 'phone' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
     webrtc: p.get('webrtc') !== '0',
     ...(p.get('db') ? { dbName: p.get('db') } : {}),
-  }, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device' });
+  }, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device', ca: p.get('ca') });
   mesh.on('message', (m) => {
     window.received.push({ from: m.from, room: m.room, id: m.id, text: m.text, late: m.late, at: stamp() });
     window.onMessage?.(m);
