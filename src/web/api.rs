@@ -74,8 +74,10 @@ export interface OpenOptions {
   /** Commands per upload batch (default 200). */
   uploadBatchSize?: number;
   /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
-   * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
-  upload?: (batch: UploadBatch) => Promise<void>;
+   * a batch; resolve once the cloud has stored every command (idempotently, by `id`) with the cloud's signed
+   * receipt for them (bytes, base64, or `{ receipt }`): only a valid receipt makes them `cloud_ack`.
+   * Reject to retry later. */
+  upload?: (batch: UploadBatch) => Promise<Uint8Array | string | { receipt: Uint8Array | string }>;
   /** This device's credential bundle (from the venue's server or `VenueMesh.join`), checked against the key
    * `createPairingRequest()` made and kept for later starts; without it, the stored one (`NOT_PAIRED` if none). */
   credentials?: string | CredentialBundle;
@@ -118,7 +120,10 @@ export interface RoutesStats {
 /** A batch the hub uploads (`upload` option). Command ids are the idempotency keys. */
 export interface UploadBatch {
   batch: number;
-  commands: { id: string; origin: string; topic: string; payload: Uint8Array; hlc: string; createdAt: number }[];
+  /** Each with its origin's Ed25519 signature over the command (PROTOCOL.md Part 4): the backend checks it. */
+  commands: { id: string; origin: string; topic: string; payload: Uint8Array; hlc: string; createdAt: number; originSig: Uint8Array }[];
+  /** The certificate chain of each origin in the batch (origin → chain bytes), to check `originSig` against the venue root. */
+  certificates: Record<string, Uint8Array>;
 }
 /** Replication and upstream counters in `getDetailedStats()`. */
 export interface ReplicationStats {

@@ -332,6 +332,20 @@ fn replica_record(c: &Cmd, now: u64) -> CommandRecord {
     }
 }
 
+/// `{ origin: chain bytes }` for the origins of `cmds` this device holds a chain of.
+fn certificates_of(this: &DriverRef, cmds: &[Arc1<Cmd>]) -> JsValue {
+    let d = this.borrow();
+    let trust = d.node.trust();
+    let out = js_sys::Object::new();
+    for c in cmds {
+        let chain = if c.origin == trust.device() { Some(trust.chain_bytes()) } else { trust.chain_of(&c.origin) };
+        if let Some(chain) = chain {
+            let _ = js_sys::Reflect::set(&out, &c.origin.as_str().into(), &Uint8Array::from(chain));
+        }
+    }
+    out.into()
+}
+
 /// Hands a batch to the app's `upload` function; its promise settles the
 /// batch (fulfilled: the cloud stored every command of it).
 fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1<Cmd>]) {
@@ -349,6 +363,9 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
         })
         .collect();
     let arg = ObjBuilder::new().set("batch", batch as f64).set("commands", list).build();
+    // The chain of every origin in the batch, so the backend can check each command's
+    // origin signature before it signs a receipt (issue #15).
+    let _ = js_sys::Reflect::set(&arg, &"certificates".into(), &certificates_of(this, cmds));
     let result = match uploader {
         Some(f) => f.call1(&JsValue::NULL, &arg),
         None => Err(JsValue::from_str("no upload function")),

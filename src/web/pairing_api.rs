@@ -330,6 +330,7 @@ impl VenueMesh {
     /// never un-revokes), and publishes it retained on `vm/{venue}/crl`.
     /// The device must have been seen (its certificate is known here);
     /// `INVALID_ARGUMENT` otherwise.
+    #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn revoke(&self, device: &str) -> Result<js_sys::Promise, JsValue> {
         let (key, chain, venue) = {
             let t = self.trust.borrow();

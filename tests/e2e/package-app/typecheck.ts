@@ -138,6 +138,7 @@ export function handle(e: unknown): string {
   const err = e as VenueMeshError;
   switch (err.code) {
     case 'INVALID_OPTIONS': case 'INVALID_ARGUMENT': case 'STORAGE': case 'QUEUE_FULL': case 'CLOSED': case 'CONNECTION':
+    case 'NOT_PAIRED': case 'BAD_CREDENTIALS': case 'REVOKED': case 'NOT_ADMIN': case 'PAIRING_FAILED':
       return err.code;
     default: {
       const never: never = err.code;
