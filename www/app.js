@@ -2,7 +2,6 @@
 //   ?venue=NAME            venue to join (default "demo")
 //   &broker=ws://host:port broker URL(s), comma separated (default ws://<this host>:9001)
 //   &db=NAME               IndexedDB name = device identity (tests and "New device tab" give each page its own)
-//   &key=SECRET            venue key (≥ 16 characters; the demo default is for demos only)
 //   &kind=ipad|kiosk|pos|phone|other   device kind for the hub score (else the last one picked here)
 //   &hb=MS                 heartbeat interval (300 = fast failover)
 //   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,

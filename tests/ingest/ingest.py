@@ -11,8 +11,7 @@ and venuewire.py, the MQTT client in mqttlite.py (same folder)."""
 import argparse, collections, json, os, random, signal, sqlite3, struct, sys, time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
-from venuewire import (KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow, valid_id, seal,  # noqa: E402
-                       open_envelope, decode_upload, encode_cloud_ack)
+from venuewire import KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow  # noqa: E402
 from mqttlite import CONNECT, PUBLISH, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
 import trust as tr  # noqa: E402
 
@@ -24,10 +23,7 @@ def log(msg):
 class Ingest:
     def __init__(self, a, cred):
         self.a = a
-        if a.trust:
-            self.trust, self.key, self.chain, self.sender, self.epoch = cred
-        else:  # v1 (--key): only until the web shell speaks envelope v2
-            self.trust, self.key, self.sender = None, cred, a.sender
+        self.trust, self.key, self.chain, self.sender, self.epoch = cred
         self.up, self.cloud = "vm/%s/up" % a.venue, "vm/%s/cloud" % a.venue
         self.crl = "vm/%s/crl" % a.venue
         self.window, self.hlc, self.subscribed = ReplayWindow(), Hlc(), 0
@@ -51,8 +47,6 @@ class Ingest:
             log("error on %s: %r" % (topic, e))
 
     def handle(self, topic, payload):
-        if self.trust is None:
-            return self.handle_v1(topic, payload)
         now = int(time.time() * 1000)
         if topic == self.crl:
             if payload:  # an empty retained message clears nothing: revocations are never undone
@@ -86,33 +80,6 @@ class Ingest:
         print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(entries), "new": new,
                           "refused": len(bad)}), flush=True)
 
-    def handle_v1(self, topic, payload):
-        """Envelope v1 (one venue HMAC key): kept only while the web shell still speaks v1."""
-        if topic != self.up:
-            return
-        env = open_envelope(payload, self.key, self.a.key_id, self.a.venue)
-        seen = self.window.check(env["sender"], env["counter"])
-        if seen != "accept":
-            raise Reject(seen)  # the first copy was stored and acked
-        if env["kind"] != KIND_UPLOAD:
-            raise Reject("kind_mismatch")
-        now = int(time.time() * 1000)
-        if env["hlc"] >> 16 < now - self.a.max_age_ms:
-            raise Reject("stale_event")  # replay windows are empty after a restart
-        self.hlc.recv(env["hlc"], now)
-        batch, cmds = decode_upload(env["body"])
-        if any(c["created_at"] >= 1 << 63 for c in cmds):
-            raise Reject("bad_body")  # SQLite INTEGER is signed 64-bit
-        new, entries = self.store(cmds, now)
-        ids = [i for i, _ in entries]
-        for i in range(0, len(ids), IDS_PER_ACK):
-            self.counter += 1
-            self.mqtt.publish(self.cloud, seal(self.key, self.a.key_id, self.a.venue, self.sender, KIND_CLOUD_ACK,
-                                               self.counter, 0, self.hlc.send(int(time.time() * 1000)),
-                                               encode_cloud_ack(ids[i:i + IDS_PER_ACK])))
-        self.stats["batches"] += 1
-        print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(ids), "new": new}), flush=True)
-
     def store(self, cmds, now):
         """One transaction per batch, committed before any ack is published. Returns the
         new rows and the receipt entries: each id with the digest of the row we hold, so
@@ -121,7 +88,7 @@ class Ingest:
         cur.execute("BEGIN IMMEDIATE")
         try:
             for c in cmds:
-                digest = tr.cmd_digest(c, c["sig"]) if "sig" in c else b""
+                digest = tr.cmd_digest(c, c["sig"])
                 cur.execute("INSERT OR IGNORE INTO commands(id, origin, topic, hlc, created_at, payload, received_at,"
                             " uploads, digest) VALUES (?,?,?,?,?,?,?,1,?)",
                             (c["id"], c["origin"], c["topic"], "%016x" % c["hlc"], c["created_at"], c["payload"], now,
@@ -273,10 +240,6 @@ def main(argv=None):
     p.add_argument("--broker", default="127.0.0.1:19883", help="host:port of a plain MQTT listener")
     p.add_argument("--venue")
     p.add_argument("--trust", help="the cloud's credentials: `node scripts/ca.mjs ingest` output (JSON)")
-    p.add_argument("--key", help="v1 only (until the shell speaks v2): venue secret as a UTF-8 string")
-    p.add_argument("--key-hex", help="v1 only: venue secret as hex")
-    p.add_argument("--key-id", type=int, default=1, help="v1 only")
-    p.add_argument("--sender", default="ingest", help="v1 only: device id in our envelopes")
     p.add_argument("--db", help="SQLite file")
     p.add_argument("--username")
     p.add_argument("--password")
@@ -286,22 +249,14 @@ def main(argv=None):
     a = p.parse_args(argv)
     if a.self_test:
         return self_test()
-    if not a.venue or not a.db or (a.trust is None) == (a.key is None and a.key_hex is None):
-        p.error("--venue, --db and --trust (or, v1, --key/--key-hex) are required")
-    if not a.trust:
-        try:
-            cred = a.key.encode() if a.key is not None else bytes.fromhex(a.key_hex)
-        except ValueError:
-            p.error("--key-hex must be hex digits")
-        if len(cred) < 16 or not 0 <= a.key_id <= 255 or not valid_id(a.sender.encode()):
-            p.error("the key must be at least 16 bytes, --key-id 0..255, --sender an id")
-    else:
-        try:
-            cred = tr.load_trust_file(a.trust)
-        except (OSError, ValueError, KeyError, Reject) as e:
-            p.error("--trust %s: %s" % (a.trust, e))
-        if cred[0].venue != a.venue:
-            p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
+    if not a.venue or not a.db or not a.trust:
+        p.error("--venue, --db and --trust are required")
+    try:
+        cred = tr.load_trust_file(a.trust)
+    except (OSError, ValueError, KeyError, Reject) as e:
+        p.error("--trust %s: %s" % (a.trust, e))
+    if cred[0].venue != a.venue:
+        p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
     host, _, port = a.broker.rpartition(":")
     a.host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536:
