@@ -28,15 +28,29 @@
 //! `PROTOCOL.md` (Part 3).
 //!
 //! ```
-//! use venuemesh::envelope::VenueKey;
 //! use venuemesh::mesh::{MeshConfig, MeshEvent, MeshNode, MeshState, Output};
 //! use venuemesh::rng::Rng;
 //! use venuemesh::score::{DeviceInfo, DeviceKind};
+//! use venuemesh::trust::{signing_key, Bundle, Cert, Chain, Credentials, Role};
 //!
-//! let key = VenueKey::new("shop-1", 1, &[7u8; 32]).unwrap();
-//! let device = DeviceInfo { kind: DeviceKind::Kiosk, ..DeviceInfo::default() };
-//! let config = MeshConfig::new("kiosk-1", key, device);
 //! let (mut mono, wall0) = (0u64, 1_769_508_000_000u64); // performance.now(), Date.now()
+//! // What the venue's CA does once per device (normally `Bundle::from_json`
+//! // of what the server returns; the device key never leaves the device).
+//! let (root, cloud, device_key) = (signing_key(&[1; 32]), signing_key(&[2; 32]), signing_key(&[3; 32]));
+//! let cert = |role, id: &str, pk: [u8; 32]| Chain(vec![Cert::issue(&root, role, "shop-1", id, pk, 0, 0).unwrap()]);
+//! let bundle = Bundle {
+//!     venue: "shop-1".into(),
+//!     device: "kiosk-1".into(),
+//!     root_pk: root.verifying_key().to_bytes(),
+//!     chain: cert(Role::Device, "kiosk-1", device_key.verifying_key().to_bytes()),
+//!     cloud_chain: cert(Role::Cloud, "ingest", cloud.verifying_key().to_bytes()),
+//!     key_epoch: 1,
+//!     content_key: [9; 32],
+//!     crl: None,
+//! };
+//! let credentials = Credentials::new(&device_key.to_bytes(), bundle, wall0, 60_000).unwrap();
+//! let device = DeviceInfo { kind: DeviceKind::Kiosk, ..DeviceInfo::default() };
+//! let config = MeshConfig::new(credentials, device, [4; 32]); // entropy: crypto.getRandomValues
 //! let mut node = MeshNode::new(config, Rng::new(7), mono, wall0).unwrap();
 //!
 //! // 1. Connect MQTT with this Will (empty retained presence, QoS 1).

@@ -86,6 +86,15 @@ pub struct MeshNode {
     kept: BTreeMap<String, u64>,
     /// The last app message id handed out.
     next_msg_id: u64,
+    /// Digest of every command the replicator holds (own and replicas):
+    /// receipts are matched against it.
+    digests: BTreeMap<crate::outbox::CommandId, [u8; 32]>,
+    /// Verified cloud receipts per command id (SYNC_ACK state 2 carries them).
+    receipts: BTreeMap<crate::outbox::CommandId, std::rc::Rc<Vec<u8>>>,
+    /// Upload batches in flight on the hook: their ids and digests.
+    uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
+    /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
+    hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
 }
 
 impl MeshNode {
@@ -136,6 +145,10 @@ impl MeshNode {
             rtc_open: BTreeSet::new(),
             kept: BTreeMap::new(),
             next_msg_id: 0,
+            digests: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            uploads: BTreeMap::new(),
+            hook_receipt: None,
             cfg: config,
         };
         node.score = node.compute_score(now_mono);
@@ -265,6 +278,47 @@ impl MeshNode {
         self.receiver.trust_mut().restore(state, now_wall);
     }
 
+    /// Applies a revocation list (raw CRL bytes: from `vm/{venue}/crl`, a
+    /// TRUST envelope, or the shell). Verified against the venue root; the
+    /// union of revoked keys only grows. Every peer whose chain contains a
+    /// newly revoked key is dropped at once (no longer a peer, replica
+    /// target or hub candidate) and its envelopes are refused from now on
+    /// (counted `revoked`). Returns how many keys are newly revoked.
+    pub fn apply_crl(&mut self, crl: &[u8], now: u64, now_wall: u64) -> Result<usize, crate::trust::TrustError> {
+        let now = self.begin(now);
+        let added = self.receiver.trust_mut().apply_crl(crl, now_wall)?;
+        for device in self.receiver.trust_mut().take_newly_revoked() {
+            self.receiver.window_mut().forget(&device);
+            self.election.handle_peer_gone(&device, now);
+            self.senders.remove(&device);
+        }
+        Ok(added)
+    }
+
+    /// As an **admin** device: a revocation list naming `device`'s key,
+    /// signed with our admin key, applied here and published retained on
+    /// `vm/{venue}/crl` (while connected; the shell may also hand it to
+    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`]) or the
+    /// device's chain is unknown here ([`TrustError::WrongSubject`]).
+    pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
+        use crate::trust::{Crl, Role, TrustError};
+        let trust = self.receiver.trust();
+        if trust.role() != Role::Admin {
+            return Err(TrustError::WrongRole);
+        }
+        let fp = *trust.known(device).and_then(|id| id.fps.first()).ok_or(TrustError::WrongSubject)?;
+        let mut fps: Vec<_> = trust.revoked().fingerprints().to_vec();
+        fps.push(fp);
+        let chain = crate::trust::Chain::decode(trust.chain_bytes())?;
+        let crl = Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)?;
+        self.apply_crl(&crl.raw, now, now_wall)?;
+        if self.transport_up {
+            let topic = topics::crl(&self.cfg.venue);
+            self.out.push_back(Output::Publish { topic, payload: crl.raw.clone(), qos: 1, retain: true });
+        }
+        Ok(crl.raw)
+    }
+
     /// The trust state (read-only: own identity, chains, CRLs, stats).
     pub fn trust(&self) -> &crate::trust::TrustStore {
         self.receiver.trust()
@@ -373,6 +427,16 @@ impl MeshNode {
             TopicKind::Msg { .. } | TopicKind::Rtc { .. } | TopicKind::App { .. } => {
                 return self.receive_broker(&parsed.kind, payload, now, now_wall);
             }
+            TopicKind::Crl => {
+                count_in(&mut self.traffic.other, bytes);
+                if payload.is_empty() {
+                    self.counters.hub_cleared += 1; // a cleared retained list: nothing to apply
+                    return;
+                }
+                let _ = self.apply_crl(payload, now, now_wall);
+                self.counters.delivered += 1;
+                return;
+            }
             other => match self.replication_kind(&other, bytes) {
                 Some(kind) => kind,
                 None => return self.reject_topic(payload),
@@ -413,7 +477,7 @@ impl MeshNode {
                 self.counters.clock_ahead += 1;
             }
             let sender = env.header.sender.clone();
-            return self.deliver_replication(&sender, expected, &env.body, now);
+            return self.deliver_replication(&sender, expected, &env.body, now, now_wall);
         }
         let body = match wire::decode(&env.body) {
             Ok(b) if b.kind() == h.kind => b,

@@ -869,3 +869,4 @@ proptest! {
 mod direct;
 mod replication;
 mod routes;
+mod trust;

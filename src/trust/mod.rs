@@ -36,9 +36,12 @@ pub mod testca;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;
 
 pub use bundle::{Bundle, Credentials};
 pub use cert::{Anchor, Cert, Chain, Identity, Role};
+pub use pairing::{InviteCode, PairRequest};
 pub use content::ContentKeys;
 pub use crl::{Crl, RevocationSet};
 pub use receipt::Receipt;

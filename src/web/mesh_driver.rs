@@ -359,6 +359,7 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
                 .set("payload", Uint8Array::from(&c.payload[..]))
                 .set("hlc", c.hlc.to_string())
                 .set("createdAt", c.created_at as f64)
+                .set("originSig", Uint8Array::from(&c.origin_sig[..]))
                 .build()
         })
         .collect();
@@ -373,7 +374,16 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
     let weak = Rc::downgrade(this);
     wasm_bindgen_futures::spawn_local(async move {
         let outcome = match result {
-            Ok(v) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&v)).await.map(|_| ()),
+            // The promise's value must be the cloud's receipt (bytes or
+            // base64; `{receipt}` also accepted). TODO(trust-edge): document
+            // in the JS API and types.
+            Ok(v) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&v)).await.map(|v| {
+                let v = js_sys::Reflect::get(&v, &"receipt".into()).ok().filter(|r| !r.is_undefined()).unwrap_or(v);
+                match v.as_string() {
+                    Some(b64) => crate::trust::base64_decode(&b64).unwrap_or_default(),
+                    None => super::js::bytes_of(&v).unwrap_or_default(),
+                }
+            }),
             Err(e) => Err(e),
         };
         let Some(this) = weak.upgrade() else { return };
@@ -383,7 +393,7 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
         if let Err(msg) = &outcome {
             web_sys::console::warn_1(&format!("venuemesh: upload of batch {batch} failed: {msg}").into());
         }
-        this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms());
+        this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms(), super::clock::wall_ms());
         drive(&this);
     });
 }

@@ -8,7 +8,7 @@ use crate::replication::{self as rep, Cmd, RepMsg};
 use std::rc::Rc;
 
 fn cmd(id: &str, origin: &str) -> Rc<Cmd> {
-    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at: WALL0, payload: b"{\"total\":12}".to_vec() })
+    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at: WALL0, payload: b"{\"total\":12}".to_vec(), origin_sig: [0; 64] })
 }
 
 /// The uploads published on `vm/{venue}/up` so far, decoded.
@@ -43,10 +43,11 @@ fn a_command_is_peer_acked_by_a_majority_then_cloud_acked_everywhere() {
     let up = uploads(&net);
     assert_eq!(up.len(), 1, "{up:?}");
     assert_eq!(up[0].0, "kiosk-1");
-    assert_eq!(up[0].1, vec![cmd("pos-1-a", "pos-1")]);
+    assert_eq!(up[0].1.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["pos-1-a"]);
+    assert_ne!(up[0].1[0].origin_sig, [0; 64], "signed by its origin");
 
     // The ingest stores it and answers on `cloud`; every holder marks it.
-    let env = net.ingest_ack(vec![CommandId::new("pos-1-a")]);
+    let env = net.ingest_ack(&up[0].1);
     for i in 0..3 {
         net.inject(i, &topics::cloud(VENUE), env.clone(), false);
     }
