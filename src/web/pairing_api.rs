@@ -332,37 +332,21 @@ impl VenueMesh {
     /// `INVALID_ARGUMENT` otherwise.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
     pub fn revoke(&self, device: &str) -> Result<js_sys::Promise, JsValue> {
-        let (key, chain, venue) = {
-            let t = self.trust.borrow();
-            match t.creds.as_ref() {
-                Some(c) if c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin) => {
-                    (c.key.clone(), c.bundle.chain.clone(), c.bundle.venue.clone())
-                }
-                _ => return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can revoke devices", None)),
-            }
-        };
-        let (crl, link) = {
-            let d = self.driver.borrow();
-            let trust = d.node.trust();
-            let id = trust.known(device).ok_or_else(|| {
-                js_error(ErrorCode::InvalidArgument, &format!("no certificate of {device} is known here (it was never heard)"), None)
-            })?;
-            let fp = crate::trust::fingerprint(&id.key.to_bytes());
-            let mut fps = trust.revoked().fingerprints().to_vec();
-            if !fps.contains(&fp) {
-                fps.push(fp);
-            }
-            let now = wall_ms();
-            let crl = crate::trust::Crl::issue(&key, Some(&chain), &venue, now, now, &fps)
-                .map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
-            (crl, d.link.clone())
-        };
-        let topic = format!("vm/{venue}/crl");
-        link.borrow_mut()
-            .client
-            .publish(&topic, &crl.raw, QoS::AtLeastOnce, true, monotonic_ms())
-            .map_err(|e| js_error(ErrorCode::Connection, &e.to_string(), None))?;
-        broker::schedule_drain(&link);
+        let admin = self.trust.borrow().creds.as_ref().is_some_and(|c| c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin));
+        if !admin {
+            return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can revoke devices", None));
+        }
+        // The node signs the list (union of what it knows revoked + this key), applies it
+        // here at once (the device stops being a peer) and publishes it retained.
+        let result = self.driver.borrow_mut().node.revoke(device, monotonic_ms(), wall_ms());
+        if let Err(e) = result {
+            let why = match e {
+                crate::trust::TrustError::WrongSubject => format!("no certificate of {device} is known here (it was never heard)"),
+                other => other.to_string(),
+            };
+            return Err(js_error(ErrorCode::InvalidArgument, &why, None));
+        }
+        super::mesh_driver::drive(&self.driver);
         Ok(js_sys::Promise::resolve(&JsValue::UNDEFINED))
     }
 }

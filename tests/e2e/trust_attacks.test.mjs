@@ -6,7 +6,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import { launch, startBroker, startIngest, meshMember, venueCa, sleep, waitFor } from './lib.mjs';
-import { rogueDevice } from './rogue.mjs';
+import { rogueDevice, hubClaimBody } from './rogue.mjs';
 import * as T from '../ca/trust.mjs';
 
 const HB = 300;
@@ -43,6 +43,43 @@ const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {
   return ids;
 }, [n, tag]);
 const statuses = (m, ids) => m.page.evaluate((ids) => ids.map((id) => window.mesh.queue.status(id)), ids);
+
+test('a rogue with a valid cert cannot make any sale cloud_ack: forged CLOUD_ACK, forged "cloud has it", rogue hub', { timeout: 90_000 }, async (t) => {
+  const { pages, rogue, ingest, name } = await venue(t);
+  ingest.pause(); // the cloud is down: nothing may turn cloud_ack now
+  const ids = await enqueue(pages[1], 5, 'forged-ack');
+  await waitFor(async () => (await statuses(pages[1], ids)).every((s) => s === 'peer_ack'), 15_000, 'the sales are peer_ack');
+  // 1. forged CLOUD_ACK (a receipt the rogue signed itself) and pre-sent acks for the ids
+  await rogue.forgeCloudAck(ids.map((id) => ({ id, digest: Buffer.alloc(32) })));
+  // 2. forged "the cloud has it" (SyncAck state 2) to every page
+  for (const p of pages) await rogue.forgeCloudHasIt(p.id, ids);
+  // 3. rogue hub: claims a term far ahead with the top score and acts as hub
+  await rogue.join();
+  await rogue.publish('hub', rogue.seal({ kind: T.KIND.HUB_CLAIM, body: hubClaimBody(1_000_000, 99_999_999) }), 1);
+  for (let i = 0; i < 5; i++) { await rogue.heartbeat(); await rogue.forgeCloudAck(ids.map((id) => ({ id, digest: Buffer.alloc(32) }))); await sleep(HB); }
+  for (const p of pages) assert.deepEqual(await statuses(p, ids).then((s) => s.filter((x) => x === 'cloud_ack')), [], `${p.id}: no sale is cloud_ack while the cloud holds none`);
+  // What counts is the receipt's signer (PROTOCOL.md Part 6): the rogue's own receipts are refused.
+  assert.ok(await sum(pages, 'badReceipt') + await sum(pages, 'wrongRole') >= 1, 'the forged receipts were refused');
+  ingest.resume(); // the real cloud: now they turn cloud_ack
+  await waitFor(async () => (await statuses(pages[1], ids)).every((s) => s === 'cloud_ack'), 30_000, `the sales of ${name} turn cloud_ack once the cloud holds them`);
+  assert.equal(ingest.query().ids.filter((i) => ids.includes(i)).length, 5);
+});
+
+test('a revoked device is ignored by every device within one heartbeat of the CRL', { timeout: 60_000 }, async (t) => {
+  const { pages, rogue, name } = await venue(t, { cloud: false });
+  const beat = setInterval(() => rogue.heartbeat().catch(() => {}), HB);
+  t.after(() => clearInterval(beat));
+  await rogue.join();
+  await waitFor(async () => (await Promise.all(pages.map(peersOf))).every((p) => p.includes('rogue-ipad')), 10_000, 'the rogue is a peer (its cert is valid)');
+  const crl = venueCa(name).revoke(rogue.key.pk);
+  await rogue.client.publishAsync(`vm/${name}/crl`, crl, { qos: 1, retain: true }); // anyone may carry a CRL: it is signed by the root
+  const at = Date.now();
+  await waitFor(async () => (await Promise.all(pages.map(peersOf))).every((p) => !p.includes('rogue-ipad')), 10_000, 'no page lists the revoked device');
+  const took = Date.now() - at;
+  await sleep(2 * HB);
+  assert.ok(await sum(pages, 'revoked') >= pages.length, 'its heartbeats are dropped as revoked');
+  t.diagnostic(`revoked device gone from every page's peers after ${took} ms (heartbeat ${HB} ms)`);
+});
 
 test('a rogue cannot speak as another device: heartbeats in its name, a counter jump to 2^64-2', { timeout: 60_000 }, async (t) => {
   const { pages, rogue } = await venue(t, { cloud: false });

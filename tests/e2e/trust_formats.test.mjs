@@ -4,6 +4,7 @@
 // No browser, no broker.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import * as T from '../ca/trust.mjs';
 
 const VENUE = 'shop-1';
@@ -131,4 +132,45 @@ test('CRL: root or admin signs, a device cannot; bundles verify', () => {
   assert.equal(bundle.device, 'pos-3');
   assert.equal(bundle.crl.length, crl.length);
   assert.equal(reason(() => T.readBundle({ ...ca.bundle('pos-3', T.keyPair().pk), device: 'pos-4' })), 'bad_credentials');
+});
+
+test('tests/vectors/protocol-v2.json (trust-core\'s Rust) is reproduced byte for byte by the Node implementation', () => {
+  const v = JSON.parse(readFileSync(new URL('../vectors/protocol-v2.json', import.meta.url), 'utf8'));
+  const h = (x) => Buffer.from(x, 'hex');
+  const now = v.now_ms, venue = v.venue;
+  const root = T.keyPair(h(v.keys.root_secret)), pos1 = T.keyPair(h(v.keys.pos1_secret)), cloud = T.keyPair(h(v.keys.cloud_secret));
+  assert.equal(root.pk.toString('hex'), v.keys.root_public);
+  assert.equal(root.fp.toString('hex'), v.keys.root_fp);
+  assert.equal(pos1.pk.toString('hex'), v.keys.pos1_public);
+  assert.equal(cloud.pk.toString('hex'), v.keys.cloud_public);
+  // certificates: decoded, re-issued with the same fields (Ed25519 is deterministic) -> same bytes
+  const cert = T.decodeCert(h(v.cert_device_pos1));
+  const again = T.issueCert(root, { role: cert.role, venue: cert.venue, subject: cert.subject, pk: cert.pk, notBefore: cert.notBefore, notAfter: cert.notAfter });
+  assert.equal(again.toString('hex'), v.cert_device_pos1);
+  for (const name of ['chain_device_pos1', 'chain_admin', 'chain_admin_issued_tab7', 'chain_cloud']) {
+    const leaf = T.verifyChain(T.decodeChain(h(v[name])), { rootPk: root.pk, venue, now });
+    assert.ok(leaf.subject, name);
+  }
+  assert.equal(T.bodyKey(h(v.keys.content_key), 'pos-1').toString('hex'), v.keys.pos1_body_subkey);
+  // envelopes: opened, and sealed again to the same bytes
+  const trust = { rootPk: root.pk, venue, contentKeys: new Map([[v.keys.content_key_epoch, h(v.keys.content_key)]]), certs: new Map(), revoked: new Set() };
+  const e = v.envelope_heartbeat_encrypted_with_chain;
+  const opened = T.open(h(e.bytes), trust, { now });
+  assert.deepEqual([opened.kind, opened.sender, opened.counter, opened.term, opened.hlc.toString(16).padStart(16, '0'), opened.body.toString('hex')],
+    [e.header.kind, e.header.sender, BigInt(e.header.counter), BigInt(e.header.term), e.header.hlc, e.plaintext_body]);
+  const resealed = T.seal({ key: pos1, venue, sender: 'pos-1', kind: e.header.kind, counter: BigInt(e.header.counter), term: BigInt(e.header.term),
+    hlc: BigInt(`0x${e.header.hlc}`), body: h(e.plaintext_body), chain: h(v.chain_device_pos1), contentKey: h(v.keys.content_key), epoch: v.keys.content_key_epoch });
+  assert.equal(resealed.toString('hex'), e.bytes);
+  const plain = T.open(h(v.envelope_app_message_plain_no_chain.bytes), trust, { now }); // pos-1's chain is cached now
+  assert.equal(plain.sender, v.envelope_app_message_plain_no_chain.header.sender);
+  // the command's origin signature and digest
+  const c = v.command;
+  assert.ok(T.verifySig(pos1.pk, Buffer.concat([Buffer.from(T.CTX.cmd), T.id(venue), h(c.fields)]), h(c.origin_sig)));
+  assert.equal(T.sha256(h(c.fields), h(c.origin_sig)).toString('hex'), c.digest);
+  // receipt, CRLs, bundle
+  assert.equal(T.openReceipt(h(v.receipt), { rootPk: root.pk, venue, now }).entries[0].digest.toString('hex'), c.digest);
+  for (const name of ['crl_root_signed', 'crl_admin_signed']) {
+    assert.deepEqual(T.openCrl(h(v[name]), { rootPk: root.pk, venue, now }).fps, [v.crl_revoked_fp], name);
+  }
+  assert.equal(T.readBundle(v.bundle_json_pos1, { now }).device, 'pos-1');
 });

@@ -8,7 +8,7 @@ Python >= 3.9 with `cryptography` (Debian: python3-cryptography), so it doubles 
 proof that PROTOCOL.md is enough to join a mesh from another language. `--self-test`
 checks the documented byte examples. See README.md. The wire formats are in trust.py
 and venuewire.py, the MQTT client in mqttlite.py (same folder)."""
-import argparse, collections, json, os, random, signal, sqlite3, struct, sys, time
+import argparse, collections, hashlib, json, os, random, signal, sqlite3, struct, sys, time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
 from venuewire import KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow  # noqa: E402
@@ -216,6 +216,33 @@ def self_test():
             check("bad upload", 1, 1)
     receipt = tr.make_receipt(cloud, venue, now, [(cmd["id"], tr.cmd_digest(cmd, cmd["sig"]))], cloud_chain)
     check("receipt signed by the cloud", tr.verify_sig(cloud.pk, tr.CTX_RECEIPT + receipt[:-64], receipt[-64:]), True)
+    # tests/vectors/protocol-v2.json (trust-core's Rust) opened and verified here
+    vec_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors", "protocol-v2.json")
+    with open(vec_path) as f:
+        v = json.load(f)
+    h, vn, vnow = bytes.fromhex, v["venue"], v["now_ms"]
+    vroot, vpos = tr.Key(h(v["keys"]["root_secret"])), tr.Key(h(v["keys"]["pos1_secret"]))
+    check("vector keys", (vroot.pk.hex(), vpos.pk.hex()), (v["keys"]["root_public"], v["keys"]["pos1_public"]))
+    for name in ("chain_device_pos1", "chain_admin", "chain_admin_issued_tab7", "chain_cloud"):
+        try:
+            tr.verify_chain(tr.decode_chain(h(v[name])), vroot.pk, vn, vnow)
+            check("vector " + name, 1, 1)
+        except Reject as e:
+            check("vector " + name, e.args[0], "valid")
+    check("vector subkey", tr.body_key(h(v["keys"]["content_key"]), "pos-1").hex(), v["keys"]["pos1_body_subkey"])
+    vt = tr.Trust(vn, vroot.pk, {v["keys"]["content_key_epoch"]: h(v["keys"]["content_key"])})
+    ve = v["envelope_heartbeat_encrypted_with_chain"]
+    got = vt.open(h(ve["bytes"]), vnow)
+    check("vector envelope", (got["kind"], got["sender"], got["counter"], got["body"].hex()),
+          (ve["header"]["kind"], ve["header"]["sender"], ve["header"]["counter"], ve["plaintext_body"]))
+    check("vector envelope, chain cached", vt.open(h(v["envelope_app_message_plain_no_chain"]["bytes"]), vnow)["sender"], "pos-1")
+    vc = v["command"]
+    check("vector origin sig", tr.verify_sig(vpos.pk, tr.CTX_CMD + tr.idb(vn) + h(vc["fields"]), h(vc["origin_sig"])), True)
+    check("vector digest", hashlib.sha256(h(vc["fields"]) + h(vc["origin_sig"])).hexdigest(), vc["digest"])
+    for name in ("crl_root_signed", "crl_admin_signed"):
+        check("vector " + name, [f.hex() for f in tr.open_crl(h(v[name]), vroot.pk, vn, vnow)[1]], [v["crl_revoked_fp"]])
+    rc = h(v["receipt"])
+    check("vector receipt", tr.verify_sig(h(v["keys"]["cloud_public"]), tr.CTX_RECEIPT + rc[:-64], rc[-64:]), True)
     w = ReplayWindow()
     check("replay", [w.check("a", c) for c in (100, 100, 99, 99, 2000, 976, 977, 977, 5)],
           ["accept", "duplicate", "accept", "duplicate", "accept", "too_old", "accept", "duplicate", "too_old"])
