@@ -26,6 +26,9 @@ class Ingest:
         self.trust, self.key, self.chain, self.sender, self.epoch = cred
         self.up, self.cloud = "vm/%s/up" % a.venue, "vm/%s/cloud" % a.venue
         self.crl = "vm/%s/crl" % a.venue
+        # Envelopes that carry their sender's chain (the hub claim, presence, heartbeats):
+        # UPLOAD does not, so the ingest learns the hub's chain from these.
+        self.chain_topics = ("vm/%s/hub" % a.venue, "vm/%s/presence/" % a.venue, "vm/%s/hb/" % a.venue)
         self.window, self.hlc, self.subscribed = ReplayWindow(), Hlc(), 0
         self.counter = int(time.time() * 1000) * 1024  # Part 2 §5, no stored ceiling
         self.stats = collections.Counter()
@@ -53,8 +56,15 @@ class Ingest:
                 self.trust.add_crl(payload, now)
                 log("CRL: %d revoked key(s)" % len(self.trust.revoked))
             return
+        if topic.startswith(self.chain_topics):
+            if len(payload) > 3 and payload[0] == 2 and payload[2] & tr.FLAG_CHAIN:
+                try:
+                    self.trust.open(payload, now)  # verified, then its chain is cached
+                except Reject:
+                    pass  # not ours to count: devices count what they refuse
+            return
         if topic != self.up:
-            return  # vm/{venue}/+ also brings hub claims and our own acks
+            return  # vm/{venue}/# also brings the devices' own traffic and our acks
         env = self.trust.open(payload, now, replay=self.window.check)  # the first copy was stored and acked
         if env["kind"] != KIND_UPLOAD:
             raise Reject("kind_mismatch")
@@ -118,7 +128,7 @@ class Ingest:
         stop = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(1))
-        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), "vm/%s/+" % self.a.venue,
+        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), "vm/%s/#" % self.a.venue,
                          self.a.username, self.a.password)
         failures = 0
         while not stop:
