@@ -92,6 +92,10 @@ struct Dev {
     /// The durable outbox: commands not cloud-acked, own and replicas, with
     /// whether they are `peer_ack` (restored after a crash).
     outbox: BTreeMap<crate::outbox::CommandId, (std::rc::Rc<crate::replication::Cmd>, bool)>,
+    /// The stored form of the replicas (what the shell writes to IndexedDB,
+    /// [`MeshNode::replica_record`]): a restart restores from these, so the
+    /// tests cover what survives a reload.
+    replicas: BTreeMap<crate::outbox::CommandId, crate::outbox::CommandRecord>,
 }
 
 impl Dev {
@@ -180,7 +184,20 @@ impl Net {
         }
         node.handle_restored(&state, now);
         if restore && !d.outbox.is_empty() {
-            node.handle_restored_commands(d.outbox.values().cloned().collect(), now);
+            // Through the stored records, as the shell restores them.
+            let records = d
+                .outbox
+                .values()
+                .map(|(c, peer)| {
+                    let r = d.replicas.get(&c.id).cloned().unwrap_or_else(|| {
+                        let mut own = c.replica_record(None, WALL0 + now);
+                        (own.origin, own.origin_sig) = (None, None);
+                        own
+                    });
+                    (r, *peer)
+                })
+                .collect();
+            node.handle_restored_records(records, now, WALL0 + now);
         }
         d.node = Some(node);
         let (inc, at) = (d.inc, now + self.rand(50, 100));
@@ -308,6 +325,8 @@ impl Net {
                 if self.live(to, inc) {
                     let ids: Vec<_> = cmds.iter().map(|c| c.id.clone()).collect();
                     for c in cmds {
+                        let record = self.devs[to].node.as_ref().unwrap().replica_record(&c, WALL0 + now);
+                        self.devs[to].replicas.insert(c.id.clone(), record);
                         self.devs[to].outbox.entry(c.id.clone()).or_insert((c, false));
                     }
                     self.devs[to].node.as_mut().unwrap().handle_stored(&ids, now);

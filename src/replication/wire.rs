@@ -78,6 +78,43 @@ impl Cmd {
     pub fn digest(&self) -> [u8; 32] {
         crate::trust::command::digest(&self.fields().unwrap_or_default(), &self.origin_sig)
     }
+
+    /// A stored outbox record as the replicator carries it: `origin` is
+    /// `me` for own commands; a replica keeps the origin signature it was
+    /// stored with (zeros if the record predates it: peers and the ingest
+    /// refuse such a copy, as they must).
+    pub fn from_record(r: crate::outbox::CommandRecord, me: &str) -> Cmd {
+        Cmd {
+            origin: r.origin.unwrap_or_else(|| me.to_owned()),
+            id: r.id,
+            topic: r.topic,
+            hlc: r.hlc,
+            created_at: r.created_at,
+            payload: r.payload,
+            origin_sig: r.origin_sig.unwrap_or([0; 64]),
+        }
+    }
+
+    /// The outbox record of a replica of another device's command
+    /// (`peer_ack`), with its origin signature and `chain`, the origin's
+    /// certificate chain, so it can be forwarded and uploaded after a reload
+    /// even when the origin is gone.
+    pub fn replica_record(&self, chain: Option<Vec<u8>>, now_wall: u64) -> crate::outbox::CommandRecord {
+        crate::outbox::CommandRecord {
+            id: self.id.clone(),
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            status: crate::outbox::Status::PeerAck,
+            retry_count: 0,
+            created_at: self.created_at,
+            updated_at: now_wall,
+            hlc: self.hlc,
+            last_error: None,
+            origin: Some(self.origin.clone()),
+            origin_sig: Some(self.origin_sig),
+            origin_chain: chain,
+        }
+    }
 }
 
 /// How durable a command is on the device that sends a [`RepMsg::SyncAck`].

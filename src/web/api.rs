@@ -24,7 +24,7 @@ use crate::election;
 use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
-use crate::outbox::{CommandRecord, Event as OutboxEvent};
+use crate::outbox::Event as OutboxEvent;
 use crate::replication::Cmd;
 use crate::rng::Rng;
 use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
@@ -368,8 +368,8 @@ impl VenueMesh {
         if let Some(t) = &trust_state {
             node.handle_restored_trust(t, wall_ms());
         }
-        let held = held.into_iter().map(|r| (Rc::new(command_of(r, &device_id)), true)).collect::<Vec<_>>();
-        node.handle_restored_commands(held, monotonic_ms());
+        let held = held.into_iter().map(|r| (r, true)).collect::<Vec<_>>();
+        node.handle_restored_records(held, monotonic_ms(), wall_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
         // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't
@@ -431,7 +431,7 @@ impl VenueMesh {
                         let (own, replicas): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.origin.is_none());
                         let ids: Vec<_> = replicas.into_iter().map(|r| r.id.clone()).collect();
                         dm.node.handle_stored(&ids, now);
-                        let own = own.into_iter().map(|r| Rc::new(command_of(r.clone(), &me))).collect::<Vec<_>>();
+                        let own = own.into_iter().map(|r| Rc::new(Cmd::from_record(r.clone(), &me))).collect::<Vec<_>>();
                         if !own.is_empty() {
                             dm.node.handle_committed(own, now);
                         }
@@ -664,23 +664,6 @@ impl VenueMesh {
     pub fn close(&self) {
         close_mesh(&self.driver, &self.state);
         self.queue.close();
-    }
-}
-
-/// A stored command as the replicator carries it (`origin` = this device
-/// for its own commands).
-fn command_of(r: CommandRecord, me: &str) -> Cmd {
-    Cmd {
-        origin: r.origin.unwrap_or_else(|| me.to_owned()),
-        id: r.id,
-        topic: r.topic,
-        hlc: r.hlc,
-        created_at: r.created_at,
-        payload: r.payload,
-        // TODO(trust-edge): replicas' origin signatures must be stored with
-        // the record (CommandRecord) and restored here; own commands are
-        // signed again by the node (Ed25519 is deterministic).
-        origin_sig: [0; 64],
     }
 }
 

@@ -21,7 +21,6 @@ use crate::election::LeftReason;
 use crate::mesh::{MeshEvent, MeshNode, MeshState, Output};
 use crate::mqtt::QoS;
 use crate::routing::RtcCommand;
-use crate::outbox::{CommandRecord, Status};
 use crate::replication::Cmd;
 use js_sys::{Array, Function, Uint8Array};
 use std::rc::Rc as Arc1;
@@ -286,7 +285,12 @@ fn replication_work(this: &DriverRef, work: Output) {
     match work {
         Output::Store(cmds) => {
             let now = wall_ms();
-            let records = cmds.iter().map(|c| replica_record(c, now)).collect();
+            // With the origin signature and chain, so the replica can be
+            // forwarded and uploaded after a reload (origin gone).
+            let records = {
+                let d = this.borrow();
+                cmds.iter().map(|c| d.node.replica_record(c, now)).collect()
+            };
             let (have, refused) = queue.store_replicas(records);
             let mut d = this.borrow_mut();
             d.node.handle_stored(&have, monotonic_ms());
@@ -317,20 +321,6 @@ fn notify(this: &DriverRef, name: &str, ids: &[crate::outbox::CommandId]) {
     call_all(&targets, &[&arg]);
 }
 
-fn replica_record(c: &Cmd, now: u64) -> CommandRecord {
-    CommandRecord {
-        id: c.id.clone(),
-        topic: c.topic.clone(),
-        payload: c.payload.clone(),
-        status: Status::PeerAck,
-        retry_count: 0,
-        created_at: c.created_at,
-        updated_at: now,
-        hlc: c.hlc,
-        last_error: None,
-        origin: Some(c.origin.clone()),
-    }
-}
 
 /// `{ origin: chain bytes }` for the origins of `cmds` this device holds a chain of.
 fn certificates_of(this: &DriverRef, cmds: &[Arc1<Cmd>]) -> JsValue {

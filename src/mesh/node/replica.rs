@@ -49,6 +49,29 @@ impl MeshNode {
         self.rep.handle_restored(cmds, now);
     }
 
+    /// At open, from the outbox records (not cloud-acked), with whether
+    /// each is `peer_ack`: the origin chains stored with the replicas are
+    /// learned first (verified again; a revoked or invalid one is skipped, so
+    /// its command is refused downstream), then the commands are restored.
+    pub fn handle_restored_records(&mut self, records: Vec<(crate::outbox::CommandRecord, bool)>, now: u64, now_wall: u64) {
+        let mut cmds = Vec::with_capacity(records.len());
+        for (mut r, peer) in records {
+            if let Some(chain) = r.origin_chain.take() {
+                let _ = self.receiver.trust_mut().learn_chain(&chain, now_wall);
+            }
+            cmds.push((Rc::new(Cmd::from_record(r, &self.cfg.device_id)), peer));
+        }
+        self.handle_restored_commands(cmds, now);
+    }
+
+    /// The outbox record to store for a replica of [`Output::Store`]: with
+    /// its origin signature and the origin's chain as this device knows it
+    /// now (it was just verified with it).
+    pub fn replica_record(&self, cmd: &Cmd, now_wall: u64) -> crate::outbox::CommandRecord {
+        let chain = self.receiver.trust().chain_of(&cmd.origin).map(<[u8]>::to_vec);
+        cmd.replica_record(chain, now_wall)
+    }
+
     /// Our own command signed by us; a replica as it is. Either way its
     /// digest is recorded: only a receipt naming that digest acks it.
     fn sign_own(&mut self, cmd: Rc<Cmd>) -> Rc<Cmd> {

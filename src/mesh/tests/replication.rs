@@ -79,3 +79,36 @@ fn a_forged_or_misaddressed_replication_message_is_refused() {
     assert_eq!((s.envelope.bad_signature, s.counters.bad_topic, s.counters.kind_mismatch), (1, 1, 1), "{s:#?}");
     assert_accounted(&s);
 }
+
+/// Issue #15 gap: the holders of another origin's command reload after the
+/// origin has gone for good, with no trust record (evicted, or never
+/// written): the command must still reach the ingest, which stores only
+/// commands their origin signed. Restored from the stored records, so it
+/// fails when a record loses the origin signature or chain.
+#[test]
+fn a_replica_reaches_the_ingest_after_its_holders_reload_with_the_origin_gone() {
+    let mut net = elected(9);
+    let origin = net.devs.iter().position(|d| d.id == "pos-1").unwrap();
+    net.commit(origin, "pos-1-a");
+    net.run_until(net.now + 200);
+    assert_eq!(net.acks(origin, true), vec!["pos-1-a".to_string()]);
+    // Nobody read the first upload (no ingest yet). The origin goes away.
+    net.crash(origin);
+    let holders: Vec<usize> = (0..3).filter(|&i| i != origin).collect();
+    for &i in &holders {
+        assert_eq!(net.devs[i].replicas.len(), 1, "{} holds a replica", net.devs[i].id);
+        net.crash(i);
+        net.devs[i].trust = None;
+    }
+    net.ingest = Some(BTreeMap::new());
+    for &i in &holders {
+        net.start(i);
+    }
+    net.run_until(net.now + 10_000);
+    let stored = net.ingest.as_ref().unwrap();
+    assert!(stored.get("pos-1-a").is_some_and(|n| *n >= 1), "the ingest stored it: {stored:?}");
+    for &i in &holders {
+        assert_eq!(net.acks(i, false), vec!["pos-1-a".to_string()], "{} saw the receipt", net.devs[i].id);
+        assert_eq!(net.node(i).trust().stats().bad_origin_sig, 0);
+    }
+}
