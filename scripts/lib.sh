@@ -332,13 +332,17 @@ start_static() { # port
 # broker's plain MQTT listener on 127.0.0.1, stores uploads in SQLite keyed by
 # command id and answers CLOUD_ACK. Its output goes to .run/ingest-{venue}.log.
 # It logs in as the venue's account (username = venue, password from .run/broker/{venue}.pass).
-start_ingest() { # venue, venue key, broker TCP port, SQLite file
-  local venue="$1" key="$2" port="$3" db="$4"
+start_ingest() { # venue, (unused: the v1 venue key), broker TCP port, SQLite file
+  local venue="$1" port="$3" db="$4"
   broker_password "$venue" >/dev/null
   local ready="$RUN_DIR/ingest-$venue.ready" log="$RUN_DIR/ingest-$venue.log" pid i
+  local trust="$RUN_DIR/ingest-$venue.trust.json"
   rm -f "$ready"
+  # The cloud's credentials from the venue's demo CA (public seed: demos only), the CA
+  # the static server's POST /ca/issue certifies the demo pages with (issue #15).
+  (umask 077 && node "$ROOT/scripts/ca.mjs" ingest --demo "$venue" >"$trust")
   /usr/bin/python3 "$ROOT/tests/ingest/ingest.py" --broker "127.0.0.1:$port" --venue "$venue" \
-    --key "$key" --db "$db" --ready-file "$ready" --username "$venue" --password-file "$BROKER_DIR/$venue.pass" >"$log" 2>&1 &
+    --trust "$trust" --db "$db" --ready-file "$ready" --username "$venue" --password-file "$BROKER_DIR/$venue.pass" >"$log" 2>&1 &
   pid=$!
   STARTED_PIDS+=($pid)
   # Ready once subscribed to vm/{venue}/up (it retries the broker with backoff meanwhile).

@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import { readFile, stat } from 'node:fs/promises';
 import { extname, join, normalize, resolve, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import * as T from '../tests/ca/trust.mjs';
 
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const port = Number(process.argv[2] || 8080);
@@ -18,7 +19,63 @@ const types = {
   '.png': 'image/png', '.ts': 'text/plain; charset=utf-8', '.map': 'application/json',
 };
 
+/**
+ * `POST /ca/issue` with a pairing request `{ venue, device, publicKey, role? }` → the device's
+ * credential bundle from the demo CA of that venue (tests/ca/trust.mjs `demoCa`: a public seed,
+ * so demo and tests only). What a venue's real server does with its own CA, for the demo's
+ * cloud admission. `role: "admin"` makes a device that can invite and revoke others; `ca: NAME`
+ * certifies it with another root instead (an outsider, for tests).
+ */
+async function readJson(req, max) {
+  let body = '';
+  for await (const chunk of req) { body += chunk; if (body.length > max) throw new Error('too long'); }
+  return JSON.parse(body);
+}
+
+async function issue(req, res) {
+  const r = await readJson(req, 4096);
+  const pk = Buffer.from(String(r.publicKey), 'base64');
+  if (pk.length !== 32) throw new Error('publicKey must be 32 bytes, base64');
+  const role = r.role === 'admin' ? 'admin' : 'device';
+  // `ca`: another CA of the same venue name (another root), for tests of outsiders.
+  const ca = r.ca ? T.createCa({ venue: String(r.venue), seed: T.sha256(Buffer.from(`venuemesh other CA: ${r.venue} / ${r.ca}`)) }) : T.demoCa(String(r.venue));
+  const bundle = ca.bundle(String(r.device), pk, { role });
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify(bundle));
+}
+
+/**
+ * `POST /ca/receipt` with an upload batch as the `upload` hook gets it (JSON: `venue`,
+ * `commands` with base64 `payload` and `originSig`, `hlc` as a decimal string, and
+ * `certificates` {origin: base64 chain}) → `{ receipt (base64), refused: [ids] }`: what a
+ * venue's backend does after storing the batch — checks each origin signature against the
+ * origin's chain and signs a receipt with the cloud key (the demo CA's). The demo's and the
+ * tests' stand-in for a real backend; it stores nothing.
+ */
+async function receipt(req, res) {
+  const r = await readJson(req, 4 << 20);
+  const venue = String(r.venue), ca = T.demoCa(venue), entries = [], refused = [];
+  for (const c of r.commands) {
+    const cmd = { id: c.id, origin: c.origin, topic: c.topic, hlc: BigInt(c.hlc), createdAt: c.createdAt, payload: Buffer.from(c.payload, 'base64') };
+    const sig = Buffer.from(c.originSig, 'base64');
+    try {
+      const leaf = T.verifyChain(T.decodeChain(Buffer.from(r.certificates[c.origin], 'base64')), { rootPk: ca.root.pk, venue });
+      if (leaf.subject !== c.origin || !T.verifyCmd(leaf.pk, venue, cmd, sig)) throw new Error('bad origin signature');
+      entries.push({ id: c.id, digest: T.cmdDigest(cmd, sig) });
+    } catch { refused.push(c.id); }
+  }
+  const receipt = T.makeReceipt(ca.cloudKey, { venue, entries, cloudChain: ca.cloudChain });
+  res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+  res.end(JSON.stringify({ receipt: receipt.toString('base64'), refused }));
+}
+
+const ENDPOINTS = { '/ca/issue': issue, '/ca/receipt': receipt };
+
 createServer(async (req, res) => {
+  if (req.method === 'POST' && ENDPOINTS[req.url]) {
+    try { await ENDPOINTS[req.url](req, res); } catch (e) { res.writeHead(400, { 'content-type': 'text/plain' }); res.end(String(e.message)); }
+    return;
+  }
   try {
     let path = decodeURIComponent(new URL(req.url, 'http://x').pathname).replace(/^\/+/, '');
     if (path === '') { res.writeHead(302, { location: '/www/' }); res.end(); return; }

@@ -1,17 +1,21 @@
-//! The signed envelope around every mesh message.
+//! The signed, encrypted envelope around every mesh message (version 2).
 //!
 //! Every message a device puts on the mesh (heartbeats, hub claims,
 //! replication batches, acks, WebRTC signals, app messages) travels in one
 //! compact binary envelope: who sent it, a per-sender counter that identifies
-//! it across routes, the election term, an [`Hlc`] timestamp and an opaque
-//! body, followed by an HMAC-SHA256 tag keyed with the venue key. Only
-//! paired devices hold that key, so a valid tag means "sent by a device of
-//! this venue, unmodified". The byte layout is specified in
-//! `PROTOCOL.md` (Part 2) so other languages can implement it.
+//! it across routes, the election term, an [`Hlc`] timestamp and a body
+//! encrypted under the sender's subkey of the venue content key, followed by
+//! an Ed25519 signature made with **the sender's own device key**, whose
+//! certificate chain (attached, or cached from an earlier envelope) leads to
+//! the venue root. A valid envelope means "sent by this certified device,
+//! unmodified", and holding one device's material does not let anyone speak
+//! as another. The byte layout is specified in `PROTOCOL.md` (Part 2) so
+//! other languages can implement it.
 //!
 //! Parts:
-//! * [`Envelope::seal`] / [`Envelope::open`]: encode + sign, verify + decode
-//!   (verification happens before any field is parsed);
+//! * [`Envelope::seal`] / [`Envelope::open`]: encode + encrypt + sign,
+//!   verify + decrypt + decode (the signature is checked before the body is
+//!   touched);
 //! * [`ReplayWindow`] and [`Receiver`]: accept each `(sender, counter)` once;
 //! * [`SendCounter`]: hands out the sender's counters and says what to persist
 //!   so a restart never reuses one.
@@ -20,23 +24,27 @@ mod codec;
 mod counter;
 mod replay;
 
-pub use codec::VenueKey;
+pub use codec::{SealOpts, FLAG_CHAIN, FLAG_ENCRYPTED};
 pub use counter::SendCounter;
 pub use replay::{EnvelopeStats, Receiver, Rejected, ReplayWindow, Verdict, WINDOW_BITS};
 
 use crate::hlc::Hlc;
+use crate::trust::{Role, TrustError, TrustStore};
 use core::fmt;
 use core::str::FromStr;
 
 /// The envelope format version this code writes and reads.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 /// Longest venue or device id, in bytes.
 pub const MAX_ID_LEN: usize = 64;
-/// Length of the HMAC-SHA256 tag at the end of every envelope.
-pub const TAG_LEN: usize = 32;
-/// Bytes of an envelope besides the two ids and the body: version, kind,
-/// key id, two id lengths, counter, term, HLC, body length and tag.
-pub const FIXED_OVERHEAD: usize = 1 + 1 + 1 + 1 + 1 + 8 + 8 + 8 + 4 + TAG_LEN;
+/// Length of the Ed25519 signature at the end of every envelope.
+pub const SIG_LEN: usize = 64;
+/// Bytes of an envelope besides the two ids, the chain and the body:
+/// version, kind, flags, key epoch, two id lengths, counter, term, HLC,
+/// body length and signature.
+pub const FIXED_OVERHEAD: usize = 1 + 1 + 1 + 1 + 1 + 1 + 8 + 8 + 8 + 4 + SIG_LEN;
+/// Longest attached chain: count byte and two length-prefixed certificates.
+pub const MAX_CHAIN_LEN: usize = 1 + 2 * (2 + crate::trust::cert::MAX_CERT_LEN);
 
 /// True for a valid venue or device id: 1..=64 bytes of `A-Z a-z 0-9 . _ -`.
 ///
@@ -79,7 +87,10 @@ pub enum Kind {
     ProbeReply,
     /// `12`: a batch of commands from the hub to the cloud's ingest.
     Upload,
-    /// Any other code (`0` and `13..=255` today).
+    /// `13`: trust material: a revocation list (or, later, a content key
+    /// update); only from an admin.
+    Trust,
+    /// Any other code (`0` and `14..=255` today).
     Unknown(u8),
 }
 
@@ -99,6 +110,7 @@ impl Kind {
             Kind::Probe => 10,
             Kind::ProbeReply => 11,
             Kind::Upload => 12,
+            Kind::Trust => 13,
             Kind::Unknown(code) => code,
         }
     }
@@ -120,6 +132,7 @@ impl Kind {
             10 => Kind::Probe,
             11 => Kind::ProbeReply,
             12 => Kind::Upload,
+            13 => Kind::Trust,
             other => Kind::Unknown(other),
         }
     }
@@ -134,8 +147,8 @@ impl Kind {
     }
 }
 
-/// Everything in an envelope except the body and the venue (which comes from
-/// the [`VenueKey`]).
+/// Everything in an envelope except the body, the flags and the venue
+/// (which comes from the [`TrustStore`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Header {
     /// What the body is.
@@ -158,37 +171,45 @@ impl Header {
     }
 }
 
-/// A verified envelope.
+/// A verified (and decrypted) envelope.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// Authenticated header fields.
     pub header: Header,
-    /// Authenticated body, opaque to the envelope.
+    /// Authenticated plaintext body, opaque to the envelope.
     pub body: Vec<u8>,
+    /// The role of the sender's certificate (the node's role rules:
+    /// CLOUD_ACK only from `cloud`, TRUST only from `admin`).
+    pub role: Role,
+    /// Whether the body travelled encrypted.
+    pub encrypted: bool,
 }
 
 impl Envelope {
-    /// Encode and sign with the default [`Limits`]. Fails only on API
-    /// misuse: an invalid sender id or an oversized body.
-    pub fn seal(header: &Header, body: &[u8], key: &VenueKey) -> Result<Vec<u8>, EnvelopeError> {
-        codec::seal(header, body, key, Limits::default())
+    /// Encode, encrypt and sign as `trust`'s device with the default
+    /// [`Limits`] and [`SealOpts::for_kind`]. Fails only on API misuse: an
+    /// invalid sender id or an oversized body.
+    pub fn seal(header: &Header, body: &[u8], trust: &TrustStore) -> Result<Vec<u8>, EnvelopeError> {
+        codec::seal(header, body, trust, SealOpts::for_kind(header.kind), Limits::default())
     }
 
-    /// [`seal`](Self::seal) with explicit limits.
-    pub fn seal_with(header: &Header, body: &[u8], key: &VenueKey, limits: Limits) -> Result<Vec<u8>, EnvelopeError> {
-        codec::seal(header, body, key, limits)
+    /// [`seal`](Self::seal) with explicit options and limits.
+    pub fn seal_with(header: &Header, body: &[u8], trust: &TrustStore, opts: SealOpts, limits: Limits) -> Result<Vec<u8>, EnvelopeError> {
+        codec::seal(header, body, trust, opts, limits)
     }
 
-    /// Verify and decode with the default [`Limits`]. The tag is checked in
-    /// constant time before any field is parsed; a flipped bit anywhere is an
+    /// Verify, decrypt and decode with the default [`Limits`] (no replay
+    /// window: see [`Receiver`]). The sender's chain and signature are
+    /// checked before the body is touched; a flipped bit anywhere is an
     /// error, never a different message.
-    pub fn open(bytes: &[u8], key: &VenueKey) -> Result<Envelope, EnvelopeError> {
-        codec::open(bytes, key, Limits::default())
+    pub fn open(bytes: &[u8], trust: &mut TrustStore, now_wall: u64) -> Result<Envelope, EnvelopeError> {
+        Self::open_with(bytes, trust, now_wall, Limits::default())
     }
 
     /// [`open`](Self::open) with explicit limits.
-    pub fn open_with(bytes: &[u8], key: &VenueKey, limits: Limits) -> Result<Envelope, EnvelopeError> {
-        codec::open(bytes, key, limits)
+    pub fn open_with(bytes: &[u8], trust: &mut TrustStore, now_wall: u64, limits: Limits) -> Result<Envelope, EnvelopeError> {
+        let v = codec::verify(bytes, trust, limits, now_wall)?;
+        codec::decrypt(v, trust)
     }
 
     /// The id for deduplication across routes.
@@ -219,7 +240,7 @@ impl Limits {
 
     /// Largest whole envelope these limits allow.
     pub fn max_envelope(self) -> usize {
-        FIXED_OVERHEAD + 2 * MAX_ID_LEN + self.max_body.min(u32::MAX as usize)
+        FIXED_OVERHEAD + 2 * MAX_ID_LEN + MAX_CHAIN_LEN + crate::trust::content::TAG_LEN + self.max_body.min(u32::MAX as usize)
     }
 }
 
@@ -276,15 +297,17 @@ pub enum Field {
     Counter,
     /// Body length does not match the bytes present.
     BodyLength,
-    /// The venue secret is shorter than [`VenueKey::MIN_SECRET_LEN`].
-    Secret,
+    /// Unknown flag bits set.
+    Flags,
+    /// The attached chain's framing is malformed.
+    Chain,
 }
 
 /// Why an envelope could not be sealed or opened.
 ///
 /// From `open`, every variant means "drop this message" (received data never
-/// causes a panic). From `seal` and [`VenueKey::new`], only `BadField` and
-/// `TooLarge` occur, and they mean our own caller passed invalid input.
+/// causes a panic). From `seal`, only `BadField`, `TooLarge` and
+/// `UnknownKeyId` occur, and they mean our own caller passed invalid input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EnvelopeError {
@@ -293,8 +316,8 @@ pub enum EnvelopeError {
     Truncated,
     /// A format version this code does not read.
     BadVersion(u8),
-    /// Signed with another key id than the one given (key rotation: try the
-    /// key with this id, if held).
+    /// Encrypted under a content key epoch we do not hold (rotation: a
+    /// KEY_UPDATE we missed).
     UnknownKeyId(u8),
     /// Longer than the limits allow; rejected before hashing.
     TooLarge {
@@ -303,13 +326,19 @@ pub enum EnvelopeError {
         /// Most allowed.
         max: usize,
     },
-    /// The tag does not match: altered, truncated at a lucky place, or
-    /// signed with another key. Nothing in the message can be trusted.
+    /// The signature does not verify with the sender's certified key:
+    /// altered, truncated at a lucky place, or signed by another device in
+    /// this sender's name. Nothing in the message can be trusted.
     BadSignature,
+    /// No chain attached and none cached for the sender.
+    UnknownSender,
+    /// The sender's chain is invalid, revoked or names another device, or
+    /// the body does not decrypt (see [`TrustError`]).
+    Trust(TrustError),
     /// A field is malformed (a signed but malformed envelope is a bug in the
     /// sender; on seal, invalid input from our own caller).
     BadField(Field),
-    /// Signed with this venue's key but naming another venue.
+    /// Names another venue.
     WrongVenue,
 }
 
@@ -318,9 +347,11 @@ impl fmt::Display for EnvelopeError {
         match self {
             EnvelopeError::Truncated => f.write_str("envelope truncated"),
             EnvelopeError::BadVersion(v) => write!(f, "unsupported envelope version {v}"),
-            EnvelopeError::UnknownKeyId(k) => write!(f, "envelope signed with unknown key id {k}"),
+            EnvelopeError::UnknownKeyId(k) => write!(f, "envelope encrypted under unknown content key epoch {k}"),
             EnvelopeError::TooLarge { len, max } => write!(f, "envelope of {len} bytes exceeds {max}"),
             EnvelopeError::BadSignature => f.write_str("envelope signature does not verify"),
+            EnvelopeError::UnknownSender => f.write_str("envelope from a sender with no known certificate"),
+            EnvelopeError::Trust(e) => write!(f, "envelope refused: {e}"),
             EnvelopeError::BadField(field) => write!(f, "malformed envelope field {field:?}"),
             EnvelopeError::WrongVenue => f.write_str("envelope is for another venue"),
         }
@@ -332,6 +363,29 @@ impl std::error::Error for EnvelopeError {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every shipped broker config drops a PUBLISH whose payload exceeds its
+    /// `message_size_limit`: the largest v2 envelope we may send must fit, or
+    /// a full replication batch would vanish at the broker (acked, dropped).
+    #[test]
+    fn largest_envelope_fits_the_brokers_message_size_limit() {
+        let max = Limits::default().max_envelope();
+        // 98 fixed (6 one-byte fields, counter, term, HLC, body length, 64-byte
+        // signature) + 2 × 64 ids + 509 chain + 16 tag + 262,144 body.
+        assert_eq!(max, 262_895);
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            for line in text.lines().filter(|l| l.trim_start().starts_with("message_size_limit")) {
+                let limit: usize = line.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap();
+                assert!(max <= limit, "{}: message_size_limit {limit} < largest envelope {max}", path.display());
+                seen += 1;
+            }
+        }
+        assert!(seen >= 5, "the broker configs set message_size_limit ({seen} found)");
+    }
 
     #[test]
     fn id_alphabet() {
@@ -350,7 +404,8 @@ mod tests {
         }
         assert_eq!(Kind::from_code(1), Kind::Heartbeat);
         assert_eq!(Kind::from_code(12), Kind::Upload);
-        assert_eq!(Kind::from_code(13), Kind::Unknown(13));
+        assert_eq!(Kind::from_code(13), Kind::Trust);
+        assert_eq!(Kind::from_code(14), Kind::Unknown(14));
         assert_eq!(Kind::from_code(0), Kind::Unknown(0));
         assert!(Kind::Presence.is_state() && Kind::HubClaim.is_state());
         assert!(!Kind::ReplicateCommand.is_state());
@@ -371,7 +426,7 @@ mod tests {
     #[test]
     fn limits_bound_the_whole_envelope() {
         let l = Limits { max_body: 10 };
-        assert_eq!(l.max_envelope(), FIXED_OVERHEAD + 128 + 10);
-        assert_eq!(FIXED_OVERHEAD, 65);
+        assert_eq!(l.max_envelope(), FIXED_OVERHEAD + 128 + MAX_CHAIN_LEN + 16 + 10);
+        assert_eq!(FIXED_OVERHEAD, 98);
     }
 }

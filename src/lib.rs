@@ -33,6 +33,7 @@ pub mod mesh;
 pub mod routing;
 pub mod replication;
 pub mod state;
+pub mod trust;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
 

@@ -14,6 +14,7 @@
 //! | `vm/{venue}/dev/{device}/rtc` | 1 | no | RTC_SIGNAL for `device` (WebRTC signalling) |
 //! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
 //! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
+//! | `vm/{venue}/crl` | 1 | yes | the newest revocation list, raw (PROTOCOL.md Part 6 §4) |
 //! | `vm/{venue}/topic/{name}` | 1 | no | APP_MESSAGE data of a room too big to mesh (Part 5) |
 //!
 //! Venue and device ids are envelope ids ([`crate::envelope::is_valid_id`]:
@@ -43,6 +44,11 @@ pub fn hub(venue: &str) -> String {
 /// `vm/{venue}/hb/{device}`: the device's heartbeats.
 pub fn heartbeat(venue: &str, device: &str) -> String {
     format!("{ROOT}/{venue}/hb/{device}")
+}
+
+/// `vm/{venue}/crl`: the retained revocation list (raw, not an envelope).
+pub fn crl(venue: &str) -> String {
+    format!("{ROOT}/{venue}/crl")
 }
 
 /// `vm/{venue}/cloud`: cloud acknowledgements for every holder.
@@ -97,6 +103,7 @@ pub fn subscriptions(venue: &str, device: &str) -> Vec<String> {
         cloud(venue),
         msg(venue, device),
         rtc(venue, device),
+        crl(venue),
     ]
 }
 
@@ -114,6 +121,8 @@ pub enum TopicKind<'a> {
     Cloud,
     /// `up`.
     Upstream,
+    /// `crl`: a revocation list.
+    Crl,
     /// `hb/{device}`.
     Heartbeat {
         /// The sending device.
@@ -156,7 +165,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Ack { device }
             | TopicKind::Msg { device }
             | TopicKind::Rtc { device } => Some(device),
-            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::App { .. } => None,
+            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::App { .. } => None,
         }
     }
 
@@ -173,7 +182,7 @@ impl<'a> TopicKind<'a> {
     /// Whether the topic holds a retained value (`None`: the app's choice).
     pub fn retained(&self) -> Option<bool> {
         match self {
-            TopicKind::Presence { .. } | TopicKind::Hub => Some(true),
+            TopicKind::Presence { .. } | TopicKind::Hub | TopicKind::Crl => Some(true),
             TopicKind::App { .. } => None,
             _ => Some(false),
         }
@@ -254,13 +263,14 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["hub"] => TopicKind::Hub,
         ["cloud"] => TopicKind::Cloud,
         ["up"] => TopicKind::Upstream,
+        ["crl"] => TopicKind::Crl,
         ["presence", d] => TopicKind::Presence { device: device(d)? },
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
         ["dev", d, "rep"] => TopicKind::Replicate { device: device(d)? },
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
         ["dev", d, "msg"] => TopicKind::Msg { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
-        ["hub" | "cloud" | "up" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
+        ["hub" | "cloud" | "up" | "crl" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
     };
     Ok(MeshTopic { venue, kind })
@@ -307,6 +317,8 @@ mod tests {
         assert!(!hit(&upstream("shop-1")), "devices do not read their own uploads");
         assert_eq!(parse("vm/shop-1/cloud").unwrap().kind, TopicKind::Cloud);
         assert_eq!(parse("vm/shop-1/up").unwrap().kind, TopicKind::Upstream);
+        assert_eq!(parse("vm/shop-1/crl").unwrap().kind, TopicKind::Crl);
+        assert!(hit(&crl("shop-1")));
         for f in &subs {
             assert!(crate::mqtt::validate_topic_filter(f).is_ok());
         }

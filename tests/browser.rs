@@ -17,13 +17,28 @@ fn options(pairs: &[(&str, &str)]) -> JsValue {
     obj.into()
 }
 
-/// A venue key for tests (any 16+ bytes).
-const KEY: &str = "test-venue-key-0123456789";
 /// The broker scripts/test starts (nothing needs to answer for these tests).
 const BROKER: &str = match option_env!("VM_TEST_BROKER") {
     Some(b) => b,
     None => "ws://127.0.0.1:19001",
 };
+
+/// Credentials for a fresh device of `venue` in database `db` (issue #15): the
+/// page makes its key (`createPairingRequest`), a CA made here certifies it,
+/// the bundle JSON comes back for `open({ credentials })`.
+async fn credentials_for(venue: &str, db: &str) -> String {
+    use venuemesh::trust::{base64_decode, signing_key, Bundle, Cert, Chain, Role};
+    let req = venuemesh::web::VenueMesh::create_pairing_request(options(&[("venue", venue), ("dbName", db)])).await.unwrap();
+    let field = |k: &str| js_sys::Reflect::get(&req, &k.into()).unwrap().as_string().unwrap();
+    let device = field("device");
+    let pk: [u8; 32] = base64_decode(&field("publicKey")).unwrap().try_into().unwrap();
+    let root = signing_key(&[1; 32]);
+    let cloud = signing_key(&[2; 32]);
+    let chain = Chain(vec![Cert::issue(&root, Role::Device, venue, &device, pk, 0, 0).unwrap()]);
+    let cloud_chain = Chain(vec![Cert::issue(&root, Role::Cloud, venue, "cloud", cloud.verifying_key().to_bytes(), 0, 0).unwrap()]);
+    let bundle = Bundle { venue: venue.into(), device, root_pk: root.verifying_key().to_bytes(), chain, cloud_chain, key_epoch: 1, content_key: [3; 32], crl: None };
+    bundle.to_json()
+}
 
 fn code_of(err: &JsValue) -> String {
     js_sys::Reflect::get(err, &"code".into()).ok().and_then(|c| c.as_string()).unwrap_or_default()
@@ -45,17 +60,21 @@ mod identity {
     #[wasm_bindgen_test]
     async fn device_id_survives_reopen_and_differs_per_database() {
         let db = unique("vm-identity");
-        let first = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
+        let creds = credentials_for("v1", &db).await;
+        let first = VenueMesh::open(options(&[("venue", "v1"), ("credentials", &creds), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
         let id = first.device_id();
         assert!(uuid_v4_like(&id), "not a UUID v4: {id}");
         first.close();
         first.close(); // twice is harmless
 
-        let again = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
+        // No credentials: the ones stored by the first open.
+        let again = VenueMesh::open(options(&[("venue", "v1"), ("brokers", BROKER), ("dbName", &db)])).await.unwrap();
         assert_eq!(again.device_id(), id, "the id must survive a reopen");
         again.close();
 
-        let other = VenueMesh::open(options(&[("venue", "v1"), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &unique("vm-other"))])).await.unwrap();
+        let other_db = unique("vm-other");
+        let creds = credentials_for("v1", &other_db).await;
+        let other = VenueMesh::open(options(&[("venue", "v1"), ("credentials", &creds), ("brokers", BROKER), ("dbName", &other_db)])).await.unwrap();
         assert_ne!(other.device_id(), id);
         other.close();
     }
@@ -66,10 +85,10 @@ mod identity {
             options(&[]),
             options(&[("venue", "")]),
             options(&[("venue", "a/b")]),
-            options(&[("venue", "v"), ("venueKey", KEY), ("dbNmae", "typo")]),
+            options(&[("venue", "v"), ("brokers", BROKER), ("dbNmae", "typo")]),
             options(&[("venue", "v")]),
-            options(&[("venue", "v"), ("venueKey", "too-short")]),
-            options(&[("venue", "v"), ("venueKey", KEY)]),
+            // the venue key of envelope v1 is gone (issue #15): an unknown option now
+            options(&[("venue", "v"), ("venueKey", "test-venue-key-0123456789"), ("brokers", BROKER)]),
             JsValue::from_str("not an object"),
         ] {
             let shown = format!("{bad:?}");
@@ -471,7 +490,9 @@ mod fallbacks {
     }
 
     async fn open_mesh(extra: &[(&str, JsValue)]) -> VenueMesh {
-        let o = options(&[("venue", &unique("vm-fb")), ("venueKey", KEY), ("brokers", BROKER), ("dbName", &unique("vm-fb"))]);
+        let (venue, db) = (unique("vm-fb"), unique("vm-fb"));
+        let creds = credentials_for(&venue, &db).await;
+        let o = options(&[("venue", &venue), ("credentials", &creds), ("brokers", BROKER), ("dbName", &db)]);
         for (k, v) in extra {
             Reflect::set(&o, &(*k).into(), v).unwrap();
         }

@@ -1,7 +1,10 @@
 //! Seeded fuzzing of every decoder that reads bytes from the network, except
-//! MQTT's (which has its own): the envelope, mesh bodies, replication bodies,
-//! routing bodies and probes, RTC signals, tab frames and the shared state's
-//! bodies and stored records.
+//! MQTT's (which has its own): the envelope (v2: chain, Ed25519 signature,
+//! encrypted body), the trust model's certificates, chains, credential
+//! bundles (binary and JSON), revocation lists, receipts and pairing requests
+//! and invite codes, mesh bodies, replication bodies, routing bodies and
+//! probes, RTC signals, tab frames and the shared state's bodies and stored
+//! records.
 //!
 //! Each decoder gets random bytes and mutations of valid encodings
 //! (truncations, bit flips, inserted bytes, length fields set huge). What is
@@ -22,10 +25,13 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::rc::Rc;
 use std::time::Instant;
 
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::Sha256;
+use std::cell::RefCell;
+
 use venuemesh::election::Term;
-use venuemesh::envelope::{Envelope, Header, Kind, VenueKey};
+use venuemesh::envelope::{Envelope, Header, Kind, Limits, SealOpts};
+use venuemesh::trust::{
+    self, domain, pairing, Bundle, Cert, Chain, Credentials, Crl, InviteCode, PairRequest, Receipt, Role, SigningKey, TrustStore,
+};
 use venuemesh::hlc::Hlc;
 use venuemesh::mesh::wire::{self as mesh_wire, Body, Capabilities, PresenceInfo};
 use venuemesh::outbox::CommandId;
@@ -235,10 +241,39 @@ fn check(t: Target, seed: u64) {
 // ---------------------------------------------------------------------------------------------
 // Valid encodings to mutate.
 
-const SECRET: &[u8] = b"venuemesh-fuzz-secret-0123456789";
+const VENUE: &str = "fuzz-venue";
+/// Wall clock of the fuzz run (certificates are valid from 0, forever).
+const WALL: u64 = 1_769_508_000_000;
 
-fn venue_key() -> VenueKey {
-    VenueKey::new("fuzz-venue", 1, SECRET).unwrap()
+fn key(label: &str) -> SigningKey {
+    trust::signing_key(&trust::sha256(&[b"venuemesh fuzz key\0", label.as_bytes()]))
+}
+
+fn chain_of(device: &str, role: Role) -> Chain {
+    Chain(vec![Cert::issue(&key("root"), role, VENUE, device, key(device).verifying_key().to_bytes(), 0, 0).unwrap()])
+}
+
+fn bundle(device: &str) -> Bundle {
+    Bundle {
+        venue: VENUE.into(),
+        device: device.into(),
+        root_pk: key("root").verifying_key().to_bytes(),
+        chain: chain_of(device, if device == "ingest" { Role::Cloud } else { Role::Device }),
+        cloud_chain: chain_of("ingest", Role::Cloud),
+        key_epoch: 1,
+        content_key: trust::sha256(&[b"fuzz content key"]),
+        crl: None,
+    }
+}
+
+/// A device's trust store (its credentials from the fuzz CA).
+fn store(device: &str) -> TrustStore {
+    let creds = Credentials::new(&key(device).to_bytes(), bundle(device), WALL, 60_000).unwrap();
+    TrustStore::new(&creds, WALL, 60_000, 256).unwrap()
+}
+
+fn code() -> InviteCode {
+    InviteCode::generate(&mut trust::CryptoRng::new([7; 32]))
 }
 
 fn mesh_bodies() -> Vec<Vec<u8>> {
@@ -246,9 +281,9 @@ fn mesh_bodies() -> Vec<Vec<u8>> {
     [
         Body::Join(PresenceInfo { protocol: 1, kind: DeviceKind::Pos, capabilities: Capabilities::REPLICA.with(Capabilities::WEBRTC), score: 80_000 }),
         Body::Leave,
-        Body::Heartbeat { term: Some(term.clone()), hub: Some("pos-1".into()), score: 70_000, queue_depth: 3 },
-        Body::Heartbeat { term: Some(term), hub: Some("kiosk-9".into()), score: 1, queue_depth: u64::MAX },
-        Body::Heartbeat { term: None, hub: None, score: 0, queue_depth: 0 },
+        Body::Heartbeat { term: Some(term.clone()), hub: Some("pos-1".into()), score: 70_000, queue_depth: 3, ended: true, direct_only: false },
+        Body::Heartbeat { term: Some(term), hub: Some("kiosk-9".into()), score: 1, queue_depth: u64::MAX, ended: false, direct_only: true },
+        Body::Heartbeat { term: None, hub: None, score: 0, queue_depth: 0, ended: false, direct_only: false },
         Body::HubClaim { term: 9, score: 100_000 },
     ]
     .iter()
@@ -264,6 +299,7 @@ fn cmd(id: &str, payload: &[u8]) -> Rc<Cmd> {
         hlc: 0x019b_fee5_5100_0003,
         created_at: 1_769_508_000_000,
         payload: payload.to_vec(),
+        origin_sig: [0x5a; 64],
     })
 }
 
@@ -375,9 +411,25 @@ fn state_records() -> Vec<Vec<u8>> {
     ]
 }
 
+fn sealed_with(kind: Kind, body: &[u8], counter: u64, opts: SealOpts) -> Vec<u8> {
+    let header = Header { kind, sender: "pos-1".into(), counter, term: 3, hlc: Hlc::new(WALL, 3).unwrap() };
+    Envelope::seal_with(&header, body, &store("pos-1"), opts, Limits::default()).unwrap()
+}
+
 fn sealed(kind: Kind, body: &[u8], counter: u64) -> Vec<u8> {
-    let header = Header { kind, sender: "pos-1".into(), counter, term: 3, hlc: Hlc::new(1_769_508_000_000, 3).unwrap() };
-    Envelope::seal(&header, body, &venue_key()).unwrap()
+    sealed_with(kind, body, counter, SealOpts::for_kind(kind))
+}
+
+/// Envelopes in every shape: chain attached or not, encrypted or not.
+fn envelopes() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = mesh_bodies().iter().enumerate().map(|(i, b)| sealed(Kind::Heartbeat, b, i as u64)).collect();
+    for (i, b) in rep_bodies().iter().enumerate() {
+        for (encrypt, attach_chain) in [(true, true), (false, true), (true, false), (false, false)] {
+            v.push(sealed_with(Kind::ReplicateCommand, b, 100 + i as u64, SealOpts { encrypt, attach_chain }));
+        }
+    }
+    v.push(sealed(Kind::Unknown(200), &[], u64::MAX));
+    v
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -385,19 +437,21 @@ fn sealed(kind: Kind, body: &[u8], counter: u64) -> Vec<u8> {
 
 #[test]
 fn fuzz_envelope_unsigned() {
-    // What anyone on the broker can send: everything is refused before the
-    // tag check or by it; nothing is parsed, nothing allocated.
-    let key = venue_key();
-    let seeds = mesh_bodies().iter().enumerate().map(|(i, b)| sealed(Kind::Heartbeat, b, i as u64)).collect();
-    let ok = sealed(Kind::Heartbeat, &[], 1);
+    // What anyone on the broker can send: mutations of valid v2 envelopes,
+    // refused by the size/version/header checks, the chain or the signature
+    // before the body is decrypted. The receiving store caches valid chains
+    // (bounded), so it is shared between inputs like a device's.
+    let rx = RefCell::new(store("kiosk-1"));
+    let seeds = envelopes();
+    let ok = seeds[0].clone();
     let t = Target {
-        name: "envelope (unsigned)",
+        name: "envelope v2 (unsigned)",
         seeds,
-        type_bytes: vec![1, 2],
-        decode: Box::new(move |b| Envelope::open(b, &key).is_ok()),
+        type_bytes: vec![2],
+        decode: Box::new(move |b| Envelope::open(b, &mut rx.borrow_mut(), WALL).is_ok()),
     };
     // Unsigned mutations never decode: only the untouched valid seed proves the parser ran.
-    assert!(Envelope::open(&ok, &venue_key()).is_ok());
+    assert!(Envelope::open(&ok, &mut store("kiosk-1"), WALL).is_ok());
     let n = inputs();
     let r = run(&t, n, 0xe1);
     println!("fuzz {:<22} inputs {:>9}  decoded {:>8}  panics {}  over-alloc {}  {:>10.0} inputs/s", t.name, r.inputs, r.decoded, r.panics, r.over_budget, r.inputs as f64 / r.secs.max(1e-9));
@@ -407,26 +461,132 @@ fn fuzz_envelope_unsigned() {
 
 #[test]
 fn fuzz_envelope_signed() {
-    // What a device holding the key (or a bug in a peer) can send: the
-    // mutated bytes are signed again, so the parser behind the tag sees them.
-    let key = venue_key();
-    let strip = |v: Vec<u8>| v[..v.len() - 32].to_vec();
-    let mut seeds: Vec<Vec<u8>> = mesh_bodies().into_iter().enumerate().map(|(i, b)| strip(sealed(Kind::Heartbeat, &b, i as u64))).collect();
-    seeds.extend(rep_bodies().into_iter().map(|b| strip(sealed(Kind::ReplicateCommand, &b, 99))));
-    seeds.push(strip(sealed(Kind::Unknown(200), &[], u64::MAX)));
-    let mac = Hmac::<Sha256>::new_from_slice(SECRET).unwrap();
+    // What a device holding a valid key (or a bug in a peer) can send: the
+    // mutated bytes are signed again by pos-1's key, so the header, chain,
+    // length and decryption checks behind the signature see them.
+    let rx = RefCell::new(store("kiosk-1"));
+    let strip = |v: Vec<u8>| v[..v.len() - trust::SIG_LEN].to_vec();
+    let seeds: Vec<Vec<u8>> = envelopes().into_iter().map(strip).collect();
+    let signer = key("pos-1");
     check(
         Target {
-            name: "envelope (re-signed)",
+            name: "envelope v2 (re-signed)",
             seeds,
-            type_bytes: vec![1],
+            type_bytes: vec![2],
             decode: Box::new(move |b| {
+                use ed25519_dalek::Signer;
+                let mut msg = domain::ENVELOPE.to_vec();
+                msg.extend_from_slice(b);
                 let mut signed = b.to_vec();
-                signed.extend_from_slice(&mac.clone().chain_update(b).finalize().into_bytes());
-                Envelope::open(&signed, &key).is_ok()
+                signed.extend_from_slice(&signer.sign(&msg).to_bytes());
+                Envelope::open(&signed, &mut rx.borrow_mut(), WALL).is_ok()
             }),
         },
         0xe2,
+    );
+}
+
+#[test]
+fn fuzz_trust_certificates_and_chains() {
+    let chains = [chain_of("pos-1", Role::Device), chain_of("ingest", Role::Cloud), {
+        // An admin-issued device certificate behind the admin's own.
+        let admin = chain_of("ipad-1", Role::Admin);
+        let leaf = Cert::issue(&key("ipad-1"), Role::Device, VENUE, "kiosk-2", key("kiosk-2").verifying_key().to_bytes(), 0, 0).unwrap();
+        Chain(vec![leaf, admin.0[0].clone()])
+    }];
+    let mut seeds: Vec<Vec<u8>> = chains.iter().map(|c| c.encode()).collect();
+    seeds.extend(chains.iter().flat_map(|c| c.0.iter().map(|x| x.encode())));
+    check(
+        Target {
+            name: "trust certs+chains",
+            seeds,
+            type_bytes: vec![1, 2],
+            decode: Box::new(|b| {
+                let c = Cert::decode(b).is_ok();
+                let ch = Chain::decode(b).is_ok();
+                c || ch
+            }),
+        },
+        0xce7,
+    );
+}
+
+#[test]
+fn fuzz_trust_bundles() {
+    // Bundles arrive from the venue's server or a pairing response: binary and JSON.
+    let mut with_crl = bundle("pos-1");
+    with_crl.crl = Some(Crl::issue(&key("root"), None, VENUE, 3, WALL, &[[1; 8], [2; 8]]).unwrap().raw);
+    let seeds: Vec<Vec<u8>> = [bundle("pos-1"), with_crl.clone()]
+        .iter()
+        .flat_map(|b| [b.encode().unwrap(), b.to_json().into_bytes()])
+        .collect();
+    check(
+        Target {
+            name: "trust bundles",
+            seeds,
+            type_bytes: vec![b'{'],
+            decode: Box::new(|b| {
+                let bin = Bundle::decode(b).is_ok();
+                let json = std::str::from_utf8(b).map(|t| Bundle::from_json(t).is_ok()).unwrap_or(false);
+                bin || json
+            }),
+        },
+        0xb0d,
+    );
+}
+
+#[test]
+fn fuzz_trust_crls_and_receipts() {
+    let admin = chain_of("ipad-1", Role::Admin);
+    let entries: Vec<(String, [u8; 32])> = (0..5).map(|i| (format!("pos-1-{i:016x}"), [i as u8; 32])).collect();
+    let seeds = vec![
+        Crl::issue(&key("root"), None, VENUE, 1, WALL, &[[9; 8]]).unwrap().raw,
+        Crl::issue(&key("ipad-1"), Some(&admin), VENUE, 2, WALL, &(0..20u8).map(|i| [i; 8]).collect::<Vec<_>>()).unwrap().raw,
+        Receipt::issue(&key("ingest"), &chain_of("ingest", Role::Cloud), VENUE, WALL, &entries).unwrap().raw,
+        Receipt::issue(&key("ingest"), &chain_of("ingest", Role::Cloud), VENUE, WALL, &[]).unwrap().raw,
+    ];
+    check(
+        Target {
+            name: "trust crls+receipts",
+            seeds,
+            type_bytes: vec![1, 0x40],
+            decode: Box::new(|b| {
+                let c = Crl::decode(b).is_ok();
+                let r = Receipt::decode(b).is_ok();
+                c || r
+            }),
+        },
+        0xc71,
+    );
+}
+
+#[test]
+fn fuzz_trust_pairing() {
+    // The admin's side opens a request from an unknown device; the new
+    // device opens the admin's response; anyone may type a code.
+    let code = code();
+    let req = PairRequest {
+        venue: VENUE.into(),
+        invite_id: "invite-1".into(),
+        device: "kiosk-3".into(),
+        public_key: key("kiosk-3").verifying_key().to_bytes(),
+        created_at: WALL,
+    };
+    let response = pairing::seal_response(&code, &req, &bundle("kiosk-3"), &mut trust::CryptoRng::new([8; 32])).unwrap();
+    let seeds = vec![req.seal(&code).unwrap(), response, code.display().into_bytes()];
+    check(
+        Target {
+            name: "trust pairing",
+            seeds,
+            type_bytes: vec![0x42, 0x43],
+            decode: Box::new(move |b| {
+                let q = PairRequest::open(b, &code).is_ok();
+                let r = pairing::open_response(&code, &req, b).is_ok();
+                let c = std::str::from_utf8(b).map(|t| InviteCode::parse(t).is_ok()).unwrap_or(false);
+                q || r || c
+            }),
+        },
+        0x9a1,
     );
 }
 

@@ -69,6 +69,8 @@ fn rec(i: usize, status: Status) -> CommandRecord {
         hlc: 0,
         last_error: None,
         origin: None,
+        origin_sig: None,
+        origin_chain: None,
     }
 }
 

@@ -2,13 +2,15 @@
 //   ?venue=NAME            venue to join (default "demo")
 //   &broker=ws://host:port broker URL(s), comma separated (default ws://<this host>:9001)
 //   &db=NAME               IndexedDB name = device identity (tests and "New device tab" give each page its own)
-//   &key=SECRET            venue key (≥ 16 characters; the demo default is for demos only)
 //   &kind=ipad|kiosk|pos|phone|other   device kind for the hub score (else the last one picked here)
 //   &hb=MS                 heartbeat interval (300 = fast failover)
 //   &drain=MS              the hub uploads to the cloud at least this often (default here 5000,
 //                          so cloud_ack shows within seconds; the library's default is 30000)
 //   &room=NAME             chat room (default "lobby")
 //   #user=NAME&pass=SECRET broker account (in the fragment: never sent to a server)
+//   &admin=1               a new device asks the venue server for an admin certificate (may invite
+//                          and revoke devices: the manager's iPad)
+//   &code=ABCD-…           a new device pairs with this code from an admin device (www/trust.js)
 //
 // Sales move pending → peer_ack (a majority of the replication factor 3 hold
 // it) → cloud_ack (the hub uploaded it and the cloud stored it) on their own;
@@ -24,6 +26,7 @@
 // the `message` event (each message exactly once, over a WebRTC data channel,
 // a BroadcastChannel between tabs or the broker, whichever is best per peer).
 import init, { VenueMesh, version } from '../pkg/venuemesh.js';
+import { openPaired, setupTrust, renderTrust } from './trust.js';
 
 const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
@@ -369,6 +372,7 @@ function refresh() {
   renderReplication(stats);
   renderLastSale();
   renderQueueMeta(stats);
+  renderTrust(mesh, stats);
 }
 
 // --- actions ------------------------------------------------------------------
@@ -503,7 +507,6 @@ async function main() {
   const kind = kindParam || localStorage.getItem(`${SETTINGS}kind`) || 'other';
   const options = {
     venue, brokers, dbName, ...brokerAuth,
-    venueKey: params.get('key') || 'venuemesh-demo-key-not-secret',
     deviceInfo: { kind: KINDS.includes(kind) ? kind : 'other' },
   };
   // Only what the user said here; otherwise the library asks the browser
@@ -514,8 +517,9 @@ async function main() {
   options.replicationFactor = FACTOR;
   options.drainIntervalMs = drainMs;
   $('drain-s').textContent = String(Math.round(drainMs / 100) / 10);
-  mesh = await VenueMesh.open(options);
+  mesh = await openPaired(VenueMesh, options, params, log);
   window.mesh = mesh; // for tests and for poking at it from the console
+  setupTrust(mesh, { newDeviceUrl: (code) => { const u = new URL(newDeviceUrl(), location.href); u.searchParams.delete('admin'); u.searchParams.set('code', code); return `${u.pathname}${u.search}`; }, log });
   $('device-id').textContent = mesh.deviceId;
   log(`opened as ${mesh.deviceId} (${options.deviceInfo.kind})`);
 

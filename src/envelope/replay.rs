@@ -19,7 +19,8 @@
 //! the window with [`Envelope::is_fresh`](super::Envelope::is_fresh) for
 //! event kinds, and the cap (256 by default) is far above a venue's devices.
 
-use super::{codec, Envelope, EnvelopeError, Limits, MessageId, VenueKey};
+use super::{codec, Envelope, EnvelopeError, Limits, MessageId};
+use crate::trust::TrustStore;
 
 /// Width of each sender's window, in counters.
 pub const WINDOW_BITS: u64 = 1024;
@@ -42,13 +43,19 @@ pub enum Verdict {
 pub struct EnvelopeStats {
     /// Envelopes verified and accepted.
     pub accepted: u64,
-    /// Tag did not verify (tampering, corruption or a foreign key).
+    /// Signature did not verify with the sender's certified key.
     pub bad_signature: u64,
+    /// No usable certificate chain for the sender (unknown, invalid,
+    /// revoked, another device's): the reason is in the
+    /// [`SecurityStats`](crate::trust::SecurityStats).
+    pub untrusted: u64,
+    /// Signed, but the body did not decrypt.
+    pub bad_body: u64,
     /// Truncated, bad version, oversized or malformed.
     pub malformed: u64,
-    /// Signed with a key id we do not hold.
+    /// Encrypted under a content key epoch we do not hold.
     pub unknown_key: u64,
-    /// Valid signature but another venue's id.
+    /// Another venue's id.
     pub wrong_venue: u64,
     /// Seen before: the same envelope arrived twice.
     pub duplicates: u64,
@@ -241,66 +248,80 @@ pub enum Rejected {
     TooOld(MessageId),
 }
 
-/// The inbound path in one place: verify with the venue key, then the
-/// replay window, counting every outcome in [`EnvelopeStats`].
+/// The inbound path in one place: verify the sender's chain and
+/// signature, then the replay window, then decrypt, counting every outcome
+/// in [`EnvelopeStats`] (trust refusals in detail in the store's
+/// [`SecurityStats`](crate::trust::SecurityStats)).
 #[derive(Debug, Clone)]
 pub struct Receiver {
-    key: VenueKey,
+    trust: TrustStore,
     limits: Limits,
     window: ReplayWindow,
 }
 
 impl Receiver {
-    /// A receiver for envelopes signed with `key`.
-    pub fn new(key: VenueKey, limits: Limits, max_senders: usize) -> Receiver {
-        Receiver { key, limits, window: ReplayWindow::new(max_senders) }
+    /// A receiver checking envelopes against `trust`.
+    pub fn new(trust: TrustStore, limits: Limits, max_senders: usize) -> Receiver {
+        Receiver { trust, limits, window: ReplayWindow::new(max_senders) }
     }
 
-    /// Verify, decode and deduplicate. State kinds below the window are
-    /// still delivered (they are applied only if newer, by HLC); event kinds
-    /// below it are dropped as [`Rejected::TooOld`].
-    pub fn receive(&mut self, bytes: &[u8]) -> Result<Envelope, Rejected> {
-        let env = codec::open(bytes, &self.key, self.limits).map_err(|e| {
+    /// Verify, deduplicate, decrypt and decode. State kinds below the window
+    /// are still delivered (they are applied only if newer, by HLC); event
+    /// kinds below it are dropped as [`Rejected::TooOld`]. Only an envelope
+    /// whose sender signature verified reaches the window, so nobody can
+    /// move another device's window (the v1 "counter 2^64-2 in another's
+    /// name" attack).
+    pub fn receive(&mut self, bytes: &[u8], now_wall: u64) -> Result<Envelope, Rejected> {
+        let v = codec::verify(bytes, &mut self.trust, self.limits, now_wall).map_err(|e| {
             let s = &mut self.window.stats;
             match e {
                 EnvelopeError::BadSignature => s.bad_signature += 1,
-                EnvelopeError::UnknownKeyId(_) => s.unknown_key += 1,
+                EnvelopeError::UnknownSender | EnvelopeError::Trust(_) => s.untrusted += 1,
                 EnvelopeError::WrongVenue => s.wrong_venue += 1,
                 _ => s.malformed += 1,
             }
             Rejected::Invalid(e)
         })?;
-        let verdict = self.window.check_uncounted(&env.header.sender, env.header.counter);
+        let verdict = self.window.check_uncounted(&v.header.sender, v.header.counter);
         let s = &mut self.window.stats;
-        match verdict {
-            Verdict::Accept => {
-                s.accepted += 1;
-                Ok(env)
-            }
-            Verdict::TooOld if env.header.kind.is_state() => {
-                s.accepted += 1;
-                s.late_state += 1;
-                Ok(env)
-            }
+        let late = match verdict {
+            Verdict::Accept => false,
+            Verdict::TooOld if v.header.kind.is_state() => true,
             Verdict::Duplicate => {
                 s.duplicates += 1;
-                Err(Rejected::Duplicate(env.id()))
+                return Err(Rejected::Duplicate(v.header.id()));
             }
             Verdict::TooOld => {
                 s.replays += 1;
-                Err(Rejected::TooOld(env.id()))
+                return Err(Rejected::TooOld(v.header.id()));
+            }
+        };
+        match codec::decrypt(v, &mut self.trust) {
+            Ok(env) => {
+                let s = &mut self.window.stats;
+                s.accepted += 1;
+                s.late_state += u64::from(late);
+                Ok(env)
+            }
+            Err(e) => {
+                let s = &mut self.window.stats;
+                match e {
+                    EnvelopeError::UnknownKeyId(_) => s.unknown_key += 1,
+                    _ => s.bad_body += 1,
+                }
+                Err(Rejected::Invalid(e))
             }
         }
     }
 
-    /// Replace the key (rotation); the windows are kept.
-    pub fn set_key(&mut self, key: VenueKey) {
-        self.key = key;
+    /// The trust state (own key, chains, CRLs, content keys).
+    pub fn trust(&self) -> &TrustStore {
+        &self.trust
     }
 
-    /// The key in use.
-    pub fn key(&self) -> &VenueKey {
-        &self.key
+    /// The trust state, mutable (CRLs, learned chains, stats).
+    pub fn trust_mut(&mut self) -> &mut TrustStore {
+        &mut self.trust
     }
 
     /// The replay windows (e.g. to [`forget`](ReplayWindow::forget) a sender).
@@ -391,50 +412,80 @@ mod tests {
         assert_eq!(ReplayWindow::new(0).check("x", 1), Verdict::Accept);
     }
 
-    fn sealed(key: &VenueKey, kind: Kind, counter: u64) -> Vec<u8> {
-        let h = Header { kind, sender: "pos-1".into(), counter, term: 1, hlc: Hlc::new(1000, 0).unwrap() };
-        Envelope::seal(&h, b"b", key).unwrap()
+    const NOW: u64 = crate::trust::testca::NOT_BEFORE + 1000;
+
+    fn store(ca: &crate::trust::testca::TestCa, device: &str) -> TrustStore {
+        TrustStore::new(&ca.credentials(device), NOW, 60_000, 16).unwrap()
+    }
+
+    fn sealed_as(tx: &TrustStore, sender: &str, kind: Kind, counter: u64) -> Vec<u8> {
+        let h = Header { kind, sender: sender.into(), counter, term: 1, hlc: Hlc::new(1000, 0).unwrap() };
+        Envelope::seal(&h, b"b", tx).unwrap()
     }
 
     #[test]
     fn receiver_counts_every_outcome() {
-        let key = VenueKey::new("v", 0, &[9u8; 32]).unwrap();
-        let mut rx = Receiver::new(key.clone(), Limits::default(), 16);
-        assert!(rx.receive(&sealed(&key, Kind::Heartbeat, 1)).is_ok());
-        let presence = sealed(&key, Kind::Presence, 2);
-        assert!(rx.receive(&sealed(&key, Kind::Heartbeat, 5000)).is_ok());
+        use crate::trust::testca::TestCa;
+        let ca = TestCa::new("v");
+        let tx = store(&ca, "pos-1");
+        let sealed = |kind, counter| sealed_as(&tx, "pos-1", kind, counter);
+        let mut rx = Receiver::new(store(&ca, "pos-2"), Limits::default(), 16);
+        assert!(rx.receive(&sealed(Kind::Heartbeat, 1), NOW).is_ok());
+        let presence = sealed(Kind::Presence, 2);
+        assert!(rx.receive(&sealed(Kind::Heartbeat, 5000), NOW).is_ok());
         assert_eq!(
-            rx.receive(&sealed(&key, Kind::Heartbeat, 5000)),
+            rx.receive(&sealed(Kind::Heartbeat, 5000), NOW),
             Err(Rejected::Duplicate(MessageId { sender: "pos-1".into(), counter: 5000 }))
         );
-        assert!(matches!(rx.receive(&sealed(&key, Kind::AppMessage, 3)), Err(Rejected::TooOld(_))));
-        assert!(rx.receive(&presence).is_ok(), "retained state below the window is delivered");
-        let mut tampered = sealed(&key, Kind::Heartbeat, 6000);
+        assert!(matches!(rx.receive(&sealed(Kind::AppMessage, 3), NOW), Err(Rejected::TooOld(_))));
+        assert!(rx.receive(&presence, NOW).is_ok(), "retained state below the window is delivered");
+        let mut tampered = sealed(Kind::Heartbeat, 6000);
         tampered[20] ^= 1;
-        assert_eq!(rx.receive(&tampered), Err(Rejected::Invalid(EnvelopeError::BadSignature)));
-        assert_eq!(rx.receive(&[]), Err(Rejected::Invalid(EnvelopeError::Truncated)));
-        let rotated = VenueKey::new("v", 1, &[9u8; 32]).unwrap();
-        assert!(rx.receive(&sealed(&rotated, Kind::Heartbeat, 7000)).is_err());
-        let other_venue = VenueKey::new("w", 0, &[9u8; 32]).unwrap();
-        assert!(rx.receive(&sealed(&other_venue, Kind::Heartbeat, 7000)).is_err());
+        assert_eq!(rx.receive(&tampered, NOW), Err(Rejected::Invalid(EnvelopeError::BadSignature)));
+        assert_eq!(rx.receive(&[], NOW), Err(Rejected::Invalid(EnvelopeError::Truncated)));
+        let mut rotated_ca = TestCa::new("v");
+        rotated_ca.epoch = 2;
+        rotated_ca.content_key = [1u8; 32];
+        let rotated = store(&rotated_ca, "pos-1");
+        assert_eq!(rx.receive(&sealed_as(&rotated, "pos-1", Kind::Heartbeat, 7000), NOW), Err(Rejected::Invalid(EnvelopeError::UnknownKeyId(2))));
+        let other_venue = store(&TestCa::new("w"), "pos-1");
+        assert_eq!(rx.receive(&sealed_as(&other_venue, "pos-1", Kind::Heartbeat, 7000), NOW), Err(Rejected::Invalid(EnvelopeError::WrongVenue)));
+        // A device with a valid certificate speaking as another one: its
+        // chain names itself, and without a chain the cached key of pos-1
+        // does not verify its signature. Neither moves pos-1's window.
+        let rogue = store(&ca, "pos-3");
+        let forged = sealed_as(&rogue, "pos-1", Kind::Heartbeat, u64::MAX - 1);
+        assert!(matches!(rx.receive(&forged, NOW), Err(Rejected::Invalid(EnvelopeError::Trust(crate::trust::TrustError::WrongSubject)))));
+        let forged = sealed_as(&rogue, "pos-1", Kind::AppMessage, u64::MAX - 1);
+        assert_eq!(rx.receive(&forged, NOW), Err(Rejected::Invalid(EnvelopeError::BadSignature)));
+        let from_stranger = sealed_as(&rogue, "pos-3", Kind::AppMessage, 1);
+        assert_eq!(rx.receive(&from_stranger, NOW), Err(Rejected::Invalid(EnvelopeError::UnknownSender)));
         let s = *rx.stats();
         assert_eq!(
             s,
             EnvelopeStats {
                 accepted: 3,
-                bad_signature: 1,
+                bad_signature: 2,
+                untrusted: 2,
+                bad_body: 0,
                 malformed: 1,
                 unknown_key: 1,
                 wrong_venue: 1,
                 duplicates: 1,
                 replays: 1,
                 late_state: 1,
-                counter_jumps: 1,
+                // 5000 after 1, and 7000 (signed by pos-1, so recorded,
+                // though under an epoch we lacked) after 5000.
+                counter_jumps: 2,
                 senders_evicted: 0,
             }
         );
-        rx.set_key(rotated.clone());
-        assert!(rx.receive(&sealed(&rotated, Kind::Heartbeat, 7000)).is_ok());
+        assert_eq!(rx.window.highest("pos-1"), Some(7000), "the forged counter did not move the window");
+        let sec = *rx.trust().stats();
+        assert_eq!((sec.bad_signature, sec.bad_chain, sec.unknown_sender), (2, 1, 1));
+        // Once the receiver holds epoch 2 as well, the rotated sender is read.
+        rx.trust_mut().add_content_key(2, [1u8; 32]);
+        assert!(rx.receive(&sealed_as(&rotated, "pos-1", Kind::Heartbeat, 7001), NOW).is_ok());
     }
 
     proptest! {

@@ -28,15 +28,29 @@
 //! `PROTOCOL.md` (Part 3).
 //!
 //! ```
-//! use venuemesh::envelope::VenueKey;
 //! use venuemesh::mesh::{MeshConfig, MeshEvent, MeshNode, MeshState, Output};
 //! use venuemesh::rng::Rng;
 //! use venuemesh::score::{DeviceInfo, DeviceKind};
+//! use venuemesh::trust::{signing_key, Bundle, Cert, Chain, Credentials, Role};
 //!
-//! let key = VenueKey::new("shop-1", 1, &[7u8; 32]).unwrap();
-//! let device = DeviceInfo { kind: DeviceKind::Kiosk, ..DeviceInfo::default() };
-//! let config = MeshConfig::new("kiosk-1", key, device);
 //! let (mut mono, wall0) = (0u64, 1_769_508_000_000u64); // performance.now(), Date.now()
+//! // What the venue's CA does once per device (normally `Bundle::from_json`
+//! // of what the server returns; the device key never leaves the device).
+//! let (root, cloud, device_key) = (signing_key(&[1; 32]), signing_key(&[2; 32]), signing_key(&[3; 32]));
+//! let cert = |role, id: &str, pk: [u8; 32]| Chain(vec![Cert::issue(&root, role, "shop-1", id, pk, 0, 0).unwrap()]);
+//! let bundle = Bundle {
+//!     venue: "shop-1".into(),
+//!     device: "kiosk-1".into(),
+//!     root_pk: root.verifying_key().to_bytes(),
+//!     chain: cert(Role::Device, "kiosk-1", device_key.verifying_key().to_bytes()),
+//!     cloud_chain: cert(Role::Cloud, "ingest", cloud.verifying_key().to_bytes()),
+//!     key_epoch: 1,
+//!     content_key: [9; 32],
+//!     crl: None,
+//! };
+//! let credentials = Credentials::new(&device_key.to_bytes(), bundle, wall0, 60_000).unwrap();
+//! let device = DeviceInfo { kind: DeviceKind::Kiosk, ..DeviceInfo::default() };
+//! let config = MeshConfig::new(credentials, device, [4; 32]); // entropy: crypto.getRandomValues
 //! let mut node = MeshNode::new(config, Rng::new(7), mono, wall0).unwrap();
 //!
 //! // 1. Connect MQTT with this Will (empty retained presence, QoS 1).
@@ -85,7 +99,8 @@ pub use crate::topics::{MeshTopic, TopicKind, TopicParseError};
 pub use wire::{Body, Capabilities, PresenceInfo, WireError, PROTOCOL_VERSION};
 
 use crate::election::{self, LeftReason, PersistedTerm, RoleKind, Term};
-use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter, VenueKey};
+use crate::envelope::{is_valid_id, EnvelopeStats, Limits, SendCounter};
+use crate::trust::{Credentials, TrustError, TrustState};
 use crate::hlc::Hlc;
 use crate::score::{Breakdown, DeviceInfo};
 use core::fmt;
@@ -93,13 +108,19 @@ use core::fmt;
 /// Everything a node needs to start. [`MeshConfig::new`] fills the defaults.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
-    /// The venue id; must equal `venue_key.venue()`.
+    /// The venue id; must equal the bundle's.
     pub venue: String,
-    /// This device's id (an envelope id: 1–64 bytes of `A-Z a-z 0-9 . _ -`),
-    /// stable across reloads (the shell keeps it in IndexedDB).
+    /// This device's id (an envelope id: 1–64 bytes of `A-Z a-z 0-9 . _ -`);
+    /// must equal the bundle's (the subject of the device's certificate).
     pub device_id: String,
-    /// The venue's shared secret; signs and verifies every message.
-    pub venue_key: VenueKey,
+    /// The device's own key and its credential bundle (chain to the venue
+    /// root, cloud chain, content key, CRL): every message is signed with
+    /// that key and checked against that root. See [`crate::trust`].
+    pub credentials: Credentials,
+    /// 32 bytes from a CSPRNG (`crypto.getRandomValues`), the seed of the
+    /// node's [`crate::trust::CryptoRng`] (pairing codes, nonces). Never
+    /// reuse it across opens.
+    pub entropy: [u8; 32],
     /// Score inputs. `uptime_ms` is ignored (the node counts uptime from
     /// [`MeshNode::new`]); without `wifi_quality` the link quality set with
     /// [`MeshNode::set_link_quality`] stands in.
@@ -139,12 +160,14 @@ impl MeshConfig {
     /// A config with defaults: the seed's election timers
     /// (`election::Config::default()`), REPLICA capability, 2-minute event
     /// freshness, 5-second clock drift, default envelope limits, 256 senders,
-    /// 4096 counters per write.
-    pub fn new(device_id: impl Into<String>, venue_key: VenueKey, device: DeviceInfo) -> MeshConfig {
+    /// 4096 counters per write. Venue and device id come from the
+    /// credentials' bundle.
+    pub fn new(credentials: Credentials, device: DeviceInfo, entropy: [u8; 32]) -> MeshConfig {
         MeshConfig {
-            venue: venue_key.venue().to_string(),
-            device_id: device_id.into(),
-            venue_key,
+            venue: credentials.bundle.venue.clone(),
+            device_id: credentials.bundle.device.clone(),
+            credentials,
+            entropy,
             device,
             election: election::Config::default(),
             capabilities: Capabilities::REPLICA,
@@ -163,7 +186,7 @@ impl MeshConfig {
         if !is_valid_id(&self.device_id) {
             return Err(MeshConfigError::BadDeviceId);
         }
-        if self.venue != self.venue_key.venue() {
+        if self.venue != self.credentials.bundle.venue || self.device_id != self.credentials.bundle.device {
             return Err(MeshConfigError::VenueMismatch);
         }
         Ok(())
@@ -176,16 +199,20 @@ impl MeshConfig {
 pub enum MeshConfigError {
     /// `device_id` is not a valid id.
     BadDeviceId,
-    /// `venue` differs from the key's venue.
+    /// `venue` or `device_id` differs from the credentials' bundle.
     VenueMismatch,
+    /// The credentials do not check out (chain, key, validity, revoked):
+    /// a device without valid credentials never joins.
+    BadCredentials(TrustError),
 }
 
 impl fmt::Display for MeshConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            MeshConfigError::BadDeviceId => "device id must be 1-64 bytes of A-Z a-z 0-9 . _ -",
-            MeshConfigError::VenueMismatch => "venue differs from the venue key's venue",
-        })
+        match self {
+            MeshConfigError::BadDeviceId => f.write_str("device id must be 1-64 bytes of A-Z a-z 0-9 . _ -"),
+            MeshConfigError::VenueMismatch => f.write_str("venue or device id differs from the credentials"),
+            MeshConfigError::BadCredentials(e) => write!(f, "credentials refused: {e}"),
+        }
     }
 }
 
@@ -221,6 +248,12 @@ pub enum Output {
     /// previous one, in order), then call [`MeshNode::handle_persisted`]
     /// with it. Until then nothing is sent that needs it.
     Persist(MeshState),
+    /// The trust state changed (a CRL applied, a sender chain learned, a
+    /// content key): write it (one record, overwritten) and give it back to
+    /// [`MeshNode::handle_restored_trust`] at the next open. Nothing waits
+    /// for this write (losing it only means re-learning chains; CRLs are
+    /// retained on the broker too).
+    PersistTrust(TrustState),
     /// Tell the app (outside any borrow of the node).
     Event(MeshEvent),
     /// Store these replicas in the outbox (status `peer_ack`, origin = their

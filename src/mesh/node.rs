@@ -5,7 +5,7 @@ use crate::topics::{self, TopicKind};
 use super::wire::{self, Body, PresenceInfo, PROTOCOL_VERSION};
 use super::{MeshConfig, MeshConfigError, MeshCounters, MeshEvent, MeshState, MeshStats, Output, PeerStats, Traffic};
 use crate::election::{Election, ElectionEvent, ElectionMsg, PersistedTerm, RoleKind, Term};
-use crate::envelope::{Envelope, Header, Kind, Receiver, SendCounter};
+use crate::envelope::{Envelope, Header, Kind, Receiver, SealOpts, SendCounter};
 use crate::hlc::Clock;
 use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
@@ -49,6 +49,9 @@ pub struct MeshNode {
     /// Kept for later layers (ids, jitter); the election has its own.
     #[allow(dead_code)]
     rng: Rng,
+    /// Secrets and unpredictable values (pairing codes, nonces).
+    #[allow(dead_code)]
+    crypto: crate::trust::CryptoRng,
     started: u64,
     wall_at_start: u64,
     now_floor: u64,
@@ -93,6 +96,15 @@ pub struct MeshNode {
     suspects: BTreeMap<String, u64>,
     /// The last app message id handed out.
     next_msg_id: u64,
+    /// Digest of every command the replicator holds (own and replicas):
+    /// receipts are matched against it.
+    digests: BTreeMap<crate::outbox::CommandId, [u8; 32]>,
+    /// Verified cloud receipts per command id (SYNC_ACK state 2 carries them).
+    receipts: BTreeMap<crate::outbox::CommandId, std::rc::Rc<Vec<u8>>>,
+    /// Upload batches in flight on the hook: their ids and digests.
+    uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
+    /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
+    hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
 }
 
 impl MeshNode {
@@ -101,6 +113,8 @@ impl MeshNode {
     /// `crypto.getRandomValues` (the simulator: from its seed).
     pub fn new(config: MeshConfig, mut rng: Rng, now_mono: u64, now_wall: u64) -> Result<MeshNode, MeshConfigError> {
         config.validate()?;
+        let trust = crate::trust::TrustStore::new(&config.credentials, now_wall, config.max_clock_drift_ms, config.max_senders)
+            .map_err(MeshConfigError::BadCredentials)?;
         // The router's epoch must grow across restarts: the wall clock at
         // start does (a device restarts far less often than once a ms).
         let mut rcfg = RouterConfig::new(config.device_id.clone(), now_wall);
@@ -108,7 +122,8 @@ impl MeshNode {
         let router = Router::new(rcfg).map_err(|_| MeshConfigError::BadDeviceId)?;
         let mut node = MeshNode {
             election: Election::new(config.device_id.clone(), 0, config.election.clone(), Rng::new(rng.next_u64())),
-            receiver: Receiver::new(config.venue_key.clone(), config.limits, config.max_senders),
+            receiver: Receiver::new(trust, config.limits, config.max_senders),
+            crypto: crate::trust::CryptoRng::new(config.entropy),
             counter: None,
             clock: Clock::new(config.max_clock_drift_ms),
             rng,
@@ -142,6 +157,10 @@ impl MeshNode {
             kept: BTreeMap::new(),
             suspects: BTreeMap::new(),
             next_msg_id: 0,
+            digests: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            uploads: BTreeMap::new(),
+            hook_receipt: None,
             cfg: config,
         };
         node.score = node.compute_score(now_mono);
@@ -222,7 +241,7 @@ impl MeshNode {
             .collect();
         let routing = self.router.stats();
         MeshStats {
-            security: super::SecurityStats::gather(*self.receiver.stats(), &self.counters, &routing.counters),
+            security: super::SecurityStats::gather(*self.receiver.stats(), *self.receiver.trust().stats(), &self.counters, &routing.counters),
             device: self.cfg.device_id.clone(),
             venue: self.cfg.venue.clone(),
             role: self.election.role(),
@@ -265,6 +284,59 @@ impl MeshNode {
         self.counter = Some(counter);
         self.term_record = state.persisted_term.clone();
         self.sync_reach(now);
+    }
+
+    /// The trust record read from storage at start (CRLs, learned chains,
+    /// content keys; from [`Output::PersistTrust`]). Everything in it is
+    /// verified again; call it before connecting.
+    pub fn handle_restored_trust(&mut self, state: &crate::trust::TrustState, now_wall: u64) {
+        self.receiver.trust_mut().restore(state, now_wall);
+    }
+
+    /// Applies a revocation list (raw CRL bytes: from `vm/{venue}/crl`, a
+    /// TRUST envelope, or the shell). Verified against the venue root; the
+    /// union of revoked keys only grows. Every peer whose chain contains a
+    /// newly revoked key is dropped at once (no longer a peer, replica
+    /// target or hub candidate) and its envelopes are refused from now on
+    /// (counted `revoked`). Returns how many keys are newly revoked.
+    pub fn apply_crl(&mut self, crl: &[u8], now: u64, now_wall: u64) -> Result<usize, crate::trust::TrustError> {
+        let now = self.begin(now);
+        let added = self.receiver.trust_mut().apply_crl(crl, now_wall)?;
+        for device in self.receiver.trust_mut().take_newly_revoked() {
+            self.receiver.window_mut().forget(&device);
+            self.election.handle_peer_gone(&device, now);
+            self.senders.remove(&device);
+        }
+        Ok(added)
+    }
+
+    /// As an **admin** device: a revocation list naming `device`'s key,
+    /// signed with our admin key, applied here and published retained on
+    /// `vm/{venue}/crl` (while connected; the shell may also hand it to
+    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`]) or the
+    /// device's chain is unknown here ([`TrustError::WrongSubject`]).
+    pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
+        use crate::trust::{Crl, Role, TrustError};
+        let trust = self.receiver.trust();
+        if trust.role() != Role::Admin {
+            return Err(TrustError::WrongRole);
+        }
+        let fp = *trust.known(device).and_then(|id| id.fps.first()).ok_or(TrustError::WrongSubject)?;
+        let mut fps: Vec<_> = trust.revoked().fingerprints().to_vec();
+        fps.push(fp);
+        let chain = crate::trust::Chain::decode(trust.chain_bytes())?;
+        let crl = Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)?;
+        self.apply_crl(&crl.raw, now, now_wall)?;
+        if self.transport_up {
+            let topic = topics::crl(&self.cfg.venue);
+            self.out.push_back(Output::Publish { topic, payload: crl.raw.clone(), qos: 1, retain: true });
+        }
+        Ok(crl.raw)
+    }
+
+    /// The trust state (read-only: own identity, chains, CRLs, stats).
+    pub fn trust(&self) -> &crate::trust::TrustStore {
+        self.receiver.trust()
     }
 
     /// The shell committed `state` (one that came out of [`Output::Persist`]).
@@ -371,12 +443,22 @@ impl MeshNode {
             TopicKind::Msg { .. } | TopicKind::Rtc { .. } | TopicKind::App { .. } => {
                 return self.receive_broker(&parsed.kind, payload, now, now_wall);
             }
+            TopicKind::Crl => {
+                count_in(&mut self.traffic.other, bytes);
+                if payload.is_empty() {
+                    self.counters.hub_cleared += 1; // a cleared retained list: nothing to apply
+                    return;
+                }
+                let _ = self.apply_crl(payload, now, now_wall);
+                self.counters.delivered += 1;
+                return;
+            }
             other => match self.replication_kind(&other, bytes) {
                 Some(kind) => kind,
                 None => return self.reject_topic(payload),
             },
         };
-        let Some(env) = self.open_received(payload) else { return };
+        let Some(env) = self.open_received(payload, now_wall) else { return };
         // On `presence/{d}` and `hb/{d}` the topic names the sender; on
         // `dev/{d}/…` it names the addressee (us).
         let names_sender = matches!(parsed.kind, TopicKind::Presence { .. } | TopicKind::Heartbeat { .. });
@@ -421,7 +503,7 @@ impl MeshNode {
                 self.counters.clock_ahead += 1;
             }
             let sender = env.header.sender.clone();
-            return self.deliver_replication(&sender, expected, &env.body, now);
+            return self.deliver_replication(&sender, expected, &env.body, now, now_wall);
         }
         let body = match wire::decode(&env.body) {
             Ok(b) if b.kind() == h.kind => b,
@@ -529,6 +611,9 @@ impl MeshNode {
             if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
                 self.ceiling_written = self.ceiling_written.max(target);
                 self.persist_due = true;
+            }
+            if let Some(t) = self.receiver.trust_mut().take_persist() {
+                self.out.push_back(Output::PersistTrust(t));
             }
             if std::mem::take(&mut self.persist_due) {
                 self.out.push_back(Output::Persist(MeshState {
@@ -723,20 +808,20 @@ impl MeshNode {
             term: self.election.highest_term().map_or(0, |t| t.number),
             hlc: self.clock.now(now_wall),
         };
-        Envelope::seal_with(&header, body, self.receiver.key(), self.cfg.limits).ok()
+        Envelope::seal_with(&header, body, self.receiver.trust(), SealOpts::for_kind(kind), self.cfg.limits).ok()
     }
 
     /// The first steps for every received envelope, whatever its route: the
     /// stored state must be restored, the envelope must open (signature,
     /// replay window: a copy by a second route is a duplicate) and must not
     /// be our own echo. Each refusal is counted once.
-    fn open_received(&mut self, payload: &[u8]) -> Option<Envelope> {
+    fn open_received(&mut self, payload: &[u8], now_wall: u64) -> Option<Envelope> {
         if !self.is_restored() {
             self.counters.not_ready += 1;
             return None;
         }
         // A refusal is counted in the envelope stats.
-        let env = self.receiver.receive(payload).ok()?;
+        let env = self.receiver.receive(payload, now_wall).ok()?;
         if env.header.sender == self.cfg.device_id {
             self.counters.own_echo += 1;
             return None;

@@ -3,11 +3,12 @@
 //!
 //! The counters live where the decisions are made (the envelope receiver,
 //! the node's receive path, the router); this struct gathers them so the
-//! shell reports one flat object. Add a field here for a new drop reason
-//! (the trust model's envelope reasons go beside `envelope`).
+//! shell reports one flat object. Add a field here for a new drop reason;
+//! the trust model's refusals (issue #15) sit beside `envelope` in `trust`.
 
 use crate::envelope::EnvelopeStats;
 use crate::routing::RouterCounters;
+use crate::trust::SecurityStats as TrustStats;
 
 use super::MeshCounters;
 
@@ -16,6 +17,9 @@ use super::MeshCounters;
 pub struct SecurityStats {
     /// The envelope's own verdicts (signature, venue, replay window…).
     pub envelope: EnvelopeStats,
+    /// The trust model's refusals per reason (unknown sender, bad chain,
+    /// revoked, bad body, wrong role, bad origin signature, bad receipt…).
+    pub trust: TrustStats,
     /// The envelope's sender is not the device the topic names.
     pub sender_mismatch: u64,
     /// Envelope kind, body type and topic disagree.
@@ -41,9 +45,10 @@ pub struct SecurityStats {
 }
 
 impl SecurityStats {
-    pub(super) fn gather(envelope: EnvelopeStats, node: &MeshCounters, router: &RouterCounters) -> SecurityStats {
+    pub(super) fn gather(envelope: EnvelopeStats, trust: TrustStats, node: &MeshCounters, router: &RouterCounters) -> SecurityStats {
         SecurityStats {
             envelope,
+            trust,
             sender_mismatch: node.sender_mismatch,
             kind_mismatch: node.kind_mismatch,
             bad_body: node.bad_body + router.bad_body,

@@ -13,19 +13,45 @@ use crate::topics;
 use crate::routing::RtcCommand;
 use crate::rng::Rng;
 use crate::score::{DeviceInfo, DeviceKind};
+use crate::trust::cert::Role;
+use crate::trust::testca::{TestCa, CLOUD_ID};
+use crate::trust::TrustStore;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
 const WALL0: u64 = 1_769_508_000_000;
 const VENUE: &str = "shop-1";
-const SECRET: &[u8] = b"venuemesh-test-secret-0123456789";
 const D_MIN: u64 = 2;
 const D_MAX: u64 = 20;
 const PERSIST_MAX: u64 = 10;
 const WILL_DELAY: u64 = 120;
 const BROKER: usize = usize::MAX;
 
-fn key() -> VenueKey { VenueKey::new(VENUE, 1, SECRET).unwrap() }
+fn ca() -> TestCa { TestCa::new(VENUE) }
+/// A trust store holding `id`'s credentials (sealing as `id`).
+fn store_of(id: &str) -> TrustStore {
+    let creds = if id == CLOUD_ID { ca().cloud_credentials() } else { ca().credentials(id) };
+    TrustStore::new(&creds, WALL0, 60_000, 256).unwrap()
+}
+/// Opens any envelope of the venue as an observer that knows the sender's
+/// chain (from the test CA).
+fn open(payload: &[u8]) -> Result<Envelope, crate::envelope::EnvelopeError> {
+    let mut s = store_of("observer");
+    if let Some(sender) = payload.get(4).and_then(|&n| payload.get(5 + n as usize)).and_then(|&m| {
+        let start = 6 + payload[4] as usize;
+        payload.get(start..start + m as usize)
+    }) {
+        let sender = String::from_utf8_lossy(sender).to_string();
+        if sender != CLOUD_ID && crate::envelope::is_valid_id(&sender) {
+            let _ = s.learn_chain(&ca().chain(&sender, Role::Device).encode(), WALL0);
+        }
+    }
+    Envelope::open(payload, &mut s, WALL0)
+}
+/// 32 bytes of test entropy.
+fn entropy(seed: u64) -> [u8; 32] {
+    crate::trust::sha256(&[&seed.to_le_bytes()])
+}
 fn info(kind: DeviceKind, charging: Option<bool>) -> DeviceInfo { DeviceInfo { kind, charging, ..DeviceInfo::default() } }
 /// kiosk 1050, POS 800, charging iPad 550 points.
 fn trio() -> Vec<(&'static str, DeviceInfo)> {
@@ -46,14 +72,16 @@ enum Ev {
 struct Dev {
     id: String,
     info: DeviceInfo,
-    /// Another venue key than the venue's (an intruder).
-    key: Option<VenueKey>,
+    /// Credentials from another CA than the venue's (an intruder).
+    ca: Option<TestCa>,
     node: Option<MeshNode>,
     inc: u32,
     connected: bool,
     subs: Vec<String>,
     frozen_until: u64,
     durable: MeshState,
+    /// The latest trust record written.
+    trust: Option<crate::trust::TrustState>,
     storage_free_at: u64,
     wake: u64,
     events: Vec<(u64, MeshEvent)>,
@@ -64,6 +92,10 @@ struct Dev {
     /// The durable outbox: commands not cloud-acked, own and replicas, with
     /// whether they are `peer_ack` (restored after a crash).
     outbox: BTreeMap<crate::outbox::CommandId, (std::rc::Rc<crate::replication::Cmd>, bool)>,
+    /// The stored form of the replicas (what the shell writes to IndexedDB,
+    /// [`MeshNode::replica_record`]): a restart restores from these, so the
+    /// tests cover what survives a reload.
+    replicas: BTreeMap<crate::outbox::CommandId, crate::outbox::CommandRecord>,
 }
 
 impl Dev {
@@ -138,7 +170,8 @@ impl Net {
             return;
         }
         d.inc += 1;
-        let mut cfg = MeshConfig::new(d.id.clone(), d.key.clone().unwrap_or_else(key), d.info.clone());
+        let creds = d.ca.as_ref().map_or_else(|| ca().credentials(&d.id), |c| c.credentials(&d.id));
+        let mut cfg = MeshConfig::new(creds, d.info.clone(), entropy(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32));
         cfg.election = self.cfg.clone();
         if self.webrtc {
             cfg.capabilities = cfg.capabilities.with(Capabilities::WEBRTC);
@@ -146,9 +179,25 @@ impl Net {
         let rng = Rng::new(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32);
         let mut node = MeshNode::new(cfg, rng, now, WALL0 + now).unwrap();
         let state = if restore { d.durable.clone() } else { MeshState::default() };
+        if let (true, Some(t)) = (restore, d.trust.as_ref()) {
+            node.handle_restored_trust(t, WALL0 + now);
+        }
         node.handle_restored(&state, now);
         if restore && !d.outbox.is_empty() {
-            node.handle_restored_commands(d.outbox.values().cloned().collect(), now);
+            // Through the stored records, as the shell restores them.
+            let records = d
+                .outbox
+                .values()
+                .map(|(c, peer)| {
+                    let r = d.replicas.get(&c.id).cloned().unwrap_or_else(|| {
+                        let mut own = c.replica_record(None, WALL0 + now);
+                        (own.origin, own.origin_sig) = (None, None);
+                        own
+                    });
+                    (r, *peer)
+                })
+                .collect();
+            node.handle_restored_records(records, now, WALL0 + now);
         }
         d.node = Some(node);
         let (inc, at) = (d.inc, now + self.rand(50, 100));
@@ -171,6 +220,7 @@ impl Net {
                         self.publish(i, topic, payload, retain);
                     }
                 }
+                Output::PersistTrust(t) => self.devs[i].trust = Some(t),
                 Output::Persist(state) => {
                     let at = (now + self.rand(1, PERSIST_MAX)).max(self.devs[i].storage_free_at);
                     self.devs[i].storage_free_at = at;
@@ -275,6 +325,8 @@ impl Net {
                 if self.live(to, inc) {
                     let ids: Vec<_> = cmds.iter().map(|c| c.id.clone()).collect();
                     for c in cmds {
+                        let record = self.devs[to].node.as_ref().unwrap().replica_record(&c, WALL0 + now);
+                        self.devs[to].replicas.insert(c.id.clone(), record);
                         self.devs[to].outbox.entry(c.id.clone()).or_insert((c, false));
                     }
                     self.devs[to].node.as_mut().unwrap().handle_stored(&ids, now);
@@ -380,7 +432,7 @@ fn assert_accounted(s: &MeshStats) {
     let (c, e, t) = (s.counters, s.envelope, s.traffic);
     let outcomes = c.delivered + c.peer_gone + c.hub_cleared + c.bad_topic + c.not_ready + c.own_echo
         + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.future_event + c.stale_state
-        + e.bad_signature + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
+        + e.bad_signature + e.untrusted + e.bad_body + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
     let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.routing, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
     assert_eq!(outcomes, received, "{s:#?}");
 }
@@ -395,10 +447,16 @@ fn elected(seed: u64) -> Net {
     net
 }
 
-fn craft(key: &VenueKey, kind: Kind, sender: &str, counter: u64, wall: u64, body: &Body) -> Vec<u8> {
+/// An envelope sealed by `sender` itself.
+fn craft(kind: Kind, sender: &str, counter: u64, wall: u64, body: &Body) -> Vec<u8> {
+    craft_by(&store_of(sender), kind, sender, counter, wall, body)
+}
+
+/// An envelope in `sender`'s name sealed with `tx`'s key and chain.
+fn craft_by(tx: &TrustStore, kind: Kind, sender: &str, counter: u64, wall: u64, body: &Body) -> Vec<u8> {
     let hlc = crate::hlc::Hlc::new(wall, 0).unwrap();
     let header = Header { kind, sender: sender.into(), counter, term: 0, hlc };
-    Envelope::seal(&header, &body.encode().unwrap(), key).unwrap()
+    Envelope::seal(&header, &body.encode().unwrap(), tx).unwrap()
 }
 
 #[test]
@@ -422,7 +480,7 @@ fn highest_score_becomes_hub() {
         assert!(net.events(1).any(|e| *e == MeshEvent::PeerJoined { device: "kiosk-1".into(), score: 1_050_000 }));
         // The broker holds the three presences and the acting hub's claim.
         assert_eq!(net.retained.len(), 4);
-        let claim = Envelope::open(&net.retained[&topics::hub(VENUE)], &key()).unwrap();
+        let claim = open(&net.retained[&topics::hub(VENUE)]).unwrap();
         assert_eq!(claim.header.sender, "kiosk-1");
         assert_eq!(wire::decode(&claim.body).unwrap(), Body::HubClaim { term: 1, score: 1_050_000 });
     }
@@ -505,34 +563,34 @@ fn forged_tampered_and_replayed_messages_are_dropped_and_counted() {
     tampered[30] ^= 0x01;
     net.inject(pos, &hb_topic, tampered, false);
     // 3. Signed with another secret (an attacker claiming a huge term): bad signature.
-    let attacker = VenueKey::new(VENUE, 1, b"not-the-venue-secret-0123456789!").unwrap();
-    let forged = craft(&attacker, Kind::HubClaim, "evil", u64::MAX, WALL0 + net.now, &Body::HubClaim { term: 1_000, score: 1_250_000 });
+    let attacker = TrustStore::new(&TestCa::with_label(VENUE, "evil").credentials("evil"), WALL0, 60_000, 16).unwrap();
+    let forged = craft_by(&attacker, Kind::HubClaim, "evil", u64::MAX, WALL0 + net.now, &Body::HubClaim { term: 1_000, score: 1_250_000 });
     net.inject(pos, &topics::hub(VENUE), forged, false);
     // 4. Truncated: malformed.
     net.inject(pos, &hb_topic, captured[..40].to_vec(), false);
     // With the real key (a buggy key holder, or a replay). A valid envelope
     // moves its sender's window even when a later check drops it, so the
     // new ones name a sender of their own ("ghost"), not a live device.
-    let (k, wall) = (key(), WALL0 + net.now);
+    let wall = WALL0 + net.now;
     let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
     let ghost = topics::heartbeat(VENUE, "ghost");
     // 5. An old heartbeat far below the sender's window: replay.
-    net.inject(pos, &hb_topic, craft(&k, Kind::Heartbeat, "kiosk-1", 1, wall, &hb), false);
+    net.inject(pos, &hb_topic, craft(Kind::Heartbeat, "kiosk-1", 1, wall, &hb), false);
     // 6. Sender differs from the topic's device.
-    net.inject(pos, &hb_topic, craft(&k, Kind::Heartbeat, "ghost", 10, wall, &hb), false);
+    net.inject(pos, &hb_topic, craft(Kind::Heartbeat, "ghost", 10, wall, &hb), false);
     // 7. A heartbeat whose HLC is 10 minutes old: stale event.
-    net.inject(pos, &ghost, craft(&k, Kind::Heartbeat, "ghost", 11, wall - 600_000, &hb), false);
+    net.inject(pos, &ghost, craft(Kind::Heartbeat, "ghost", 11, wall - 600_000, &hb), false);
     // 8. A claim on the heartbeat topic; a heartbeat body in a claim envelope.
     let claim = Body::HubClaim { term: 99, score: 1 };
-    net.inject(pos, &ghost, craft(&k, Kind::HubClaim, "ghost", 12, wall, &claim), false);
-    net.inject(pos, &topics::hub(VENUE), craft(&k, Kind::HubClaim, "ghost", 13, wall, &hb), false);
+    net.inject(pos, &ghost, craft(Kind::HubClaim, "ghost", 12, wall, &claim), false);
+    net.inject(pos, &topics::hub(VENUE), craft(Kind::HubClaim, "ghost", 13, wall, &hb), false);
     // 9. A body that does not decode.
     let hlc = crate::hlc::Hlc::new(wall, 0).unwrap();
-    let junk = Envelope::seal(&Header { kind: Kind::Heartbeat, sender: "ghost".into(), counter: 14, term: 0, hlc }, &[0xee], &k).unwrap();
+    let junk = Envelope::seal(&Header { kind: Kind::Heartbeat, sender: "ghost".into(), counter: 14, term: 0, hlc }, &[0xee], &store_of("ghost")).unwrap();
     net.inject(pos, &ghost, junk, false);
     // 10. A presence of the kiosk older than the one applied (below the window: delivered as late state).
     let join = Body::Join(PresenceInfo { protocol: 1, kind: DeviceKind::Phone, capabilities: Capabilities::NONE, score: 0 });
-    net.inject(pos, &topics::presence(VENUE, "kiosk-1"), craft(&k, Kind::Presence, "kiosk-1", 2, wall, &join), true);
+    net.inject(pos, &topics::presence(VENUE, "kiosk-1"), craft(Kind::Presence, "kiosk-1", 2, wall, &join), true);
     // 11. A retained heartbeat, another venue's topic, a non-mesh topic.
     net.inject(pos, &hb_topic, captured.clone(), true);
     net.inject(pos, "vm/shop-2/hb/kiosk-1", captured.clone(), false);
@@ -541,7 +599,9 @@ fn forged_tampered_and_replayed_messages_are_dropped_and_counted() {
     let s = net.node(pos).stats();
     let (e, b) = (s.envelope, before.envelope);
     assert_eq!(e.duplicates - b.duplicates, 1);
-    assert_eq!(e.bad_signature - b.bad_signature, 2);
+    assert_eq!(e.bad_signature - b.bad_signature, 1, "the flipped bit");
+    assert_eq!(e.untrusted - b.untrusted, 1, "the chain from another root");
+    assert_eq!(s.security.trust.bad_chain - before.security.trust.bad_chain, 1);
     assert_eq!(e.malformed - b.malformed, 1);
     assert_eq!(e.replays - b.replays, 1);
     let (c, cb) = (s.counters, before.counters);
@@ -570,19 +630,20 @@ fn a_device_with_another_venue_key_is_ignored() {
     best.wifi_quality = Some(10.0); // would win any election it took part in
     devs.push(("intruder", best));
     let mut net = Net::new(11, devs);
-    net.devs[3].key = Some(VenueKey::new(VENUE, 1, b"some-other-venue-secret-01234567").unwrap());
+    net.devs[3].ca = Some(TestCa::with_label(VENUE, "intruder's own root"));
     net.start_all();
     net.run_until(5_000);
     assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
     for i in 0..3 {
         let s = net.node(i).stats();
         assert!(s.peers.iter().all(|p| p.device != "intruder"), "{} saw the intruder", s.device);
-        assert!(s.envelope.bad_signature > 0);
+        // Its chain leads to another root: refused before its signature.
+        assert!(s.envelope.untrusted > 0 && s.security.trust.bad_chain > 0, "{s:#?}");
         assert_accounted(&s);
     }
     // And the intruder sees nobody either (it is alone in its own mesh).
     let s = net.node(3).stats();
-    assert!(s.peers.is_empty() && s.envelope.bad_signature > 0 && s.counters.delivered == 0);
+    assert!(s.peers.is_empty() && s.envelope.untrusted > 0 && s.counters.delivered == 0);
 }
 
 /// Kiosk hub (term 1) → killed, POS takes over → kiosk restarts from its
@@ -623,7 +684,7 @@ fn terms_survive_restart_through_handle_restored() {
 }
 
 fn lone(info: DeviceInfo, state: &MeshState) -> MeshNode {
-    let mut cfg = MeshConfig::new("pos-1", key(), info);
+    let mut cfg = MeshConfig::new(ca().credentials("pos-1"), info, entropy(1));
     cfg.election = Config::fast();
     cfg.counter_block = 8;
     let mut n = MeshNode::new(cfg, Rng::new(1), 0, WALL0).unwrap();
@@ -649,7 +710,7 @@ fn persist_of(outs: &[Output]) -> Option<MeshState> {
 fn publishes(outs: &[Output]) -> Vec<(String, Envelope)> {
     outs.iter()
         .filter_map(|o| match o {
-            Output::Publish { topic, payload, .. } if !payload.is_empty() => Some((topic.clone(), Envelope::open(payload, &key()).unwrap())),
+            Output::Publish { topic, payload, .. } if !payload.is_empty() => Some((topic.clone(), open(payload).unwrap())),
             _ => None,
         })
         .collect()
@@ -785,12 +846,12 @@ fn a_leaving_device_does_not_reannounce_on_its_own_clear() {
 
 #[test]
 fn messages_before_restore_are_not_used() {
-    let mut cfg = MeshConfig::new("pos-1", key(), info(DeviceKind::Pos, None));
+    let mut cfg = MeshConfig::new(ca().credentials("pos-1"), info(DeviceKind::Pos, None), entropy(1));
     cfg.election = Config::fast();
     let mut n = MeshNode::new(cfg.clone(), Rng::new(1), 0, WALL0).unwrap();
     n.handle_transport(true, 0); // shell order mistake: transport before storage
     let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false };
-    n.handle_message(&topics::heartbeat(VENUE, "a"), &craft(&key(), Kind::Heartbeat, "a", 1, WALL0, &hb), false, 1, WALL0);
+    n.handle_message(&topics::heartbeat(VENUE, "a"), &craft(Kind::Heartbeat, "a", 1, WALL0, &hb), false, 1, WALL0);
     assert!(drain_all(&mut n, 1).iter().all(|o| !matches!(o, Output::Publish { .. } | Output::Persist(_))));
     assert_eq!(n.stats().counters.not_ready, 1);
     n.handle_restored(&MeshState::default(), 2);
@@ -812,7 +873,7 @@ proptest! {
         let mut n = lone(info(DeviceKind::Pos, None), &MeshState::default());
         n.handle_transport(true, 0);
         let topics = [topics::heartbeat(VENUE, "a"), topics::presence(VENUE, "a"), topics::hub(VENUE), topics::presence(VENUE, "pos-1"), "vm/x".into(), topics::app(VENUE, "chat")];
-        let valid = craft(&key(), Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1, ended: false, direct_only: false });
+        let valid = craft(Kind::Heartbeat, "a", 7, WALL0, &Body::Heartbeat { term: None, hub: Some("b".into()), score: 3, queue_depth: 1, ended: false, direct_only: false });
         for (k, (t, mutate, junk, at, bit)) in inputs.into_iter().enumerate() {
             let payload = if mutate {
                 let (mut v, i) = (valid.clone(), at % valid.len());
@@ -835,3 +896,4 @@ mod clock;
 mod direct;
 mod replication;
 mod routes;
+mod trust;

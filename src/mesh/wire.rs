@@ -328,13 +328,17 @@ mod tests {
         }
     }
 
-    /// A whole HEARTBEAT envelope (the envelope document's test key and
-    /// header, this module's hub heartbeat as body), printed in
-    /// PROTOCOL.md (Part 3) §3.5 for implementers in other languages.
+    /// A whole HEARTBEAT envelope (v2: the test CA's kiosk-1, chain
+    /// attached, body encrypted). Its full bytes are in
+    /// `tests/vectors/protocol-v2.json`; here: the layout and the body.
     #[test]
     fn documented_envelope() {
-        use crate::envelope::{Envelope, Header, VenueKey};
-        let key = VenueKey::new("demo-venue", 1, b"venuemesh-test-secret-0123456789").unwrap();
+        use crate::envelope::{Envelope, Header, FIXED_OVERHEAD};
+        use crate::trust::{testca::TestCa, TrustStore};
+        let ca = TestCa::new("demo-venue");
+        let creds = ca.credentials("kiosk-1");
+        let chain_len = creds.bundle.chain.encode().len();
+        let mut store = TrustStore::new(&creds, 1_769_508_000_000, 60_000, 16).unwrap();
         let hlc = crate::hlc::Hlc::new(1_769_508_000_000, 3).unwrap();
         let header = Header { kind: Kind::Heartbeat, sender: "kiosk-1".into(), counter: 42, term: 7, hlc };
         let body = Body::Heartbeat {
@@ -345,26 +349,12 @@ mod tests {
             ended: false,
             direct_only: false,
         };
-        let sealed = Envelope::seal(&header, &body.encode().unwrap(), &key).unwrap();
-        assert_eq!(sealed.len(), 65 + 10 + 7 + 34);
-        assert_eq!(
-            hex(&sealed),
-            concat!(
-                "010101",
-                "0a",
-                "64656d6f2d76656e7565",
-                "07",
-                "6b696f736b2d31",
-                "000000000000002a",
-                "0000000000000007",
-                "019bfee551000003",
-                "00000022",
-                "0107000000000000000700100590076b696f736b2d3100100978",
-                "0000000000000003",
-                "66e74d816b74347b2753b909d969e6ef7890ea252afb3bf9f4b7409545ca541c",
-            )
-        );
-        let opened = Envelope::open(&sealed, &key).unwrap();
+        let plain = body.encode().unwrap();
+        assert_eq!(hex(&plain), "0107000000000000000700100590076b696f736b2d31001009780000000000000003");
+        let sealed = Envelope::seal(&header, &plain, &store).unwrap();
+        assert_eq!(sealed.len(), FIXED_OVERHEAD + 10 + 7 + chain_len + 34 + 16);
+        assert!(!sealed.windows(7).any(|w| w == &plain[..7]), "the body travels encrypted");
+        let opened = Envelope::open(&sealed, &mut store, 1_769_508_000_000).unwrap();
         assert_eq!(decode(&opened.body), Ok(body));
     }
 

@@ -268,6 +268,8 @@ impl Outbox {
             hlc: cmd.hlc,
             last_error: None,
             origin: None,
+            origin_sig: None,
+            origin_chain: None,
         };
         let ticket = Ticket {
             seq: self.next_ticket,

@@ -145,6 +145,15 @@ pub struct CommandRecord {
     /// The device that enqueued it, for a replica kept for another device;
     /// `None` for this device's own commands (stored as `origin`, absent).
     pub origin: Option<String>,
+    /// A replica's origin signature (`PROTOCOL.md` Part 4), kept so the
+    /// command can be re-replicated or uploaded after a reload with the
+    /// signature peers and the ingest require; `None` for own commands (the
+    /// node signs them again: Ed25519 is deterministic).
+    pub origin_sig: Option<[u8; 64]>,
+    /// A replica's origin certificate chain (raw), kept with it because the
+    /// trust table may have evicted or never persisted it by the time the
+    /// origin is gone and this device must forward or upload the command.
+    pub origin_chain: Option<Vec<u8>>,
 }
 
 /// What an [`StorageOp::UpdateStatus`] writes for one record: the shell reads the record, sets

@@ -8,7 +8,7 @@ use super::*;
 use crate::outbox::CommandId;
 
 fn cmd(id: &str, origin: &str, created_at: u64) -> Rc<Cmd> {
-    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at, payload: vec![1, 2, 3] })
+    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at, payload: vec![1, 2, 3], origin_sig: [0; 64] })
 }
 
 fn view(peers: &[(&str, u64)], hub: Option<&str>, acting: bool) -> View {

@@ -50,12 +50,70 @@ pub struct Cmd {
     pub created_at: u64,
     /// Application bytes.
     pub payload: Vec<u8>,
+    /// Ed25519 signature of the origin device over the venue and the
+    /// fields above (`crate::trust::command`); all zeros until the origin's
+    /// node signs its own command ([`crate::mesh::MeshNode::handle_committed`]).
+    pub origin_sig: [u8; 64],
 }
 
 impl Cmd {
+    /// A command without its origin signature yet.
+    pub fn unsigned(id: CommandId, origin: String, topic: String, hlc: u64, created_at: u64, payload: Vec<u8>) -> Cmd {
+        Cmd { id, origin, topic, hlc, created_at, payload, origin_sig: [0; 64] }
+    }
+
     /// Bytes this command takes in a body.
     pub fn wire_len(&self) -> usize {
-        2 + self.id.as_str().len() + 1 + self.origin.len() + 2 + self.topic.len() + 8 + 8 + 4 + self.payload.len()
+        2 + self.id.as_str().len() + 1 + self.origin.len() + 2 + self.topic.len() + 8 + 8 + 4 + self.payload.len() + 64
+    }
+
+    /// The signed fields: the command's encoding without the signature.
+    pub fn fields(&self) -> Result<Vec<u8>, WireError> {
+        let mut out = Vec::with_capacity(self.wire_len());
+        put_cmd_fields(&mut out, self)?;
+        Ok(out)
+    }
+
+    /// SHA-256(fields ‖ origin_sig): what a cloud receipt names.
+    pub fn digest(&self) -> [u8; 32] {
+        crate::trust::command::digest(&self.fields().unwrap_or_default(), &self.origin_sig)
+    }
+
+    /// A stored outbox record as the replicator carries it: `origin` is
+    /// `me` for own commands; a replica keeps the origin signature it was
+    /// stored with (zeros if the record predates it: peers and the ingest
+    /// refuse such a copy, as they must).
+    pub fn from_record(r: crate::outbox::CommandRecord, me: &str) -> Cmd {
+        Cmd {
+            origin: r.origin.unwrap_or_else(|| me.to_owned()),
+            id: r.id,
+            topic: r.topic,
+            hlc: r.hlc,
+            created_at: r.created_at,
+            payload: r.payload,
+            origin_sig: r.origin_sig.unwrap_or([0; 64]),
+        }
+    }
+
+    /// The outbox record of a replica of another device's command
+    /// (`peer_ack`), with its origin signature and `chain`, the origin's
+    /// certificate chain, so it can be forwarded and uploaded after a reload
+    /// even when the origin is gone.
+    pub fn replica_record(&self, chain: Option<Vec<u8>>, now_wall: u64) -> crate::outbox::CommandRecord {
+        crate::outbox::CommandRecord {
+            id: self.id.clone(),
+            topic: self.topic.clone(),
+            payload: self.payload.clone(),
+            status: crate::outbox::Status::PeerAck,
+            retry_count: 0,
+            created_at: self.created_at,
+            updated_at: now_wall,
+            hlc: self.hlc,
+            last_error: None,
+            origin: Some(self.origin.clone()),
+            origin_sig: Some(self.origin_sig),
+            origin_chain: chain,
+        }
     }
 }
 
@@ -106,12 +164,12 @@ impl RepMsg {
         match self {
             RepMsg::Replicate(cmds) => {
                 out.push(TYPE_REPLICATE);
-                put_cmds(&mut out, cmds)?;
+                put_cmds(&mut out, &[], cmds)?;
             }
             RepMsg::Upload { batch, cmds } => {
                 out.push(TYPE_UPLOAD);
                 out.extend_from_slice(&batch.to_be_bytes());
-                put_cmds(&mut out, cmds)?;
+                put_cmds(&mut out, &[], cmds)?;
             }
             RepMsg::SyncAck(acks) => {
                 out.push(TYPE_SYNC_ACK);
@@ -125,6 +183,8 @@ impl RepMsg {
                 }
             }
             RepMsg::CloudAck(ids) => {
+                // Only inside the node: on the wire a CLOUD_ACK body is
+                // `0x12 · receipt` ([`encode_cloud_ack`]).
                 out.push(TYPE_CLOUD_ACK);
                 put_count(&mut out, ids.len())?;
                 for id in ids {
@@ -154,17 +214,30 @@ fn put_text(out: &mut Vec<u8>, s: &str, max: usize) -> Result<(), WireError> {
     Ok(())
 }
 
-fn put_cmds(out: &mut Vec<u8>, cmds: &[Rc<Cmd>]) -> Result<(), WireError> {
+fn put_cmd_fields(out: &mut Vec<u8>, c: &Cmd) -> Result<(), WireError> {
+    put_text(out, c.id.as_str(), MAX_COMMAND_ID)?;
+    put_id(out, &c.origin)?;
+    put_text(out, &c.topic, MAX_TOPIC)?;
+    out.extend_from_slice(&c.hlc.to_be_bytes());
+    out.extend_from_slice(&c.created_at.to_be_bytes());
+    let len = u32::try_from(c.payload.len()).map_err(|_| WireError::BadField)?;
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&c.payload);
+    Ok(())
+}
+
+fn put_cmds(out: &mut Vec<u8>, certs: &[Vec<u8>], cmds: &[Rc<Cmd>]) -> Result<(), WireError> {
+    // The cert table: the chain of every origin in the batch (each chain is
+    // self-delimiting: count u8 · (u16 len · cert) × count).
+    let n = u8::try_from(certs.len()).map_err(|_| WireError::BadField)?;
+    out.push(n);
+    for c in certs {
+        out.extend_from_slice(c);
+    }
     put_count(out, cmds.len())?;
     for c in cmds {
-        put_text(out, c.id.as_str(), MAX_COMMAND_ID)?;
-        put_id(out, &c.origin)?;
-        put_text(out, &c.topic, MAX_TOPIC)?;
-        out.extend_from_slice(&c.hlc.to_be_bytes());
-        out.extend_from_slice(&c.created_at.to_be_bytes());
-        let len = u32::try_from(c.payload.len()).map_err(|_| WireError::BadField)?;
-        out.extend_from_slice(&len.to_be_bytes());
-        out.extend_from_slice(&c.payload);
+        put_cmd_fields(out, c)?;
+        out.extend_from_slice(&c.origin_sig);
     }
     Ok(())
 }
@@ -175,10 +248,10 @@ pub fn decode(bytes: &[u8]) -> Result<RepMsg, WireError> {
     let (&ty, rest) = bytes.split_first().ok_or(WireError::Empty)?;
     let mut r = Reader { rest };
     Ok(match ty {
-        TYPE_REPLICATE => RepMsg::Replicate(read_cmds(&mut r)?),
+        TYPE_REPLICATE => RepMsg::Replicate(read_cmds(&mut r)?.1),
         TYPE_UPLOAD => {
             let batch = r.u64()?;
-            RepMsg::Upload { batch, cmds: read_cmds(&mut r)? }
+            RepMsg::Upload { batch, cmds: read_cmds(&mut r)?.1 }
         }
         TYPE_SYNC_ACK => {
             let n = read_count(&mut r)?;
@@ -221,7 +294,27 @@ fn read_text(r: &mut Reader<'_>, max: usize) -> Result<String, WireError> {
     core::str::from_utf8(raw).map(str::to_owned).map_err(|_| WireError::BadField)
 }
 
-fn read_cmds(r: &mut Reader<'_>) -> Result<Vec<Rc<Cmd>>, WireError> {
+fn read_cmds(r: &mut Reader<'_>) -> Result<(Vec<Vec<u8>>, Vec<Rc<Cmd>>), WireError> {
+    let n_certs = r.u8()?;
+    // A chain (PROTOCOL.md Part 6 §1) holds 1..=MAX_CHAIN non-empty
+    // certificates, so each entry takes at least 4 bytes: the count is
+    // trusted for the allocation only as far as the input can back it.
+    let mut certs = Vec::with_capacity(usize::from(n_certs).min(r.rest.len() / 4));
+    for _ in 0..n_certs {
+        let start = r.rest;
+        let count = r.u8()?;
+        if count == 0 || usize::from(count) > crate::trust::cert::MAX_CHAIN {
+            return Err(WireError::BadField);
+        }
+        for _ in 0..count {
+            let len = usize::from(r.u16()?);
+            if len == 0 {
+                return Err(WireError::BadField);
+            }
+            r.take(len)?;
+        }
+        certs.push(start[..start.len() - r.rest.len()].to_vec());
+    }
     let n = read_count(r)?;
     let mut cmds = Vec::new();
     for _ in 0..n {
@@ -232,9 +325,86 @@ fn read_cmds(r: &mut Reader<'_>) -> Result<Vec<Rc<Cmd>>, WireError> {
         let created_at = r.u64()?;
         let len = r.u32()? as usize;
         let payload = r.take(len)?.to_vec();
-        cmds.push(Rc::new(Cmd { id, origin, topic, hlc, created_at, payload }));
+        let origin_sig = r.array()?;
+        cmds.push(Rc::new(Cmd { id, origin, topic, hlc, created_at, payload, origin_sig }));
     }
-    Ok(cmds)
+    Ok((certs, cmds))
+}
+
+/// A Replicate or Upload body with its cert table (`certs`: the raw chain
+/// of every origin in the batch).
+pub fn encode_with_certs(msg: &RepMsg, certs: &[Vec<u8>]) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::new();
+    match msg {
+        RepMsg::Replicate(cmds) => {
+            out.push(TYPE_REPLICATE);
+            put_cmds(&mut out, certs, cmds)?;
+        }
+        RepMsg::Upload { batch, cmds } => {
+            out.push(TYPE_UPLOAD);
+            out.extend_from_slice(&batch.to_be_bytes());
+            put_cmds(&mut out, certs, cmds)?;
+        }
+        other => return other.encode(),
+    }
+    Ok(out)
+}
+
+/// The cert table of a Replicate or Upload body (empty for other types or
+/// bytes that do not decode).
+pub fn cert_table(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let Some((&ty, rest)) = bytes.split_first() else { return Vec::new() };
+    let mut r = Reader { rest };
+    if ty == TYPE_UPLOAD && r.u64().is_err() {
+        return Vec::new();
+    }
+    match ty {
+        TYPE_REPLICATE | TYPE_UPLOAD => read_cmds(&mut r).map(|(c, _)| c).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A CLOUD_ACK body on the wire: `0x12 · receipt` (the cloud's signed
+/// receipt, [`crate::trust::Receipt`]).
+pub fn encode_cloud_ack(receipt: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1 + receipt.len());
+    out.push(TYPE_CLOUD_ACK);
+    out.extend_from_slice(receipt);
+    out
+}
+
+/// A SYNC_ACK body with receipts: the entries, then `count u8 · (u32 len ·
+/// receipt) × count` covering every state-2 entry.
+pub fn encode_sync_ack(acks: &[(CommandId, AckState)], receipts: &[Rc<Vec<u8>>]) -> Result<Vec<u8>, WireError> {
+    let mut out = RepMsg::SyncAck(acks.to_vec()).encode()?;
+    let n = u8::try_from(receipts.len()).map_err(|_| WireError::BadField)?;
+    out.push(n);
+    for r in receipts {
+        let len = u32::try_from(r.len()).map_err(|_| WireError::BadField)?;
+        out.extend_from_slice(&len.to_be_bytes());
+        out.extend_from_slice(r);
+    }
+    Ok(out)
+}
+
+/// The receipts after a SYNC_ACK's entries (none if absent or malformed).
+pub fn sync_ack_receipts(bytes: &[u8]) -> Vec<Vec<u8>> {
+    let Some((&TYPE_SYNC_ACK, rest)) = bytes.split_first() else { return Vec::new() };
+    let mut r = Reader { rest };
+    let Ok(n) = read_count(&mut r) else { return Vec::new() };
+    for _ in 0..n {
+        if r.u8().is_err() || read_text(&mut r, MAX_COMMAND_ID).is_err() {
+            return Vec::new();
+        }
+    }
+    let Ok(count) = r.u8() else { return Vec::new() };
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let Ok(len) = r.u32() else { return out };
+        let Ok(b) = r.take(len as usize) else { return out };
+        out.push(b.to_vec());
+    }
+    out
 }
 
 #[cfg(test)]
@@ -250,6 +420,7 @@ mod tests {
             hlc: 0x019b_fee5_5100_0003,
             created_at: 1_769_508_000_000,
             payload: payload.to_vec(),
+            origin_sig: [0; 64],
         })
     }
 
@@ -263,7 +434,7 @@ mod tests {
         let rep = RepMsg::Replicate(vec![cmd("c1", b"hi")]).encode().unwrap();
         assert_eq!(
             hex(&rep),
-"1000010002633105706f732d31000473616c65019bfee5510000030000019bfee55100000000026869"
+            format!("10{}{}{}", "00", "00010002633105706f732d31000473616c65019bfee5510000030000019bfee55100000000026869", "00".repeat(64))
         );
         let ack = RepMsg::SyncAck(vec![(CommandId::new("c1"), AckState::Durable)]).encode().unwrap();
         assert_eq!(hex(&ack), "1100010100026331");
@@ -286,13 +457,13 @@ mod tests {
         assert_eq!(decode(&[0x11, 0, 1, 3, 0, 1, b'x']), Err(WireError::BadField));
         assert_eq!(decode(&[0x12, 0, 1, 0, 2, 0xff, 0xfe]), Err(WireError::BadField));
         assert_eq!(decode(&[0x14]), Err(WireError::UnknownType(0x14)));
-        assert_eq!(decode(&[0x10, 0, 1, 0, 2, b'c']), Err(WireError::Truncated));
+        assert_eq!(decode(&[0x10, 0, 0, 1, 0, 2, b'c']), Err(WireError::Truncated));
     }
 
     fn arb_cmd() -> impl Strategy<Value = Rc<Cmd>> {
         ("[a-z0-9-]{1,40}", "[a-z]{1,20}", "[a-z/.]{1,30}", any::<u64>(), any::<u64>(), proptest::collection::vec(any::<u8>(), 0..64))
             .prop_map(|(id, origin, topic, hlc, created_at, payload)| {
-                Rc::new(Cmd { id: CommandId::new(id), origin, topic, hlc, created_at, payload })
+                Rc::new(Cmd { id: CommandId::new(id), origin, topic, hlc, created_at, payload, origin_sig: [7; 64] })
             })
     }
 

@@ -118,6 +118,7 @@ impl Device {
             hlc: 0,
             created_at: now,
             payload: id.as_bytes().to_vec(),
+            origin_sig: [0; 64],
         };
         self.out.push(Step::Persist(Record::Own(vec![Rc::new(cmd)])));
     }

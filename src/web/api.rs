@@ -21,10 +21,10 @@ use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
 use super::stats::{mesh_stats_js, LocalRoutes};
 use crate::election;
-use crate::envelope::{is_valid_id, VenueKey};
+use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
-use crate::outbox::{CommandRecord, Event as OutboxEvent};
+use crate::outbox::Event as OutboxEvent;
 use crate::replication::Cmd;
 use crate::rng::Rng;
 use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
@@ -55,8 +55,6 @@ export interface DeviceInfoInput {
 export interface OpenOptions {
   /** The venue (shop, salon, festival site): 1-64 characters of A-Z a-z 0-9 . _ - */
   venue: string;
-  /** The venue's shared secret (at least 16 bytes): signs and verifies every mesh message. */
-  venueKey: string | Uint8Array;
   /** Ordered broker list, local first: e.g. ["ws://192.168.1.10:9001", "wss://mqtt.example.com/mqtt"]. */
   brokers: string | string[];
   /** Broker credentials (the device token). */
@@ -80,8 +78,13 @@ export interface OpenOptions {
   /** Commands per upload batch (default 200). */
   uploadBatchSize?: number;
   /** Upload to your own backend instead of the broker's `vm/{venue}/up` topic: called on the hub with
-   * a batch; resolve once the cloud has stored every command (idempotently, by `id`), reject to retry later. */
-  upload?: (batch: UploadBatch) => Promise<void>;
+   * a batch; resolve once the cloud has stored every command (idempotently, by `id`) with the cloud's signed
+   * receipt for them (bytes, base64, or `{ receipt }`): only a valid receipt makes them `cloud_ack`.
+   * Reject to retry later. */
+  upload?: (batch: UploadBatch) => Promise<Uint8Array | string | { receipt: Uint8Array | string }>;
+  /** This device's credential bundle (from the venue's server or `VenueMesh.join`), checked against the key
+   * `createPairingRequest()` made and kept for later starts; without it, the stored one (`NOT_PAIRED` if none). */
+  credentials?: string | CredentialBundle;
   /** Accept and open WebRTC data channels to peers (default true); false: broker and tabs only. Browsers without
    * RTCPeerConnection are detected and treated as false (`getDetailedStats().routes.webrtc` says "unavailable"). */
   webrtc?: boolean;
@@ -121,7 +124,10 @@ export interface RoutesStats {
 /** A batch the hub uploads (`upload` option). Command ids are the idempotency keys. */
 export interface UploadBatch {
   batch: number;
-  commands: { id: string; origin: string; topic: string; payload: Uint8Array; hlc: string; createdAt: number }[];
+  /** Each with its origin's Ed25519 signature over the command (PROTOCOL.md Part 4): the backend checks it. */
+  commands: { id: string; origin: string; topic: string; payload: Uint8Array; hlc: string; createdAt: number; originSig: Uint8Array }[];
+  /** The certificate chain of each origin in the batch (origin → chain bytes), to check `originSig` against the venue root. */
+  certificates: Record<string, Uint8Array>;
 }
 /** Replication and upstream counters in `getDetailedStats()`. */
 export interface ReplicationStats {
@@ -171,6 +177,13 @@ export interface DetailedStats {
     duplicates: number; replays: number; counterJumps: number; sendersEvicted: number; senderMismatch: number;
     kindMismatch: number; badBody: number; stale: number; future: number; clockAhead: number;
     rtcShed: number; rtcEvicted: number; peersEvicted: number; peersShed: number; oversized: number;
+    /** Trust refusals (issue #15), each envelope or command counted once: no chain for the sender, a chain not
+     * leading to the venue root (or naming another device), a revoked key, a body that does not decrypt, a kind
+     * the sender's role may not send (CLOUD_ACK from a device), a command its origin did not sign, a receipt
+     * not from the cloud or not matching our record. */
+    untrusted: number; unknownEpoch: number; unknownSender: number; badChain: number; revoked: number;
+    wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; badCrl: number;
+    chainsEvicted: number; revokedKeys: number;
   };
   clock: { offsetMs: number | null; skewed: boolean };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
@@ -185,7 +198,7 @@ export interface DetailedStats {
 "#;
 
 const OPEN_KEYS: &[&str] = &[
-    "venue", "venueKey", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
+    "venue", "credentials", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
     "uploadBatchSize", "upload", "webrtc",
 ];
@@ -245,6 +258,8 @@ pub struct VenueMesh {
     pub(super) driver: DriverRef,
     state: Rc<RefCell<MeshSide>>,
     queue: CommandQueue,
+    /// Credentials and open invites (`pairing_api`).
+    pub(super) trust: super::pairing_api::TrustRef,
 }
 
 /// What the API keeps beside the driver.
@@ -297,11 +312,6 @@ impl VenueMesh {
         if !is_valid_id(&venue) {
             return Err(js_error(ErrorCode::InvalidOptions, "`venue` must be 1-64 characters of A-Z a-z 0-9 . _ -", None));
         }
-        let secret = o.bytes("venueKey")?.ok_or_else(|| {
-            js_error(ErrorCode::InvalidOptions, "`venueKey` (the venue's shared secret, at least 16 bytes) is required", None)
-        })?;
-        let key = VenueKey::new(&venue, 1, &secret)
-            .map_err(|_| js_error(ErrorCode::InvalidOptions, "`venueKey` must be at least 16 bytes", None))?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
             return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL (local first)", None));
@@ -338,14 +348,26 @@ impl VenueMesh {
         let password = o.string("password")?;
 
         let db = idb::open(&db_name).await?;
-        let device_id = idb::device_id(&db).await?;
+        // This device's key (IndexedDB, wrapped) and its bundle (given now,
+        // or stored by an earlier open): no valid credentials, no mesh.
+        let credentials = match super::trust_api::credentials(&db, &venue, o.raw("credentials")).await {
+            Ok(c) => c,
+            Err(e) => {
+                db.close(); // a leaked connection would block the next open's upgrade
+                return Err(e);
+            }
+        };
+        // The mesh id is the certificate's subject.
+        let device_id = credentials.bundle.device.clone();
+        let creds = Some(credentials.clone());
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
-        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id[..8].to_string()), |_| {}, true).await?;
+        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), |_| {}, true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
+        let trust_state = super::trust_api::load_trust_state(&db).await;
         let seed = random_seed();
-        let mut config = MeshConfig::new(device_id.clone(), key, host.device_info(None));
+        let mut config = MeshConfig::new(credentials, host.device_info(None), super::clock::random_bytes32());
         config.election = election;
         config.replication = replication;
         if webrtc == WebRtcUse::On {
@@ -354,8 +376,11 @@ impl VenueMesh {
         let mut node = MeshNode::new(config, Rng::new(seed ^ 0x5eed), monotonic_ms(), wall_ms())
             .map_err(|e| js_error(ErrorCode::InvalidOptions, &e.to_string(), None))?;
         node.handle_restored(&state, monotonic_ms());
-        let held = held.into_iter().map(|r| (Rc::new(command_of(r, &device_id)), true)).collect::<Vec<_>>();
-        node.handle_restored_commands(held, monotonic_ms());
+        if let Some(t) = &trust_state {
+            node.handle_restored_trust(t, wall_ms());
+        }
+        let held = held.into_iter().map(|r| (r, true)).collect::<Vec<_>>();
+        node.handle_restored_records(held, monotonic_ms(), wall_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
         // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't
@@ -409,7 +434,8 @@ impl VenueMesh {
             live: 0,
         }));
         side.borrow_mut().live = keep_alive(Box::new((driver.clone(), side.clone())));
-        let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue };
+        let trust = Rc::new(RefCell::new(super::pairing_api::TrustSide::new(&side.borrow().venue, creds)));
+        let mesh = VenueMesh { driver: driver.clone(), state: side.clone(), queue, trust };
         mesh.connect_link_events(&link);
         // Committed commands go to the replicator (own: replicate them;
         // replicas: acknowledge them); heartbeats carry the outbox depth.
@@ -426,7 +452,7 @@ impl VenueMesh {
                         let (own, replicas): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.origin.is_none());
                         let ids: Vec<_> = replicas.into_iter().map(|r| r.id.clone()).collect();
                         dm.node.handle_stored(&ids, now);
-                        let own = own.into_iter().map(|r| Rc::new(command_of(r.clone(), &me))).collect::<Vec<_>>();
+                        let own = own.into_iter().map(|r| Rc::new(Cmd::from_record(r.clone(), &me))).collect::<Vec<_>>();
                         if !own.is_empty() {
                             dm.node.handle_committed(own, now);
                         }
@@ -456,12 +482,20 @@ impl VenueMesh {
     fn connect_link_events(&self, link: &LinkRef) {
         let driver = Rc::downgrade(&self.driver);
         let side = Rc::downgrade(&self.state);
+        let trust = Rc::downgrade(&self.trust);
+        let weak_link = Rc::downgrade(link);
         broker::set_sink(
             link,
             Rc::new(move |events: Vec<Event>| {
                 let (Some(driver), Some(side)) = (driver.upgrade(), side.upgrade()) else { return };
                 for event in events {
                     let app = match event {
+                        Event::Message { topic, payload, .. } if super::pairing_api::is_pair_topic(&side.borrow().venue, &topic) => {
+                            if let (Some(trust), Some(link)) = (trust.upgrade(), weak_link.upgrade()) {
+                                super::pairing_api::on_pair_message(&trust, &link, &topic, &payload);
+                            }
+                            None
+                        }
                         Event::Message { topic, payload, retain, .. } => {
                             driver.borrow_mut().node.handle_message(&topic, &payload, retain, monotonic_ms(), wall_ms());
                             None
@@ -627,6 +661,7 @@ impl VenueMesh {
         // Drop reasons the shell sees (the core's are already in `security`).
         if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
             let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
+            let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
         }
         stats
     }
@@ -653,19 +688,6 @@ impl VenueMesh {
     pub fn close(&self) {
         close_mesh(&self.driver, &self.state);
         self.queue.close();
-    }
-}
-
-/// A stored command as the replicator carries it (`origin` = this device
-/// for its own commands).
-fn command_of(r: CommandRecord, me: &str) -> Cmd {
-    Cmd {
-        origin: r.origin.unwrap_or_else(|| me.to_owned()),
-        id: r.id,
-        topic: r.topic,
-        hlc: r.hlc,
-        created_at: r.created_at,
-        payload: r.payload,
     }
 }
 

@@ -28,3 +28,10 @@ pub fn random_seed() -> u64 {
     bytes.copy_from_slice(&id.as_bytes()[..8]);
     u64::from_le_bytes(bytes)
 }
+
+/// 32 bytes from the browser's CSPRNG (WebCrypto through uuid's getrandom
+/// wiring): three v4 UUIDs (366 random bits) hashed with SHA-256.
+pub fn random_bytes32() -> [u8; 32] {
+    let ids = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
+    crate::trust::sha256(&[ids[0].as_bytes(), ids[1].as_bytes(), ids[2].as_bytes()])
+}

@@ -20,6 +20,17 @@ pub enum ErrorCode {
     Closed,
     /// The broker connection failed or was refused.
     Connection,
+    /// This device has no credentials (or no key) yet: pair it first.
+    NotPaired,
+    /// The credentials do not verify or do not fit this device (wrong root,
+    /// another device's certificate, expired, a cloud certificate).
+    BadCredentials,
+    /// This device's key (or its issuer's) is on the venue's revocation list.
+    Revoked,
+    /// Only a device with an admin certificate may do this (invite, revoke).
+    NotAdmin,
+    /// Pairing did not complete (no answer in time, the invite expired).
+    PairingFailed,
 }
 
 impl ErrorCode {
@@ -32,6 +43,11 @@ impl ErrorCode {
             ErrorCode::QueueFull => "QUEUE_FULL",
             ErrorCode::Closed => "CLOSED",
             ErrorCode::Connection => "CONNECTION",
+            ErrorCode::NotPaired => "NOT_PAIRED",
+            ErrorCode::BadCredentials => "BAD_CREDENTIALS",
+            ErrorCode::Revoked => "REVOKED",
+            ErrorCode::NotAdmin => "NOT_ADMIN",
+            ErrorCode::PairingFailed => "PAIRING_FAILED",
         }
     }
 }

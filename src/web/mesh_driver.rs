@@ -21,7 +21,6 @@ use crate::election::LeftReason;
 use crate::mesh::{MeshEvent, MeshNode, MeshState, Output};
 use crate::mqtt::QoS;
 use crate::routing::RtcCommand;
-use crate::outbox::{CommandRecord, Status};
 use crate::replication::Cmd;
 use js_sys::{Array, Function, Uint8Array};
 use std::rc::Rc as Arc1;
@@ -102,6 +101,11 @@ pub fn drive(this: &DriverRef) {
                     }
                     Output::Persist(state) => {
                         d.next_state = Some(state);
+                    }
+                    Output::PersistTrust(t) => {
+                        if let Some(db) = &d.db {
+                            super::trust_api::save_trust_state(db, &t);
+                        }
                     }
                     Output::Event(e) => events.push(e),
                     // Routing: the Rtc and Tabs calls never call back
@@ -285,7 +289,12 @@ fn replication_work(this: &DriverRef, work: Output) {
     match work {
         Output::Store(cmds) => {
             let now = wall_ms();
-            let records = cmds.iter().map(|c| replica_record(c, now)).collect();
+            // With the origin signature and chain, so the replica can be
+            // forwarded and uploaded after a reload (origin gone).
+            let records = {
+                let d = this.borrow();
+                cmds.iter().map(|c| d.node.replica_record(c, now)).collect()
+            };
             let (have, refused) = queue.store_replicas(records);
             let mut d = this.borrow_mut();
             d.node.handle_stored(&have, monotonic_ms());
@@ -316,19 +325,19 @@ fn notify(this: &DriverRef, name: &str, ids: &[crate::outbox::CommandId]) {
     call_all(&targets, &[&arg]);
 }
 
-fn replica_record(c: &Cmd, now: u64) -> CommandRecord {
-    CommandRecord {
-        id: c.id.clone(),
-        topic: c.topic.clone(),
-        payload: c.payload.clone(),
-        status: Status::PeerAck,
-        retry_count: 0,
-        created_at: c.created_at,
-        updated_at: now,
-        hlc: c.hlc,
-        last_error: None,
-        origin: Some(c.origin.clone()),
+
+/// `{ origin: chain bytes }` for the origins of `cmds` this device holds a chain of.
+fn certificates_of(this: &DriverRef, cmds: &[Arc1<Cmd>]) -> JsValue {
+    let d = this.borrow();
+    let trust = d.node.trust();
+    let out = js_sys::Object::new();
+    for c in cmds {
+        let chain = if c.origin == trust.device() { Some(trust.chain_bytes()) } else { trust.chain_of(&c.origin) };
+        if let Some(chain) = chain {
+            let _ = js_sys::Reflect::set(&out, &c.origin.as_str().into(), &Uint8Array::from(chain));
+        }
     }
+    out.into()
 }
 
 /// Hands a batch to the app's `upload` function; its promise settles the
@@ -344,10 +353,14 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
                 .set("payload", Uint8Array::from(&c.payload[..]))
                 .set("hlc", c.hlc.to_string())
                 .set("createdAt", c.created_at as f64)
+                .set("originSig", Uint8Array::from(&c.origin_sig[..]))
                 .build()
         })
         .collect();
     let arg = ObjBuilder::new().set("batch", batch as f64).set("commands", list).build();
+    // The chain of every origin in the batch, so the backend can check each command's
+    // origin signature before it signs a receipt (issue #15).
+    let _ = js_sys::Reflect::set(&arg, &"certificates".into(), &certificates_of(this, cmds));
     let result = match uploader {
         Some(f) => f.call1(&JsValue::NULL, &arg),
         None => Err(JsValue::from_str("no upload function")),
@@ -355,7 +368,16 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
     let weak = Rc::downgrade(this);
     wasm_bindgen_futures::spawn_local(async move {
         let outcome = match result {
-            Ok(v) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&v)).await.map(|_| ()),
+            // The promise's value must be the cloud's receipt (bytes or
+            // base64; `{receipt}` also accepted). TODO(trust-edge): document
+            // in the JS API and types.
+            Ok(v) => wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&v)).await.map(|v| {
+                let v = js_sys::Reflect::get(&v, &"receipt".into()).ok().filter(|r| !r.is_undefined()).unwrap_or(v);
+                match v.as_string() {
+                    Some(b64) => crate::trust::base64_decode(&b64).unwrap_or_default(),
+                    None => super::js::bytes_of(&v).unwrap_or_default(),
+                }
+            }),
             Err(e) => Err(e),
         };
         let Some(this) = weak.upgrade() else { return };
@@ -365,7 +387,7 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
         if let Err(msg) = &outcome {
             web_sys::console::warn_1(&format!("venuemesh: upload of batch {batch} failed: {msg}").into());
         }
-        this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms());
+        this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms(), super::clock::wall_ms());
         drive(&this);
     });
 }

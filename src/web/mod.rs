@@ -15,6 +15,8 @@ mod broker;
 mod clock;
 #[cfg(feature = "mesh")]
 mod device;
+#[cfg(feature = "mesh")]
+mod device_key;
 mod errors;
 #[cfg(feature = "mesh")]
 mod idb;
@@ -41,6 +43,10 @@ mod routes_api;
 mod socket;
 #[cfg(feature = "mesh")]
 mod stats;
+#[cfg(feature = "mesh")]
+mod trust_api;
+#[cfg(feature = "mesh")]
+mod pairing_api;
 #[cfg(feature = "mesh")]
 #[doc(hidden)]
 pub mod tabs;

@@ -68,7 +68,8 @@ export interface ConnectionStats {
   inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number; oversizedFrames: number;
 }
 /** Error codes of `VenueMeshError.code`. */
-export type VenueMeshErrorCode = "INVALID_OPTIONS" | "INVALID_ARGUMENT" | "STORAGE" | "QUEUE_FULL" | "CLOSED" | "CONNECTION";
+export type VenueMeshErrorCode = "INVALID_OPTIONS" | "INVALID_ARGUMENT" | "STORAGE" | "QUEUE_FULL" | "CLOSED" | "CONNECTION"
+  | "NOT_PAIRED" | "BAD_CREDENTIALS" | "REVOKED" | "NOT_ADMIN" | "PAIRING_FAILED";
 /** Every rejection of this library is an `Error` with `name === "VenueMeshError"` and a `code`. */
 export interface VenueMeshError extends Error { name: "VenueMeshError"; code: VenueMeshErrorCode; cause?: unknown }
 "#;

@@ -36,6 +36,8 @@ pub struct Keys {
     hlc: JsValue,
     last_error: JsValue,
     origin: JsValue,
+    origin_sig: JsValue,
+    origin_chain: JsValue,
     processed_at: JsValue,
     statuses: [JsValue; 4],
 }
@@ -54,6 +56,8 @@ impl Keys {
             hlc: s("hlc"),
             last_error: s("lastError"),
             origin: s("origin"),
+            origin_sig: s("originSig"),
+            origin_chain: s("originChain"),
             processed_at: s("processedAt"),
             statuses: Status::ALL.map(|st| s(st.as_str())),
         }
@@ -109,6 +113,12 @@ pub fn record_to_js(r: &CommandRecord, k: &Keys) -> JsValue {
     if let Some(d) = &r.origin {
         set(&o, &k.origin, &JsValue::from_str(d));
     }
+    if let Some(sig) = &r.origin_sig {
+        set(&o, &k.origin_sig, &Uint8Array::from(&sig[..]).into());
+    }
+    if let Some(chain) = &r.origin_chain {
+        set(&o, &k.origin_chain, &Uint8Array::from(&chain[..]).into());
+    }
     o
 }
 
@@ -141,6 +151,10 @@ pub fn record_from_js(v: &JsValue, with_payload: bool, k: &Keys) -> Option<Comma
         hlc,
         last_error: get(v, &k.last_error).and_then(|e| e.as_string()),
         origin: get(v, &k.origin).and_then(|e| e.as_string()),
+        // A malformed signature reads as none: the replica is then refused
+        // downstream rather than the record lost.
+        origin_sig: get(v, &k.origin_sig).and_then(|b| bytes_of(&b).ok()).and_then(|b| <[u8; 64]>::try_from(b.as_slice()).ok()),
+        origin_chain: get(v, &k.origin_chain).and_then(|b| bytes_of(&b).ok()),
     })
 }
 

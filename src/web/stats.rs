@@ -129,7 +129,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
 /// `getDetailedStats().security`: one counter per drop reason (the shell
 /// adds `oversized`, which it counts itself).
 fn security_js(x: &SecurityStats) -> JsValue {
-    let e = &x.envelope;
+    let (e, t) = (&x.envelope, &x.trust);
     ObjBuilder::new()
         .set("accepted", e.accepted as f64)
         .set("badSignature", e.bad_signature as f64)
@@ -139,10 +139,24 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("duplicates", e.duplicates as f64)
         .set("replays", e.replays as f64)
         .set("counterJumps", e.counter_jumps as f64)
+        // Trust refusals (issue #15), each envelope or command counted once.
+        .set("untrusted", e.untrusted as f64)
+        .set("unknownEpoch", e.unknown_key as f64)
+        .set("unknownSender", t.unknown_sender as f64)
+        .set("badChain", t.bad_chain as f64)
+        .set("revoked", t.revoked as f64)
+        .set("wrongRole", t.wrong_role as f64)
+        .set("badOriginSig", t.bad_origin_sig as f64)
+        .set("badReceipt", t.bad_receipt as f64)
+        .set("receipts", t.receipts as f64)
+        .set("crlsApplied", t.crls_applied as f64)
+        .set("badCrl", t.bad_crl as f64)
+        .set("chainsEvicted", t.chains_evicted as f64)
         .set("sendersEvicted", (e.senders_evicted + x.senders_evicted) as f64)
         .set("senderMismatch", x.sender_mismatch as f64)
         .set("kindMismatch", x.kind_mismatch as f64)
-        .set("badBody", x.bad_body as f64)
+        // Signed but undecodable (node, router), or undecryptable (trust).
+        .set("badBody", (x.bad_body + e.bad_body.max(t.bad_body)) as f64)
         .set("stale", x.stale as f64)
         .set("future", x.future as f64)
         .set("clockAhead", x.clock_ahead as f64)

@@ -19,7 +19,6 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { launch, startLockedBroker, startIngest, startLinkProxy, meshMember, freePort, sleep, waitFor } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 const VENUE = `e2e-bridge-${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const PASS = randomBytes(18).toString('base64url');
 const auth = { username: VENUE, password: PASS };
@@ -41,7 +40,7 @@ before(async () => {
   proxy = await startLinkProxy(cloud.tcp); // the bridge's path to the cloud
   localPorts = { port: await freePort(), tcp: await freePort() };
   await startLocal();
-  ingest = await startIngest({ venue: VENUE, key: KEY, tcp: cloud.tcp, auth });
+  ingest = await startIngest({ venue: VENUE, tcp: cloud.tcp, auth });
   const opts = { drain: '500', webrtc: '0' };
   const both = `${local.url},${cloud.url}`;
   m.kiosk = await meshMember(browser, both, VENUE, 'kiosk', opts, { auth });

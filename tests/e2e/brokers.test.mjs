@@ -14,7 +14,6 @@ import { randomBytes } from 'node:crypto';
 import mqtt from 'mqtt';
 import { launch, startBroker, startLockedBroker, startIngest, meshMember, sleep, waitFor } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 const RUN = `${Date.now().toString(36)}${randomBytes(2).toString('hex')}`;
 const pass = () => randomBytes(18).toString('base64url');
 const BIG = 2_000_000;
@@ -113,7 +112,7 @@ test('2 MB publishes on every venue topic with the shipped config: no stall, sal
     const broker = await startLockedBroker({ accounts });
     t.after(() => broker.stop());
     assert.match(broker.conf, /^message_size_limit \d+$/m, 'the shipped config limits message size');
-    const ingest = await startIngest({ venue: V, key: KEY, tcp: broker.tcp, auth });
+    const ingest = await startIngest({ venue: V, tcp: broker.tcp, auth });
     t.after(() => ingest.stop());
     const opts = { drain: '500' };
     const kiosk = await meshMember(browser, broker.url, V, 'kiosk', opts, { auth });
@@ -175,7 +174,7 @@ test('without a size limit, a 2 MB retained message on `up` is skipped by the in
     const attacker = await client(broker.url);
     t.after(() => attacker.endAsync(true));
     await attacker.publishAsync(`vm/${V}/up`, randomBytes(BIG), { qos: 1, retain: true });
-    const ingest = await startIngest({ venue: V, key: KEY, tcp: broker.tcp });
+    const ingest = await startIngest({ venue: V, tcp: broker.tcp });
     t.after(() => ingest.stop());
     await waitFor(() => /skipped a oversized PUBLISH on vm\/\S+\/up \(2000\d+ bytes\)/.test(ingest.stderr), 10_000,
       'the ingest skipped the retained 2 MB message', { detail: () => ingest.stderr });

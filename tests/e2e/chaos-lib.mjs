@@ -11,7 +11,6 @@
 // (tests/bench/chaos.mjs, a long one). Returns the figures; asserts nothing.
 import { startIngest, startLinkProxy, meshMember, sleep } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
 /** xorshift32: the same fault schedule for the same seed. */
 function rng(seed) {
@@ -26,7 +25,7 @@ export async function chaosRun({ browser, broker, seconds = 60, seed = 1, log = 
   const rand = rng(seed);
   const pick = (xs) => xs[Math.floor(rand() * xs.length)];
   const venue = `chaos-${seed}-${Date.now().toString(36)}`;
-  const ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+  const ingest = await startIngest({ venue, tcp: broker.tcp });
   const specs = [['kiosk', {}], ['pos', {}], ['ipad', { charging: '1' }], ['phone', { webrtc: '0' }]];
   const devices = [];
   try {

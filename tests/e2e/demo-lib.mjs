@@ -13,7 +13,6 @@ const SHOTS = fileURLToPath(new URL('../../.run/screenshots/', import.meta.url))
 export const PORTRAIT = { width: 1024, height: 1366 };
 export const LANDSCAPE = { width: 1366, height: 1024 };
 const HUB_RGB = [0xf5, 0xa6, 0x23]; // --hub in www/style.css
-export const DEMO_KEY = 'venuemesh-demo-key-not-secret'; // www/app.js's default venue key
 
 /** One device: its own context (own IndexedDB), a touch screen of `viewport`, the demo's default drain interval. */
 export async function device(browser, venue, kind, viewport, broker) {

@@ -9,7 +9,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, openPage, demoUrl, nonLoopbackListeners, privateCloud } from './lib.mjs';
 import { device as deviceIn, waitRows, waitTiles, waitListed, waitLogged, waitRepl, screenshot,
-  PORTRAIT, LANDSCAPE, DEMO_KEY } from './demo-lib.mjs';
+  PORTRAIT, LANDSCAPE } from './demo-lib.mjs';
 
 let browser;
 before(async () => { browser = await launch(); });
@@ -68,7 +68,7 @@ test('several devices: the demo shows the hub, the peers with scores, the queue 
   { timeout: 180_000 }, async (t) => {
     const venue = `e2e-demo-mesh-${Date.now()}`;
     // A private broker and the reference ingest for this venue: the cloud end of the hub's upload.
-    const { broker, ingest } = await privateCloud(t, venue, DEMO_KEY);
+    const { broker, ingest } = await privateCloud(t, venue);
     const kiosk = await device(venue, 'kiosk', PORTRAIT, broker.url);   // the best score: the hub
     const pos = await device(venue, 'pos', LANDSCAPE, broker.url);
     const ipad = await device(venue, 'ipad', PORTRAIT, broker.url);

@@ -9,7 +9,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, startBroker, startIngest, sleep, meshMember, waitFor, assertIceInTestNetwork } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
 let browser, broker, ingest;
 before(async () => {
@@ -38,7 +37,7 @@ const rtcUpTo = async (m, others) => {
 
 test('broker and cloud down: election and replication go on over data channels', { timeout: 120_000 }, async () => {
   const venue = `e2e-dmesh-${Date.now().toString(36)}`;
-  ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+  ingest = await startIngest({ venue, tcp: broker.tcp });
   const opts = { drain: '500' };
   const kiosk = await meshMember(browser, broker.url, venue, 'kiosk', opts);
   const pos = await meshMember(browser, broker.url, venue, 'pos', opts);

@@ -13,6 +13,7 @@ import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import net from 'node:net';
+import { demoCa } from '../ca/trust.mjs';
 
 export const BASE = process.env.VM_TEST_BASE || 'http://127.0.0.1:18080';
 export const BROKER = process.env.VM_TEST_BROKER || 'ws://127.0.0.1:19001';
@@ -330,7 +331,7 @@ const INGEST_DIR = fileURLToPath(new URL('../ingest/', import.meta.url));
 export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
 /**
- * The reference ingest for `venue` (signing its acks with `key`) against the
+ * The reference ingest for `venue` (the cloud of the venue's test CA, `trust`) against the
  * plain MQTT listener on 127.0.0.1:`tcp`, its SQLite in a fresh temporary
  * directory; resolves once it is subscribed to `vm/{venue}/up`. `pause()` /
  * `resume()` (SIGSTOP / SIGCONT) play a cloud outage; `query()` is
@@ -338,12 +339,16 @@ export const PYTHON = process.env.VM_PYTHON || (existsSync('/usr/bin/python3') ?
  * `rows` when asked); `stop()` ends it and removes the directory. `auth`
  * ({ username, password }) logs it in (through --password-file).
  */
-export async function startIngest({ venue, key, tcp, auth, timeoutMs = 10_000 }) {
+export async function startIngest({ venue, tcp, auth, timeoutMs = 10_000, trust = ingestTrust(venue) }) {
   const dir = mkdtempSync(join(tmpdir(), 'vm-ingest-'));
   const db = join(dir, 'ingest.sqlite');
   const ready = join(dir, 'ready.json');
+  // The cloud's credentials (issue #15): by default from the venue's test CA, the one
+  // the pages are certified by (venueCa).
+  const credentials = ['--trust', join(dir, 'trust.json')];
+  writeFileSync(join(dir, 'trust.json'), JSON.stringify(trust), { mode: 0o600 });
   const proc = spawn(PYTHON, [join(INGEST_DIR, 'ingest.py'), '--broker', `127.0.0.1:${tcp}`, '--venue', venue,
-    '--key', key, '--db', db, '--ready-file', ready, ...ingestLogin(dir, auth)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    ...credentials, '--db', db, '--ready-file', ready, ...ingestLogin(dir, auth)], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr.on('data', (d) => { stderr += d; if (process.env.VM_E2E_VERBOSE) process.stderr.write(d); });
   const exited = new Promise((r) => proc.once('exit', r));
@@ -413,19 +418,22 @@ export const callPage = (d, method, ...args) => d.page.evaluate(([m, a]) => wind
  * broker, kind, hb = 300 by default, and `extra`: drain, batch, upload, …).
  * `page: 'routing'` opens pages/routing.html instead (records `message`
  * events: room, db, webrtc=0); `context` puts it in an existing context (a
- * second tab of that browser profile). Throws if the page could not open
+ * second tab of that browser profile); `ca` certifies it with that CA
+ * instead of the venue's (pages/pair.mjs). Throws if the page could not open
  * the mesh. `auth` ({ username, password }) logs it in to a locked broker
  * (BROKER's harness account is added on its own).
  */
-export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context, auth } = {}) {
+export async function meshMember(browser, brokerUrl, venue, kind, extra = {}, { page: file = 'mesh', context, auth, ca } = {}) {
   context ??= await browser.newContext();
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e));
-  const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra });
+  // `ca`: certified by that CA (e.g. one of an attacker's making) instead of the venue's.
+  const q = new URLSearchParams({ venue, broker: brokerUrl, kind, hb: '300', ...extra, ...(ca ? { pair: 'manual' } : {}) });
   // An explicit account is for every broker of the page's list (a bridged venue's local and cloud).
   const fragment = auth ? brokerAuthFragment(auth, null) : brokerUrl === BROKER ? brokerAuthFragment() : '';
   await page.goto(`${BASE}/tests/e2e/pages/${file}.html?${q}${fragment}`);
+  if (ca) await pairIfAsked(page, venue, { ca });
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);
@@ -447,11 +455,11 @@ export function browserAndBroker() {
   return env;
 }
 
-/** A private broker and the reference ingest of `venue` (acks signed with `key`) for test `t`, stopped when it ends. */
-export async function privateCloud(t, venue, key) {
+/** A private broker and the reference ingest of `venue` (the cloud of its test CA, `venueCa`) for test `t`, stopped when it ends. */
+export async function privateCloud(t, venue) {
   const broker = await startBroker();
   t.after(() => broker.stop());
-  const ingest = await startIngest({ venue, key, tcp: broker.tcp });
+  const ingest = await startIngest({ venue, tcp: broker.tcp });
   t.after(() => ingest.stop());
   return { broker, ingest };
 }
@@ -520,3 +528,37 @@ export async function startLinkProxy(targetPort) {
     async stop() { this.reset(); await new Promise((r) => server.close(r)); },
   };
 }
+
+// --- trust provisioning (issue #15) ---------------------------------------------------
+// Every page is its own device with its own Ed25519 key (generated in the page) and a
+// certificate from the venue's test CA (tests/ca/trust.mjs), one CA per venue and test
+// process, created on first use. pages/pair.mjs asks for credentials; `pairIfAsked`
+// answers as the venue's server would (cloud admission).
+const VENUE_CAS = new Map();
+
+/**
+ * The test CA of `venue` (root key, cloud identity, content key): `demoCa`, the same one
+ * the static server's `POST /ca/issue` uses (scripts/serve.mjs), so demo pages that pair
+ * themselves and pages provisioned here trust each other.
+ */
+export function venueCa(venue) {
+  if (!VENUE_CAS.has(venue)) VENUE_CAS.set(venue, demoCa(venue));
+  return VENUE_CAS.get(venue);
+}
+
+/**
+ * If the page (pages/pair.mjs) is waiting for credentials, issues them from `venueCa(venue)`
+ * (or `ca`) for the device and key it asked with (`role`: 'device' | 'admin'); returns the
+ * request (`{ venue, device, publicKey }`) or null when the page had its own already.
+ */
+export async function pairIfAsked(page, venue, { ca = venueCa(venue), role = 'device', timeout = 10_000 } = {}) {
+  await page.waitForFunction(() => window.mesh || window.openError || window.pairingRequest, null, { timeout });
+  const request = await page.evaluate(() => (window.mesh || window.openError ? null : window.pairingRequest));
+  if (!request) return null;
+  const bundle = ca.bundle(request.device, Buffer.from(request.publicKey, 'base64'), { role });
+  await page.evaluate((b) => window.provideCredentials(b), JSON.stringify(bundle));
+  return request;
+}
+
+/** The ingest's trust file content (`ingest.py --trust`) for `venue`'s test CA. */
+export const ingestTrust = (venue) => venueCa(venue).ingestTrust();

@@ -6,7 +6,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, startBroker, startIngest, startLinkProxy, meshMember, waitFor, sleep } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
 let browser, broker;
 before(async () => {
@@ -158,7 +157,7 @@ const hubEvents = async (members, t0) => (await Promise.all(members.map((m) => m
 
 test('non-transitive reachability: the hub loses the broker but keeps a data channel; no flapping', { timeout: 240_000 }, async (t) => {
   const venue = `e2e-live-nt-${Date.now().toString(36)}`;
-  const ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+  const ingest = await startIngest({ venue, tcp: broker.tcp });
   t.after(() => ingest.stop());
   const proxy = await startLinkProxy(broker.port);
   t.after(() => proxy.stop());
@@ -217,7 +216,7 @@ test('non-transitive reachability: the hub loses the broker but keeps a data cha
 
 test('a holder that missed the cloud acks while away catches up within seconds', { timeout: 180_000 }, async (t) => {
   const venue = `e2e-live-ca-${Date.now().toString(36)}`;
-  const ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+  const ingest = await startIngest({ venue, tcp: broker.tcp });
   t.after(() => ingest.stop());
   const proxy = await startLinkProxy(broker.port);
   t.after(() => proxy.stop());

@@ -7,7 +7,6 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, startBroker, startIngest, sleep, meshMember, waitFor as waitUntil } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
 let browser, broker, ingest;
 before(async () => {
@@ -37,7 +36,7 @@ const counts = (m) => m.page.evaluate(() => window.mesh.queue.countByStatus());
 test('1,000 commands from three pages, hub closed halfway: the ingest holds each exactly once',
   { timeout: 120_000 }, async () => {
     const venue = `e2e-repl-${Date.now().toString(36)}`;
-    ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+    ingest = await startIngest({ venue, tcp: broker.tcp });
     const opts = { drain: '500', batch: '50' };
     const kiosk = await member(venue, 'kiosk', opts);
     const pos = await member(venue, 'pos', opts);

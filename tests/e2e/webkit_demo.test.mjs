@@ -11,7 +11,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launchWebKit, openPage, demoUrl, privateCloud } from './lib.mjs';
 import { device as deviceIn, waitRows, waitTiles, waitListed, waitLogged, waitRepl, screenshot,
-  PORTRAIT, LANDSCAPE, DEMO_KEY } from './demo-lib.mjs';
+  PORTRAIT, LANDSCAPE } from './demo-lib.mjs';
 
 let browser;
 before(async () => { browser = await launchWebKit(); });
@@ -38,7 +38,7 @@ test('in WebKit the demo connects, keeps its device id over a reload, and says i
 test('two WebKit iPads: hub, devices, a sale to peer_ack and cloud_ack, a chat, the WebRTC column n/a; screenshots at iPad sizes',
   { timeout: 150_000 }, async (t) => {
     const venue = `e2e-wk-demo-${Date.now()}`;
-    const { broker, ingest } = await privateCloud(t, venue, DEMO_KEY);
+    const { broker, ingest } = await privateCloud(t, venue);
     const kiosk = await deviceIn(browser, venue, 'kiosk', PORTRAIT, broker.url); // the best score: the hub
     t.after(() => kiosk.context.close());
     const pos = await deviceIn(browser, venue, 'pos', LANDSCAPE, broker.url);

@@ -13,7 +13,6 @@ import assert from 'node:assert/strict';
 import { launchChromium, launchWebKit, startBroker, startIngest, sleep, meshMember, waitFor as waitUntil,
   assertExactlyOnce, assertSenderOrder } from './lib.mjs';
 
-const KEY = 'e2e-venue-key-0123456789'; // pages/mesh.mjs's default
 
 let webkit, chromium, broker, ingest;
 before(async () => {
@@ -67,7 +66,7 @@ async function assertOneHubPerTerm(members) {
 test('two WebKit pages and a Chromium page: one hub, peer_ack, cloud_ack through the ingest; a WebKit hub that closes is replaced',
   { timeout: 150_000 }, async () => {
     const venue = `e2e-wk-${Date.now().toString(36)}`;
-    ingest = await startIngest({ venue, key: KEY, tcp: broker.tcp });
+    ingest = await startIngest({ venue, tcp: broker.tcp });
     const opts = { drain: '500', batch: '50' };
     // Scores: kiosk > POS > charging iPad, so the WebKit kiosk is the hub and the WebKit POS the next.
     const kiosk = await member(webkit, venue, 'kiosk', opts);

@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
-"""Reference ingest for venuemesh (issue #7): reads the hub's UPLOAD batches on
-vm/{venue}/up, stores the commands in SQLite keyed by command id, then publishes
-a signed CLOUD_ACK on vm/{venue}/cloud. Standard library only (Python >= 3.9), so
-it doubles as proof that PROTOCOL.md is enough to join a mesh from another
-language. `--self-test` checks the documented byte examples. See README.md.
-The wire format is in venuewire.py, the MQTT client in mqttlite.py (same folder)."""
-import argparse, collections, json, os, random, signal, sqlite3, struct, sys, time
+"""Reference ingest for venuemesh (issues #7, #15): reads the hub's UPLOAD batches on
+vm/{venue}/up (envelope v2: signed by the hub's device key, body encrypted), stores
+only the commands their origin signed (chain to the venue root, not revoked) in SQLite
+keyed by command id, then publishes a CLOUD_ACK whose body is a receipt signed with the
+cloud key on vm/{venue}/cloud. It follows the CRLs retained on vm/{venue}/crl.
+Python >= 3.9 with `cryptography` (Debian: python3-cryptography), so it doubles as
+proof that PROTOCOL.md is enough to join a mesh from another language. `--self-test`
+checks the documented byte examples. See README.md. The wire formats are in trust.py
+and venuewire.py, the MQTT client in mqttlite.py (same folder)."""
+import argparse, collections, hashlib, json, os, random, signal, sqlite3, struct, sys, time
 
 sys.dont_write_bytecode = True  # no __pycache__ in the repo
-from venuewire import (KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow, valid_id, seal,  # noqa: E402
-                       open_envelope, decode_upload, encode_upload, encode_cloud_ack)
+from venuewire import KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow  # noqa: E402
 from mqttlite import CONNECT, PUBLISH, OVERSIZED, MAX_PACKET, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
+import trust as tr  # noqa: E402
 
 
 def log(msg):
@@ -18,9 +21,14 @@ def log(msg):
 
 
 class Ingest:
-    def __init__(self, a, key):
-        self.a, self.key = a, key
+    def __init__(self, a, cred):
+        self.a = a
+        self.trust, self.key, self.chain, self.sender, self.epoch = cred
         self.up, self.cloud = "vm/%s/up" % a.venue, "vm/%s/cloud" % a.venue
+        self.crl = "vm/%s/crl" % a.venue
+        # Envelopes that carry their sender's chain (the hub claim, presence, heartbeats):
+        # UPLOAD does not, so the ingest learns the hub's chain from these.
+        self.chain_topics = ("vm/%s/hub" % a.venue, "vm/%s/presence/" % a.venue, "vm/%s/hb/" % a.venue)
         self.window, self.hlc, self.subscribed = ReplayWindow(), Hlc(), 0
         self.counter = int(time.time() * 1000) * 1024  # Part 2 §5, no stored ceiling
         self.stats = collections.Counter()
@@ -29,7 +37,7 @@ class Ingest:
         self.db.execute("PRAGMA synchronous=FULL")  # an ack means durable, also on power loss
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.execute("CREATE TABLE IF NOT EXISTS commands(id TEXT PRIMARY KEY, origin TEXT, topic TEXT, hlc TEXT,"
-                        " created_at INTEGER, payload BLOB, received_at INTEGER, uploads INTEGER)")
+                        " created_at INTEGER, payload BLOB, received_at INTEGER, uploads INTEGER, digest BLOB)")
 
     def on_message(self, topic, payload):
         try:
@@ -42,48 +50,70 @@ class Ingest:
             log("error on %s: %r" % (topic, e))
 
     def handle(self, topic, payload):
+        now = int(time.time() * 1000)
+        if topic == self.crl:
+            if payload:  # an empty retained message clears nothing: revocations are never undone
+                self.trust.add_crl(payload, now)
+                log("CRL: %d revoked key(s)" % len(self.trust.revoked))
+            return
+        if topic.startswith(self.chain_topics):
+            if len(payload) > 3 and payload[0] == 2 and payload[2] & tr.FLAG_CHAIN:
+                try:
+                    self.trust.open(payload, now)  # verified, then its chain is cached
+                except Reject:
+                    pass  # not ours to count: devices count what they refuse
+            return
         if topic != self.up:
-            raise Reject("bad_topic")
-        env = open_envelope(payload, self.key, self.a.key_id, self.a.venue)
-        seen = self.window.check(env["sender"], env["counter"])
-        if seen != "accept":
-            raise Reject(seen)  # the first copy was stored and acked
+            return  # vm/{venue}/# also brings the devices' own traffic and our acks
+        env = self.trust.open(payload, now, replay=self.window.check)  # the first copy was stored and acked
         if env["kind"] != KIND_UPLOAD:
             raise Reject("kind_mismatch")
-        now = int(time.time() * 1000)
         if env["hlc"] >> 16 < now - self.a.max_age_ms:
             raise Reject("stale_event")  # replay windows are empty after a restart
         self.hlc.recv(env["hlc"], now)
-        batch, cmds = decode_upload(env["body"])
+        batch, chains, cmds = tr.decode_upload(env["body"])
         if any(c["created_at"] >= 1 << 63 for c in cmds):
             raise Reject("bad_body")  # SQLite INTEGER is signed 64-bit
-        new = self.store(cmds, now)
-        ids = list(dict.fromkeys(c["id"] for c in cmds))
-        for i in range(0, len(ids), IDS_PER_ACK):
+        good, bad = self.trust.verified_cmds(chains, cmds, now)
+        for cid, why in bad:  # never stored, never acked: the hub keeps them, a forger gets nothing
+            self.stats[why] += 1
+            log("refused command %s from %s: %s" % (cid, env["sender"], why))
+        new, entries = self.store(good, now)
+        for i in range(0, len(entries), IDS_PER_ACK):
             self.counter += 1
-            self.mqtt.publish(self.cloud, seal(self.key, self.a.key_id, self.a.venue, self.a.sender, KIND_CLOUD_ACK,
-                                               self.counter, 0, self.hlc.send(int(time.time() * 1000)),
-                                               encode_cloud_ack(ids[i:i + IDS_PER_ACK])))
+            receipt = tr.make_receipt(self.key, self.a.venue, now, entries[i:i + IDS_PER_ACK], self.chain)
+            self.mqtt.publish(self.cloud, tr.seal(self.key, self.a.venue, self.sender, KIND_CLOUD_ACK, self.counter, 0,
+                                                  self.hlc.send(int(time.time() * 1000)),
+                                                  bytes([tr.TYPE_CLOUD_ACK]) + receipt, chain=self.chain,
+                                                  content_key=self.trust.content_keys[self.epoch], epoch=self.epoch))
         self.stats["batches"] += 1
-        print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(ids), "new": new}), flush=True)
+        print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(entries), "new": new,
+                          "refused": len(bad)}), flush=True)
 
     def store(self, cmds, now):
-        """One transaction per batch, committed before any ack is published."""
-        cur, new = self.db.cursor(), 0
+        """One transaction per batch, committed before any ack is published. Returns the
+        new rows and the receipt entries: each id with the digest of the row we hold, so
+        a device whose record differs from ours never takes the receipt as its own."""
+        cur, new, entries = self.db.cursor(), 0, {}
         cur.execute("BEGIN IMMEDIATE")
         try:
             for c in cmds:
-                cur.execute("INSERT OR IGNORE INTO commands VALUES (?,?,?,?,?,?,?,1)",
-                            (c["id"], c["origin"], c["topic"], "%016x" % c["hlc"], c["created_at"], c["payload"], now))
+                digest = tr.cmd_digest(c, c["sig"])
+                cur.execute("INSERT OR IGNORE INTO commands(id, origin, topic, hlc, created_at, payload, received_at,"
+                            " uploads, digest) VALUES (?,?,?,?,?,?,?,1,?)",
+                            (c["id"], c["origin"], c["topic"], "%016x" % c["hlc"], c["created_at"], c["payload"], now,
+                             digest))
                 if cur.rowcount == 1:
                     new += 1
                 else:
                     cur.execute("UPDATE commands SET uploads = uploads + 1 WHERE id = ?", (c["id"],))
+                    digest = cur.execute("SELECT digest FROM commands WHERE id = ?", (c["id"],)).fetchone()[0]
+                entries[c["id"]] = bytes(digest)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
-        return new
+        return new, list(entries.items())
 
     def on_skip(self, reason, topic, size):
         """An oversized or malformed PUBLISH: skipped (acked), counted, logged; the connection stays."""
@@ -103,7 +133,7 @@ class Ingest:
         stop = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.append(1))
-        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), self.up,
+        self.mqtt = Mqtt(self.a.host, self.a.port, "vm-ingest-%s-%d" % (self.a.venue, os.getpid()), "vm/%s/#" % self.a.venue,
                          self.a.username, self.a.password, on_skip=self.on_skip)
         failures = 0
         while not stop:
@@ -133,50 +163,101 @@ def self_test():
         if got != want:
             failed.append("%s: got %r, want %r" % (name, got, want))
 
-    secret, hlc = b"venuemesh-test-secret-0123456789", 0x019bfee551000003
-    env = seal(secret, 1, "demo-venue", "pos-1", 1, 42, 7, hlc, b"hello")  # Part 2 §1 test vector
-    check("test vector", env.hex(), "0101010a64656d6f2d76656e756505706f732d31000000000000002a0000000000000007019bfee5510000030000000568656c6c6f"
-          "c96281b89665a998f9748bd97a04ae3af19ec1b33de1c76981c04dc1ebf5015f")
-    check("open", open_envelope(env, secret, 1, "demo-venue"),
-          dict(kind=1, sender="pos-1", counter=42, term=7, hlc=hlc, body=b"hello"))
-    hb = bytes.fromhex("0107000000000000000700100590076b696f736b2d3100100978" "0000000000000003")
-    check("Part 3 §3.5 tag", seal(secret, 1, "demo-venue", "kiosk-1", 1, 42, 7, hlc, hb)[-32:].hex(),
-          "66e74d816b74347b2753b909d969e6ef7890ea252afb3bf9f4b7409545ca541c")
+    hlc, venue, now = 0x019bfee551000003, "demo-venue", int(time.time() * 1000)
+    root, cloud, pos, rogue = (tr.Key(bytes([i]) * 32) for i in (1, 2, 3, 4))
+    ck = bytes(range(32))
+    cloud_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_CLOUD, venue, "cloud", cloud.pk)])
+    pos_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_DEVICE, venue, "pos-1", pos.pk)])
+    rogue_chain = tr.encode_chain([tr.issue_cert(root, tr.ROLE_DEVICE, venue, "pos-9", rogue.pk)])
+
+    def trust():
+        return tr.Trust(venue, root.pk, {1: ck})
+
+    env = tr.seal(pos, venue, "pos-1", 1, 42, 7, hlc, b"hello", chain=pos_chain, content_key=ck, epoch=1)
+    check("no cleartext", b"hello" in env, False)
+    check("open", {k: v for k, v in trust().open(env, now).items() if k in ("sender", "counter", "term", "body")},
+          dict(sender="pos-1", counter=42, term=7, body=b"hello"))
     outcomes = set()
     for i in range(len(env) * 8):  # flipping any bit is rejected
         bad = bytearray(env)
         bad[i // 8] ^= 1 << (i % 8)
         try:
-            open_envelope(bytes(bad), secret, 1, "demo-venue")
+            trust().open(bytes(bad), now)
             outcomes.add("accepted")
         except Reject as e:
             outcomes.add(e.args[0])
-    check("bit flips", outcomes, {"bad_version", "unknown_key", "bad_signature"})
-    for name, data, key, venue, reason in [("empty", b"", secret, "demo-venue", "truncated"),
-                                           ("cut", env[:-1], secret, "demo-venue", "bad_signature"),
-                                           ("longer", env + b"\0", secret, "demo-venue", "bad_signature"),
-                                           ("key", env, b"another-secret-0123456789", "demo-venue", "bad_signature"),
-                                           ("venue", env, secret, "other", "wrong_venue")]:
+    check("bit flips: none accepted", "accepted" in outcomes, False)
+    check("bit flips: signature", "bad_signature" in outcomes, True)
+    bare = tr.seal(pos, venue, "pos-1", 12, 43, 0, hlc, b"x", content_key=ck, epoch=1)
+    forged = tr.seal(rogue, venue, "pos-1", 12, 2 ** 64 - 2, 0, hlc, b"x", content_key=ck, epoch=1)
+    t = trust()
+    t.open(env, now)
+    for name, data, reason in [("empty", b"", "truncated"), ("v1", b"\x01" + env[1:], "bad_version"),
+                               ("unknown sender", bare, "unknown_sender"), ("cut", env[:-1], "malformed"),
+                               ("as pos-1 with own chain", tr.seal(rogue, venue, "pos-1", 1, 1, 0, hlc, b"", chain=rogue_chain),
+                                "bad_chain"),
+                               ("device sends CLOUD_ACK", tr.seal(rogue, venue, "pos-9", 6, 1, 0, hlc, b"\x12", chain=rogue_chain),
+                                "wrong_role"),
+                               ("wrong content key", tr.seal(pos, venue, "pos-1", 1, 44, 0, hlc, b"", chain=pos_chain,
+                                                             content_key=bytes(32), epoch=1), "bad_body")]:
         try:
-            open_envelope(data, key, 1, venue)
+            trust().open(data, now)
             check(name, "accepted", reason)
         except Reject as e:
             check(name, e.args[0], reason)
-    # src/replication/wire.rs `documented_examples`
-    cmd = dict(id="c1", origin="pos-1", topic="sale", hlc=hlc, created_at=1769508000000, payload=b"hi")
-    rep = "1000010002633105706f732d31000473616c65019bfee5510000030000019bfee55100000000026869"
-    up = encode_upload(7, [cmd])
-    check("upload", up.hex(), "13" + "0000000000000007" + rep[2:])
-    check("decode upload", decode_upload(up), (7, [cmd]))
-    check("decode upload + trailing", decode_upload(up + b"\x01"), (7, [cmd]))
-    check("cloud ack", encode_cloud_ack(["c1", "c2"]).hex(), "1200020002633100026332")
-    for bad in [b"", b"\x13", up[:-1], b"\x13" + bytes(8) + b"\0\0", b"\x12\0\1\0\2c1",
-                up.replace(b"pos-1", b"pos 1"), up.replace(b"\x00\x02c1", b"\x00\x02\xff\xfe")]:
+    for name, data, reason in [("cached chain", bare, "accepted"), ("another's key", forged, "bad_signature")]:
         try:
-            decode_upload(bad)
-            check("bad upload %s" % bad.hex(), "accepted", "rejected")
+            t.open(data, now)
+            check(name, "accepted", reason)
+        except Reject as e:
+            check(name, e.args[0], reason)
+    cmd = dict(id="pos-1.c1", origin="pos-1", topic="sale", hlc=hlc, created_at=1769508000000, payload=b"hi")
+    cmd["sig"] = tr.sign_cmd(pos, venue, cmd)
+    evil = dict(cmd, id="pos-1.c2", payload=b"evil")
+    evil["sig"] = tr.sign_cmd(rogue, venue, evil)  # a valid key, but not the origin's
+    up = tr.encode_upload(7, [pos_chain, rogue_chain], [cmd, evil])
+    batch, chains, cmds = tr.decode_upload(up)
+    check("decode upload", (batch, [c["id"] for c in cmds], cmds[0]), (7, ["pos-1.c1", "pos-1.c2"], cmd))
+    good, bad = trust().verified_cmds(chains, cmds, now)
+    check("origin signatures", ([c["id"] for c in good], bad), (["pos-1.c1"], [("pos-1.c2", "bad_origin_sig")]))
+    t2 = trust()
+    t2.add_crl(tr.make_crl(root, venue, 1, now, [pos.fp]), now)
+    check("revoked origin", t2.verified_cmds(chains, cmds[:1], now)[1], [("pos-1.c1", "bad_origin_chain")])
+    for bad_up in [b"", b"\x13", up[:-1], up[:9] + b"\x00\x00\x00"]:
+        try:
+            tr.decode_upload(bad_up)
+            check("bad upload %s" % bad_up.hex(), "accepted", "rejected")
         except Reject:
             check("bad upload", 1, 1)
+    receipt = tr.make_receipt(cloud, venue, now, [(cmd["id"], tr.cmd_digest(cmd, cmd["sig"]))], cloud_chain)
+    check("receipt signed by the cloud", tr.verify_sig(cloud.pk, tr.CTX_RECEIPT + receipt[:-64], receipt[-64:]), True)
+    # tests/vectors/protocol-v2.json (trust-core's Rust) opened and verified here
+    vec_path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors", "protocol-v2.json")
+    with open(vec_path) as f:
+        v = json.load(f)
+    h, vn, vnow = bytes.fromhex, v["venue"], v["now_ms"]
+    vroot, vpos = tr.Key(h(v["keys"]["root_secret"])), tr.Key(h(v["keys"]["pos1_secret"]))
+    check("vector keys", (vroot.pk.hex(), vpos.pk.hex()), (v["keys"]["root_public"], v["keys"]["pos1_public"]))
+    for name in ("chain_device_pos1", "chain_admin", "chain_admin_issued_tab7", "chain_cloud"):
+        try:
+            tr.verify_chain(tr.decode_chain(h(v[name])), vroot.pk, vn, vnow)
+            check("vector " + name, 1, 1)
+        except Reject as e:
+            check("vector " + name, e.args[0], "valid")
+    check("vector subkey", tr.body_key(h(v["keys"]["content_key"]), "pos-1").hex(), v["keys"]["pos1_body_subkey"])
+    vt = tr.Trust(vn, vroot.pk, {v["keys"]["content_key_epoch"]: h(v["keys"]["content_key"])})
+    ve = v["envelope_heartbeat_encrypted_with_chain"]
+    got = vt.open(h(ve["bytes"]), vnow)
+    check("vector envelope", (got["kind"], got["sender"], got["counter"], got["body"].hex()),
+          (ve["header"]["kind"], ve["header"]["sender"], ve["header"]["counter"], ve["plaintext_body"]))
+    check("vector envelope, chain cached", vt.open(h(v["envelope_app_message_plain_no_chain"]["bytes"]), vnow)["sender"], "pos-1")
+    vc = v["command"]
+    check("vector origin sig", tr.verify_sig(vpos.pk, tr.CTX_CMD + tr.idb(vn) + h(vc["fields"]), h(vc["origin_sig"])), True)
+    check("vector digest", hashlib.sha256(h(vc["fields"]) + h(vc["origin_sig"])).hexdigest(), vc["digest"])
+    for name in ("crl_root_signed", "crl_admin_signed"):
+        check("vector " + name, [f.hex() for f in tr.open_crl(h(v[name]), vroot.pk, vn, vnow)[1]], [v["crl_revoked_fp"]])
+    rc = h(v["receipt"])
+    check("vector receipt", tr.verify_sig(h(v["keys"]["cloud_public"]), tr.CTX_RECEIPT + rc[:-64], rc[-64:]), True)
     w = ReplayWindow()
     check("replay", [w.check("a", c) for c in (100, 100, 99, 99, 2000, 976, 977, 977, 5)],
           ["accept", "duplicate", "accept", "duplicate", "accept", "too_old", "accept", "duplicate", "too_old"])
@@ -209,11 +290,8 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--broker", default="127.0.0.1:19883", help="host:port of a plain MQTT listener")
     p.add_argument("--venue")
-    p.add_argument("--key", help="venue secret as a UTF-8 string")
-    p.add_argument("--key-hex", help="venue secret as hex")
-    p.add_argument("--key-id", type=int, default=1)
+    p.add_argument("--trust", help="the cloud's credentials: `node scripts/ca.mjs ingest` output (JSON)")
     p.add_argument("--db", help="SQLite file")
-    p.add_argument("--sender", default="ingest", help="device id in our envelopes")
     p.add_argument("--username")
     p.add_argument("--password", help="prefer --password-file: a command line is visible to every user")
     p.add_argument("--password-file", help="file whose first line is the broker password")
@@ -231,22 +309,20 @@ def main(argv=None):
                 a.password = f.readline().rstrip("\r\n")
         except OSError as e:
             p.error("--password-file: %s" % e)
-    if not a.venue or not a.db or (a.key is None) == (a.key_hex is None):
-        p.error("--venue, --db and one of --key/--key-hex are required")
+    if not a.venue or not a.db or not a.trust:
+        p.error("--venue, --db and --trust are required")
     try:
-        key = a.key.encode() if a.key is not None else bytes.fromhex(a.key_hex)
-    except ValueError:
-        p.error("--key-hex must be hex digits")
-    if not valid_id(a.venue.encode()) or not valid_id(a.sender.encode()):
-        p.error("--venue and --sender must be 1-64 characters of A-Z a-z 0-9 . _ -")
+        cred = tr.load_trust_file(a.trust)
+    except (OSError, ValueError, KeyError, Reject) as e:
+        p.error("--trust %s: %s" % (a.trust, e))
+    if cred[0].venue != a.venue:
+        p.error("--trust is for venue %s, not %s" % (cred[0].venue, a.venue))
     host, _, port = a.broker.rpartition(":")
     a.host = host.strip("[]") or "127.0.0.1"
     if not port.isdigit() or not 0 < int(port) < 65536:
         p.error("--broker must be host:port")
     a.port = int(port)
-    if len(key) < 16 or not 0 <= a.key_id <= 255:
-        p.error("the key must be at least 16 bytes and --key-id 0..255")
-    return Ingest(a, key).run()
+    return Ingest(a, cred).run()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,10 @@ use crate::topics::{self, TopicKind};
 use crate::mesh::wire::Capabilities;
 use crate::mesh::Output;
 use crate::outbox::CommandId;
-use crate::replication::{self, wire as rwire, Cmd, PeerView, RepMsg, View};
+use crate::replication::{self, wire as rwire, AckState, Cmd, PeerView, RepMsg, View};
+
+/// Receipts kept for SYNC_ACK state 2 (oldest id dropped beyond).
+const MAX_RECEIPTS: usize = 4096;
 use crate::routing::Route;
 
 /// Where a queued replication message goes.
@@ -26,19 +29,62 @@ pub(super) enum RepDest {
 }
 
 impl MeshNode {
-    /// This device's own commands, durable in its outbox (`Enqueued`).
+    /// This device's own commands, durable in its outbox (`Enqueued`). The
+    /// node signs each as its origin (Ed25519 is deterministic, so signing
+    /// again after a reload gives the same signature and digest).
     pub fn handle_committed(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
         let now = self.begin(now);
         self.sync_view(now);
+        let cmds = cmds.into_iter().map(|c| self.sign_own(c)).collect();
         self.rep.handle_committed(cmds, now);
     }
 
     /// At open: every command in the outbox that is not cloud-acked (own and
-    /// replicas), with whether it is `peer_ack`.
+    /// replicas, the replicas with the origin signature they were stored
+    /// with), with whether it is `peer_ack`.
     pub fn handle_restored_commands(&mut self, cmds: Vec<(Rc<Cmd>, bool)>, now: u64) {
         let now = self.begin(now);
         self.sync_view(now);
+        let cmds = cmds.into_iter().map(|(c, p)| (self.sign_own(c), p)).collect();
         self.rep.handle_restored(cmds, now);
+    }
+
+    /// At open, from the outbox records (not cloud-acked), with whether
+    /// each is `peer_ack`: the origin chains stored with the replicas are
+    /// learned first (verified again; a revoked or invalid one is skipped, so
+    /// its command is refused downstream), then the commands are restored.
+    pub fn handle_restored_records(&mut self, records: Vec<(crate::outbox::CommandRecord, bool)>, now: u64, now_wall: u64) {
+        let mut cmds = Vec::with_capacity(records.len());
+        for (mut r, peer) in records {
+            if let Some(chain) = r.origin_chain.take() {
+                let _ = self.receiver.trust_mut().learn_chain(&chain, now_wall);
+            }
+            cmds.push((Rc::new(Cmd::from_record(r, &self.cfg.device_id)), peer));
+        }
+        self.handle_restored_commands(cmds, now);
+    }
+
+    /// The outbox record to store for a replica of [`Output::Store`]: with
+    /// its origin signature and the origin's chain as this device knows it
+    /// now (it was just verified with it).
+    pub fn replica_record(&self, cmd: &Cmd, now_wall: u64) -> crate::outbox::CommandRecord {
+        let chain = self.receiver.trust().chain_of(&cmd.origin).map(<[u8]>::to_vec);
+        cmd.replica_record(chain, now_wall)
+    }
+
+    /// Our own command signed by us; a replica as it is. Either way its
+    /// digest is recorded: only a receipt naming that digest acks it.
+    fn sign_own(&mut self, cmd: Rc<Cmd>) -> Rc<Cmd> {
+        let cmd = if cmd.origin == self.cfg.device_id {
+            let mut c = (*cmd).clone();
+            let fields = c.fields().unwrap_or_default();
+            c.origin_sig = crate::trust::command::sign_command(self.receiver.trust().signing_key(), &self.cfg.venue, &fields);
+            Rc::new(c)
+        } else {
+            cmd
+        };
+        self.digests.insert(cmd.id.clone(), cmd.digest());
+        cmd
     }
 
     /// The replicas of an [`Output::Store`] are durable.
@@ -53,10 +99,45 @@ impl MeshNode {
         self.rep.handle_store_failed(ids, now);
     }
 
-    /// The app's upload hook answered for `batch` ([`Output::Upload`]).
-    pub fn handle_upload_result(&mut self, batch: u64, result: Result<(), String>, now: u64) {
+    /// The app's upload hook answered for `batch` ([`Output::Upload`]):
+    /// `Ok(receipt)` with the bytes of the cloud's signed receipt. The
+    /// commands become `cloud_ack` only if the receipt verifies (a `cloud`
+    /// certificate of our venue) and names every command of the batch with
+    /// the digest of our record; otherwise the batch counts as failed (it
+    /// is uploaded again; the ingest deduplicates) and `bad_receipt` grows.
+    pub fn handle_upload_result(&mut self, batch: u64, result: Result<Vec<u8>, String>, now: u64, now_wall: u64) {
         let now = self.begin(now);
+        let ids = self.uploads.remove(&batch).unwrap_or_default();
+        let result = match result {
+            Err(e) => Err(e),
+            Ok(raw) => match self.receiver.trust_mut().verify_receipt(&raw, now_wall) {
+                Ok(r) if ids.iter().all(|(id, d)| r.covers(id.as_str(), d)) => {
+                    self.receiver.trust_mut().stats_mut().receipts += 1;
+                    let raw = Rc::new(raw);
+                    for (id, _) in &ids {
+                        self.keep_receipt(id.clone(), raw.clone());
+                    }
+                    self.hook_receipt = Some(raw);
+                    Ok(())
+                }
+                Ok(_) => {
+                    self.receiver.trust_mut().stats_mut().bad_receipt += 1;
+                    Err("the receipt does not cover the batch".to_string())
+                }
+                Err(e) => Err(format!("receipt refused: {e}")),
+            },
+        };
         self.rep.handle_upload_result(batch, result, now);
+    }
+
+    /// Keeps a verified receipt for `id` (SYNC_ACK state 2 carries it).
+    fn keep_receipt(&mut self, id: CommandId, raw: Rc<Vec<u8>>) {
+        if self.receipts.len() >= MAX_RECEIPTS {
+            if let Some(k) = self.receipts.keys().next().cloned() {
+                self.receipts.remove(&k);
+            }
+        }
+        self.receipts.insert(id, raw);
     }
 
     /// The replicator (read-only: stats, holders).
@@ -85,16 +166,111 @@ impl MeshNode {
         }
     }
 
-    /// A verified replication envelope: decode and hand over.
-    pub(super) fn deliver_replication(&mut self, sender: &str, kind: Kind, body: &[u8], now: u64) {
-        match rwire::decode(body) {
-            Ok(msg) if msg.kind() == kind => {
-                self.counters.delivered += 1;
-                self.sync_view(now);
-                self.rep.handle_message(sender, msg, now);
+    /// A verified replication envelope: decode, apply the trust rules, and
+    /// hand over. Commands whose origin signature does not verify are
+    /// refused (never stored, acked or uploaded); acks that say "the cloud
+    /// has it" count only with a cloud receipt naming our digest.
+    pub(super) fn deliver_replication(&mut self, sender: &str, kind: Kind, body: &[u8], now: u64, now_wall: u64) {
+        if kind == Kind::CloudAck {
+            return self.deliver_cloud_ack(sender, body, now, now_wall);
+        }
+        let msg = match rwire::decode(body) {
+            Ok(msg) if msg.kind() == kind => msg,
+            Ok(_) => return self.counters.kind_mismatch += 1,
+            Err(_) => return self.counters.bad_body += 1,
+        };
+        let msg = match msg {
+            RepMsg::Replicate(cmds) => {
+                for chain in rwire::cert_table(body) {
+                    let _ = self.receiver.trust_mut().learn_chain(&chain, now_wall);
+                }
+                RepMsg::Replicate(cmds.into_iter().filter(|c| self.origin_signed(c)).collect())
             }
-            Ok(_) => self.counters.kind_mismatch += 1,
-            Err(_) => self.counters.bad_body += 1,
+            RepMsg::SyncAck(acks) => RepMsg::SyncAck(self.proven_acks(acks, body, now_wall)),
+            other => other,
+        };
+        self.counters.delivered += 1;
+        self.sync_view(now);
+        self.rep.handle_message(sender, msg, now);
+    }
+
+    /// Whether `cmd` carries a valid signature of its origin (whose chain we
+    /// know: cached, or from the batch's cert table). Counts a refusal.
+    fn origin_signed(&mut self, cmd: &Rc<Cmd>) -> bool {
+        let trust = self.receiver.trust();
+        let ok = trust.known(&cmd.origin).is_some_and(|id| {
+            id.role != crate::trust::Role::Cloud
+                && cmd.fields().is_ok_and(|f| crate::trust::command::verify_command(&id.key, &self.cfg.venue, &f, &cmd.origin_sig))
+        });
+        if ok {
+            self.digests.insert(cmd.id.clone(), cmd.digest());
+        } else {
+            self.receiver.trust_mut().stats_mut().bad_origin_sig += 1;
+        }
+        ok
+    }
+
+    /// The entries of a SYNC_ACK that stand: "durable" as said, "the cloud
+    /// has it" only with a receipt in the message that verifies and names
+    /// the digest of our record (a forged state 2 made v1 hubs mark their
+    /// sales `cloud_ack` without uploading them).
+    fn proven_acks(&mut self, acks: Vec<(CommandId, AckState)>, body: &[u8], now_wall: u64) -> Vec<(CommandId, AckState)> {
+        if acks.iter().all(|(_, s)| *s == AckState::Durable) {
+            return acks;
+        }
+        let receipts: Vec<_> = rwire::sync_ack_receipts(body)
+            .into_iter()
+            .filter_map(|raw| self.receiver.trust_mut().verify_receipt(&raw, now_wall).ok().map(|r| (r, Rc::new(raw))))
+            .collect();
+        let mut out = Vec::with_capacity(acks.len());
+        for (id, state) in acks {
+            if state == AckState::Durable {
+                out.push((id, state));
+                continue;
+            }
+            let digest = self.digests.get(&id).copied();
+            let proof = digest.and_then(|d| receipts.iter().find(|(r, _)| r.covers(id.as_str(), &d)).map(|(_, raw)| raw.clone()));
+            match proof {
+                Some(raw) => {
+                    self.keep_receipt(id.clone(), raw);
+                    out.push((id, state));
+                }
+                None if digest.is_none() => {} // not ours to mark
+                None => self.receiver.trust_mut().stats_mut().bad_receipt += 1,
+            }
+        }
+        out
+    }
+
+    /// A CLOUD_ACK: its body is the cloud's receipt (`0x12 · receipt`),
+    /// whoever relays it. Only the entries whose digest equals our record's
+    /// mark anything.
+    fn deliver_cloud_ack(&mut self, sender: &str, body: &[u8], now: u64, now_wall: u64) {
+        let Some((&rwire::TYPE_CLOUD_ACK, raw)) = body.split_first() else {
+            return self.counters.kind_mismatch += 1;
+        };
+        let receipt = match self.receiver.trust_mut().verify_receipt(raw, now_wall) {
+            Ok(r) => r,
+            Err(_) => return self.counters.bad_body += 1,
+        };
+        self.receiver.trust_mut().stats_mut().receipts += 1;
+        let shared = Rc::new(raw.to_vec());
+        let mut ids = Vec::new();
+        for (id, digest) in &receipt.entries {
+            let id = CommandId::new(id.clone());
+            match self.digests.get(&id) {
+                Some(d) if d == digest => {
+                    self.keep_receipt(id.clone(), shared.clone());
+                    ids.push(id);
+                }
+                Some(_) => self.receiver.trust_mut().stats_mut().bad_receipt += 1,
+                None => {}
+            }
+        }
+        self.counters.delivered += 1;
+        if !ids.is_empty() {
+            self.sync_view(now);
+            self.rep.handle_message(sender, RepMsg::CloudAck(ids), now);
         }
     }
 
@@ -136,8 +312,69 @@ impl MeshNode {
                 }
                 replication::Output::Store(cmds) => self.out.push_back(Output::Store(cmds)),
                 replication::Output::PeerAcked(ids) => self.out.push_back(Output::PeerAcked(ids)),
-                replication::Output::CloudAcked(ids) => self.out.push_back(Output::CloudAcked(ids)),
-                replication::Output::Upload { batch, cmds } => self.out.push_back(Output::Upload { batch, cmds }),
+                replication::Output::CloudAcked(ids) => {
+                    for id in &ids {
+                        self.digests.remove(id);
+                    }
+                    self.out.push_back(Output::CloudAcked(ids))
+                }
+                replication::Output::Upload { batch, cmds } => {
+                    let ids = cmds.iter().map(|c| (c.id.clone(), c.digest())).collect();
+                    self.uploads.insert(batch, ids);
+                    while self.uploads.len() > 16 {
+                        self.uploads.pop_first();
+                    }
+                    self.out.push_back(Output::Upload { batch, cmds })
+                }
+            }
+        }
+    }
+
+    /// The wire body of a replication message: Replicate/Upload with the
+    /// cert table of their origins, SYNC_ACK with the receipts of its
+    /// state-2 entries (entries we hold no receipt for are left out), a
+    /// CLOUD_ACK as the receipt the upload hook returned. `None`: nothing
+    /// to send.
+    fn replication_body(&mut self, msg: &RepMsg) -> Option<Vec<u8>> {
+        let trust = self.receiver.trust();
+        let r = match msg {
+            RepMsg::Replicate(cmds) | RepMsg::Upload { cmds, .. } => {
+                let mut origins: Vec<&str> = cmds.iter().map(|c| c.origin.as_str()).collect();
+                origins.sort_unstable();
+                origins.dedup();
+                let certs: Vec<Vec<u8>> = origins.iter().filter_map(|o| trust.chain_of(o).map(<[u8]>::to_vec)).collect();
+                rwire::encode_with_certs(msg, &certs)
+            }
+            RepMsg::SyncAck(acks) => {
+                let mut receipts: Vec<Rc<Vec<u8>>> = Vec::new();
+                let acks: Vec<_> = acks
+                    .iter()
+                    .filter(|(id, state)| match state {
+                        AckState::Durable => true,
+                        AckState::CloudAcked => match self.receipts.get(id) {
+                            Some(r) => {
+                                if !receipts.iter().any(|x| Rc::ptr_eq(x, r)) {
+                                    receipts.push(r.clone());
+                                }
+                                true
+                            }
+                            None => false,
+                        },
+                    })
+                    .cloned()
+                    .collect();
+                if acks.is_empty() {
+                    return None;
+                }
+                rwire::encode_sync_ack(&acks, &receipts)
+            }
+            RepMsg::CloudAck(_) => return self.hook_receipt.take().map(|r| rwire::encode_cloud_ack(&r)),
+        };
+        match r {
+            Ok(b) => Some(b),
+            Err(_) => {
+                self.counters.encode_errors += 1;
+                None
             }
         }
     }
@@ -150,7 +387,10 @@ impl MeshNode {
                 return;
             };
             let Some((dest, msg)) = self.rep_queue.pop_front() else { return };
-            let Some(payload) = msg.encode().ok().and_then(|b| self.seal(msg.kind(), &b, counter, now_wall)) else {
+            let Some(body) = self.replication_body(&msg) else {
+                continue;
+            };
+            let Some(payload) = self.seal(msg.kind(), &body, counter, now_wall) else {
                 self.counters.encode_errors += 1;
                 continue;
             };

@@ -206,7 +206,7 @@ impl MeshNode {
     /// hands its body to the router. Every call ends in one counter.
     fn receive_routed(&mut self, route: Route, peer: Option<&str>, allowed: &[Kind], payload: &[u8], now: u64, now_wall: u64) {
         // Our own room publish comes back as an echo.
-        let Some(env) = self.open_received(payload) else { return };
+        let Some(env) = self.open_received(payload, now_wall) else { return };
         let h = &env.header;
         // A CLOUD_ACK may be the ingest's, passed on by the hub (`direct.rs`).
         if peer.is_some_and(|p| p != h.sender) && h.kind != Kind::CloudAck {

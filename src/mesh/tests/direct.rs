@@ -7,36 +7,57 @@ use super::routes::{meshed, rtc_up_everywhere};
 use super::*;
 use crate::outbox::CommandId;
 use crate::replication::{Cmd, RepMsg};
+#[allow(unused_imports)]
+use crate::outbox::CommandId as _Id;
 use std::rc::Rc;
 
 impl Net {
     /// The fake ingest: store by id, answer with a CLOUD_ACK on `cloud`.
     pub(super) fn ingest_upload(&mut self, payload: &[u8]) {
-        let Ok(env) = Envelope::open(payload, &key()) else { return };
+        let Ok(env) = open(payload) else { return };
         let Ok(RepMsg::Upload { cmds, .. }) = crate::replication::wire::decode(&env.body) else { return };
-        let stored = self.ingest.as_mut().expect("ingest on");
-        let ids: Vec<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
-        for id in &ids {
-            *stored.entry(id.as_str().to_string()).or_insert(0) += 1;
+        // Like the reference ingest: only commands their origin signed (the
+        // cert table carries the chains) are stored and acknowledged.
+        let mut store = store_of("observer");
+        for chain in crate::replication::wire::cert_table(&env.body) {
+            let _ = store.learn_chain(&chain, WALL0);
         }
-        let ack = self.ingest_ack(ids);
+        let cmds: Vec<Rc<Cmd>> = cmds
+            .into_iter()
+            .filter(|c| {
+                store.known(&c.origin).is_some_and(|id| {
+                    crate::trust::command::verify_command(&id.key, VENUE, &c.fields().unwrap(), &c.origin_sig)
+                })
+            })
+            .collect();
+        if cmds.is_empty() {
+            return;
+        }
+        let stored = self.ingest.as_mut().expect("ingest on");
+        for c in &cmds {
+            *stored.entry(c.id.as_str().to_string()).or_insert(0) += 1;
+        }
+        let ack = self.ingest_ack(&cmds);
         self.fan_out(BROKER, &topics::cloud(VENUE), &ack);
     }
 
-    /// The ingest's signed CLOUD_ACK for `ids` (its counter grows).
-    pub(super) fn ingest_ack(&mut self, ids: Vec<CommandId>) -> Vec<u8> {
+    /// The ingest's signed CLOUD_ACK: a receipt for `cmds` (its counter grows).
+    pub(super) fn ingest_ack(&mut self, cmds: &[Rc<Cmd>]) -> Vec<u8> {
         self.ingest_counter += 1;
-        let body = RepMsg::CloudAck(ids).encode().unwrap();
+        let entries: Vec<(String, [u8; 32])> = cmds.iter().map(|c| (c.id.as_str().to_string(), c.digest())).collect();
+        let ca = ca();
+        let receipt = crate::trust::Receipt::issue(&ca.cloud, &ca.cloud_chain, VENUE, WALL0 + self.now, &entries).unwrap();
+        let body = crate::replication::wire::encode_cloud_ack(&receipt.raw);
         let hlc = crate::hlc::Hlc::new(WALL0 + self.now, 0).unwrap();
         let header = Header { kind: Kind::CloudAck, sender: "ingest".into(), counter: self.ingest_counter, term: 0, hlc };
-        Envelope::seal(&header, &body, &key()).unwrap()
+        Envelope::seal(&header, &body, &store_of(CLOUD_ID)).unwrap()
     }
 
     /// Device `i` commits its own command `id` (the outbox's `Enqueued`).
-    fn commit(&mut self, i: usize, id: &str) {
+    pub(super) fn commit(&mut self, i: usize, id: &str) {
         let now = self.now;
         let origin = self.devs[i].id.clone();
-        let cmd = Rc::new(Cmd { id: CommandId::new(id), origin, topic: "sale".into(), hlc: 0, created_at: WALL0 + now, payload: b"{}".to_vec() });
+        let cmd = Rc::new(Cmd { id: CommandId::new(id), origin, topic: "sale".into(), hlc: 0, created_at: WALL0 + now, payload: b"{}".to_vec(), origin_sig: [0; 64] });
         self.devs[i].outbox.insert(cmd.id.clone(), (cmd.clone(), false));
         self.devs[i].node.as_mut().unwrap().handle_committed(vec![cmd], now);
         self.drain(i);
@@ -111,7 +132,7 @@ fn without_the_broker_the_hub_stays_and_commands_reach_the_quorum_over_data_chan
     for d in &net.devs {
         assert!(net.retained.contains_key(&topics::presence(VENUE, &d.id)), "{} announced again", d.id);
     }
-    let claim = Envelope::open(&net.retained[&topics::hub(VENUE)], &key()).unwrap();
+    let claim = open(&net.retained[&topics::hub(VENUE)]).unwrap();
     assert_eq!(claim.header.sender, hub.hub);
     let stored = net.ingest.as_ref().unwrap();
     assert_eq!(stored.keys().cloned().collect::<Vec<_>>(), ids);
@@ -139,7 +160,7 @@ fn without_the_broker_a_crashed_hub_is_replaced_over_data_channels() {
     net.broker_up();
     net.run_until(net.now + 2_000);
     assert!(net.ingest.as_ref().unwrap().contains_key("ipad-1-after"));
-    let claim = Envelope::open(&net.retained[&topics::hub(VENUE)], &key()).unwrap();
+    let claim = open(&net.retained[&topics::hub(VENUE)]).unwrap();
     assert_eq!(claim.header.sender, "pos-1");
 }
 

@@ -8,7 +8,7 @@ use crate::replication::{self as rep, Cmd, RepMsg};
 use std::rc::Rc;
 
 fn cmd(id: &str, origin: &str) -> Rc<Cmd> {
-    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at: WALL0, payload: b"{\"total\":12}".to_vec() })
+    Rc::new(Cmd { id: CommandId::new(id), origin: origin.into(), topic: "sale".into(), hlc: 0, created_at: WALL0, payload: b"{\"total\":12}".to_vec(), origin_sig: [0; 64] })
 }
 
 /// The uploads published on `vm/{venue}/up` so far, decoded.
@@ -17,7 +17,7 @@ fn uploads(net: &Net) -> Vec<(String, Vec<Rc<Cmd>>)> {
         .iter()
         .filter(|(_, _, topic, _, _)| *topic == topics::upstream(VENUE))
         .map(|(_, _, _, payload, _)| {
-            let env = Envelope::open(payload, &key()).expect("a valid envelope");
+            let env = open(payload).expect("a valid envelope");
             assert_eq!(env.header.kind, Kind::Upload);
             match rep::wire::decode(&env.body).unwrap() {
                 RepMsg::Upload { cmds, .. } => (env.header.sender, cmds),
@@ -43,10 +43,11 @@ fn a_command_is_peer_acked_by_a_majority_then_cloud_acked_everywhere() {
     let up = uploads(&net);
     assert_eq!(up.len(), 1, "{up:?}");
     assert_eq!(up[0].0, "kiosk-1");
-    assert_eq!(up[0].1, vec![cmd("pos-1-a", "pos-1")]);
+    assert_eq!(up[0].1.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(), vec!["pos-1-a"]);
+    assert_ne!(up[0].1[0].origin_sig, [0; 64], "signed by its origin");
 
     // The ingest stores it and answers on `cloud`; every holder marks it.
-    let env = net.ingest_ack(vec![CommandId::new("pos-1-a")]);
+    let env = net.ingest_ack(&up[0].1);
     for i in 0..3 {
         net.inject(i, &topics::cloud(VENUE), env.clone(), false);
     }
@@ -64,17 +65,50 @@ fn a_forged_or_misaddressed_replication_message_is_refused() {
     let body = RepMsg::Replicate(vec![cmd("x-1", "pos-1")]).encode().unwrap();
     let hlc = crate::hlc::Hlc::new(WALL0 + net.now, 0).unwrap();
     let header = Header { kind: Kind::ReplicateCommand, sender: "pos-1".into(), counter: u64::MAX / 2, term: 0, hlc };
-    let other = VenueKey::new(VENUE, 1, b"another-secret-0123456789abcdef!").unwrap();
+    let other = TrustStore::new(&TestCa::with_label(VENUE, "other").credentials("pos-1"), WALL0, 60_000, 16).unwrap();
     net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&header, &body, &other).unwrap(), false);
     // Right key, but addressed to another device.
-    net.inject(0, &topics::replicate(VENUE, "ipad-1"), Envelope::seal(&header, &body, &key()).unwrap(), false);
+    net.inject(0, &topics::replicate(VENUE, "ipad-1"), Envelope::seal(&header, &body, &store_of("pos-1")).unwrap(), false);
     // Right key and address, wrong kind for the topic.
     let h2 = Header { kind: Kind::SyncAck, counter: u64::MAX / 2 + 1, ..header.clone() };
-    net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&h2, &body, &key()).unwrap(), false);
+    net.inject(0, &topics::replicate(VENUE, "kiosk-1"), Envelope::seal(&h2, &body, &store_of("pos-1")).unwrap(), false);
     net.run_until(net.now + 100);
     assert!(net.devs[0].rep.is_empty());
     assert_eq!(net.node(0).replicator().stats().storing + net.node(0).replicator().stats().held, 0);
     let s = net.node(0).stats();
     assert_eq!((s.envelope.bad_signature, s.counters.bad_topic, s.counters.kind_mismatch), (1, 1, 1), "{s:#?}");
     assert_accounted(&s);
+}
+
+/// Issue #15 gap: the holders of another origin's command reload after the
+/// origin has gone for good, with no trust record (evicted, or never
+/// written): the command must still reach the ingest, which stores only
+/// commands their origin signed. Restored from the stored records, so it
+/// fails when a record loses the origin signature or chain.
+#[test]
+fn a_replica_reaches_the_ingest_after_its_holders_reload_with_the_origin_gone() {
+    let mut net = elected(9);
+    let origin = net.devs.iter().position(|d| d.id == "pos-1").unwrap();
+    net.commit(origin, "pos-1-a");
+    net.run_until(net.now + 200);
+    assert_eq!(net.acks(origin, true), vec!["pos-1-a".to_string()]);
+    // Nobody read the first upload (no ingest yet). The origin goes away.
+    net.crash(origin);
+    let holders: Vec<usize> = (0..3).filter(|&i| i != origin).collect();
+    for &i in &holders {
+        assert_eq!(net.devs[i].replicas.len(), 1, "{} holds a replica", net.devs[i].id);
+        net.crash(i);
+        net.devs[i].trust = None;
+    }
+    net.ingest = Some(BTreeMap::new());
+    for &i in &holders {
+        net.start(i);
+    }
+    net.run_until(net.now + 10_000);
+    let stored = net.ingest.as_ref().unwrap();
+    assert!(stored.get("pos-1-a").is_some_and(|n| *n >= 1), "the ingest stored it: {stored:?}");
+    for &i in &holders {
+        assert_eq!(net.acks(i, false), vec!["pos-1-a".to_string()], "{} saw the receipt", net.devs[i].id);
+        assert_eq!(net.node(i).trust().stats().bad_origin_sig, 0);
+    }
 }

@@ -78,5 +78,7 @@ pub(super) fn record(id: &str, status: Status, retry: u32, created: u64) -> Comm
         hlc: 0,
         last_error: None,
         origin: None,
+        origin_sig: None,
+        origin_chain: None,
     }
 }

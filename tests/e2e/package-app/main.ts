@@ -38,15 +38,19 @@ async function run(): Promise<AppResult> {
   // Errors are typed JS errors with a `code`.
   let badOpen: AppResult['badOpen'] = null;
   try {
-    await VenueMesh.open({ venue: 'not a venue!', venueKey: 'package-test-venue-key-0123', brokers });
+    await VenueMesh.open({ venue: 'not a venue!', brokers });
   } catch (e) {
     if (!isVenueMeshError(e)) throw e;
     badOpen = { name: e.name, code: e.code, isError: e instanceof Error };
   }
 
-  // The README's quick start.
+  // The README's quick start: this device's key is made here; the venue's server (the test
+  // static server's demo CA, POST /ca/issue) certifies it; open() checks and keeps the bundle.
+  const request = await VenueMesh.createPairingRequest({ venue });
+  const certified = await fetch('/ca/issue', { method: 'POST', body: JSON.stringify(request) });
+  const credentials = await certified.text();
   const mesh = await VenueMesh.open({
-    venue, venueKey: 'package-test-venue-key-0123', brokers, ...auth, deviceInfo: { kind }, heartbeatIntervalMs: 300,
+    venue, credentials, brokers, ...auth, deviceInfo: { kind }, heartbeatIntervalMs: 300,
   });
   window.mesh = mesh;
   const url = await new Promise<string>((resolve) => {

@@ -95,12 +95,12 @@ client.subscribe('vm/shop-1/topic/chat', (topic, payload, info) => {
 });
 
 // --- options and results are precise ----------------------------------------------------
-// @ts-expect-error venueKey is required
-void VenueMesh.open({ venue: 'shop-1', brokers: ['ws://127.0.0.1:9001'] });
+// @ts-expect-error brokers is required
+void VenueMesh.open({ venue: 'shop-1' });
 // @ts-expect-error unknown device kind
 mesh.setDeviceInfo({ kind: 'toaster' });
 // @ts-expect-error unknown option
-void VenueMesh.open({ venue: 'shop-1', venueKey: 'k'.repeat(16), brokers: 'ws://x', brokerUrl: 'ws://x' });
+void VenueMesh.open({ venue: 'shop-1', brokers: 'ws://x', brokerUrl: 'ws://x' });
 const info: DeviceInfoInput = { kind: 'ipad', charging: true, batteryPercent: 80, wifiQuality: 7 };
 mesh.setDeviceInfo(info);
 
@@ -138,6 +138,7 @@ export function handle(e: unknown): string {
   const err = e as VenueMeshError;
   switch (err.code) {
     case 'INVALID_OPTIONS': case 'INVALID_ARGUMENT': case 'STORAGE': case 'QUEUE_FULL': case 'CLOSED': case 'CONNECTION':
+    case 'NOT_PAIRED': case 'BAD_CREDENTIALS': case 'REVOKED': case 'NOT_ADMIN': case 'PAIRING_FAILED':
       return err.code;
     default: {
       const never: never = err.code;

@@ -5,6 +5,7 @@
 // whether the peer's data channel is up and which route new messages to it take.
 import init, { VenueMesh } from '/pkg/venuemesh.js';
 import { brokerAuth } from './broker-auth.mjs';
+import { openPaired } from './pair.mjs';
 
 const p = new URLSearchParams(location.search);
 // Every data channel of the page, so a test can close one (window.closeChannels()).
@@ -34,16 +35,15 @@ window.received = [];
 const stamp = () => performance.timeOrigin + performance.now();
 try {
   await init();
-  const mesh = await VenueMesh.open({
+  const mesh = await openPaired(VenueMesh, {
     venue: p.get('venue'),
-    venueKey: p.get('key') || 'e2e-venue-key-0123456789',
     brokers: p.get('broker').split(','),
     ...brokerAuth(p.get('broker').split(',')),
     deviceInfo: { kind: p.get('kind') || 'phone' },
     heartbeatIntervalMs: Number(p.get('hb') || 300),
     webrtc: p.get('webrtc') !== '0',
     ...(p.get('db') ? { dbName: p.get('db') } : {}),
-  });
+  }, { manual: p.get('pair') === 'manual', role: p.get('role') || 'device', ca: p.get('ca') });
   mesh.on('message', (m) => {
     window.received.push({ from: m.from, room: m.room, id: m.id, text: m.text, late: m.late, at: stamp() });
     window.onMessage?.(m);

@@ -1,0 +1,208 @@
+//! Attacks by a device that holds a **valid certificate** of the venue (a
+//! stolen or compromised iPad), through whole `MeshNode`s: it cannot make
+//! any command `cloud_ack` that the cloud does not hold, cannot speak as
+//! another device, and cannot get a command into the mesh in another
+//! origin's name (issue #15). Each test fails on the v1 protocol.
+
+use super::*;
+use crate::envelope::SealOpts;
+use crate::outbox::CommandId;
+use crate::replication::{wire as rwire, AckState, Cmd, RepMsg};
+use crate::trust::{command, Receipt};
+use std::rc::Rc;
+
+const ROGUE: &str = "rogue-1";
+
+/// The rogue's envelope in `sender`'s name, its own chain attached.
+fn rogue(kind: Kind, sender: &str, counter: u64, wall: u64, body: &[u8], attach: bool) -> Vec<u8> {
+    let tx = store_of(ROGUE);
+    let header = Header { kind, sender: sender.into(), counter, term: 0, hlc: crate::hlc::Hlc::new(wall, 0).unwrap() };
+    let opts = SealOpts { encrypt: true, attach_chain: attach };
+    Envelope::seal_with(&header, body, &tx, opts, crate::envelope::Limits::default()).unwrap()
+}
+
+/// An elected trio where pos-1's command `pos-1-a` reached the quorum and
+/// every device knows the rogue's chain (it sent one heartbeat).
+fn venue_with_a_sale(seed: u64) -> (Net, Rc<Cmd>) {
+    let mut net = elected(seed);
+    net.commit(1, "pos-1-a");
+    net.run_until(net.now + 300);
+    assert_eq!(net.acks(1, true), vec!["pos-1-a".to_string()]);
+    let hb = Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false }.encode().unwrap();
+    let env = rogue(Kind::Heartbeat, ROGUE, 1, WALL0 + net.now, &hb, true);
+    for i in 0..3 {
+        net.inject(i, &topics::heartbeat(VENUE, ROGUE), env.clone(), false);
+    }
+    // The signed command as the hub holds it (what a real upload carries).
+    let signed = net.uploads_seen().into_iter().flatten().find(|c| c.id.as_str() == "pos-1-a").expect("uploaded");
+    (net, signed)
+}
+
+impl Net {
+    fn uploads_seen(&self) -> Vec<Vec<Rc<Cmd>>> {
+        self.log
+            .iter()
+            .filter(|(_, _, topic, _, _)| *topic == topics::upstream(VENUE))
+            .filter_map(|(_, _, _, payload, _)| match rwire::decode(&open(payload).ok()?.body) {
+                Ok(RepMsg::Upload { cmds, .. }) => Some(cmds),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn a_forged_cloud_ack_marks_nothing() {
+    let (mut net, signed) = venue_with_a_sale(21);
+    let wall = WALL0 + net.now;
+    let id = CommandId::new("pos-1-a");
+    // 1. The v1 form: a list of ids, from a certified device.
+    let v1 = RepMsg::CloudAck(vec![id.clone()]).encode().unwrap();
+    // 2. A "receipt" signed with the rogue's own (device) key.
+    let rogue_chain = ca().chain(ROGUE, Role::Device);
+    let own = Receipt::issue(&ca().device_key(ROGUE), &rogue_chain, VENUE, wall, &[("pos-1-a".into(), signed.digest())]).unwrap();
+    // 3. The cloud's chain without the cloud's key.
+    let stolen = Receipt::issue(&ca().device_key(ROGUE), &ca().cloud_chain, VENUE, wall, &[("pos-1-a".into(), signed.digest())]).unwrap();
+    // 4. A real receipt of the cloud for a *forged* command with the same id
+    //    (the v1 "pre-sent acks for the next ids"): another digest.
+    let real_for_forgery = Receipt::issue(&ca().cloud, &ca().cloud_chain, VENUE, wall, &[("pos-1-a".into(), [0xab; 32])]).unwrap();
+    let bodies = [v1, rwire::encode_cloud_ack(&own.raw), rwire::encode_cloud_ack(&stolen.raw), rwire::encode_cloud_ack(&real_for_forgery.raw)];
+    for (n, body) in bodies.iter().enumerate() {
+        let env = rogue(Kind::CloudAck, ROGUE, 10 + n as u64, wall, body, false);
+        for i in 0..3 {
+            net.inject(i, &topics::cloud(VENUE), env.clone(), false);
+        }
+    }
+    net.run_until(net.now + 500);
+    for i in 0..3 {
+        assert!(net.acks(i, false).is_empty(), "device {i} marked cloud_ack without the cloud");
+        let s = net.node(i).stats();
+        assert!(s.security.trust.bad_receipt >= 1, "{:?}", s.security);
+        assert_accounted(&s);
+    }
+    // Control: the cloud's own receipt for the real command marks it.
+    let ack = net.ingest_ack(&[signed]);
+    for i in 0..3 {
+        net.inject(i, &topics::cloud(VENUE), ack.clone(), false);
+    }
+    net.run_until(net.now + 200);
+    for i in 0..3 {
+        assert_eq!(net.acks(i, false), vec!["pos-1-a".to_string()], "device {i}");
+    }
+}
+
+#[test]
+fn a_forged_cloud_has_it_ack_marks_nothing() {
+    let (mut net, signed) = venue_with_a_sale(22);
+    let wall = WALL0 + net.now;
+    let ack = vec![(CommandId::new("pos-1-a"), AckState::CloudAcked)];
+    // Without a receipt (v1), and with one the rogue signed itself.
+    let rogue_chain = ca().chain(ROGUE, Role::Device);
+    let own = Receipt::issue(&ca().device_key(ROGUE), &rogue_chain, VENUE, wall, &[("pos-1-a".into(), signed.digest())]).unwrap();
+    let bodies = [RepMsg::SyncAck(ack.clone()).encode().unwrap(), rwire::encode_sync_ack(&ack, &[Rc::new(own.raw)]).unwrap()];
+    for (n, body) in bodies.iter().enumerate() {
+        net.inject(1, &topics::ack(VENUE, "pos-1"), rogue(Kind::SyncAck, ROGUE, 20 + n as u64, wall, body, false), false);
+    }
+    net.run_until(net.now + 500);
+    assert!(net.acks(1, false).is_empty(), "the origin marked cloud_ack on a peer's word");
+    assert!(net.node(1).stats().security.trust.bad_receipt >= 2);
+    // With the cloud's receipt, the same ack counts.
+    let real = Receipt::issue(&ca().cloud, &ca().cloud_chain, VENUE, wall, &[("pos-1-a".into(), signed.digest())]).unwrap();
+    let body = rwire::encode_sync_ack(&ack, &[Rc::new(real.raw)]).unwrap();
+    net.inject(1, &topics::ack(VENUE, "pos-1"), rogue(Kind::SyncAck, ROGUE, 30, wall, &body, false), false);
+    net.run_until(net.now + 200);
+    assert_eq!(net.acks(1, false), vec!["pos-1-a".to_string()]);
+}
+
+#[test]
+fn copy_requests_in_another_origins_name_are_refused() {
+    let (mut net, _) = venue_with_a_sale(23);
+    let wall = WALL0 + net.now;
+    let forged = |id: &str, sig: [u8; 64]| {
+        let c = Cmd::unsigned(CommandId::new(id), "pos-1".into(), "sale".into(), 0, wall, b"{\"total\":1}".to_vec());
+        Rc::new(Cmd { origin_sig: sig, ..c })
+    };
+    // Signed by the rogue's key (its chain in the cert table), and unsigned.
+    let c1 = forged("pos-1.forged1", [0; 64]);
+    let sig = command::sign_command(&ca().device_key(ROGUE), VENUE, &c1.fields().unwrap());
+    let batch = vec![forged("pos-1.forged1", sig), forged("pos-1.forged2", [0; 64])];
+    let body = rwire::encode_with_certs(&RepMsg::Replicate(batch), &[ca().chain(ROGUE, Role::Device).encode()]).unwrap();
+    let stored_before: usize = net.devs.iter().map(|d| d.outbox.len()).sum();
+    net.inject(0, &topics::replicate(VENUE, "kiosk-1"), rogue(Kind::ReplicateCommand, ROGUE, 40, wall, &body, false), false);
+    net.run_until(net.now + 3_000);
+    let s = net.node(0).stats();
+    assert_eq!(s.security.trust.bad_origin_sig, 2, "{:?}", s.security);
+    assert_eq!(s.replication.replicas_stored, net.node(0).stats().replication.replicas_stored);
+    assert!(net.node(0).replicator().holders("pos-1.forged1").is_none() && net.node(0).replicator().holders("pos-1.forged2").is_none());
+    let uploaded: Vec<String> = net.uploads_seen().into_iter().flatten().map(|c| c.id.as_str().to_string()).collect();
+    assert!(!uploaded.iter().any(|id| id.contains("forged")), "{uploaded:?}");
+    assert_eq!(stored_before, net.devs.iter().map(|d| d.outbox.len()).sum::<usize>());
+}
+
+#[test]
+fn a_heartbeat_in_another_devices_name_changes_nothing() {
+    let (mut net, _) = venue_with_a_sale(24);
+    let wall = WALL0 + net.now;
+    let hb = Body::Heartbeat { term: None, hub: None, score: 2_000_000, queue_depth: 0, ended: false, direct_only: false }.encode().unwrap();
+    // Counter 2^64-2 in pos-1's name: with the rogue's chain, and without.
+    for attach in [true, false] {
+        let env = rogue(Kind::Heartbeat, "pos-1", u64::MAX - 1, wall, &hb, attach);
+        net.inject(0, &topics::heartbeat(VENUE, "pos-1"), env, false);
+    }
+    let before = net.node(0).stats();
+    net.run_until(net.now + 2_000);
+    let s = net.node(0).stats();
+    assert_eq!(s.security.trust.bad_chain, 1, "the rogue's chain names another device");
+    assert!(s.security.trust.bad_signature >= 1, "pos-1's key does not verify the rogue's signature");
+    // pos-1's own messages still flow: nothing was dropped as a replay.
+    assert_eq!(s.envelope.replays, 0);
+    assert!(s.envelope.accepted > before.envelope.accepted);
+    assert!(s.peers.iter().any(|p| p.device == "pos-1" && p.score < 2_000_000));
+    assert_accounted(&s);
+}
+
+#[test]
+fn a_revoked_device_is_ignored_from_the_moment_the_list_arrives() {
+    let (mut net, _) = venue_with_a_sale(25);
+    let hb = Body::Heartbeat { term: None, hub: None, score: 5, queue_depth: 0, ended: false, direct_only: false }.encode().unwrap();
+    // The rogue keeps beating; every device sees it as a peer.
+    for c in 2..5 {
+        let env = rogue(Kind::Heartbeat, ROGUE, c, WALL0 + net.now, &hb, true);
+        for i in 0..3 {
+            net.inject(i, &topics::heartbeat(VENUE, ROGUE), env.clone(), false);
+        }
+        net.run_until(net.now + 100);
+    }
+    assert!((0..3).all(|i| net.node(i).stats().peers.iter().any(|p| p.device == ROGUE)));
+    // The CA publishes a list revoking its key (retained on `crl`).
+    let fp = ca().chain(ROGUE, Role::Device).0[0].fp();
+    let crl = crate::trust::Crl::issue(&ca().root, None, VENUE, 1, WALL0 + net.now, &[fp]).unwrap();
+    // A list signed by the rogue itself is refused first.
+    let forged = crate::trust::Crl::issue(&ca().device_key(ROGUE), None, VENUE, 2, WALL0 + net.now, &[ca().chain("kiosk-1", Role::Device).0[0].fp()]).unwrap();
+    for i in 0..3 {
+        net.inject(i, &topics::crl(VENUE), forged.raw.clone(), true);
+        net.inject(i, &topics::crl(VENUE), crl.raw.clone(), true);
+    }
+    for i in 0..3 {
+        let s = net.node(i).stats();
+        assert!(s.peers.iter().all(|p| p.device != ROGUE), "device {i} still counts the revoked device");
+        assert_eq!((s.security.trust.crls_applied, s.security.trust.bad_crl), (1, 1));
+        assert!(net.node(i).trust().revoked().contains(&fp));
+    }
+    let env = rogue(Kind::Heartbeat, ROGUE, 10, WALL0 + net.now, &hb, true);
+    for i in 0..3 {
+        net.inject(i, &topics::heartbeat(VENUE, ROGUE), env.clone(), false);
+    }
+    net.run_until(net.now + 1_000);
+    for i in 0..3 {
+        let s = net.node(i).stats();
+        assert!(s.security.trust.revoked >= 1 && s.peers.iter().all(|p| p.device != ROGUE));
+        assert_accounted(&s);
+    }
+    // The real devices are untouched, and a restart keeps the revocation.
+    assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
+    net.crash(2);
+    net.start(2);
+    net.run_until(net.now + 1_000);
+    assert!(net.node(2).trust().revoked().contains(&fp), "restored from the persisted trust record");
+}
