@@ -1,13 +1,15 @@
 // WebRTC request bounds (issue #16): 300 signed RTC requests from fake ids
-// (a key holder, or a compromised device) must not exhaust Chromium's
-// PeerConnections nor keep a real peer's data channel down.
+// must not exhaust Chromium's PeerConnections nor keep a real peer's data
+// channel down. With envelope v2 (issue #15) each fake id needs a certificate
+// of the venue: the flood plays the worst holder, one able to mint them (a
+// stolen admin key, or the venue's server), each request signed by its own
+// certified key with the chain attached.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { launch, startBroker, BASE, waitFor } from './lib.mjs';
-import * as E from '../ingest/envelope.mjs';
+import { launch, startBroker, BASE, waitFor, venueCa } from './lib.mjs';
+import * as T from '../ca/trust.mjs';
 
-const SECRET = 'e2e-venue-key-0123456789'; // the test pages' default key
 const KIND_RTC_SIGNAL = 7;
 const SIGNAL_REQUEST = 0x27;
 let browser, broker, attacker;
@@ -57,10 +59,13 @@ test('300 fake RTC requesters: PeerConnections stay capped and a real peer\'s ch
   t.after(() => target.context.close().catch(() => {}));
   // Fake ids sort after any real (hex) id, so the target is the offerer:
   // every admitted request makes it create a PeerConnection.
-  const counter = E.counterFloor();
+  const counter = T.counterFloor();
+  const ca = venueCa(venue); // the CA the pages are certified by
   for (let i = 0; i < 300; i++) {
     const sender = `zz-fake-${String(i).padStart(3, '0')}`;
-    const env = E.seal({ secret: SECRET, venue, sender, kind: KIND_RTC_SIGNAL, counter: counter + BigInt(i), body: Buffer.from([SIGNAL_REQUEST]) });
+    const fake = ca.device(sender);
+    const env = T.seal({ key: fake.key, venue, sender, kind: KIND_RTC_SIGNAL, counter: counter + BigInt(i), body: Buffer.from([SIGNAL_REQUEST]),
+      chain: fake.chain, contentKey: ca.keys[0].key, epoch: ca.keys[0].epoch });
     attacker.publish(`vm/${venue}/dev/${target.id}/rtc`, env, { qos: 1 });
   }
   await waitFor(async () => (await target.page.evaluate(() => window.mesh.getDetailedStats().security.rtcShed)) > 0,
