@@ -92,8 +92,10 @@ fn a_replica_reaches_the_ingest_after_its_holders_reload_with_the_origin_gone() 
     net.commit(origin, "pos-1-a");
     net.run_until(net.now + 200);
     assert_eq!(net.acks(origin, true), vec!["pos-1-a".to_string()]);
-    // Nobody read the first upload (no ingest yet). The origin goes away.
+    // Nobody read the first upload (no ingest yet). The origin goes away,
+    // its Will clears its retained presence (which carries its chain).
     net.crash(origin);
+    net.run_until(net.now + 1_000);
     let holders: Vec<usize> = (0..3).filter(|&i| i != origin).collect();
     for &i in &holders {
         assert_eq!(net.devs[i].replicas.len(), 1, "{} holds a replica", net.devs[i].id);
