@@ -5,7 +5,7 @@
 use super::*;
 
 fn hb() -> Body {
-    Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0 }
+    Body::Heartbeat { term: None, hub: None, score: 1, queue_depth: 0, ended: false, direct_only: false }
 }
 
 #[test]
