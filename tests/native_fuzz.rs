@@ -246,9 +246,9 @@ fn mesh_bodies() -> Vec<Vec<u8>> {
     [
         Body::Join(PresenceInfo { protocol: 1, kind: DeviceKind::Pos, capabilities: Capabilities::REPLICA.with(Capabilities::WEBRTC), score: 80_000 }),
         Body::Leave,
-        Body::Heartbeat { term: Some(term.clone()), hub: Some("pos-1".into()), score: 70_000, queue_depth: 3 },
-        Body::Heartbeat { term: Some(term), hub: Some("kiosk-9".into()), score: 1, queue_depth: u64::MAX },
-        Body::Heartbeat { term: None, hub: None, score: 0, queue_depth: 0 },
+        Body::Heartbeat { term: Some(term.clone()), hub: Some("pos-1".into()), score: 70_000, queue_depth: 3, ended: true, direct_only: false },
+        Body::Heartbeat { term: Some(term), hub: Some("kiosk-9".into()), score: 1, queue_depth: u64::MAX, ended: false, direct_only: true },
+        Body::Heartbeat { term: None, hub: None, score: 0, queue_depth: 0, ended: false, direct_only: false },
         Body::HubClaim { term: 9, score: 100_000 },
     ]
     .iter()
