@@ -41,6 +41,11 @@ pub struct Quality {
     /// Failure bits of the last outcomes (bit 0 = newest).
     window: u64,
     window_len: u32,
+    /// Some transmission on this route has been delivered (since the last
+    /// [`Quality::reset_estimates`]).
+    delivered_once: bool,
+    /// The last probe that timed out: (nonce, sent at), for its late reply.
+    expired_probe: Option<(u64, u64)>,
 }
 
 /// Retransmission-timeout bounds, ms.
@@ -67,9 +72,56 @@ impl Quality {
         self.rtt.sample(ms);
     }
 
-    /// A transmission was delivered.
+    /// A transmission was delivered. The failures before a route's first
+    /// delivery are dropped from the window: they were sent before the
+    /// route could work (the peer announced itself before it had
+    /// subscribed to its broker topic, a data channel not yet open), so
+    /// they say nothing of the route once running; they stay in
+    /// `counters.timeouts`. Until that first delivery they count (a route
+    /// that never delivers shows 0 %).
     pub fn success(&mut self) {
+        if !self.delivered_once {
+            self.delivered_once = true;
+            self.window = 0;
+            self.window_len = 0;
+        }
         self.push(false);
+    }
+
+    /// A probe that timed out (charged with [`Quality::failure`]),
+    /// remembered so that its late reply can still be taken, see
+    /// [`Quality::late_reply`].
+    pub fn probe_expired(&mut self, nonce: u64, sent: u64) {
+        self.expired_probe = Some((nonce, sent));
+    }
+
+    /// The reply to the last probe that timed out, arriving late: the
+    /// route was slow, not lossy. Its round trip is sampled (the nonce makes
+    /// it unambiguous) and its failure becomes a success. Without this the
+    /// estimator saw only replies faster than the RTO: on a loaded page the
+    /// broker route's replies that took longer than the 250 ms floor were
+    /// charged as losses forever while the RTO, fed only the fast ones,
+    /// never grew. Returns the round trip when `nonce` was that probe's.
+    pub fn late_reply(&mut self, nonce: u64, now: u64) -> Option<u64> {
+        let (n, sent) = self.expired_probe?;
+        if n != nonce {
+            return None;
+        }
+        self.expired_probe = None;
+        let ms = now.saturating_sub(sent);
+        self.rtt.sample(ms);
+        // The newest failure in the window is that probe's, or a later one:
+        // either way one failure fewer, as many outcomes.
+        if self.window != 0 {
+            self.window &= self.window - 1;
+        }
+        if !self.delivered_once {
+            self.delivered_once = true;
+            self.window = 0;
+            self.window_len = 0;
+            self.push(false);
+        }
+        Some(ms)
     }
 
     /// A transmission timed out.
@@ -139,7 +191,7 @@ mod tests {
         assert_eq!(q.cost(30), 30);
         q.sample(100);
         for i in 0..10 {
-            if i == 0 {
+            if i == 1 {
                 q.failure();
             } else {
                 q.success();
@@ -154,5 +206,40 @@ mod tests {
         assert_eq!(q.delivery_ratio(), Some(1.0), "old outcomes leave the window");
         q.reset_estimates();
         assert_eq!((q.rtt.smoothed_ms, q.counters.timeouts), (None, 1));
+    }
+
+    #[test]
+    fn failures_before_the_first_delivery_leave_the_window() {
+        let mut q = Quality::default();
+        q.failure();
+        q.failure();
+        assert_eq!(q.delivery_ratio(), Some(0.0), "a route that never delivered shows 0 %");
+        q.success();
+        assert_eq!(q.delivery_ratio(), Some(1.0));
+        assert_eq!(q.counters.timeouts, 2, "still counted as timeouts");
+        // Once running, a failure is a failure.
+        q.failure();
+        assert_eq!(q.delivery_ratio(), Some(0.5));
+        q.reset_estimates();
+        q.failure();
+        q.success();
+        assert_eq!(q.delivery_ratio(), Some(1.0), "a re-created route starts afresh");
+    }
+
+    #[test]
+    fn a_late_probe_reply_is_a_slow_success() {
+        let mut q = Quality::default();
+        q.success();
+        q.sample(5);
+        q.failure();
+        q.probe_expired(7, 1_000);
+        assert_eq!(q.delivery_ratio(), Some(0.5));
+        assert_eq!(q.late_reply(8, 1_400), None, "another nonce");
+        assert_eq!(q.late_reply(7, 1_400), Some(400));
+        assert_eq!(q.delivery_ratio(), Some(1.0));
+        assert_eq!(q.rtt.latest_ms, Some(400), "the slow round trip is sampled, so the RTO grows");
+        assert_eq!(q.late_reply(7, 1_500), None, "only once");
+        let before = q.rto(&RtoConfig::default());
+        assert!(before > 250, "rto {before}");
     }
 }

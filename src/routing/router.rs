@@ -820,10 +820,14 @@ impl Router {
 
     fn on_probe_reply(&mut self, route: Route, from: &str, nonce: u64, now: u64) {
         let Some(l) = self.peers.get_mut(from).map(|p| &mut p.links[route as usize]) else { return };
-        if let Some((n, sent, _)) = l.probe {
-            if n == nonce {
+        match l.probe {
+            Some((n, sent, _)) if n == nonce => {
                 l.probe = None;
                 self.outcome(from, route, true, Some(now.saturating_sub(sent)), now);
+            }
+            // A reply after its probe timed out: slow, not lost (quality.rs).
+            _ => {
+                l.quality.late_reply(nonce, now);
             }
         }
     }
@@ -991,17 +995,20 @@ impl Router {
                 if let Some(s) = l.breaker.handle_timeout(now) {
                     changes.push((name.clone(), r, s));
                 }
-                if l.probe.is_some_and(|(_, _, d)| d <= now) {
+                if let Some((nonce, sent, _)) = l.probe.filter(|&(_, _, d)| d <= now) {
                     l.probe = None;
-                    failed.push((name.clone(), r));
+                    failed.push((name.clone(), r, nonce, sent));
                 }
             }
         }
         for (peer, route, state) in changes {
             self.out.push_back(Output::Event(RouterEvent::Breaker { peer, route, state }));
         }
-        for (peer, route) in failed {
+        for (peer, route, nonce, sent) in failed {
             self.outcome(&peer, route, false, None, now);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                p.links[route as usize].quality.probe_expired(nonce, sent);
+            }
         }
         // copies: give up, or charge the route and resend
         let give_up = self.cfg.give_up_ms;

@@ -388,6 +388,7 @@ impl VenueMesh {
         let client_id = format!("vm:{venue}:{device_id}:{:06x}", seed & 0xff_ffff);
         let (will_topic, will_payload, will_qos, will_retain) = node.will();
         let mut session = SessionConfig::new(client_id);
+        session.measure_rtt_after_connect = true;
         session.username = username;
         session.password = password.map(String::into_bytes);
         // Our own heartbeats loop back every `I`: receive silence of 1.5·I

@@ -189,8 +189,11 @@ fn arm_timer(d: &mut MeshDriver, at: u64, weak: Weak<RefCell<MeshDriver>>) {
 /// neither the host app nor the browser gives one (Safari).
 fn feed_link_quality(d: &mut MeshDriver) {
     let rtt = d.link.borrow().client.stats().rtt;
+    // `smoothed_ms` leaves out the start-up round trips (`RTT_WARMUP_MS`):
+    // they measured the page, not the Wi-Fi. They were answered all the
+    // same, so they count as attempts that did not time out.
     if let Some(ms) = rtt.smoothed_ms {
-        let attempts = rtt.samples + rtt.timeouts;
+        let attempts = rtt.samples + rtt.startup_samples + rtt.timeouts;
         let loss = if attempts == 0 { 0.0 } else { rtt.timeouts as f64 / attempts as f64 };
         d.node.set_link_quality(ms, loss);
     }

@@ -62,7 +62,9 @@ export interface DisconnectedEvent { reason: string }
 /** Broker connection figures. */
 export interface ConnectionStats {
   connected: boolean; url: string | null; endpoint: number | null;
-  rttMs: number | null; rttMinMs: number | null; rttSamples: number;
+  rttMs: number | null; rttMinMs: number | null; rttLatestMs: number | null; rttSamples: number;
+  /** Round trips of the first seconds after each CONNACK, left out of the figures (the page was still starting). */
+  rttStartupSamples: number;
   connects: number; reconnects: number; connectFailures: number;
   bytesIn: number; bytesOut: number; packetsIn: number; packetsOut: number; resent: number;
   inflight: number; queued: number; subscriptions: number; probesOk: number; probesFailed: number; oversizedFrames: number;
@@ -348,6 +350,7 @@ impl MqttClient {
         let seed = random_seed();
         let client_id = o.string("clientId")?.unwrap_or_else(|| format!("vm-{seed:016x}"));
         let mut session = SessionConfig::new(client_id);
+        session.measure_rtt_after_connect = true;
         session.clean_session = o.bool("clean")?.unwrap_or(true);
         session.keep_alive_secs = o.uint("keepAlive", u16::MAX as u64)?.unwrap_or(30) as u16;
         session.username = o.string("username")?;
@@ -576,7 +579,9 @@ pub(crate) fn client_stats_js(link: &super::broker::Link) -> JsValue {
         .opt("endpoint", st.endpoint.map(|e| e as u32))
         .opt("rttMs", st.rtt.smoothed_ms)
         .opt("rttMinMs", st.rtt.min_ms.map(|v| v as f64))
+        .opt("rttLatestMs", st.rtt.latest_ms.map(|v| v as f64))
         .set("rttSamples", st.rtt.samples as f64)
+        .set("rttStartupSamples", st.rtt.startup_samples as f64)
         .set("connects", st.connects as f64)
         .set("reconnects", st.reconnects as f64)
         .set("connectFailures", st.connect_failures as f64)

@@ -82,7 +82,9 @@ pub(crate) struct Inner {
     pub listeners: Listeners,
     timer: Option<(u64, Timeout)>,
     drain_scheduled: bool,
-    /// Test hook: the next `n` write transactions fail like this.
+    /// Test hook: the next `n` write transactions fail like this (only
+    /// the `test-hooks` feature can set it).
+    #[cfg_attr(not(feature = "test-hooks"), allow(dead_code))]
     pub inject: Option<(Inject, u32)>,
     pub stats: Counters,
     /// The answer of `navigator.storage.persist()` (`None`: not answered yet;
@@ -268,6 +270,14 @@ fn start_op(s: &mut Inner, op: StorageOp, weak: &Weak<RefCell<Inner>>) -> Option
     }
 }
 
+/// Without the `test-hooks` feature nothing can set `inject`: the release
+/// build carries no injection path.
+#[cfg(not(feature = "test-hooks"))]
+fn take_injected(_: &mut Inner) -> Option<Inject> {
+    None
+}
+
+#[cfg(feature = "test-hooks")]
 fn take_injected(s: &mut Inner) -> Option<Inject> {
     let (e, n) = s.inject.as_mut()?;
     let e = e.clone();

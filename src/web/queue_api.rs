@@ -15,7 +15,9 @@ use super::idb::{self, Db, DbError};
 use super::js::{bytes_of, ObjBuilder, Options};
 use super::listeners::listen;
 use super::queue::{self, Hook, Inner, ReadWaiter, Settle, Shared};
-use super::queue_idb::{self, Inject};
+use super::queue_idb;
+#[cfg(feature = "test-hooks")]
+use super::queue_idb::Inject;
 use crate::outbox::{BatchOutcome, CommandId, CommandRecord, Config, NewCommand, Outbox, Status};
 
 const OPEN_KEYS: &[&str] = &[
@@ -735,6 +737,7 @@ impl CommandQueue {
     /// WebKit does when it drops it); the next transaction fails as a closed
     /// connection and the queue must reopen and retry.
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     #[wasm_bindgen(js_name = __closeDatabaseForTest, skip_typescript)]
     pub fn close_database_for_test(&self) {
         if let Ok(s) = self.shared.try_borrow() {
@@ -751,6 +754,7 @@ impl CommandQueue {
     /// written), or with `afterCommit` let commit and reported failed anyway
     /// (the connection died after the data landed).
     #[doc(hidden)]
+    #[cfg(feature = "test-hooks")]
     #[wasm_bindgen(js_name = __failNextCommitForTest, skip_typescript)]
     pub fn fail_next_commit_for_test(&self, name: &str, message: Option<String>, times: Option<u32>, after_commit: Option<bool>) {
         let message = message.unwrap_or_else(|| format!("simulated {name}"));

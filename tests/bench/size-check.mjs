@@ -31,10 +31,22 @@ export function check(sizes, budget) {
   });
 }
 
+/** Names of test-only hooks (`…ForTest`, the `test-hooks` cargo feature)
+ * found in the package's glue or wasm exports: the published build has none. */
+export function testHooks(dir = `${root}pkg`) {
+  const found = new Set();
+  for (const f of ['venuemesh.js', 'venuemesh_bg.wasm', 'mqtt/venuemesh_mqtt.js', 'mqtt/venuemesh_mqtt_bg.wasm']) {
+    for (const m of readFileSync(`${dir}/${f}`).toString('latin1').matchAll(/[A-Za-z_]*ForTest/g)) found.add(m[0]);
+  }
+  return [...found];
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   const budget = JSON.parse(readFileSync(`${root}config/size-budget.json`, 'utf8'));
   const sizes = measure();
   const results = check(sizes, budget);
+  const hooks = testHooks();
+  results.push({ name: 'no test hooks in the release package', ok: hooks.length === 0, text: hooks.length ? `exports ${hooks.join(', ')}: built with --features test-hooks?` : 'none' });
   if (process.argv.includes('--self-test')) {
     // A deliberate regression: one byte more than the budget allows must fail
     // every entry, and exactly the budget must pass.

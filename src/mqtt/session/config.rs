@@ -44,6 +44,12 @@ pub struct SessionConfig {
     /// How long to wait for PINGRESP after [`Session::ping_now`](super::Session::ping_now) (page
     /// became visible, network came back). Default 3 s.
     pub wake_ping_timeout_ms: u64,
+    /// One PINGREQ when the start-up window after each CONNACK ends
+    /// ([`RTT_WARMUP_MS`](crate::mqtt::timing::RTT_WARMUP_MS)): the start-up
+    /// round trips are not sampled, and the next keepalive ping may be 30 s
+    /// away, so without it the broker RTT (and the Wi-Fi score derived from
+    /// it) stays unknown that long. Default off; the browser shell turns it on.
+    pub measure_rtt_after_connect: bool,
 }
 
 impl SessionConfig {
@@ -62,6 +68,7 @@ impl SessionConfig {
             recv_silence_ms: None,
             ping_timeout_ms: 5_000,
             wake_ping_timeout_ms: 3_000,
+            measure_rtt_after_connect: false,
         }
     }
 

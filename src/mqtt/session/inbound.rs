@@ -11,6 +11,9 @@ impl Session {
             return;
         }
         self.state = State::Connected;
+        self.rtt_from = now.saturating_add(RTT_WARMUP_MS);
+        self.measure_ping_at = self.cfg.measure_rtt_after_connect.then_some(self.rtt_from);
+        self.measure_pings_left = RTT_SEED_SAMPLES;
         self.events.push_back(SessionEvent::Connected { session_present: ack.session_present });
         if ack.session_present {
             // The broker kept our session: it still knows these ids.
@@ -91,7 +94,7 @@ impl Session {
                 if let Some(i) = pos {
                     if let Some(f) = self.inflight_remove(i) {
                         if let Some(t) = f.sent_at {
-                            self.rtt.sample(now.saturating_sub(t));
+                            self.rtt.sample_sent_at(t, now, self.rtt_from);
                         }
                         self.events.push_back(SessionEvent::PublishDone { id: f.msg.id });
                     }
@@ -103,7 +106,7 @@ impl Session {
                     if f.msg.qos == QoS::ExactlyOnce {
                         if f.stage == Stage::Published {
                             if let Some(t) = f.sent_at {
-                                self.rtt.sample(now.saturating_sub(t));
+                                self.rtt.sample_sent_at(t, now, self.rtt_from);
                             }
                             f.stage = Stage::Released;
                         }
@@ -141,7 +144,7 @@ impl Session {
             }
             Packet::PingResp => {
                 if let Some(ping) = self.ping.take() {
-                    self.rtt.sample(now.saturating_sub(ping.sent_at));
+                    self.rtt.sample_sent_at(ping.sent_at, now, self.rtt_from);
                 }
             }
             other => return Err(ProtocolError::UnexpectedPacket(other.name())),

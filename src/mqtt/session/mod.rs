@@ -29,7 +29,7 @@ mod inbound;
 
 pub use config::SessionConfig;
 use super::packet::*;
-use super::timing::{Deadline, RttStats};
+use super::timing::{Deadline, RttStats, RTT_MEASURE_GAP_MS, RTT_SEED_SAMPLES, RTT_WARMUP_MS};
 use super::topic::{validate_topic_filter, validate_topic_name};
 
 /// The app's handle on one publish, stable across reconnects and packet-id
@@ -273,6 +273,13 @@ pub struct Session {
     /// also runs after `keep_alive` of receive silence, whatever we send.
     last_recv: u64,
     rtt: RttStats,
+    /// Round trips of packets sent before this are start-up, not link
+    /// ([`RTT_WARMUP_MS`] after the last CONNACK).
+    rtt_from: u64,
+    /// The next measurement PINGREQ after the start-up window, and how
+    /// many are left ([`RTT_SEED_SAMPLES`]).
+    measure_ping_at: Option<u64>,
+    measure_pings_left: u64,
     counters: SessionCounters,
 }
 
@@ -297,6 +304,9 @@ impl Session {
             ping: None,
             last_recv: 0,
             rtt: RttStats::default(),
+            rtt_from: 0,
+            measure_ping_at: None,
+            measure_pings_left: 0,
             counters: SessionCounters::default(),
         })
     }
@@ -431,6 +441,12 @@ impl Session {
         if self.ping.is_none() && self.keepalive_due().is_some_and(|due| now >= due) {
             self.send_ping(now, self.cfg.ping_timeout_ms);
         }
+        // A ping already out (keepalive, wake) is answered first: then this one.
+        if self.ping.is_none() && self.measure_ping_at.is_some_and(|at| now >= at) {
+            self.measure_pings_left = self.measure_pings_left.saturating_sub(1);
+            self.measure_ping_at = (self.measure_pings_left > 0).then(|| now.saturating_add(RTT_MEASURE_GAP_MS));
+            self.send_ping(now, self.cfg.ping_timeout_ms);
+        }
     }
 
     // ------------------------------------------------------------ app mutators
@@ -561,7 +577,10 @@ impl Session {
             // clears it, see `inbound`); otherwise the next keepalive.
             State::Connected => match &self.ping {
                 Some(p) => Some(p.deadline.at),
-                None => self.keepalive_due(),
+                None => match (self.keepalive_due(), self.measure_ping_at) {
+                    (Some(k), Some(m)) => Some(k.min(m)),
+                    (k, m) => k.or(m),
+                },
             },
             _ => None,
         }
@@ -597,6 +616,7 @@ impl Session {
         self.tx.out.clear();
         self.decoder.reset();
         self.ping = None;
+        self.measure_ping_at = None;
     }
 
     fn lose(&mut self, reason: LostReason) {

@@ -274,3 +274,46 @@ fn recv_silence_setting_shortens_the_receive_rule() {
     bad.recv_silence_ms = Some(0);
     assert!(Session::new(bad).is_err());
 }
+
+/// Issue #20: round trips of the start-up (the page still instantiating,
+/// loading IndexedDB, taking the retained burst) do not seed the broker RTT;
+/// with `measure_rtt_after_connect` one PINGREQ at the window's end gives
+/// the first real sample, on every (re)connect.
+#[test]
+fn startup_round_trips_are_left_out_and_measured_after() {
+    use crate::mqtt::timing::RTT_WARMUP_MS;
+    let mut c = SessionConfig::new("s1");
+    c.keep_alive_secs = 30;
+    c.measure_rtt_after_connect = true;
+    let mut s = Session::new(c).expect("valid");
+    s.connect(0, Some(2_000));
+    sent(&mut s);
+    s.handle_data(bytes(&[connack(false)]), 100);
+    events(&mut s);
+    // A QoS 1 publish in the start-up window, acked 900 ms later (a busy page).
+    s.publish("t", vec![1], QoS::AtLeastOnce, false, 200).expect("ok");
+    let pid = sent(&mut s).into_iter().find_map(|p| match p { Packet::Publish(p) => Some(p.packet_id), _ => None }).expect("publish");
+    s.handle_data(bytes(&[Packet::PubAck(pid)]), 1_100);
+    let r = s.rtt();
+    assert_eq!((r.smoothed_ms, r.samples, r.startup_samples), (None, 0, 1), "the start-up round trip is not a sample");
+    // The measurement ping when the window ends.
+    assert_eq!(s.poll_timeout(), Some(100 + RTT_WARMUP_MS));
+    s.handle_timeout(100 + RTT_WARMUP_MS);
+    assert_eq!(sent(&mut s), vec![Packet::PingReq]);
+    s.handle_data(bytes(&[Packet::PingResp]), 100 + RTT_WARMUP_MS + 3);
+    let r = s.rtt();
+    assert_eq!((r.smoothed_ms, r.min_ms, r.samples, r.startup_samples), (Some(3.0), Some(3), 1, 1));
+    // Two more, a second apart; the estimate starts from their minimum.
+    let mut t = 100 + RTT_WARMUP_MS;
+    for rtt in [40, 2] {
+        t += 1_000;
+        assert_eq!(s.poll_timeout(), Some(t));
+        s.handle_timeout(t);
+        assert_eq!(sent(&mut s), vec![Packet::PingReq]);
+        s.handle_data(bytes(&[Packet::PingResp]), t + rtt);
+    }
+    let r = s.rtt();
+    assert_eq!((r.smoothed_ms, r.min_ms, r.samples), (Some(2.0), Some(2), 3));
+    // Then only the keepalive's.
+    assert_eq!(s.poll_timeout(), Some(t + 30_000));
+}
