@@ -32,9 +32,15 @@ pub struct SealOpts {
 impl SealOpts {
     /// What this version does for `kind`: always encrypt, attach the chain
     /// to the kinds every peer hears regularly (so the certificate table is
-    /// warm on every route, also without a broker).
+    /// warm on every route, also without a broker), and to the route probes:
+    /// the first probe on a new tab or data channel may arrive before any
+    /// chain of its sender did, and an unknown sender's probe is dropped and
+    /// not retried, so the route never came up (tabs.test.mjs).
     pub fn for_kind(kind: Kind) -> SealOpts {
-        SealOpts { encrypt: true, attach_chain: matches!(kind, Kind::Presence | Kind::HubClaim | Kind::Heartbeat | Kind::Trust) }
+        SealOpts {
+            encrypt: true,
+            attach_chain: matches!(kind, Kind::Presence | Kind::HubClaim | Kind::Heartbeat | Kind::Trust | Kind::Probe | Kind::ProbeReply),
+        }
     }
 }
 
