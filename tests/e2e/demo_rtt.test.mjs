@@ -12,7 +12,6 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { launch, privateCloud } from './lib.mjs';
-import { DEMO_KEY } from './demo-lib.mjs';
 import { device as deviceIn, PORTRAIT } from './demo-lib.mjs';
 
 let browser;
@@ -39,7 +38,7 @@ const fmt = (v) => (v === null || v === undefined ? '–' : typeof v === 'number
 test('demo with three devices: broker RTT without start-up samples, every route delivers once running', { timeout: 120_000 }, async (t) => {
   const venue = `e2e-rtt-${Date.now()}`;
   // A broker of its own (as demo.test.mjs): no other test's traffic in the figures.
-  const { broker } = await privateCloud(t, venue, DEMO_KEY);
+  const { broker } = await privateCloud(t, venue);
   const all = [];
   for (const kind of ['kiosk', 'pos', 'ipad']) all.push(await deviceIn(browser, venue, kind, PORTRAIT, broker.url));
   const ids = all.map((d) => d.id);
