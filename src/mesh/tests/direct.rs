@@ -190,16 +190,7 @@ fn a_will_for_a_peer_still_reachable_directly_does_not_remove_it() {
 #[test]
 fn a_crashed_hub_with_data_channels_up_is_replaced_after_its_will() {
     for seed in 61..=66 {
-        let mut net = Net::new(seed, super::trio());
-        net.cfg = Config::default();
-        net.webrtc = true;
-        net.ingest = Some(BTreeMap::new());
-        net.start_all();
-        net.until(30_000, |n| n.agreed(&[0, 1, 2]).is_some()).expect("a hub with the default timers");
-        net.join_all("chat");
-        net.send_room(0, "open the channels");
-        net.until(net.now + 10_000, rtc_up_everywhere).expect("data channels");
-        net.run_until(net.now + 500);
+        let mut net = default_timers_channels_up(seed);
         assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.hub), Some("kiosk-1".into()));
         let t0 = net.now;
         net.crash_with(0, 30_000);
