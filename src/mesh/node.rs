@@ -313,8 +313,8 @@ impl MeshNode {
     /// As an **admin** device: a revocation list naming `device`'s key,
     /// signed with our admin key, applied here and published retained on
     /// `vm/{venue}/crl` (while connected; the shell may also hand it to
-    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`]) or the
-    /// device's chain is unknown here ([`TrustError::WrongSubject`]).
+    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
+    /// device's chain is unknown here ([`TrustError::WrongSubject`](crate::trust::TrustError::WrongSubject)).
     pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
         use crate::trust::{Crl, Role, TrustError};
         let trust = self.receiver.trust();
