@@ -500,8 +500,9 @@ impl VenueMesh {
                             None
                         }
                         Event::Message { topic, payload, retain, .. } => {
-                            driver.borrow_mut().node.handle_message(&topic, &payload, retain, monotonic_ms(), wall_ms());
-                            None
+                            // Handled in budgeted turns (`inbox.rs`, issue #16).
+                            super::inbox::push(&driver, topic, payload.to_vec(), retain);
+                            continue;
                         }
                         Event::Connected { url, .. } => {
                             side.borrow_mut().url = Some(url.clone());
@@ -521,6 +522,7 @@ impl VenueMesh {
                         call_all(&targets, &[&arg]);
                     }
                 }
+                super::inbox::schedule(&driver);
             }),
         );
     }
@@ -664,6 +666,7 @@ impl VenueMesh {
         // Drop reasons the shell sees (the core's are already in `security`).
         if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
             let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
+            let _ = js_sys::Reflect::set(&security, &"shed".into(), &(d.inbox.shed as f64).into());
             let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
         }
         stats

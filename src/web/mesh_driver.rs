@@ -42,6 +42,8 @@ pub struct MeshDriver {
     /// Whether this page uses data channels, and if not why (for the stats).
     pub webrtc: super::routes_api::WebRtcUse,
     timer: Option<(u64, Timeout)>,
+    /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
+    pub inbox: super::inbox::Inbox,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
     next_state: Option<MeshState>,
@@ -62,6 +64,7 @@ impl MeshDriver {
             tabs: None,
             webrtc: super::routes_api::WebRtcUse::Off,
             timer: None,
+            inbox: Default::default(),
             writing: false,
             next_state: None,
         }))
@@ -264,6 +267,7 @@ fn event_js(e: &MeshEvent) -> JsValue {
                     LeftReason::Leave => "leave",
                     LeftReason::Will => "will",
                     LeftReason::Silent => "silent",
+                    LeftReason::Evicted => "evicted",
                 },
             )
             .build(),

@@ -10,7 +10,7 @@
 //!   (a `Join`), which a live hub answers with a heartbeat within a round
 //!   trip (`PROTOCOL.md` Part 3 §9.3); unheard for [`HINT_PROBE_MS`], the
 //!   clear counts as its Will — a killed hub tab is replaced
-//!   ≈ Will + 0.5 s + `W` later;
+//!   ≈ Will + 0.3 s + `W` later;
 //! * any other peer has `I` + [`HINT_PROBE_MS`] to be heard (it heartbeats
 //!   every `I`);
 //! * anything signed by the suspect that is accepted in time proves the
@@ -27,7 +27,7 @@ use crate::election::ElectionMsg;
 /// How long the recognized hub has to answer the probe an empty presence
 /// of it triggers (a broker round trip and a heartbeat), before the clear
 /// counts as its Will.
-pub(crate) const HINT_PROBE_MS: u64 = 500;
+pub(crate) const HINT_PROBE_MS: u64 = 300;
 
 impl MeshNode {
     /// The broker delivered an empty presence for `device` (not us), and no
