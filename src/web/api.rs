@@ -200,7 +200,7 @@ export interface DetailedStats {
 const OPEN_KEYS: &[&str] = &[
     "venue", "credentials", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
-    "uploadBatchSize", "upload", "webrtc",
+    "uploadBatchSize", "upload", "webrtc", "stateRetentionDays",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -344,6 +344,12 @@ impl VenueMesh {
             replication.upstream = crate::replication::Upstream::Hook;
         }
         let webrtc = WebRtcUse::detect(o.bool("webrtc")?.unwrap_or(true));
+        // Shared state: tombstones and audit kept this many days (default 30).
+        let mut state_cfg = crate::state::Config::new("set-by-the-node");
+        if let Some(days) = o.uint("stateRetentionDays", 3_650)? {
+            let ms = days.max(1) * 86_400_000;
+            (state_cfg.tombstone_retention_ms, state_cfg.audit_retention_ms) = (ms, ms);
+        }
         let username = o.string("username")?;
         let password = o.string("password")?;
 
@@ -370,6 +376,7 @@ impl VenueMesh {
         let mut config = MeshConfig::new(credentials, host.device_info(None), super::clock::random_bytes32());
         config.election = election;
         config.replication = replication;
+        config.state = Some(state_cfg);
         if webrtc == WebRtcUse::On {
             config.capabilities = config.capabilities.with(crate::mesh::Capabilities::WEBRTC);
         }
@@ -381,6 +388,8 @@ impl VenueMesh {
         }
         let held = held.into_iter().map(|r| (r, true)).collect::<Vec<_>>();
         node.handle_restored_records(held, monotonic_ms(), wall_ms());
+        let loaded = super::state_idb::load(&db).await.map_err(|e| e.to_js("could not read the shared state"))?;
+        node.handle_restored_state(loaded, monotonic_ms(), wall_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
         // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't

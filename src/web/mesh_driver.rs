@@ -44,6 +44,8 @@ pub struct MeshDriver {
     timer: Option<(u64, Timeout)>,
     /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
     pub inbox: super::inbox::Inbox,
+    /// Shared state: write promises and `change` listeners (`state_api.rs`).
+    pub state_js: super::state_api::StateJs,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
     next_state: Option<MeshState>,
@@ -65,6 +67,7 @@ impl MeshDriver {
             webrtc: super::routes_api::WebRtcUse::Off,
             timer: None,
             inbox: Default::default(),
+            state_js: Default::default(),
             writing: false,
             next_state: None,
         }))
@@ -146,7 +149,10 @@ pub fn drive(this: &DriverRef) {
         };
         let again = !work.is_empty();
         for w in work {
-            replication_work(this, w);
+            match w {
+                o @ (Output::StatePersist(_) | Output::StateEvent(_)) => super::state_api::work(this, o),
+                o => replication_work(this, o),
+            }
         }
         if published {
             let link = this.borrow().link.clone();
@@ -279,8 +285,11 @@ fn event_js(e: &MeshEvent) -> JsValue {
 }
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
-pub const MESH_EVENTS: &[&str] =
-    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message"];
+pub const MESH_EVENTS: &[&str] = &[
+    "becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message",
+    // Shared state (`state_api.rs`).
+    "conflict", "reconciliationStarted", "reconciliationCompleted", "syncCompleted", "syncFailed",
+];
 
 /// Storage and app work the replicator asked for, done with no borrow of
 /// the driver held (the queue's hook borrows it when writes complete).
