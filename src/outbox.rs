@@ -60,7 +60,7 @@ mod error;
 mod flight;
 mod inbox;
 mod queue;
-mod sort;
+pub(crate) mod sort;
 mod status;
 mod types;
 
