@@ -58,6 +58,7 @@
 
 mod error;
 mod flight;
+mod ids;
 mod inbox;
 mod queue;
 pub(crate) mod sort;
