@@ -64,7 +64,7 @@ impl Borrow<str> for CommandId {
 /// Where a command is on its way to the cloud.
 ///
 /// `Pending → PeerAck → CloudAck`, `Pending`/`PeerAck` → `Failed` after
-/// [`Config::max_retries`] failed uploads, `Failed → Pending` by [`Outbox::retry`](super::Outbox::retry),
+/// [`Config::max_retries`](super::Config::max_retries) failed uploads, `Failed → Pending` by [`Outbox::retry`](super::Outbox::retry),
 /// and a late cloud acknowledgement may still take `Failed → CloudAck`. The stored form is
 /// [`Status::as_str`] (schema version 1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,7 +80,7 @@ pub enum Status {
 }
 
 impl Status {
-    /// Every status, in the order of [`StatusCounts`].
+    /// Every status, in the order of [`StatusCounts`](super::StatusCounts).
     pub const ALL: [Status; 4] = [
         Status::Pending,
         Status::PeerAck,
