@@ -68,9 +68,6 @@ pub struct Link {
     flush_follows: bool,
     /// The microtask that runs a scheduled drain; created on first use.
     drainer: Option<Closure<dyn FnMut()>>,
-    /// Set while an incoming frame is fed and drained (see
-    /// [`schedule_drain_coalesced`]).
-    feeding: bool,
     /// The frame being fed, while its events are dispatched (see [`payload_view`]).
     frame: Option<Frame>,
     /// Frames refused unread for being larger than `max_packet_size` (each
@@ -109,7 +106,6 @@ pub fn new_link(client: Client) -> LinkRef {
         flush_scheduled: false,
         flush_follows: false,
         drainer: None,
-        feeding: false,
         frame: None,
         oversized_frames: 0,
     }))
@@ -131,31 +127,11 @@ pub fn feed(link: &LinkRef, input: Input) {
         let mut l = link.borrow_mut();
         l.client.handle_input(input, now);
         l.flush_follows = !incoming;
-        l.feeding = incoming;
     }
     drain_at(link, Some(now));
-    link.borrow_mut().feeding = false;
     if !incoming {
         flush(link);
     }
-}
-
-/// [`schedule_drain`] for output that incoming messages cause (the mesh's
-/// replies, acks and forwards): while a frame is being fed, nothing is
-/// scheduled, because the feed's own drain loop picks the new output up
-/// after the callbacks return, and it leaves with the flush task together
-/// with the replies to every other frame that came in the same burst.
-/// Why: Mosquitto 2.0.11 reads one WebSocket frame per wake-up, so two
-/// frames sent back to back (one per incoming message, as a microtask
-/// flush did) left the second waiting up to its 100 ms `epoll_wait`. That
-/// was the 60-80 ms broker-route RTT in the demo's route table, where
-/// heartbeats, probes and acks arrive in bursts.
-#[cfg_attr(not(feature = "mesh"), allow(dead_code))] // the mesh's; not in the MQTT-only entry
-pub fn schedule_drain_coalesced(link: &LinkRef) {
-    if link.borrow().feeding {
-        return;
-    }
-    schedule_drain(link);
 }
 
 /// Drains soon (in a microtask), once however often it is called per turn.

@@ -147,7 +147,7 @@ pub fn drive(this: &DriverRef) {
         }
         if published {
             let link = this.borrow().link.clone();
-            broker::schedule_drain_coalesced(&link);
+            broker::schedule_drain(&link);
         }
         write_state(this);
         if events.is_empty() {
