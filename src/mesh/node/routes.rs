@@ -216,6 +216,11 @@ impl MeshNode {
         if route != Route::Broker && h.kind != Kind::CloudAck {
             self.heard_direct(&env.header.sender);
         }
+        if route != Route::Broker && h.kind == Kind::Trust {
+            // Self-signed trust material, relayed by any device (`trust.rs`).
+            super::count_in(&mut self.traffic.direct, payload.len() as u64);
+            return self.accept_trust(&env.body, now, now_wall);
+        }
         if route != Route::Broker && super::direct::MESH_KINDS.contains(&h.kind) {
             return self.accept_direct(env, payload.len(), now, now_wall);
         }
