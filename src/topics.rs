@@ -16,6 +16,7 @@
 //! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
 //! | `vm/{venue}/crl` | 1 | yes | the newest revocation list, raw (PROTOCOL.md Part 6 §4) |
 //! | `vm/{venue}/keys` | 1 | yes | the newest KEY_UPDATE, raw (PROTOCOL.md Part 6 §6) |
+//! | `vm/{venue}/state` | 1 | no | STATE envelopes for every device (`PROTOCOL.md` Part 7: write batches, checksums) |
 //! | `vm/{venue}/topic/{name}` | 1 | no | APP_MESSAGE data of a room too big to mesh (Part 5) |
 //!
 //! Venue and device ids are envelope ids ([`crate::envelope::is_valid_id`]:
@@ -55,6 +56,12 @@ pub fn crl(venue: &str) -> String {
 /// `vm/{venue}/keys`: the retained KEY_UPDATE (raw, not an envelope).
 pub fn keys(venue: &str) -> String {
     format!("{ROOT}/{venue}/keys")
+}
+
+/// `vm/{venue}/state`: shared-state broadcasts (write batches, checksums)
+/// for every device of the venue.
+pub fn state(venue: &str) -> String {
+    format!("{ROOT}/{venue}/state")
 }
 
 /// `vm/{venue}/cloud`: cloud acknowledgements for every holder.
@@ -132,6 +139,8 @@ pub enum TopicKind<'a> {
     Crl,
     /// `keys`: a KEY_UPDATE (content key rotation).
     Keys,
+    /// `state`: shared-state broadcasts (Part 7).
+    State,
     /// `hb/{device}`.
     Heartbeat {
         /// The sending device.
@@ -174,7 +183,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Ack { device }
             | TopicKind::Msg { device }
             | TopicKind::Rtc { device } => Some(device),
-            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::Keys | TopicKind::App { .. } => None,
+            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::Keys | TopicKind::State | TopicKind::App { .. } => None,
         }
     }
 
@@ -274,13 +283,14 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["up"] => TopicKind::Upstream,
         ["crl"] => TopicKind::Crl,
         ["keys"] => TopicKind::Keys,
+        ["state"] => TopicKind::State,
         ["presence", d] => TopicKind::Presence { device: device(d)? },
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
         ["dev", d, "rep"] => TopicKind::Replicate { device: device(d)? },
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
         ["dev", d, "msg"] => TopicKind::Msg { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
-        ["hub" | "cloud" | "up" | "crl" | "keys" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
+        ["hub" | "cloud" | "up" | "crl" | "keys" | "state" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
     };
     Ok(MeshTopic { venue, kind })

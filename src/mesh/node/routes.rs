@@ -221,6 +221,11 @@ impl MeshNode {
             super::count_in(&mut self.traffic.direct, payload.len() as u64);
             return self.accept_trust(&env.body, now, now_wall);
         }
+        // Shared state: broadcasts and directed bodies on direct routes,
+        // directed ones on `dev/{me}/msg` (`state_sync.rs`).
+        if h.kind == Kind::State && (route != Route::Broker || allowed == DIRECT) {
+            return self.accept_state(env, now, now_wall);
+        }
         if route != Route::Broker && super::direct::MESH_KINDS.contains(&h.kind) {
             return self.accept_direct(env, payload.len(), now, now_wall);
         }
