@@ -23,6 +23,8 @@ mod idb;
 mod js;
 mod listeners;
 #[cfg(feature = "mesh")]
+mod inbox;
+#[cfg(feature = "mesh")]
 mod mesh_driver;
 #[cfg(feature = "mesh")]
 mod meta;
@@ -41,6 +43,10 @@ pub mod rtc;
 #[cfg(feature = "mesh")]
 mod routes_api;
 mod socket;
+#[cfg(feature = "mesh")]
+mod state_api;
+#[cfg(feature = "mesh")]
+mod state_idb;
 #[cfg(feature = "mesh")]
 mod stats;
 #[cfg(feature = "mesh")]
