@@ -213,6 +213,7 @@ impl Envelope {
 
     /// [`open`](Self::open) with explicit limits.
     pub fn open_with(bytes: &[u8], trust: &mut TrustStore, now_wall: u64, limits: Limits) -> Result<Envelope, EnvelopeError> {
+        trust.tick_keys(now_wall);
         let v = codec::verify(bytes, trust, limits, now_wall)?;
         codec::decrypt(v, trust)
     }

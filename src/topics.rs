@@ -15,6 +15,7 @@
 //! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
 //! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
 //! | `vm/{venue}/crl` | 1 | yes | the newest revocation list, raw (PROTOCOL.md Part 6 §4) |
+//! | `vm/{venue}/keys` | 1 | yes | the newest KEY_UPDATE, raw (PROTOCOL.md Part 6 §6) |
 //! | `vm/{venue}/state` | 1 | no | STATE envelopes for every device (`PROTOCOL.md` Part 7: write batches, checksums) |
 //! | `vm/{venue}/topic/{name}` | 1 | no | APP_MESSAGE data of a room too big to mesh (Part 5) |
 //!
@@ -50,6 +51,11 @@ pub fn heartbeat(venue: &str, device: &str) -> String {
 /// `vm/{venue}/crl`: the retained revocation list (raw, not an envelope).
 pub fn crl(venue: &str) -> String {
     format!("{ROOT}/{venue}/crl")
+}
+
+/// `vm/{venue}/keys`: the retained KEY_UPDATE (raw, not an envelope).
+pub fn keys(venue: &str) -> String {
+    format!("{ROOT}/{venue}/keys")
 }
 
 /// `vm/{venue}/state`: shared-state broadcasts (write batches, checksums)
@@ -111,6 +117,7 @@ pub fn subscriptions(venue: &str, device: &str) -> Vec<String> {
         msg(venue, device),
         rtc(venue, device),
         crl(venue),
+        keys(venue),
     ]
 }
 
@@ -130,6 +137,8 @@ pub enum TopicKind<'a> {
     Upstream,
     /// `crl`: a revocation list.
     Crl,
+    /// `keys`: a KEY_UPDATE (content key rotation).
+    Keys,
     /// `state`: shared-state broadcasts (Part 7).
     State,
     /// `hb/{device}`.
@@ -174,7 +183,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Ack { device }
             | TopicKind::Msg { device }
             | TopicKind::Rtc { device } => Some(device),
-            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::State | TopicKind::App { .. } => None,
+            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::Keys | TopicKind::State | TopicKind::App { .. } => None,
         }
     }
 
@@ -191,7 +200,7 @@ impl<'a> TopicKind<'a> {
     /// Whether the topic holds a retained value (`None`: the app's choice).
     pub fn retained(&self) -> Option<bool> {
         match self {
-            TopicKind::Presence { .. } | TopicKind::Hub | TopicKind::Crl => Some(true),
+            TopicKind::Presence { .. } | TopicKind::Hub | TopicKind::Crl | TopicKind::Keys => Some(true),
             TopicKind::App { .. } => None,
             _ => Some(false),
         }
@@ -273,6 +282,7 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["cloud"] => TopicKind::Cloud,
         ["up"] => TopicKind::Upstream,
         ["crl"] => TopicKind::Crl,
+        ["keys"] => TopicKind::Keys,
         ["state"] => TopicKind::State,
         ["presence", d] => TopicKind::Presence { device: device(d)? },
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
@@ -280,7 +290,7 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
         ["dev", d, "msg"] => TopicKind::Msg { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
-        ["hub" | "cloud" | "up" | "crl" | "state" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
+        ["hub" | "cloud" | "up" | "crl" | "keys" | "state" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
     };
     Ok(MeshTopic { venue, kind })
@@ -328,6 +338,7 @@ mod tests {
         assert_eq!(parse("vm/shop-1/cloud").unwrap().kind, TopicKind::Cloud);
         assert_eq!(parse("vm/shop-1/up").unwrap().kind, TopicKind::Upstream);
         assert_eq!(parse("vm/shop-1/crl").unwrap().kind, TopicKind::Crl);
+        assert_eq!(parse("vm/shop-1/keys").unwrap().kind, TopicKind::Keys);
         assert!(hit(&crl("shop-1")));
         for f in &subs {
             assert!(crate::mqtt::validate_topic_filter(f).is_ok());

@@ -24,6 +24,7 @@ mod hint;
 pub(crate) use hint::HINT_PROBE_MS;
 mod replica;
 mod routes;
+mod trust;
 mod state_sync;
 
 const MINUTE_MS: u64 = 60_000;
@@ -112,6 +113,9 @@ pub struct MeshNode {
     uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
     hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
+    /// TRUST bodies (a new CRL or KEY_UPDATE) waiting for a send counter,
+    /// for every direct route (`node/trust.rs`).
+    trust_queue: VecDeque<Vec<u8>>,
     /// Shared state, when configured (`state_sync.rs`).
     state: Option<state_sync::StateSync>,
 }
@@ -179,6 +183,7 @@ impl MeshNode {
             receipts: BTreeMap::new(),
             uploads: BTreeMap::new(),
             hook_receipt: None,
+            trust_queue: VecDeque::new(),
             state,
             cfg: config,
         };
@@ -326,6 +331,9 @@ impl MeshNode {
     pub fn apply_crl(&mut self, crl: &[u8], now: u64, now_wall: u64) -> Result<usize, crate::trust::TrustError> {
         let now = self.begin(now);
         let added = self.receiver.trust_mut().apply_crl(crl, now_wall)?;
+        if added > 0 {
+            self.relay_trust(trust::BODY_CRL, crl);
+        }
         for device in self.receiver.trust_mut().take_newly_revoked() {
             self.receiver.window_mut().forget(&device);
             self.election.handle_peer_gone(&device, now);
@@ -483,6 +491,14 @@ impl MeshNode {
                 self.counters.delivered += 1;
                 return;
             }
+            TopicKind::Keys => {
+                count_in(&mut self.traffic.other, bytes);
+                if !payload.is_empty() {
+                    let _ = self.apply_key_update(payload, now_wall);
+                    self.counters.delivered += 1;
+                }
+                return;
+            }
             other => match self.replication_kind(&other, bytes) {
                 Some(kind) => kind,
                 None => return self.reject_topic(payload),
@@ -637,7 +653,9 @@ impl MeshNode {
             self.confirm_suspects(now);
             self.confirm_hints(now);
             self.drain_election(now);
+            self.receiver.trust_mut().tick_keys(now_wall);
             self.flush(now_wall);
+            self.flush_trust(now_wall);
             self.drain_replication(now);
             self.flush_replication(now_wall);
             self.drain_routes(now);
@@ -867,6 +885,9 @@ impl MeshNode {
         let env = self.receiver.receive(payload, now_wall).ok()?;
         if env.header.sender == self.cfg.device_id {
             self.counters.own_echo += 1;
+            return None;
+        }
+        if !self.role_may_send(&env) {
             return None;
         }
         Some(env)

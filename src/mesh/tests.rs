@@ -33,10 +33,18 @@ fn store_of(id: &str) -> TrustStore {
     let creds = if id == CLOUD_ID { ca().cloud_credentials() } else { ca().credentials(id) };
     TrustStore::new(&creds, WALL0, 60_000, 256).unwrap()
 }
+thread_local! {
+    /// KEY_UPDATEs (naming "observer") the test's observer applies before
+    /// opening: the fake ingest reads the venue after a rotation.
+    static OBSERVER_KEYS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 /// Opens any envelope of the venue as an observer that knows the sender's
 /// chain (from the test CA).
 fn open(payload: &[u8]) -> Result<Envelope, crate::envelope::EnvelopeError> {
     let mut s = store_of("observer");
+    OBSERVER_KEYS.with(|k| k.borrow().iter().for_each(|ku| {
+        let _ = s.apply_key_update(ku, WALL0);
+    }));
     if let Some(sender) = payload.get(4).and_then(|&n| payload.get(5 + n as usize)).and_then(|&m| {
         let start = 6 + payload[4] as usize;
         payload.get(start..start + m as usize)
@@ -474,7 +482,8 @@ fn assert_accounted(s: &MeshStats) {
     let (c, e, t) = (s.counters, s.envelope, s.traffic);
     let outcomes = c.delivered + c.peer_gone + c.hub_cleared + c.bad_topic + c.not_ready + c.own_echo
         + c.sender_mismatch + c.kind_mismatch + c.bad_body + c.stale_event + c.future_event + c.stale_state
-        + e.bad_signature + e.untrusted + e.bad_body + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays;
+        + e.bad_signature + e.untrusted + e.bad_body + e.malformed + e.unknown_key + e.wrong_venue + e.duplicates + e.replays
+        + s.security.trust.wrong_role;
     let received = [t.presence, t.presence_clear, t.heartbeat, t.hub_claim, t.replication, t.routing, t.other].iter().map(|f| f.msgs_in).sum::<u64>();
     assert_eq!(outcomes, received, "{s:#?}");
 }

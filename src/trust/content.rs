@@ -20,25 +20,35 @@ pub const TAG_LEN: usize = 16;
 /// HKDF salt for every venuemesh v2 derivation.
 pub const SALT: &[u8] = b"venuemesh/v2";
 
-/// The venue content keys this device holds: the current epoch and the
-/// previous one (a rotation has no flag day: devices that did not get the
-/// new epoch yet still send under the old one for a while).
+/// The venue content keys this device holds: the epoch it sends under, the
+/// previous one (kept for receiving until its retirement), and a scheduled
+/// next one (received under at once, sent under from its activation). A
+/// rotation has no flag day: see [`super::keyupdate`].
 #[derive(Clone, PartialEq, Eq)]
 pub struct ContentKeys {
     current: (u8, [u8; 32]),
     previous: Option<(u8, [u8; 32])>,
+    /// Wall ms at which `previous` is dropped (0: kept until replaced).
+    retire_at: u64,
+    /// `(epoch, key, activate_at, retire_at)`.
+    next: Option<(u8, [u8; 32], u64, u64)>,
 }
 
 impl core::fmt::Debug for ContentKeys {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ContentKeys").field("epoch", &self.current.0).field("previous", &self.previous.map(|p| p.0)).finish()
+        f.debug_struct("ContentKeys")
+            .field("epoch", &self.current.0)
+            .field("previous", &self.previous.map(|p| p.0))
+            .field("retire_at", &self.retire_at)
+            .field("next", &self.next.map(|n| (n.0, n.2, n.3)))
+            .finish()
     }
 }
 
 impl ContentKeys {
     /// Keys with one epoch.
     pub fn new(epoch: u8, key: [u8; 32]) -> ContentKeys {
-        ContentKeys { current: (epoch, key), previous: None }
+        ContentKeys { current: (epoch, key), previous: None, retire_at: 0, next: None }
     }
 
     /// The epoch new envelopes are sealed under.
@@ -46,30 +56,78 @@ impl ContentKeys {
         self.current.0
     }
 
-    /// A new epoch becomes current; the current one is kept as previous. An
-    /// epoch already held changes nothing (returns false).
+    /// The newest epoch held (the scheduled one, else the current one).
+    pub fn newest(&self) -> u8 {
+        self.next.map_or(self.current.0, |n| n.0)
+    }
+
+    /// A new epoch becomes current at once; the current one is kept as
+    /// previous until the next rotation. An epoch already held changes
+    /// nothing (returns false).
     pub fn rotate(&mut self, epoch: u8, key: [u8; 32]) -> bool {
-        if self.get(epoch).is_some() {
+        self.schedule(epoch, key, 0, 0, 0)
+    }
+
+    /// A new epoch: received under from now on, sent under from
+    /// `activate_at` (wall ms); the then-previous epoch is dropped at
+    /// `retire_at` (0: kept until the next rotation). Only an epoch newer
+    /// than every one held is taken (a late or replayed update changes
+    /// nothing: returns false).
+    pub fn schedule(&mut self, epoch: u8, key: [u8; 32], activate_at: u64, retire_at: u64, now_wall: u64) -> bool {
+        if self.get(epoch).is_some() || !super::keyupdate::epoch_newer(epoch, self.newest()) {
             return false;
         }
-        self.previous = Some(self.current);
-        self.current = (epoch, key);
+        if let Some((e, k, _, r)) = self.next.take() {
+            // A newer update overtook a scheduled one: that one goes live now.
+            self.activate(e, k, r);
+        }
+        self.next = Some((epoch, key, activate_at, retire_at));
+        self.tick(now_wall);
         true
     }
 
-    /// The key of `epoch`, if held.
+    fn activate(&mut self, epoch: u8, key: [u8; 32], retire_at: u64) {
+        self.previous = Some(self.current);
+        self.current = (epoch, key);
+        self.retire_at = retire_at;
+    }
+
+    /// Applies the schedule at `now_wall`: activates a due next epoch, drops
+    /// a retired previous one. Returns true when something changed.
+    pub fn tick(&mut self, now_wall: u64) -> bool {
+        let mut changed = false;
+        if let Some((e, k, at, r)) = self.next {
+            if now_wall >= at {
+                self.next = None;
+                self.activate(e, k, r);
+                changed = true;
+            }
+        }
+        if self.previous.is_some() && self.retire_at != 0 && now_wall >= self.retire_at {
+            self.previous = None;
+            changed = true;
+        }
+        changed
+    }
+
+    /// The key of `epoch`, if held (current, previous or scheduled).
     pub fn get(&self, epoch: u8) -> Option<&[u8; 32]> {
         if self.current.0 == epoch {
             Some(&self.current.1)
+        } else if let Some(p) = self.previous.as_ref().filter(|p| p.0 == epoch) {
+            Some(&p.1)
         } else {
-            self.previous.as_ref().filter(|p| p.0 == epoch).map(|p| &p.1)
+            self.next.as_ref().filter(|n| n.0 == epoch).map(|n| &n.1)
         }
     }
 
-    /// `(epoch, key)` pairs held, current first (for persistence).
+    /// `(epoch, key)` pairs held, current first, then previous, then the
+    /// scheduled one (for persistence; the schedule itself is restored from
+    /// the persisted KEY_UPDATE).
     pub fn all(&self) -> Vec<(u8, [u8; 32])> {
         let mut v = vec![self.current];
         v.extend(self.previous);
+        v.extend(self.next.map(|n| (n.0, n.1)));
         v
     }
 }

@@ -26,6 +26,7 @@ pub mod cert;
 pub mod command;
 pub mod content;
 pub mod crl;
+pub mod keyupdate;
 pub mod pairing;
 pub mod receipt;
 pub mod store;
@@ -44,6 +45,7 @@ pub use cert::{Anchor, Cert, Chain, Identity, Role};
 pub use pairing::{InviteCode, PairRequest};
 pub use content::ContentKeys;
 pub use crl::{Crl, RevocationSet};
+pub use keyupdate::KeyUpdate;
 pub use receipt::Receipt;
 pub use codec::{base64_decode, base64_encode};
 pub use rng::{command_id, CryptoRng};
@@ -78,6 +80,8 @@ pub mod domain {
     pub const RECEIPT: &[u8] = b"venuemesh/v2 receipt\0";
     /// Revocation lists.
     pub const CRL: &[u8] = b"venuemesh/v2 crl\0";
+    /// KEY_UPDATE (content key rotation).
+    pub const KEYS: &[u8] = b"venuemesh/v2 keys\0";
 }
 
 /// `fp(pk)`: the first 8 bytes of SHA-256 of the 32-byte public key.

@@ -6,6 +6,7 @@ use super::bundle::Credentials;
 use super::cert::{Anchor, Chain, Identity, Role};
 use super::content::{self, ContentKeys};
 use super::crl::{Crl, RevocationSet};
+use super::keyupdate::{KeyUpdate, Schedule};
 use super::receipt::Receipt;
 use super::{domain, sign, verify, SigningKey, TrustError, VerifyingKey, SIG_LEN};
 
@@ -40,6 +41,13 @@ pub struct SecurityStats {
     pub bad_crl: u64,
     /// Validated chains dropped from the table to respect its bound.
     pub chains_evicted: u64,
+    /// KEY_UPDATEs that gave us a new content key epoch.
+    pub key_updates: u64,
+    /// KEY_UPDATEs that did not verify, or whose entry for us did not open.
+    pub bad_key_update: u64,
+    /// Valid KEY_UPDATEs of a newer epoch that do not name us (revoked, or
+    /// unknown to the issuer): we cannot read that epoch's bodies.
+    pub key_update_not_for_us: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +69,9 @@ pub struct TrustState {
     pub chains: Vec<Vec<u8>>,
     /// `(epoch, key)`, current first.
     pub content_keys: Vec<(u8, [u8; 32])>,
+    /// The newest accepted KEY_UPDATE (raw; its key is wrapped to our own
+    /// device key): restores the schedule (activation, retirement).
+    pub key_update: Option<Vec<u8>>,
 }
 
 impl core::fmt::Debug for TrustState {
@@ -81,6 +92,7 @@ pub struct TrustStore {
     content: ContentKeys,
     revoked: RevocationSet,
     crls: Vec<Vec<u8>>,
+    key_update: Option<Vec<u8>>,
     peers: Vec<Peer>,
     max_peers: usize,
     tick: u64,
@@ -108,6 +120,7 @@ impl TrustStore {
             content: ContentKeys::new(b.key_epoch, b.content_key),
             revoked: RevocationSet::default(),
             crls: Vec::new(),
+            key_update: None,
             peers: Vec::new(),
             max_peers: max_peers.max(1),
             tick: 0,
@@ -328,6 +341,82 @@ impl TrustStore {
         }
     }
 
+    /// Applies a KEY_UPDATE (raw, from `vm/{venue}/keys`, a TRUST envelope
+    /// or storage): verified against the anchor; if it names us and its
+    /// epoch is newer than every one held, its key is unwrapped with our
+    /// device key and scheduled. Returns whether it gave us a new epoch.
+    /// `Ok(false)`: an epoch we hold already, or a newer one not for us
+    /// (counted `key_update_not_for_us`).
+    pub fn apply_key_update(&mut self, raw: &[u8], now_wall: u64) -> Result<bool, TrustError> {
+        let ku = KeyUpdate::decode(raw).and_then(|k| k.verify(&self.anchor, now_wall, &self.revoked).map(|_| k));
+        let ku = match ku {
+            Ok(k) => k,
+            Err(e) => {
+                self.stats.bad_key_update += 1;
+                return Err(e);
+            }
+        };
+        if self.content.get(ku.epoch).is_some() || !super::keyupdate::epoch_newer(ku.epoch, self.content.newest()) {
+            return Ok(false);
+        }
+        let key = match ku.unwrap_for(&self.device, &self.key) {
+            Ok(Some(k)) => k,
+            Ok(None) => {
+                self.stats.key_update_not_for_us += 1;
+                return Ok(false);
+            }
+            Err(e) => {
+                self.stats.bad_key_update += 1;
+                return Err(e);
+            }
+        };
+        self.content.schedule(ku.epoch, key, ku.activate_at, ku.retire_at, now_wall);
+        self.stats.key_updates += 1;
+        self.key_update = Some(ku.raw);
+        self.dirty = true;
+        Ok(true)
+    }
+
+    /// The newest accepted KEY_UPDATE (raw), for forwarding.
+    pub fn key_update(&self) -> Option<&[u8]> {
+        self.key_update.as_deref()
+    }
+
+    /// As an admin: a new content key epoch (`new_key`, 32 random bytes)
+    /// wrapped to ourselves, the cloud, and every device whose chain we hold
+    /// and that is valid and not revoked now (a revoked device is never a
+    /// recipient),
+    /// sent under from `activate_at`, the old epoch dropped at `retire_at`.
+    /// Applied here; returns the raw KEY_UPDATE to publish.
+    pub fn issue_key_update(&mut self, when_wall: (u64, u64, u64), new_key: [u8; 32], eph_secret: [u8; 32]) -> Result<Vec<u8>, TrustError> {
+        let (now_wall, activate_at, retire_at) = when_wall;
+        if self.me.role != Role::Admin {
+            return Err(TrustError::WrongRole);
+        }
+        let mut recipients = vec![(self.device.clone(), self.me.key)];
+        for p in &self.peers {
+            let fresh = p.id.not_after == 0 || now_wall <= p.id.not_after.saturating_add(self.anchor.drift_ms);
+            // The cloud too: the ingest opens the hub's UPLOAD bodies.
+            if fresh && !p.id.is_revoked(&self.revoked) && p.id.subject != self.device {
+                recipients.push((p.id.subject.clone(), p.id.key));
+            }
+        }
+        let chain = Chain::decode(&self.chain)?;
+        let epoch = self.content.newest().wrapping_add(1);
+        let when = Schedule { epoch, issued_at: now_wall, activate_at, retire_at };
+        let ku = KeyUpdate::issue(&self.key, Some(&chain), &self.anchor.venue, when, &new_key, &recipients, eph_secret).map_err(|_| TrustError::Malformed)?;
+        self.apply_key_update(&ku.raw, now_wall)?;
+        Ok(ku.raw)
+    }
+
+    /// Applies the content key schedule at `now_wall` (activation of a
+    /// scheduled epoch, retirement of the previous one).
+    pub fn tick_keys(&mut self, now_wall: u64) {
+        if self.content.tick(now_wall) {
+            self.dirty = true;
+        }
+    }
+
     /// The state to persist if it changed since the last call.
     pub fn take_persist(&mut self) -> Option<TrustState> {
         if !std::mem::take(&mut self.dirty) {
@@ -338,7 +427,12 @@ impl TrustStore {
 
     /// The whole persistable state.
     pub fn state(&self) -> TrustState {
-        TrustState { crls: self.crls.clone(), chains: self.peers.iter().map(|p| p.chain.clone()).collect(), content_keys: self.content.all() }
+        TrustState {
+            crls: self.crls.clone(),
+            chains: self.peers.iter().map(|p| p.chain.clone()).collect(),
+            content_keys: self.content.all(),
+            key_update: self.key_update.clone(),
+        }
     }
 
     /// Restores persisted state (every CRL and chain verified again;
@@ -349,6 +443,11 @@ impl TrustStore {
         }
         for raw in &state.chains {
             let _ = self.learn_chain(raw, now_wall);
+        }
+        // The update first: it brings its schedule (a key restored from
+        // `content_keys` alone would become current at once).
+        if let Some(raw) = &state.key_update {
+            let _ = self.apply_key_update(raw, now_wall);
         }
         let current = self.content.epoch();
         for (epoch, key) in state.content_keys.iter().rev() {

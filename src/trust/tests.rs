@@ -271,3 +271,133 @@ fn store_caches_chains_and_counts_refusals() {
     }
     assert!(s.stats().chains_evicted >= 1);
 }
+
+mod key_update {
+    use super::super::keyupdate::{epoch_newer, KeyUpdate, Schedule};
+    use super::*;
+
+    fn when(epoch: u8) -> Schedule {
+        Schedule { epoch, issued_at: NOW, activate_at: NOW + 5_000, retire_at: NOW + 65_000 }
+    }
+
+    fn store(ca: &TestCa, device: &str, role: Role) -> TrustStore {
+        TrustStore::new(&ca.credentials_as(device, role), NOW, 60_000, 16).unwrap()
+    }
+
+    #[test]
+    fn each_recipient_unwraps_the_key_and_nobody_else_does() {
+        let ca = ca();
+        let a = anchor(&ca);
+        let none = RevocationSet::default();
+        let admin_chain = ca.chain("ipad-admin", Role::Admin);
+        let admin = ca.device_key("ipad-admin");
+        let new_key = [0x77u8; 32];
+        let rcpt: Vec<(String, VerifyingKey)> = ["pos-1", "pos-2"].iter().map(|d| (d.to_string(), ca.device_key(d).verifying_key())).collect();
+        let ku = KeyUpdate::issue(&admin, Some(&admin_chain), "shop-1", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        ku.verify(&a, NOW, &none).unwrap();
+        for d in ["pos-1", "pos-2"] {
+            assert_eq!(ku.unwrap_for(d, &ca.device_key(d)), Ok(Some(new_key)), "{d}");
+        }
+        // Not a recipient; a recipient's entry with another key; a copied entry under another name.
+        assert_eq!(ku.unwrap_for("pos-3", &ca.device_key("pos-3")), Ok(None));
+        assert_eq!(ku.unwrap_for("pos-1", &ca.device_key("pos-3")), Err(TrustError::BadBody));
+        let mut moved = ku.clone();
+        moved.recipients = vec![("pos-2".into(), ku.recipients[0].1)]; // pos-1's entry
+        assert_eq!(moved.unwrap_for("pos-2", &ca.device_key("pos-2")), Err(TrustError::BadBody));
+        // The broker sees no key: the 32 key bytes appear nowhere in the update.
+        assert!(!ku.raw.windows(32).any(|w| w == new_key));
+        // Every flipped byte breaks the signature (or the framing).
+        for i in 0..ku.raw.len() {
+            let mut bad = ku.raw.clone();
+            bad[i] ^= 0x01;
+            assert!(KeyUpdate::decode(&bad).and_then(|k| k.verify(&a, NOW, &none)).is_err(), "byte {i}");
+        }
+        // Issuers: a device may not; another venue's root may not; the root and the cloud may.
+        let dev = ca.chain("pos-1", Role::Device);
+        let by_dev = KeyUpdate::issue(&ca.device_key("pos-1"), Some(&dev), "shop-1", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        assert_eq!(by_dev.verify(&a, NOW, &none), Err(TrustError::WrongRole));
+        let other = TestCa::with_label("shop-1", "intruder");
+        let by_other = KeyUpdate::issue(&other.root, None, "shop-1", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        assert_eq!(by_other.verify(&a, NOW, &none), Err(TrustError::BadSignature));
+        let by_root = KeyUpdate::issue(&ca.root, None, "shop-1", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        assert_eq!(by_root.verify(&a, NOW, &none), Ok(()));
+        let by_cloud = KeyUpdate::issue(&ca.cloud, Some(&ca.cloud_chain), "shop-1", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        assert_eq!(by_cloud.verify(&a, NOW, &none), Ok(()));
+        let mut revoked = RevocationSet::default();
+        revoked.merge(&[admin_chain.0[0].fp()]);
+        assert_eq!(ku.verify(&a, NOW, &revoked), Err(TrustError::Revoked));
+        let elsewhere = KeyUpdate::issue(&ca.root, None, "shop-2", when(2), &new_key, &rcpt, [9u8; 32]).unwrap();
+        assert_eq!(elsewhere.verify(&a, NOW, &none), Err(TrustError::WrongVenue));
+        assert!(KeyUpdate::decode(&ku.raw[..ku.raw.len() - 1]).is_err());
+    }
+
+    #[test]
+    fn schedule_receives_at_once_sends_at_activation_and_retires_the_old_epoch() {
+        let mut keys = ContentKeys::new(1, [1u8; 32]);
+        assert!(keys.schedule(2, [2u8; 32], NOW + 5_000, NOW + 65_000, NOW));
+        assert_eq!((keys.epoch(), keys.newest()), (1, 2), "sends under the old epoch before activation");
+        assert!(keys.get(1).is_some() && keys.get(2).is_some(), "receives under both");
+        assert!(!keys.schedule(2, [3u8; 32], 0, 0, NOW), "the same epoch again changes nothing");
+        assert!(!keys.schedule(1, [3u8; 32], 0, 0, NOW), "an older epoch changes nothing");
+        assert!(!keys.tick(NOW + 4_999));
+        assert!(keys.tick(NOW + 5_000));
+        assert_eq!(keys.epoch(), 2);
+        assert!(keys.get(1).is_some(), "the old epoch stays for the grace period");
+        assert!(keys.tick(NOW + 65_000));
+        assert!(keys.get(1).is_none() && keys.get(2) == Some(&[2u8; 32]));
+        // A newer update overtaking a scheduled one activates that one.
+        assert!(keys.schedule(3, [3u8; 32], NOW + 100_000, 0, NOW + 70_000));
+        assert!(keys.schedule(4, [4u8; 32], NOW + 100_000, 0, NOW + 70_000));
+        assert_eq!((keys.epoch(), keys.newest()), (3, 4));
+        // Epochs wrap: 0 is newer than 255, 200 is not newer than 100's successor run.
+        assert!(epoch_newer(0, 255) && epoch_newer(2, 1) && !epoch_newer(1, 2) && !epoch_newer(1, 1) && !epoch_newer(129, 1));
+    }
+
+    #[test]
+    fn an_admin_rotates_to_every_valid_peer_but_not_to_a_revoked_one() {
+        let ca = ca();
+        let mut admin = store(&ca, "ipad-admin", Role::Admin);
+        let mut devices: Vec<TrustStore> = ["pos-1", "pos-2", "rogue"].iter().map(|d| store(&ca, d, Role::Device)).collect();
+        for d in &devices {
+            admin.learn_chain(d.chain_bytes(), NOW).unwrap();
+            let _ = d;
+        }
+        for d in devices.iter_mut() {
+            d.learn_chain(admin.chain_bytes(), NOW).unwrap();
+        }
+        let rogue_fp = ca.chain("rogue", Role::Device).0[0].fp();
+        let crl = Crl::issue(&ca.root, None, "shop-1", 1, NOW, &[rogue_fp]).unwrap();
+        admin.apply_crl(&crl.raw, NOW).unwrap();
+        // A device may not rotate.
+        assert_eq!(devices[0].issue_key_update((NOW, NOW, NOW), [5u8; 32], [6u8; 32]), Err(TrustError::WrongRole));
+        let raw = admin.issue_key_update((NOW, NOW + 5_000, NOW + 65_000), [5u8; 32], [6u8; 32]).unwrap();
+        let ku = KeyUpdate::decode(&raw).unwrap();
+        assert_eq!(ku.epoch, ca.epoch + 1);
+        assert!(ku.names("ipad-admin") && ku.names("pos-1") && ku.names("pos-2") && !ku.names("rogue"));
+        assert!(ku.names(testca::CLOUD_ID), "the ingest must read the hub's uploads under the new epoch");
+        assert_eq!(admin.content().newest(), ca.epoch + 1);
+        for d in &mut devices[..2] {
+            assert_eq!(d.apply_key_update(&raw, NOW), Ok(true));
+            assert_eq!(d.apply_key_update(&raw, NOW), Ok(false), "a second copy changes nothing");
+            assert_eq!(d.stats().key_updates, 1);
+        }
+        // The revoked device learns nothing: it has no new epoch.
+        assert_eq!(devices[2].apply_key_update(&raw, NOW), Ok(false));
+        assert_eq!(devices[2].stats().key_update_not_for_us, 1);
+        assert!(devices[2].content().get(ca.epoch + 1).is_none());
+        // After a restart the schedule comes back from the persisted update.
+        let state = devices[0].take_persist().unwrap();
+        let mut again = store(&ca, "pos-1", Role::Device);
+        again.restore(&state, NOW + 1);
+        assert_eq!((again.content().epoch(), again.content().newest()), (ca.epoch, ca.epoch + 1));
+        again.tick_keys(NOW + 5_000);
+        assert_eq!(again.content().epoch(), ca.epoch + 1);
+        again.tick_keys(NOW + 65_000);
+        assert!(again.content().get(ca.epoch).is_none());
+        // A forged update (signed by the revoked device) is refused and counted.
+        let rogue_chain = ca.chain("rogue", Role::Device);
+        let forged = KeyUpdate::issue(&ca.device_key("rogue"), Some(&rogue_chain), "shop-1", when(9), &[0u8; 32], &[("pos-1".into(), ca.device_key("pos-1").verifying_key())], [1u8; 32]).unwrap();
+        assert!(devices[1].apply_key_update(&forged.raw, NOW).is_err());
+        assert_eq!(devices[1].stats().bad_key_update, 1);
+    }
+}

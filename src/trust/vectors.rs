@@ -48,6 +48,11 @@ fn vectors() -> Value {
     let crl_root = Crl::issue(&ca.root, None, "demo-venue", 1, now, &[revoked]).unwrap();
     let crl_admin = Crl::issue(&admin_key, Some(&admin_chain), "demo-venue", 1, now, &[revoked]).unwrap();
 
+    let next_key = super::sha256(&[b"venuemesh test content key 2\0"]);
+    let when = super::keyupdate::Schedule { epoch: ca.epoch + 1, issued_at: now, activate_at: now + 5_000, retire_at: now + 65_000 };
+    let rcpt = [("pos-1".to_string(), pos_key.verifying_key()), ("ipad-admin".to_string(), admin_key.verifying_key())];
+    let ku = super::KeyUpdate::issue(&admin_key, Some(&admin_chain), "demo-venue", when, &next_key, &rcpt, [0x24; 32]).unwrap();
+
     let code = InviteCode::parse("ABCD-EFGH-IJKL-MNOP-QRST").unwrap();
     let req = PairRequest { venue: "demo-venue".into(), invite_id: code.invite_id(), device: "tab-7".into(), public_key: joiner.verifying_key().to_bytes(), created_at: now };
     let mut bundle = ca.bundle_with("tab-7", admin_issued.clone());
@@ -95,6 +100,14 @@ fn vectors() -> Value {
         "crl_root_signed": hex(&crl_root.raw),
         "crl_admin_signed": hex(&crl_admin.raw),
         "crl_revoked_fp": hex(&revoked),
+        "key_update": {
+            "ephemeral_secret": hex(&[0x24; 32]),
+            "new_epoch": ca.epoch + 1,
+            "new_content_key": hex(&next_key),
+            "pos1_x25519_public": hex(pos_key.verifying_key().to_montgomery().as_bytes()),
+            "pos1_x25519_secret": hex(&pos_key.to_scalar_bytes()),
+            "bytes": hex(&ku.raw),
+        },
         "pairing": {
             "code": code.display(),
             "invite_id": code.invite_id(),
@@ -141,4 +154,11 @@ fn vectors_verify_independently() {
     let digest: [u8; 32] = unhex(&v["command"]["digest"]).try_into().unwrap();
     assert!(r.covers("pos-1.aaaaaaaaaaaaaaaaaaaaaaaaaa", &digest));
     assert_eq!(store.apply_crl(&unhex(&v["crl_admin_signed"]), now), Ok(1));
+    // The KEY_UPDATE opens for pos-1 with pos-1's key only.
+    let ku = &v["key_update"];
+    let mut pos1 = TrustStore::new(&ca.credentials("pos-1"), now, 60_000, 16).unwrap();
+    assert_eq!(pos1.apply_key_update(&unhex(&ku["bytes"]), now), Ok(true));
+    let epoch = ku["new_epoch"].as_u64().unwrap() as u8;
+    assert_eq!(pos1.content().get(epoch).map(|k| k.to_vec()), Some(unhex(&ku["new_content_key"])));
+    assert_eq!(store.apply_key_update(&unhex(&ku["bytes"]), now), Ok(false), "the observer is no recipient");
 }

@@ -135,7 +135,8 @@ pub async fn load_trust_state(db: &Db) -> Option<TrustState> {
         .into_iter()
         .filter_map(|k| (k.len() == 33).then(|| (k[0], k[1..].try_into().expect("33 bytes"))))
         .collect();
-    Some(TrustState { crls: list("crls"), chains: list("chains"), content_keys: keys })
+    let key_update = js_sys::Reflect::get(&v, &"keyUpdate".into()).ok().and_then(|x| x.dyn_into::<js_sys::Uint8Array>().ok()).map(|u| u.to_vec());
+    Some(TrustState { crls: list("crls"), chains: list("chains"), content_keys: keys, key_update })
 }
 
 /// Writes the trust state (`Output::PersistTrust`); nothing waits for it.
@@ -145,6 +146,8 @@ pub fn save_trust_state(db: &Db, t: &TrustState) {
         .set("crls", arr(&mut t.crls.iter().cloned()))
         .set("chains", arr(&mut t.chains.iter().cloned()))
         .set("contentKeys", arr(&mut t.content_keys.iter().map(|(e, k)| [&[*e][..], &k[..]].concat())))
+        // Wrapped to this device's own key already (Part 6 §6): stored as received.
+        .set("keyUpdate", t.key_update.as_ref().map_or(JsValue::NULL, |k| js_sys::Uint8Array::from(&k[..]).into()))
         .build();
     let db = db.clone();
     wasm_bindgen_futures::spawn_local(async move {

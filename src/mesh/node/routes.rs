@@ -216,6 +216,11 @@ impl MeshNode {
         if route != Route::Broker && h.kind != Kind::CloudAck {
             self.heard_direct(&env.header.sender);
         }
+        if route != Route::Broker && h.kind == Kind::Trust {
+            // Self-signed trust material, relayed by any device (`trust.rs`).
+            super::count_in(&mut self.traffic.direct, payload.len() as u64);
+            return self.accept_trust(&env.body, now, now_wall);
+        }
         // Shared state: broadcasts and directed bodies on direct routes,
         // directed ones on `dev/{me}/msg` (`state_sync.rs`).
         if h.kind == Kind::State && (route != Route::Broker || allowed == DIRECT) {

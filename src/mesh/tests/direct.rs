@@ -50,7 +50,13 @@ impl Net {
         let body = crate::replication::wire::encode_cloud_ack(&receipt.raw);
         let hlc = crate::hlc::Hlc::new(WALL0 + self.now, 0).unwrap();
         let header = Header { kind: Kind::CloudAck, sender: "ingest".into(), counter: self.ingest_counter, term: 0, hlc };
-        Envelope::seal(&header, &body, &store_of(CLOUD_ID)).unwrap()
+        // After a rotation the ingest seals under the venue's new epoch.
+        let mut cloud = store_of(CLOUD_ID);
+        super::OBSERVER_KEYS.with(|k| k.borrow().iter().for_each(|ku| {
+            let _ = cloud.apply_key_update(ku, WALL0);
+        }));
+        cloud.tick_keys(WALL0 + self.now);
+        Envelope::seal(&header, &body, &cloud).unwrap()
     }
 
     /// Device `i` commits its own command `id` (the outbox's `Enqueued`).
@@ -82,7 +88,7 @@ impl Net {
     }
 
     /// Elected, in a room, with data channels between every pair.
-    fn channels_up(seed: u64) -> Net {
+    pub(super) fn channels_up(seed: u64) -> Net {
         let mut net = meshed(seed);
         net.ingest = Some(BTreeMap::new());
         net.send_room(0, "open the channels");

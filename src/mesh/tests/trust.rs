@@ -206,3 +206,136 @@ fn a_revoked_device_is_ignored_from_the_moment_the_list_arrives() {
     net.run_until(net.now + 1_000);
     assert!(net.node(2).trust().revoked().contains(&fp), "restored from the persisted trust record");
 }
+
+/// Trust material crosses data channels (PROTOCOL.md Part 6 §7): with the
+/// broker stopped, a revocation list applied on one device reaches every
+/// device, also one that shares no channel with it. Failed before TRUST
+/// envelopes were sent and accepted on direct routes (nothing arrived).
+#[test]
+fn a_revocation_crosses_data_channels_with_the_broker_stopped() {
+    let mut net = Net::channels_up(61);
+    // The kiosk and the iPad lose their channel: the iPad hears the kiosk
+    // only through the pos.
+    net.kill_rtc(0, 2);
+    net.broker_down();
+    net.run_until(net.now + 1_000);
+    let fp = ca().chain(ROGUE, Role::Device).0[0].fp();
+    let crl = crate::trust::Crl::issue(&ca().root, None, VENUE, 1, WALL0 + net.now, &[fp]).unwrap();
+    let now = net.now;
+    assert_eq!(net.devs[0].node.as_mut().unwrap().apply_crl(&crl.raw, now, WALL0 + now), Ok(1));
+    net.drain(0);
+    net.run_until(net.now + 500);
+    for i in 0..3 {
+        assert!(net.node(i).trust().revoked().contains(&fp), "device {i} did not get the list");
+        assert_eq!(net.node(i).stats().security.trust.crls_applied, 1);
+        assert!(!net.node(i).stats().transport_up);
+        assert_accounted(&net.node(i).stats());
+    }
+    // The rogue's heartbeat on a direct route is now refused everywhere.
+    let hb = Body::Heartbeat { term: None, hub: None, score: 5, queue_depth: 0, ended: false, direct_only: false }.encode().unwrap();
+    let env = rogue(Kind::Heartbeat, ROGUE, 3, WALL0 + net.now, &hb, true);
+    for i in 0..3 {
+        let before = net.node(i).stats().security.trust.revoked;
+        let now = net.now;
+        net.devs[i].node.as_mut().unwrap().handle_tab_frame(&env, now, WALL0 + now);
+        assert_eq!(net.node(i).stats().security.trust.revoked, before + 1);
+    }
+}
+
+/// Content key rotation without a flag day (PROTOCOL.md Part 6 §6): a
+/// KEY_UPDATE reaching one device on the broker and another on a data
+/// channel (the third through a relay) moves the venue to the new epoch
+/// while commands keep reaching the quorum; the old epoch is dropped after
+/// the grace period, and a device the update does not name reads nothing
+/// sealed after the activation.
+#[test]
+fn a_key_rotation_keeps_commands_flowing_and_shuts_out_a_device_it_does_not_name() {
+    use crate::trust::keyupdate::{KeyUpdate, Schedule};
+    let mut net = Net::channels_up(62);
+    let old = ca().epoch;
+    let names = ["kiosk-1", "pos-1", "ipad-1"];
+    // "observer" stands for the ingest (the tests' fake ingest opens uploads as it).
+    let mut rcpt: Vec<_> = names.iter().chain(&["observer"]).map(|d| (d.to_string(), ca().device_key(d).verifying_key())).collect();
+    rcpt.push((CLOUD_ID.to_string(), ca().cloud.verifying_key()));
+    let wall = WALL0 + net.now;
+    let when = Schedule { epoch: old + 1, issued_at: wall, activate_at: wall + 1_000, retire_at: wall + 3_000 };
+    let ku = KeyUpdate::issue(&ca().root, None, VENUE, when, &[0x5a; 32], &rcpt, [3u8; 32]).unwrap();
+    super::OBSERVER_KEYS.with(|k| k.borrow_mut().push(ku.raw.clone()));
+    // The pos gets it retained from the broker; it relays it on its channels.
+    net.inject(1, &topics::keys(VENUE), ku.raw.clone(), true);
+    net.run_until(net.now + 200);
+    for i in 0..3 {
+        let keys = net.node(i).trust().content();
+        assert_eq!((keys.epoch(), keys.newest()), (old, old + 1), "device {i}: holds the new epoch, sends under the old one");
+    }
+    let mut ids = Vec::new();
+    for step in 0..40u64 {
+        let i = (step % 3) as usize;
+        let id = format!("{}-k{step}", names[i]);
+        net.commit(i, &id);
+        ids.push((i, id));
+        net.run_until(net.now + 100);
+    }
+    // Past the hub's drain interval (30 s): the uploads go out under the new epoch.
+    net.run_until(net.now + 31_000);
+    let stored = net.ingest.clone().unwrap_or_default();
+
+
+    for (i, id) in &ids {
+        assert!(net.acks(*i, true).contains(id) || net.acks(*i, false).contains(id), "{id} never reached the quorum during the rotation");
+        assert!(stored.contains_key(id), "{id} never reached the cloud");
+        assert!(net.acks(*i, false).contains(id), "{id}: its origin never learned the cloud has it");
+    }
+    for i in 0..3 {
+        let keys = net.node(i).trust().content();
+        assert_eq!(keys.epoch(), old + 1, "device {i} sends under the new epoch");
+        assert!(keys.get(old).is_none(), "device {i} dropped the old epoch after the grace period");
+        let s = net.node(i).stats();
+        assert_eq!(s.envelope.unknown_key, 0, "device {i}: no envelope lost to the rotation");
+        assert_eq!(s.security.trust.key_updates, 1);
+        assert_accounted(&s);
+    }
+    // An outsider with a valid certificate but not named: it keeps the old
+    // key and cannot open a single body sealed after the activation.
+    let mut outsider = store_of(ROGUE);
+    assert_eq!(outsider.apply_key_update(&ku.raw, WALL0 + net.now), Ok(false));
+    let late: Vec<_> = net.log.iter().filter(|(at, _, _, p, _)| WALL0 + *at > when.activate_at + 100 && p.first() == Some(&2)).collect();
+    assert!(!late.is_empty());
+    for (_, _, topic, payload, _) in late {
+        let r = Envelope::open(payload, &mut outsider, WALL0 + net.now);
+        assert_eq!(r.err(), Some(crate::envelope::EnvelopeError::UnknownKeyId(old + 1)), "{topic}");
+    }
+}
+
+/// Who may send what (PROTOCOL.md Part 6 §2): a `cloud` certificate speaks
+/// only CLOUD_ACK (and may relay TRUST material); anything else in its name
+/// — a heartbeat or hub claim that would make the ingest a hub candidate,
+/// a replication request — is dropped and counted `wrong_role`. A CLOUD_ACK
+/// relayed by a device is fine: its receipt is what carries the authority.
+#[test]
+fn a_cloud_certificate_may_only_send_cloud_acks() {
+    let mut net = elected(63);
+    let cloud = store_of(CLOUD_ID);
+    let wall = WALL0 + net.now;
+    let hb = Body::Heartbeat { term: None, hub: None, score: u64::MAX >> 8, queue_depth: 0, ended: false, direct_only: false }.encode().unwrap();
+    let claim = Body::HubClaim { term: 99, score: u64::MAX >> 8 }.encode().unwrap();
+    let sends = [
+        (Kind::Heartbeat, topics::heartbeat(VENUE, CLOUD_ID), hb),
+        (Kind::HubClaim, topics::hub(VENUE), claim),
+    ];
+    for (n, (kind, topic, body)) in sends.into_iter().enumerate() {
+        let header = Header { kind, sender: CLOUD_ID.into(), counter: 100 + n as u64, term: 99, hlc: crate::hlc::Hlc::new(wall, 0).unwrap() };
+        let env = Envelope::seal_with(&header, &body, &cloud, SealOpts { encrypt: true, attach_chain: true }, crate::envelope::Limits::default()).unwrap();
+        for i in 0..3 {
+            net.inject(i, &topic, env.clone(), false);
+        }
+    }
+    net.run_until(net.now + 1_000);
+    for i in 0..3 {
+        let s = net.node(i).stats();
+        assert_eq!(s.security.trust.wrong_role, 2, "device {i}: {:?}", s.security.trust);
+        assert!(s.peers.iter().all(|p| p.device != CLOUD_ID), "device {i} counts the cloud as a peer");
+        assert_accounted(&s);
+    }
+    assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.number < 99), Some(true), "no term from the cloud's claim");
+}
