@@ -90,7 +90,10 @@ pub enum Kind {
     /// `13`: trust material: a revocation list (or, later, a content key
     /// update); only from an admin.
     Trust,
-    /// Any other code (`0` and `14..=255` today).
+    /// `14`: shared state (`PROTOCOL.md` Part 7): write batches, checksums,
+    /// reconciliation steps; the body's first byte tells them apart.
+    State,
+    /// Any other code (`0` and `15..=255` today).
     Unknown(u8),
 }
 
@@ -111,6 +114,7 @@ impl Kind {
             Kind::ProbeReply => 11,
             Kind::Upload => 12,
             Kind::Trust => 13,
+            Kind::State => 14,
             Kind::Unknown(code) => code,
         }
     }
@@ -133,6 +137,7 @@ impl Kind {
             11 => Kind::ProbeReply,
             12 => Kind::Upload,
             13 => Kind::Trust,
+            14 => Kind::State,
             other => Kind::Unknown(other),
         }
     }
@@ -405,7 +410,8 @@ mod tests {
         assert_eq!(Kind::from_code(1), Kind::Heartbeat);
         assert_eq!(Kind::from_code(12), Kind::Upload);
         assert_eq!(Kind::from_code(13), Kind::Trust);
-        assert_eq!(Kind::from_code(14), Kind::Unknown(14));
+        assert_eq!(Kind::from_code(14), Kind::State);
+        assert_eq!(Kind::from_code(15), Kind::Unknown(15));
         assert_eq!(Kind::from_code(0), Kind::Unknown(0));
         assert!(Kind::Presence.is_state() && Kind::HubClaim.is_state());
         assert!(!Kind::ReplicateCommand.is_state());

@@ -15,6 +15,7 @@
 //! | `vm/{venue}/cloud` | 1 | no | CLOUD_ACK (from the ingest, or a hub whose upload hook succeeded) |
 //! | `vm/{venue}/up` | 1 | no | UPLOAD batches from the hub to the ingest |
 //! | `vm/{venue}/crl` | 1 | yes | the newest revocation list, raw (PROTOCOL.md Part 6 §4) |
+//! | `vm/{venue}/state` | 1 | no | STATE envelopes for every device (`PROTOCOL.md` Part 7: write batches, checksums) |
 //! | `vm/{venue}/topic/{name}` | 1 | no | APP_MESSAGE data of a room too big to mesh (Part 5) |
 //!
 //! Venue and device ids are envelope ids ([`crate::envelope::is_valid_id`]:
@@ -49,6 +50,12 @@ pub fn heartbeat(venue: &str, device: &str) -> String {
 /// `vm/{venue}/crl`: the retained revocation list (raw, not an envelope).
 pub fn crl(venue: &str) -> String {
     format!("{ROOT}/{venue}/crl")
+}
+
+/// `vm/{venue}/state`: shared-state broadcasts (write batches, checksums)
+/// for every device of the venue.
+pub fn state(venue: &str) -> String {
+    format!("{ROOT}/{venue}/state")
 }
 
 /// `vm/{venue}/cloud`: cloud acknowledgements for every holder.
@@ -123,6 +130,8 @@ pub enum TopicKind<'a> {
     Upstream,
     /// `crl`: a revocation list.
     Crl,
+    /// `state`: shared-state broadcasts (Part 7).
+    State,
     /// `hb/{device}`.
     Heartbeat {
         /// The sending device.
@@ -165,7 +174,7 @@ impl<'a> TopicKind<'a> {
             | TopicKind::Ack { device }
             | TopicKind::Msg { device }
             | TopicKind::Rtc { device } => Some(device),
-            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::App { .. } => None,
+            TopicKind::Hub | TopicKind::Cloud | TopicKind::Upstream | TopicKind::Crl | TopicKind::State | TopicKind::App { .. } => None,
         }
     }
 
@@ -264,13 +273,14 @@ pub fn parse(topic: &str) -> Result<MeshTopic<'_>, TopicParseError> {
         ["cloud"] => TopicKind::Cloud,
         ["up"] => TopicKind::Upstream,
         ["crl"] => TopicKind::Crl,
+        ["state"] => TopicKind::State,
         ["presence", d] => TopicKind::Presence { device: device(d)? },
         ["hb", d] => TopicKind::Heartbeat { device: device(d)? },
         ["dev", d, "rep"] => TopicKind::Replicate { device: device(d)? },
         ["dev", d, "ack"] => TopicKind::Ack { device: device(d)? },
         ["dev", d, "msg"] => TopicKind::Msg { device: device(d)? },
         ["dev", d, "rtc"] => TopicKind::Rtc { device: device(d)? },
-        ["hub" | "cloud" | "up" | "crl" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
+        ["hub" | "cloud" | "up" | "crl" | "state" | "presence" | "hb" | "dev" | "topic", ..] => return Err(TopicParseError::WrongShape),
         _ => return Err(TopicParseError::UnknownKind),
     };
     Ok(MeshTopic { venue, kind })

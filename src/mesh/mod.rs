@@ -151,6 +151,10 @@ pub struct MeshConfig {
     pub counter_block: u64,
     /// Quorum replication and the hub's drain.
     pub replication: crate::replication::Config,
+    /// Shared state (`docs/state.md`): `Some` composes a
+    /// [`Store`](crate::state::Store) into the node (its `device` is set to
+    /// `device_id`); `None` (the default) leaves it out.
+    pub state: Option<crate::state::Config>,
 }
 
 impl MeshConfig {
@@ -178,6 +182,7 @@ impl MeshConfig {
             max_senders: crate::envelope::ReplayWindow::DEFAULT_MAX_SENDERS,
             counter_block: SendCounter::DEFAULT_BLOCK,
             replication: crate::replication::Config::default(),
+            state: None,
         }
     }
 
@@ -230,7 +235,7 @@ pub struct MeshState {
 }
 
 /// What the shell must do next; drain until [`Output::Timeout`].
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// `client.publish(topic, payload, qos, retain)`. An empty payload is
     /// the clean leave's clear of the retained presence.
@@ -297,6 +302,14 @@ pub enum Output {
     Deliver(crate::routing::Delivery),
     /// A route change (breaker, best route, undeliverable, skipped gap).
     RouteEvent(crate::routing::RouterEvent),
+    /// Shared state: write this transaction (strict durability; its
+    /// `upstream` commands into the command queue in the same
+    /// transaction), then [`MeshNode::handle_state_persisted`]. At most one
+    /// is in flight.
+    StatePersist(crate::state::PersistOp),
+    /// Shared state: tell the app (writes durable or failed, changes,
+    /// conflicts, reconciliation), outside any borrow of the node.
+    StateEvent(crate::state::Event),
     /// Nothing more now: call [`MeshNode::handle_timeout`] at this monotonic
     /// instant, or earlier on the next input.
     Timeout(u64),
@@ -384,6 +397,9 @@ pub struct Traffic {
     /// `dev/{me}/msg|rtc` and joined `topic/{room}` on the broker; and
     /// everything on data channels and tab frames.
     pub routing: Flow,
+    /// STATE envelopes on the broker (`vm/{venue}/state`, and directed
+    /// ones on `dev/{d}/msg` out); on direct routes they count in `routing`.
+    pub state: Flow,
     /// Of `routing`: election and replication envelopes on data channels
     /// and tab frames (accepted ones in; every copy out).
     pub direct: Flow,
@@ -506,4 +522,6 @@ pub struct MeshStats {
     pub replication: crate::replication::ReplicationStats,
     /// Routes per peer, exactly-once and ordering counters.
     pub routing: crate::routing::RouterStats,
+    /// Shared-state counters, when the node has a store.
+    pub state: Option<crate::state::StateStats>,
 }

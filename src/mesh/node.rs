@@ -24,6 +24,7 @@ mod hint;
 pub(crate) use hint::HINT_PROBE_MS;
 mod replica;
 mod routes;
+mod state_sync;
 
 const MINUTE_MS: u64 = 60_000;
 /// An election that keeps producing output without a timeout is a bug; the
@@ -111,6 +112,8 @@ pub struct MeshNode {
     uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
     hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
+    /// Shared state, when configured (`state_sync.rs`).
+    state: Option<state_sync::StateSync>,
 }
 
 impl MeshNode {
@@ -126,6 +129,14 @@ impl MeshNode {
         let mut rcfg = RouterConfig::new(config.device_id.clone(), now_wall);
         rcfg.rtc = config.capabilities.contains(super::Capabilities::WEBRTC);
         let router = Router::new(rcfg).map_err(|_| MeshConfigError::BadDeviceId)?;
+        let state = match config.state.clone() {
+            Some(mut scfg) => {
+                scfg.device = config.device_id.clone();
+                let key = trust.signing_key().clone();
+                Some(state_sync::StateSync::new(scfg, rng.next_u64(), key, now_mono, now_wall).map_err(|_| MeshConfigError::BadDeviceId)?)
+            }
+            None => None,
+        };
         let mut node = MeshNode {
             election: Election::new(config.device_id.clone(), 0, config.election.clone(), Rng::new(rng.next_u64())),
             receiver: Receiver::new(trust, config.limits, config.max_senders),
@@ -168,6 +179,7 @@ impl MeshNode {
             receipts: BTreeMap::new(),
             uploads: BTreeMap::new(),
             hook_receipt: None,
+            state,
             cfg: config,
         };
         node.score = node.compute_score(now_mono);
@@ -196,10 +208,14 @@ impl MeshNode {
         (topics::presence(&self.cfg.venue, &self.cfg.device_id), Vec::new(), 1, true)
     }
     /// The topic filters to subscribe to (QoS 1) after every CONNACK: the
-    /// mesh's, and `topic/{room}` for every joined room.
+    /// mesh's, `topic/{room}` for every joined room, and `state` when the
+    /// node has a shared-state store.
     pub fn subscriptions(&self) -> Vec<String> {
         let mut subs = topics::subscriptions(&self.cfg.venue, &self.cfg.device_id);
         subs.extend(self.rooms.iter().map(|r| crate::routing::wire::room_topic(&self.cfg.venue, r)));
+        if self.state.is_some() {
+            subs.push(topics::state(&self.cfg.venue));
+        }
         subs
     }
     /// Current score, milli-points.
@@ -271,6 +287,7 @@ impl MeshNode {
             clock_skewed: self.skew.skewed(),
             replication: self.rep.stats(),
             routing,
+            state: self.state().map(crate::state::Store::stats),
         }
     }
 
@@ -378,6 +395,7 @@ impl MeshNode {
         self.router.handle_broker(up, now);
         if came_back && self.is_restored() {
             self.rep.handle_reconnected(now);
+            self.state_reconnected(now);
         }
         if came_back && self.reach_up && self.is_restored() {
             // The mesh stayed reachable over direct routes; the broker lost
@@ -454,6 +472,7 @@ impl MeshNode {
             TopicKind::Msg { .. } | TopicKind::Rtc { .. } | TopicKind::App { .. } => {
                 return self.receive_broker(&parsed.kind, payload, now, now_wall);
             }
+            TopicKind::State => return self.receive_state_broker(payload, now, now_wall),
             TopicKind::Crl => {
                 count_in(&mut self.traffic.other, bytes);
                 if payload.is_empty() {
@@ -537,6 +556,7 @@ impl MeshNode {
         // Said after its Will, on any route: a new connection, alive.
         self.heard_direct(&h.sender);
         self.heard_hinted(&h.sender);
+        self.state_digest_heard(&h.sender, &body, &env.body, now);
         if let Body::Join(info) = &body {
             self.sender_mut(&env.header.sender).info = Some(info.clone());
             self.router.add_peer(&env.header.sender, info.capabilities.contains(super::Capabilities::WEBRTC), now);
@@ -551,6 +571,7 @@ impl MeshNode {
         if self.is_restored() {
             self.election.handle_timeout(now);
             self.rep.handle_timeout(now);
+            self.state_timeout(now);
         }
         if let Some((skewed, offset_ms)) = self.skew.check(now, SKEW_WINDOW_MS, self.cfg.max_clock_skew_ms) {
             self.out.push_back(Output::Event(MeshEvent::ClockSkew { skewed, offset_ms }));
@@ -621,6 +642,8 @@ impl MeshNode {
             self.flush_replication(now_wall);
             self.drain_routes(now);
             self.flush_routes(now_wall);
+            self.drain_state(now, now_wall);
+            self.flush_state(now_wall);
             if let Some(target) = self.counter.as_mut().and_then(SendCounter::to_persist) {
                 self.ceiling_written = self.ceiling_written.max(target);
                 self.persist_due = true;
@@ -693,6 +716,9 @@ impl MeshNode {
             if let Some(t) = self.hint_until() {
                 at = at.min(t);
             }
+            if let Some(t) = self.state_until() {
+                at = at.min(t);
+            }
         }
         let minutes = (now - self.started) / MINUTE_MS;
         if minutes < UPTIME_CAP_MINUTES {
@@ -713,6 +739,7 @@ impl MeshNode {
                 E::Event(e) => {
                     let e = self.map_event(e);
                     self.peers_changed(&e, now);
+                    self.state_peer_event(&e, now);
                     self.out.push_back(Output::Event(e));
                 }
                 E::Timeout(at) => {
@@ -795,7 +822,7 @@ impl MeshNode {
     /// Seals an election message and sends it on the broker (while
     /// connected; a Leave always) and on every direct route.
     fn publish_body(&mut self, body: &Body, counter: u64, now_wall: u64) {
-        let Some(payload) = body.encode().ok().and_then(|b| self.seal(body.kind(), &b, counter, now_wall)) else {
+        let Some(payload) = body.encode().ok().map(|b| self.with_state_digest(body, b)).and_then(|b| self.seal(body.kind(), &b, counter, now_wall)) else {
             self.counters.encode_errors += 1;
             return;
         };

@@ -66,6 +66,8 @@ enum Ev {
     Stored { to: usize, inc: u32, cmds: Vec<std::rc::Rc<crate::replication::Cmd>> },
     /// Data channel events (`routes.rs`).
     Rtc { to: usize, inc: u32, from: usize, ev: routes::RtcEv },
+    /// A shared-state transaction committed (`state.rs`).
+    StatePersisted { to: usize, inc: u32, op: crate::state::PersistOp },
 }
 
 #[derive(Default)]
@@ -96,6 +98,15 @@ struct Dev {
     /// [`MeshNode::replica_record`]): a restart restores from these, so the
     /// tests cover what survives a reload.
     replicas: BTreeMap<crate::outbox::CommandId, crate::outbox::CommandRecord>,
+    /// The shared state's stores (`state.rs`): committed ops only.
+    state_disk: crate::state::disk::MemoryDisk,
+    /// Shared-state events.
+    state_events: Vec<(u64, crate::state::Event)>,
+    /// This device's wall clock minus the venue's, ms (clock skew).
+    skew: i64,
+    /// The `upstream` commands of every committed shared-state op: the
+    /// `0x30` body of each local write that became durable.
+    state_upstream: Vec<crate::state::UpstreamCommand>,
 }
 
 impl Dev {
@@ -139,6 +150,8 @@ struct Net {
     ingest_counter: u64,
     /// The broker is stopped: connects wait for it.
     broker_off: bool,
+    /// Nodes compose a shared-state store with this config (`state.rs`).
+    state: Option<crate::state::Config>,
 }
 
 impl Net {
@@ -147,9 +160,11 @@ impl Net {
         let (queue, retained, log, fifo) = Default::default();
         let (rtc, rtc_blocked, webrtc) = Default::default();
         let (ingest, ingest_counter, broker_off) = (None, 0, false);
-        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc, ingest, ingest_counter, broker_off }
+        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc, ingest, ingest_counter, broker_off, state: None }
     }
 
+    /// Device `i`'s wall clock now (`Date.now()`, with its skew).
+    fn wall(&self, i: usize) -> u64 { (WALL0 + self.now).saturating_add_signed(self.devs[i].skew) }
     fn node(&self, i: usize) -> &MeshNode { self.devs[i].node.as_ref().expect("node is running") }
     fn push(&mut self, at: u64, ev: Ev) {
         self.seq += 1;
@@ -173,16 +188,20 @@ impl Net {
         let creds = d.ca.as_ref().map_or_else(|| ca().credentials(&d.id), |c| c.credentials(&d.id));
         let mut cfg = MeshConfig::new(creds, d.info.clone(), entropy(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32));
         cfg.election = self.cfg.clone();
+        cfg.state = self.state.clone();
         if self.webrtc {
             cfg.capabilities = cfg.capabilities.with(Capabilities::WEBRTC);
         }
         let rng = Rng::new(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32);
-        let mut node = MeshNode::new(cfg, rng, now, WALL0 + now).unwrap();
+        let wall = (WALL0 + now).saturating_add_signed(d.skew);
+        let mut node = MeshNode::new(cfg, rng, now, wall).unwrap();
         let state = if restore { d.durable.clone() } else { MeshState::default() };
         if let (true, Some(t)) = (restore, d.trust.as_ref()) {
             node.handle_restored_trust(t, WALL0 + now);
         }
         node.handle_restored(&state, now);
+        let loaded = if restore { d.state_disk.loaded() } else { crate::state::Loaded::default() };
+        node.handle_restored_state(loaded, now, wall);
         if restore && !d.outbox.is_empty() {
             // Through the stored records, as the shell restores them.
             let records = d
@@ -212,8 +231,9 @@ impl Net {
     fn drain(&mut self, i: usize) {
         for _ in 0..10_000 {
             let now = self.now;
+            let wall = self.wall(i);
             let Some(node) = self.devs[i].node.as_mut() else { return };
-            match node.poll_output(now, WALL0 + now) {
+            match node.poll_output(now, wall) {
                 Output::Publish { topic, payload, qos, retain } => {
                     assert!(qos <= 1);
                     if self.devs[i].connected {
@@ -238,6 +258,13 @@ impl Net {
                     self.devs[i].rep.push((now, o));
                 }
                 Output::Deliver(d) => self.devs[i].delivered.push((now, d)),
+                Output::StatePersist(op) => {
+                    let at = (now + self.rand(1, PERSIST_MAX)).max(self.devs[i].storage_free_at);
+                    self.devs[i].storage_free_at = at;
+                    let inc = self.devs[i].inc;
+                    self.push(at, Ev::StatePersisted { to: i, inc, op });
+                }
+                Output::StateEvent(e) => self.devs[i].state_events.push((now, e)),
                 Output::RouteEvent(_) | Output::PostTab { .. } | Output::Rtc(RtcCommand::Signal { .. }) => {}
                 o @ (Output::SendRtc { .. } | Output::Rtc(_)) => self.rtc_output(i, o),
                 Output::Timeout(at) => {
@@ -293,8 +320,9 @@ impl Net {
         match ev {
             Ev::Deliver { to, inc, topic, payload, retained } => {
                 if self.live(to, inc) && self.devs[to].connected {
+                    let wall = self.wall(to);
                     let node = self.devs[to].node.as_mut().unwrap();
-                    node.handle_message(&topic, &payload, retained, now, WALL0 + now);
+                    node.handle_message(&topic, &payload, retained, now, wall);
                     self.drain(to);
                 }
             }
@@ -334,6 +362,15 @@ impl Net {
                 }
             }
             ev @ Ev::Rtc { .. } => self.process_rtc(ev),
+            Ev::StatePersisted { to, inc, op } => {
+                if self.live(to, inc) {
+                    self.devs[to].state_disk.apply(&op);
+                    self.devs[to].state_upstream.extend(op.upstream.iter().cloned());
+                    let wall = self.wall(to);
+                    self.devs[to].node.as_mut().unwrap().handle_state_persisted(op.op, Ok(()), now, wall);
+                    self.drain(to);
+                }
+            }
             Ev::Will { of } => {
                 let topic = topics::presence(VENUE, &self.devs[of].id);
                 self.retained.remove(&topic);
@@ -356,7 +393,12 @@ impl Net {
             if q == Some(at) {
                 let (_, ev) = self.queue.pop_first().unwrap();
                 let to = match &ev {
-                    Ev::Deliver { to, .. } | Ev::Persisted { to, .. } | Ev::Connect { to, .. } | Ev::Stored { to, .. } | Ev::Rtc { to, .. } => Some(*to),
+                    Ev::Deliver { to, .. }
+                    | Ev::Persisted { to, .. }
+                    | Ev::Connect { to, .. }
+                    | Ev::Stored { to, .. }
+                    | Ev::Rtc { to, .. }
+                    | Ev::StatePersisted { to, .. } => Some(*to),
                     Ev::Will { .. } => None,
                 };
                 match to {
@@ -898,5 +940,6 @@ mod clock;
 mod direct;
 mod replication;
 mod routes;
+mod state;
 mod trust;
 mod hardening;

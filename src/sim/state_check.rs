@@ -108,43 +108,10 @@ pub fn check(stores: &[Option<&Store>], truth: &Truth, events: &[Observed<Event>
         }
     }
 
-    // Every device holds what the oracle says, with equal checksums.
+    v.extend(converged(&running, &truth.committed));
     let mut by_key: BTreeMap<(String, Rc<str>), Vec<Rc<Write>>> = BTreeMap::new();
     for (c, k, w) in &truth.committed {
         by_key.entry((c.clone(), k.clone())).or_default().push(w.clone());
-    }
-    let mut keys: BTreeSet<(String, Rc<str>)> = by_key.keys().cloned().collect();
-    for s in &running {
-        for c in s.collections() {
-            keys.extend(s.key_states(c).map(|(k, _)| (c.to_string(), k.clone())));
-        }
-    }
-    for (c, k) in &keys {
-        let writes = by_key.get(&(c.clone(), k.clone())).cloned().unwrap_or_default();
-        let (doc, increments) = expected(&writes);
-        for s in &running {
-            let got = s.get(c, k);
-            if got != doc {
-                v.push(format!("{} {c}/{k}: holds {got:?}, the oracle says {doc:?}", s.device()));
-            }
-        }
-        // Counters are the sum of every increment.
-        if let Some(d) = &doc {
-            let fields = json::split_object(d).unwrap_or_default();
-            for (f, sum) in &increments {
-                let shown = fields.iter().find(|(n, _)| n == f).and_then(|(_, x)| x.parse::<i64>().ok());
-                if shown != Some(*sum) {
-                    v.push(format!("{c}/{k}.{f}: counter {shown:?}, increments sum to {sum}"));
-                }
-            }
-        }
-    }
-    let collections: BTreeSet<&str> = running.iter().flat_map(|s| s.collections()).collect();
-    for c in collections {
-        let sums: BTreeSet<(u64, u64)> = running.iter().map(|s| s.checksum(c)).map(|x| (x.count, x.sum)).collect();
-        if sums.len() > 1 {
-            v.push(format!("{c}: devices disagree on the checksum: {sums:?}"));
-        }
     }
 
     // Conflict entries name concurrent pairs only.
@@ -190,5 +157,53 @@ pub fn check(stores: &[Option<&Store>], truth: &Truth, events: &[Observed<Event>
         }
     }
     v.truncate(20);
+    v
+}
+
+/// The convergence half of [`check`]: every device holds what the
+/// last-writer-wins oracle computes from `committed` (every write durable on
+/// its writer), counters equal the sum of their increments, and checksums
+/// are equal. Also used by the full-node runs (`mesh/tests/state.rs`).
+pub fn converged(running: &[&Store], committed: &[(String, Rc<str>, Rc<Write>)]) -> Vec<String> {
+    let mut v = Vec::new();
+    // Every device holds what the oracle says, with equal checksums.
+    let mut by_key: BTreeMap<(String, Rc<str>), Vec<Rc<Write>>> = BTreeMap::new();
+    for (c, k, w) in committed {
+        by_key.entry((c.clone(), k.clone())).or_default().push(w.clone());
+    }
+    let mut keys: BTreeSet<(String, Rc<str>)> = by_key.keys().cloned().collect();
+    for s in running {
+        for c in s.collections() {
+            keys.extend(s.key_states(c).map(|(k, _)| (c.to_string(), k.clone())));
+        }
+    }
+    for (c, k) in &keys {
+        let writes = by_key.get(&(c.clone(), k.clone())).cloned().unwrap_or_default();
+        let (doc, increments) = expected(&writes);
+        for s in running {
+            let got = s.get(c, k);
+            if got != doc {
+                v.push(format!("{} {c}/{k}: holds {got:?}, the oracle says {doc:?}", s.device()));
+            }
+        }
+        // Counters are the sum of every increment.
+        if let Some(d) = &doc {
+            let fields = json::split_object(d).unwrap_or_default();
+            for (f, sum) in &increments {
+                let shown = fields.iter().find(|(n, _)| n == f).and_then(|(_, x)| x.parse::<i64>().ok());
+                if shown != Some(*sum) {
+                    v.push(format!("{c}/{k}.{f}: counter {shown:?}, increments sum to {sum}"));
+                }
+            }
+        }
+    }
+    let collections: BTreeSet<&str> = running.iter().flat_map(|s| s.collections()).collect();
+    for c in collections {
+        let sums: BTreeSet<(u64, u64)> = running.iter().map(|s| s.checksum(c)).map(|x| (x.count, x.sum)).collect();
+        if sums.len() > 1 {
+            v.push(format!("{c}: devices disagree on the checksum: {sums:?}"));
+        }
+    }
+
     v
 }

@@ -178,6 +178,11 @@ impl Store {
         &self.me
     }
 
+    /// Whether [`Store::handle_loaded`] was called.
+    pub fn is_loaded(&self) -> bool {
+        self.loaded
+    }
+
     /// Takes what storage held (call once, first). Records that do not
     /// decode are left in storage untouched, skipped and logged.
     pub fn handle_loaded(&mut self, loaded: Loaded, now: u64) {
@@ -215,6 +220,13 @@ impl Store {
         self.next_check = Some(now + self.cfg.first_check_after_ms);
         self.maintenance(now);
         self.issue(now);
+    }
+
+    /// An HLC this device stamped elsewhere (an envelope, a command): the
+    /// store's clock moves past it, so a state write made after a command
+    /// orders after it.
+    pub fn observe_hlc(&mut self, hlc: Hlc, now: u64) {
+        let _ = self.clock.observe(hlc, now);
     }
 
     // ----- local writes ----------------------------------------------------

@@ -440,6 +440,8 @@ impl VenueMesh {
         mesh.connect_link_events(&link);
         // Committed commands go to the replicator (own: replicate them;
         // replicas: acknowledge them); heartbeats carry the outbox depth.
+        let weak = Rc::downgrade(&driver);
+        mesh.queue.set_stamp(Rc::new(move |wall| Some(weak.upgrade()?.try_borrow_mut().ok()?.node.next_hlc(wall))));
         let (weak_driver, q, me) = (Rc::downgrade(&driver), mesh.queue.clone(), mesh.state.borrow().device_id.clone());
         mesh.queue.set_hook(Rc::new(move |event| {
             let Some(d) = weak_driver.upgrade() else { return };

@@ -32,6 +32,12 @@ extern "C" {
     /// `performance`, `now`). It runs on every socket frame, so it counts.
     #[wasm_bindgen(js_namespace = performance, js_name = now)]
     fn performance_now() -> f64;
+
+    /// The global `queueMicrotask` (window and workers alike). Called with
+    /// one closure kept by the link, where `spawn_local` would allocate a
+    /// task and a boxed future per app call (it runs once per publish turn).
+    #[wasm_bindgen(js_name = queueMicrotask)]
+    fn queue_microtask(f: &js_sys::Function);
 }
 
 /// Monotonic milliseconds since the page's time origin (the same clock as
@@ -56,6 +62,11 @@ pub struct Link {
     /// A task that flushes `out`; created on first use.
     flusher: Option<Flusher>,
     flush_scheduled: bool,
+    /// Set while a drain runs that is followed by a [`flush`] in the same
+    /// call (app calls, timers): its sends need no flush task posted.
+    flush_follows: bool,
+    /// The microtask that runs a scheduled drain; created on first use.
+    drainer: Option<Closure<dyn FnMut()>>,
     /// The frame being fed, while its events are dispatched (see [`payload_view`]).
     frame: Option<Frame>,
     /// Frames refused unread for being larger than `max_packet_size` (each
@@ -92,6 +103,8 @@ pub fn new_link(client: Client) -> LinkRef {
         out: None,
         flusher: None,
         flush_scheduled: false,
+        flush_follows: false,
+        drainer: None,
         frame: None,
         oversized_frames: 0,
     }))
@@ -109,7 +122,11 @@ pub fn set_sink(link: &LinkRef, sink: EventSink) {
 pub fn feed(link: &LinkRef, input: Input) {
     let incoming = matches!(input, Input::SocketData(..));
     let now = now_ms();
-    link.borrow_mut().client.handle_input(input, now);
+    {
+        let mut l = link.borrow_mut();
+        l.client.handle_input(input, now);
+        l.flush_follows = !incoming;
+    }
     drain_at(link, Some(now));
     if !incoming {
         flush(link);
@@ -125,14 +142,24 @@ pub fn schedule_drain(link: &LinkRef) {
         }
         l.drain_scheduled = true;
     }
-    let weak = Rc::downgrade(link);
-    wasm_bindgen_futures::spawn_local(async move {
-        if let Some(link) = weak.upgrade() {
-            link.borrow_mut().drain_scheduled = false;
-            drain(&link);
-            flush(&link); // app calls: no reason to wait for another task
-        }
-    });
+    let mut l = link.borrow_mut();
+    if l.drainer.is_none() {
+        let weak = Rc::downgrade(link);
+        l.drainer = Some(Closure::<dyn FnMut()>::new(move || {
+            if let Some(link) = weak.upgrade() {
+                {
+                    let mut l = link.borrow_mut();
+                    l.drain_scheduled = false;
+                    l.flush_follows = true;
+                }
+                drain(&link);
+                flush(&link); // app calls: no reason to wait for another task
+            }
+        }));
+    }
+    if let Some(f) = &l.drainer {
+        queue_microtask(f.as_ref().unchecked_ref());
+    }
 }
 
 /// Performs every output the client has, then hands events to the sink.
@@ -267,6 +294,19 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
     events
 }
 
+impl Drop for Link {
+    fn drop(&mut self) {
+        // A drain microtask still queued would call a dropped closure
+        // (which throws): leave that one closure to the JS heap; it finds
+        // the link gone and does nothing.
+        if self.drain_scheduled {
+            if let Some(f) = self.drainer.take() {
+                f.forget();
+            }
+        }
+    }
+}
+
 /// Sends what is buffered, in one frame.
 fn send_now(link: &mut Link, now: u64) {
     let Some((id, bytes)) = link.out.take() else { return };
@@ -285,6 +325,7 @@ pub fn flush(link: &LinkRef) {
     let pending = {
         let mut l = link.borrow_mut();
         l.flush_scheduled = false;
+        l.flush_follows = false;
         if l.out.is_none() {
             return;
         }
@@ -297,7 +338,7 @@ pub fn flush(link: &LinkRef) {
 }
 
 fn schedule_flush(link: &mut Link, weak: &Weak<RefCell<Link>>) {
-    if link.flush_scheduled {
+    if link.flush_scheduled || link.flush_follows {
         return;
     }
     if link.flusher.is_none() {

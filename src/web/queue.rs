@@ -91,6 +91,10 @@ pub(crate) struct Inner {
     /// `false` also when the browser has no such API).
     pub persistent: Option<bool>,
     pub hook: Option<Hook>,
+    /// Stamps a command enqueued without `hlc` with the mesh node's clock
+    /// (`MeshNode::next_hlc`, given `Date.now()`); `None` (a queue without
+    /// a mesh) or a busy node leaves 0.
+    pub stamp: Option<Rc<dyn Fn(u64) -> Option<u64>>>,
 }
 
 impl Inner {
@@ -112,6 +116,7 @@ impl Inner {
             stats: Counters::default(),
             persistent: None,
             hook: None,
+            stamp: None,
         }
     }
 }

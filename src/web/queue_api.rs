@@ -370,6 +370,13 @@ impl CommandQueue {
         (have, refused)
     }
 
+    /// Where commands enqueued without `hlc` get their stamp (the node's clock).
+    pub(crate) fn set_stamp(&self, stamp: Rc<dyn Fn(u64) -> Option<u64>>) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            s.stamp = Some(stamp);
+        }
+    }
+
     pub(crate) fn set_hook(&self, hook: Hook) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.hook = Some(hook);
@@ -393,16 +400,21 @@ impl CommandQueue {
         let topic = topic.as_string().ok_or_else(|| invalid("topic must be a string"))?;
         let payload = bytes_of(payload).map_err(|_| invalid("payload must be a string, Uint8Array or ArrayBuffer"))?;
         let (id, hlc) = if options.is_undefined() || options.is_null() {
-            (None, 0)
+            (None, None)
         } else {
             let o = Options::new(options, "enqueue options", &["id", "hlc"], true)?;
             let hlc = match o.raw("hlc") {
-                Some(h) => parse_hlc(&h)?,
-                None => 0,
+                Some(h) => Some(parse_hlc(&h)?),
+                None => None,
             };
             (o.string("id")?.map(CommandId::new), hlc)
         };
         let mut s = self.open_inner("enqueue()")?;
+        // Without the app's stamp, a real one from the mesh node's clock.
+        let hlc = match hlc {
+            Some(h) => h,
+            None => s.stamp.as_ref().and_then(|f| f(wall_ms())).unwrap_or(0),
+        };
         let ticket = s
             .outbox
             .enqueue_with(NewCommand { id, topic, payload, hlc }, wall_ms())

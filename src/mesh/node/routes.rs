@@ -216,6 +216,11 @@ impl MeshNode {
         if route != Route::Broker && h.kind != Kind::CloudAck {
             self.heard_direct(&env.header.sender);
         }
+        // Shared state: broadcasts and directed bodies on direct routes,
+        // directed ones on `dev/{me}/msg` (`state_sync.rs`).
+        if h.kind == Kind::State && (route != Route::Broker || allowed == DIRECT) {
+            return self.accept_state(env, now, now_wall);
+        }
         if route != Route::Broker && super::direct::MESH_KINDS.contains(&h.kind) {
             return self.accept_direct(env, payload.len(), now, now_wall);
         }

@@ -62,7 +62,7 @@ impl Net {
         if !self.live(to, inc) {
             return;
         }
-        let (now, peer) = (self.now, self.devs[from].id.clone());
+        let (now, peer, skew) = (self.now, self.devs[from].id.clone(), self.devs[to].skew);
         let node = self.devs[to].node.as_mut().unwrap();
         match ev {
             RtcEv::Open => {
@@ -74,7 +74,7 @@ impl Net {
                 if !self.rtc.contains(&Net::pair(to, from)) {
                     return;
                 }
-                node.handle_rtc_message(&peer, &bytes, now, WALL0 + now);
+                node.handle_rtc_message(&peer, &bytes, now, (WALL0 + now).saturating_add_signed(skew));
             }
         }
         self.drain(to);
