@@ -58,9 +58,10 @@
 
 mod error;
 mod flight;
+mod ids;
 mod inbox;
 mod queue;
-mod sort;
+pub(crate) mod sort;
 mod status;
 mod types;
 
@@ -77,7 +78,8 @@ pub use types::{
 
 /// IndexedDB schema version of the stores below. Bump (with an `onupgradeneeded` migration)
 /// whenever a store, key path or stored field changes meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version 2 added the shared state's stores (`docs/state.md`); the queue's are unchanged.
+pub const SCHEMA_VERSION: u32 = 2;
 /// Object store of [`CommandRecord`]s, key path `id`.
 pub const STORE_OUTBOX: &str = "outbox";
 /// Object store of [`InboxEntry`]s, key path `id`.

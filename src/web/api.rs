@@ -15,7 +15,7 @@ use super::idb;
 use super::js::{ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
-use super::routes_api::WebRtcUse;
+use super::rtc::WebRtcUse;
 use super::meta;
 use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
@@ -200,7 +200,7 @@ export interface DetailedStats {
 const OPEN_KEYS: &[&str] = &[
     "venue", "credentials", "brokers", "username", "password", "dbName", "connectTimeoutMs", "deviceInfo",
     "heartbeatIntervalMs", "missedHeartbeats", "claimWindowMs", "replicationFactor", "drainIntervalMs",
-    "uploadBatchSize", "upload", "webrtc",
+    "uploadBatchSize", "upload", "webrtc", "stateRetentionDays",
 ];
 const DEVICE_KEYS: &[&str] = &["kind", "charging", "batteryPercent", "wifiQuality"];
 
@@ -344,6 +344,12 @@ impl VenueMesh {
             replication.upstream = crate::replication::Upstream::Hook;
         }
         let webrtc = WebRtcUse::detect(o.bool("webrtc")?.unwrap_or(true));
+        // Shared state: tombstones and audit kept this many days (default 30).
+        let mut state_cfg = crate::state::Config::new("set-by-the-node");
+        if let Some(days) = o.uint("stateRetentionDays", 3_650)? {
+            let ms = days.max(1) * 86_400_000;
+            (state_cfg.tombstone_retention_ms, state_cfg.audit_retention_ms) = (ms, ms);
+        }
         let username = o.string("username")?;
         let password = o.string("password")?;
 
@@ -370,6 +376,7 @@ impl VenueMesh {
         let mut config = MeshConfig::new(credentials, host.device_info(None), super::clock::random_bytes32());
         config.election = election;
         config.replication = replication;
+        config.state = Some(state_cfg);
         if webrtc == WebRtcUse::On {
             config.capabilities = config.capabilities.with(crate::mesh::Capabilities::WEBRTC);
         }
@@ -381,6 +388,8 @@ impl VenueMesh {
         }
         let held = held.into_iter().map(|r| (r, true)).collect::<Vec<_>>();
         node.handle_restored_records(held, monotonic_ms(), wall_ms());
+        let loaded = super::state_idb::load(&db).await.map_err(|e| e.to_js("could not read the shared state"))?;
+        node.handle_restored_state(loaded, monotonic_ms(), wall_ms());
 
         // Each tab is its own MQTT client: venue, device and a per-open
         // suffix (PROTOCOL.md (Part 1)), so two tabs of one device don't
@@ -733,4 +742,43 @@ fn close_mesh(driver: &DriverRef, side: &Rc<RefCell<MeshSide>>) {
     }
     let live = side.borrow().live;
     release(live);
+}
+
+/// Routing (`PROTOCOL.md` Part 5); the work is in `routes_api.rs`.
+#[wasm_bindgen]
+impl VenueMesh {
+    /// Sends `payload` (a string is UTF-8 encoded) to a joined room, or
+    /// else to the device with that id. Each recipient's app gets it exactly
+    /// once (`message` event), in this device's order, over the best route
+    /// (tab, WebRTC data channel or broker; resent on the next route when
+    /// one fails). Returns the message id.
+    pub fn send(
+        &self,
+        to: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] payload: JsValue,
+    ) -> Result<f64, JsValue> {
+        self.check_open()?;
+        super::routes_api::send(&self.driver, to, payload)
+    }
+
+    /// Joins a room (1-8 `/`-separated levels of A-Z a-z 0-9 . _ -): its
+    /// messages arrive as `message` events with `room` set. Rooms of up to
+    /// 5 devices go device to device (data channels where possible).
+    #[wasm_bindgen(js_name = joinRoom)]
+    pub fn join_room(&self, room: &str) -> Result<(), JsValue> {
+        self.check_open()?;
+        super::routes_api::join_room(&self.driver, room)
+    }
+
+    /// Leaves a room (no more `message` events for it).
+    #[wasm_bindgen(js_name = leaveRoom)]
+    pub fn leave_room(&self, room: &str) {
+        super::routes_api::leave_room(&self.driver, room)
+    }
+
+    /// The joined rooms.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn rooms(&self) -> JsValue {
+        super::routes_api::rooms(&self.driver)
+    }
 }

@@ -1,7 +1,8 @@
 //! The IndexedDB database of one mesh member, with web-sys directly.
 //!
-//! Schema version 1 (see `docs/queue.md`): `outbox`, `inbox_processed`,
-//! `audit`, `meta`. This file owns opening (also re-opening, for Safari's
+//! Schema version 2 (see `docs/queue.md`): `outbox`, `inbox_processed`,
+//! `audit`, `meta`; and since version 2 the shared state's four stores
+//! (`state_idb.rs`, `docs/state.md`). This file owns opening (also re-opening, for Safari's
 //! "connection lost"), the upgrade path, closing on `versionchange`, the
 //! small `meta` records such as the device id, and the few promise helpers
 //! the queue's executor (`queue_idb.rs`) builds on.
@@ -47,6 +48,18 @@ extern "C" {
     /// ignore it.
     #[wasm_bindgen(method, catch, js_name = transaction)]
     fn transaction(this: &DbWithOptions, stores: &str, mode: &str, options: &JsValue) -> Result<IdbTransaction, JsValue>;
+
+    /// The same over several stores (an array of names).
+    #[wasm_bindgen(method, catch, js_name = transaction)]
+    fn transaction_stores(this: &DbWithOptions, stores: &JsValue, mode: &str, options: &JsValue) -> Result<IdbTransaction, JsValue>;
+}
+
+/// A `readwrite` transaction over `stores` with `durability: "strict"`
+/// (the shared state's one transaction per op, `state_idb.rs`).
+pub fn strict_transaction(db: &Db, stores: &js_sys::Array) -> Result<IdbTransaction, JsValue> {
+    let opts = js_sys::Object::new();
+    Reflect::set(&opts, &"durability".into(), &"strict".into())?;
+    db.unchecked_ref::<DbWithOptions>().transaction_stores(stores, "readwrite", &opts)
 }
 
 /// An IndexedDB failure as the browser reported it (`DOMException` name and
@@ -221,6 +234,9 @@ fn set_close_on_versionchange(db: &IdbDatabase) {
 /// - 0 → 1: create `outbox` (key path `id`), `inbox_processed` (key path
 ///   `id`), `audit` (auto-increment), `meta` (out-of-line keys); write
 ///   `meta["schema_version"] = 1`.
+/// - 1 → 2: create the shared state's `state`, `state_meta`,
+///   `state_conflicts`, `state_sync_log` (out-of-line keys,
+///   `state_idb.rs`); the queue's stores and records are untouched.
 /// - A future version N adds `if old < N { ... }` below and bumps
 ///   `crate::outbox::SCHEMA_VERSION`.
 fn upgrade(req: &IdbOpenDbRequest, old_version: f64) -> Result<(), JsValue> {
@@ -243,6 +259,10 @@ fn upgrade(req: &IdbOpenDbRequest, old_version: f64) -> Result<(), JsValue> {
         keyed(INBOX, Some("id"), false)?;
         keyed(AUDIT, None, true)?;
         keyed(META, None, false)?;
+    }
+    if old_version < 2.0 {
+        // 1 -> 2: the shared state's stores; the queue's are kept.
+        super::state_idb::create_stores(&db)?;
     }
     if let Some(tx) = req.transaction() {
         tx.object_store(META)?.put_with_key(&JsValue::from(SCHEMA_VERSION), &"schema_version".into())?;

@@ -40,10 +40,12 @@ pub struct MeshDriver {
     pub rtc: Option<super::rtc::Rtc>,
     pub tabs: Option<super::tabs::Tabs>,
     /// Whether this page uses data channels, and if not why (for the stats).
-    pub webrtc: super::routes_api::WebRtcUse,
+    pub webrtc: super::rtc::WebRtcUse,
     timer: Option<(u64, Timeout)>,
     /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
     pub inbox: super::inbox::Inbox,
+    /// Shared state: write promises and `change` listeners (`state_api.rs`).
+    pub state_js: super::state_api::StateJs,
     /// A state write in flight, and the newest state waiting behind it.
     writing: bool,
     next_state: Option<MeshState>,
@@ -62,9 +64,10 @@ impl MeshDriver {
             uploader: None,
             rtc: None,
             tabs: None,
-            webrtc: super::routes_api::WebRtcUse::Off,
+            webrtc: super::rtc::WebRtcUse::Off,
             timer: None,
             inbox: Default::default(),
+            state_js: Default::default(),
             writing: false,
             next_state: None,
         }))
@@ -146,7 +149,10 @@ pub fn drive(this: &DriverRef) {
         };
         let again = !work.is_empty();
         for w in work {
-            replication_work(this, w);
+            match w {
+                o @ (Output::StatePersist(_) | Output::StateEvent(_)) => super::state_api::work(this, o),
+                o => replication_work(this, o),
+            }
         }
         if published {
             let link = this.borrow().link.clone();
@@ -279,14 +285,17 @@ fn event_js(e: &MeshEvent) -> JsValue {
 }
 
 /// The event names `VenueMesh.on()` accepts from the mesh.
-pub const MESH_EVENTS: &[&str] =
-    &["becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message"];
+pub const MESH_EVENTS: &[&str] = &[
+    "becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message",
+    // Shared state (`state_api.rs`).
+    "conflict", "reconciliationStarted", "reconciliationCompleted", "syncCompleted", "syncFailed",
+];
 
 /// Storage and app work the replicator asked for, done with no borrow of
 /// the driver held (the queue's hook borrows it when writes complete).
 fn replication_work(this: &DriverRef, work: Output) {
     if let Output::Deliver(d) = work {
-        return super::routes_api::deliver(this, d);
+        return deliver(this, d);
     }
     let (queue, uploader) = {
         let d = this.borrow();
@@ -397,4 +406,22 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
         this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms(), super::clock::wall_ms());
         drive(&this);
     });
+}
+
+/// The `message` event (called from the drive loop, no borrow held).
+fn deliver(this: &DriverRef, d: crate::routing::Delivery) {
+    let targets = this.borrow().events.targets("message");
+    if targets.is_empty() {
+        return;
+    }
+    let text = std::str::from_utf8(&d.payload).ok().map(str::to_owned);
+    let arg = ObjBuilder::new()
+        .set("from", d.from)
+        .opt("room", d.room)
+        .set("id", d.id as f64)
+        .set("payload", Uint8Array::from(&d.payload[..]))
+        .opt("text", text)
+        .set("late", d.late)
+        .build();
+    call_all(&targets, &[&arg]);
 }

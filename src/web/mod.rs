@@ -44,6 +44,10 @@ pub mod rtc;
 mod routes_api;
 mod socket;
 #[cfg(feature = "mesh")]
+mod state_api;
+#[cfg(feature = "mesh")]
+mod state_idb;
+#[cfg(feature = "mesh")]
 mod stats;
 #[cfg(feature = "mesh")]
 mod trust_api;

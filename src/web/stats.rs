@@ -28,7 +28,7 @@ fn flow(f: &Flow) -> JsValue {
 
 /// What this page itself can use, beside the core's per-peer routes.
 pub struct LocalRoutes {
-    /// `"on"`, `"off"` or `"unavailable"` (`routes_api::WebRtcUse`).
+    /// `"on"`, `"off"` or `"unavailable"` (`rtc::WebRtcUse`).
     pub webrtc: &'static str,
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,

@@ -1,0 +1,122 @@
+// Shared state (issue #18, docs/state.md) end to end: real pages, real
+// IndexedDB, real Mosquitto. Pages use webrtc=0 and separate browser
+// contexts, so the broker is their only route: stopping it keeps them apart.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, startBroker, meshMember, waitFor, sleep } from './lib.mjs';
+
+const venueName = (what) => `e2e-state-${what}-${Date.now().toString(36)}`;
+
+/** `mesh.collection(c)[method](...args)` in the page (awaited). */
+const call = (m, c, method, ...args) => m.page.evaluate(([c, method, args]) => window.mesh.collection(c)[method](...args), [c, method, args]);
+const get = (m, c, key) => call(m, c, 'get', key);
+const conflicts = (m, c) => m.page.evaluate((c) => window.mesh.audit.conflicts({ collection: c }), c);
+const peers = (m) => m.page.evaluate(() => window.mesh.getDetailedStats().peers.length);
+
+async function pair(t, broker, what) {
+  const browser = await launch();
+  t.after(() => browser.close());
+  const venue = venueName(what);
+  const a = await meshMember(browser, broker.url, venue, 'kiosk', { webrtc: '0' });
+  const b = await meshMember(browser, broker.url, venue, 'pos', { webrtc: '0' });
+  await waitFor(async () => (await peers(a)) === 1 && (await peers(b)) === 1, 15_000, 'the two pages see each other');
+  return { browser, venue, a, b };
+}
+
+/** Stops the broker; returns a function that starts it again on the same ports. */
+async function apart(broker) {
+  await broker.stop();
+  return () => startBroker({ port: broker.port, tcp: broker.tcp });
+}
+
+test('seed 001: two pages edit one product apart; on reconnect the later edit wins on both, both audit it', { timeout: 120_000 }, async (t) => {
+  let broker = await startBroker();
+  t.after(() => broker.stop());
+  const { a, b } = await pair(t, broker, 'seed001');
+  await call(a, 'products', 'put', 'sku-1', { name: 'Tea', price: 3 });
+  await waitFor(async () => (await get(b, 'products', 'sku-1'))?.price === 3, 10_000, 'b sees the first version');
+  const restart = await apart(broker);
+  await call(a, 'products', 'patch', 'sku-1', { price: 4 });
+  await sleep(50);
+  await call(b, 'products', 'patch', 'sku-1', { price: 5 }); // the later edit
+  assert.equal((await get(a, 'products', 'sku-1')).price, 4, 'apart, each keeps its own');
+  broker = await restart();
+  await waitFor(async () => (await get(a, 'products', 'sku-1'))?.price === 5 && (await get(b, 'products', 'sku-1'))?.price === 5, 40_000,
+    'both hold the later edit');
+  for (const [m, local, remote] of [[a, 4, 5], [b, 5, 4]]) {
+    const c = await conflicts(m, 'products');
+    assert.ok(c.length >= 1, `${m.kind} audited the conflict`);
+    const e = c[c.length - 1];
+    assert.deepEqual([e.local?.price, e.remote.price, e.final?.price], [local, remote, 5], `${m.kind}: local, remote, final`);
+    assert.equal(e.strategy, 'last_write_wins');
+    assert.equal(e.resolvedBy, 'system');
+  }
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+});
+
+test('updatedAt rules: an older explicit updatedAt loses everywhere; a later edit without one still wins', { timeout: 90_000 }, async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const { a, b } = await pair(t, broker, 'updated');
+  const now = Date.now();
+  // With an app timestamp (older wall clock) vs a later edit without: the one with updatedAt wins everywhere.
+  await call(a, 'customers', 'put', 'c-1', { name: 'Ann' }, { updatedAt: now - 60_000 });
+  await waitFor(async () => (await get(b, 'customers', 'c-1'))?.name === 'Ann', 10_000, 'b has c-1');
+  // A later normal edit gets a raised updatedAt, so it is not lost to the import.
+  await call(b, 'customers', 'put', 'c-1', { name: 'Bob' });
+  await waitFor(async () => (await get(a, 'customers', 'c-1'))?.name === 'Bob', 10_000, 'a has the later edit');
+  // Newer updatedAt wins, whoever writes it later.
+  await call(a, 'customers', 'put', 'c-2', { name: 'new' }, { updatedAt: now });
+  await waitFor(async () => (await get(b, 'customers', 'c-2'))?.name === 'new', 10_000, 'b has c-2');
+  await call(b, 'customers', 'put', 'c-2', { name: 'stale import' }, { updatedAt: now - 1_000 });
+  await sleep(1_000);
+  for (const m of [a, b]) assert.equal((await get(m, 'customers', 'c-2')).name, 'new', `${m.kind}: the older import lost`);
+  // A bad argument throws a typed error and changes nothing.
+  const err = await a.page.evaluate(() => { try { window.mesh.collection('customers').put('c-3', [1, 2]); return null; } catch (e) { return [e.name, e.code]; } });
+  assert.deepEqual(err, ['VenueMeshError', 'INVALID_ARGUMENT']);
+  assert.equal(await get(a, 'customers', 'c-3'), undefined);
+});
+
+test('two lanes each sell 5 of 100 while apart: 90 everywhere', { timeout: 120_000 }, async (t) => {
+  let broker = await startBroker();
+  t.after(() => broker.stop());
+  const { a, b } = await pair(t, broker, 'stock');
+  await call(a, 'stock', 'increment', 'sku-1', 'qty', 100);
+  await waitFor(async () => (await get(b, 'stock', 'sku-1'))?.qty === 100, 10_000, 'b has the stock');
+  const restart = await apart(broker);
+  await call(a, 'stock', 'increment', 'sku-1', 'qty', -5);
+  await call(b, 'stock', 'increment', 'sku-1', 'qty', -5);
+  broker = await restart();
+  await waitFor(async () => (await get(a, 'stock', 'sku-1'))?.qty === 90 && (await get(b, 'stock', 'sku-1'))?.qty === 90, 40_000,
+    'both at 90');
+});
+
+test('a page reloaded mid-write keeps every acknowledged write; a page joining late catches up', { timeout: 120_000 }, async (t) => {
+  const broker = await startBroker();
+  t.after(() => broker.stop());
+  const { browser, venue, a } = await pair(t, broker, 'reload');
+  const acked = await a.page.evaluate(async () => {
+    const c = window.mesh.collection('products');
+    window.acked = [];
+    const done = [];
+    for (let i = 0; i < 60; i++) done.push(c.put(`p-${i}`, { price: i }).then(() => window.acked.push(i)));
+    await Promise.all(done.slice(0, 30));
+    return window.acked.slice();
+  });
+  // Reload with writes still in flight.
+  const more = await a.page.evaluate(() => {
+    const c = window.mesh.collection('products');
+    for (let i = 60; i < 80; i++) c.put(`p-${i}`, { price: i }).then(() => window.acked.push(i));
+    return window.acked.slice();
+  });
+  await a.page.reload();
+  await a.page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  for (const i of new Set([...acked, ...more])) {
+    assert.equal((await get(a, 'products', `p-${i}`))?.price, i, `acknowledged write p-${i} survived the reload`);
+  }
+  // A device that was away (a fresh page) gets everything by reconciliation.
+  const c = await meshMember(browser, broker.url, venue, 'phone', { webrtc: '0' });
+  await waitFor(async () => (await call(c, 'products', 'entries', {})).length >= acked.length, 40_000, 'the late page caught up');
+  const entries = await call(c, 'products', 'entries', { prefix: 'p-', limit: 1000 });
+  for (const i of acked) assert.ok(entries.some(([k, v]) => k === `p-${i}` && v.price === i), `late page has p-${i}`);
+});
