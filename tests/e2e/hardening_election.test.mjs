@@ -53,8 +53,17 @@ async function fakePeers(venue, n, prefix) {
   };
 }
 
-/** Records the longest gap between the page's 50 ms heartbeats (a main-thread stall). */
+/**
+ * Records the longest main-thread task (PerformanceObserver 'longtask': tasks over 50 ms) and
+ * the longest extra gap between the page's 50 ms heartbeats. The gap also counts time the
+ * renderer was not scheduled at all (2 shared cores, the rogue and the broker busy), so the
+ * assertion is on the task, the issue's "no main-thread task over 200 ms"; the gap is printed.
+ */
 const watchMainThread = (m) => m.page.evaluate(() => {
+  window.maxTask = 0;
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) window.maxTask = Math.max(window.maxTask, e.duration);
+  }).observe({ type: 'longtask', buffered: false });
   window.maxGap = 0;
   let last = performance.now();
   window.gapTimer = setInterval(() => {
@@ -64,6 +73,7 @@ const watchMainThread = (m) => m.page.evaluate(() => {
   }, 50);
 });
 const maxGap = (m) => m.page.evaluate(() => window.maxGap);
+const maxTask = (m) => m.page.evaluate(() => window.maxTask);
 
 test('forged empty retained presence for the hub x8 changes no hub (broker-only pages)', { timeout: 120_000 }, async (t) => {
   const { venue, members, hub } = await venueOf(t, 'presence', ['kiosk', 'pos', 'phone']);
@@ -94,13 +104,14 @@ test('2,000 signed fake peers: no main-thread task over 200 ms, the hub survives
   }
   await sleep(5_000);
   const gaps = await Promise.all(members.map(maxGap));
+  const tasks = await Promise.all(members.map(maxTask));
   const stats = await Promise.all(members.map(meshStats));
   const changes = await Promise.all(members.map((m) => hubChanges(m, t0)));
   for (const [i, s] of stats.entries()) {
     const x = s.security;
-    console.log(`# flood of 2,000 fake peers, ${members[i].kind}: longest main-thread gap ${Math.round(gaps[i])} ms; peers ${s.peers.length}; shed ${x.shed}; electionEvicted ${x.electionEvicted}; electionRefused ${x.electionRefused}; peersEvicted ${x.peersEvicted}; peersShed ${x.peersShed}; accepted ${x.accepted}`);
+    console.log(`# flood of 2,000 fake peers, ${members[i].kind}: longest main-thread task ${Math.round(tasks[i])} ms, longest timer gap ${Math.round(gaps[i])} ms; peers ${s.peers.length}; shed ${x.shed}; electionEvicted ${x.electionEvicted}; electionRefused ${x.electionRefused}; peersEvicted ${x.peersEvicted}; peersShed ${x.peersShed}; accepted ${x.accepted}`);
   }
-  for (const g of gaps) assert.ok(g < 200, `a main-thread task of ${Math.round(g)} ms (bound 200 ms)`);
+  for (const x of tasks) assert.ok(x < 200, `a main-thread task of ${Math.round(x)} ms (bound 200 ms)`);
   assert.deepEqual(changes, [0, 0], 'the hub survived the flood');
   assert.deepEqual(await Promise.all(members.map(hubOf)), [hub.id, hub.id]);
   for (const s of stats) assert.ok(s.peers.length <= 256, `peer table bounded: ${s.peers.length}`);
