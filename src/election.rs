@@ -103,6 +103,11 @@ pub struct Election {
     grace_until: u64,
     next_heartbeat: u64,
     highest: Option<Term>,
+    /// The highest term that may be persisted: one this node claimed, or
+    /// learnt within [`MAX_TERM_JUMP`] of what it knew. A term adopted only
+    /// because a device with no record followed a live hub's heartbeat is
+    /// not written: a forged one must not outlive a reload (issue #16).
+    durable_highest: Option<Term>,
     claimed: Option<Term>,
     durable_claim: Option<Term>,
     role: Role,
@@ -126,6 +131,7 @@ pub struct Election {
     /// When the broker last came back (damps taking the hub role back).
     broker_since: u64,
     peers: table::PeerTable,
+    counters: ElectionCounters,
     out: VecDeque<Output>,
     #[cfg(test)]
     pub(crate) mutation: Mutation,
@@ -135,11 +141,13 @@ impl Election {
     /// A node that has not connected yet. Call [`Election::handle_restored`]
     /// with the stored record (if any) before [`Election::handle_transport`].
     pub fn new(device_id: impl Into<String>, score: u64, config: Config, rng: Rng) -> Self {
+        let cfg = config.sanitized();
+        let score = score.min(cfg.max_score);
         Election {
             me: device_id.into(),
-            cfg: config.sanitized(),
-            rng,
             score,
+            cfg,
+            rng,
             queue_depth: 0,
             transport_up: false,
             up_since: 0,
@@ -148,6 +156,7 @@ impl Election {
             grace_until: 0,
             next_heartbeat: 0,
             highest: None,
+            durable_highest: None,
             claimed: None,
             durable_claim: None,
             role: Role::Follower,
@@ -164,6 +173,7 @@ impl Election {
             direct_only: false,
             broker_since: 0,
             peers: table::PeerTable::default(),
+            counters: ElectionCounters::default(),
             out: VecDeque::new(),
             #[cfg(test)]
             mutation: Mutation::None,
@@ -219,6 +229,11 @@ impl Election {
     pub fn peer(&self, device: &str) -> Option<&Peer> {
         self.peers.get(device)
     }
+    /// Inputs refused or trimmed: term jumps, capped scores, peer rows
+    /// evicted or refused (issue #16).
+    pub fn counters(&self) -> ElectionCounters {
+        self.counters
+    }
     /// Until when a failed claim keeps this node from claiming (simulator).
     #[cfg(any(test, feature = "sim"))]
     pub(crate) fn cooldown_until(&self) -> u64 {
@@ -250,6 +265,7 @@ impl Election {
             (h, c) => h.clone().or_else(|| c.clone()),
         };
         if let Some(t) = top {
+            raise(&mut self.durable_highest, &t);
             if self.highest.as_ref().is_none_or(|h| t > *h) {
                 self.highest = Some(t.clone());
                 self.fence(&t, now);
@@ -305,6 +321,7 @@ impl Election {
         }
         match msg {
             ElectionMsg::Join { score } => {
+                let score = self.cap(score);
                 self.touch(from, score, now);
                 if self.is_hub() {
                     self.heartbeat_soon(now); // tell the newcomer who the hub is
@@ -321,12 +338,15 @@ impl Election {
             } => {
                 let acting = hub.as_deref() == Some(from);
                 let ended = ended && !acting && term.as_ref().is_some_and(|t| t.hub == from);
-                let peer = self.touch(from, score, now);
-                peer.queue_depth = queue_depth;
-                peer.term.clone_from(&term);
-                peer.hub.clone_from(&hub);
-                peer.ended = ended;
-                peer.direct_only = direct_only;
+                let score = self.cap(score);
+                let term = term.map(|t| self.cap_term(t));
+                if let Some(peer) = self.touch(from, score, now) {
+                    peer.queue_depth = queue_depth;
+                    peer.term.clone_from(&term);
+                    peer.hub.clone_from(&hub);
+                    peer.ended = ended;
+                    peer.direct_only = direct_only;
+                }
                 // Our hub's own heartbeat says it ended its term (it lost
                 // the role, or restarted): stop following it now rather
                 // than `G` later. (Only the flag says so: a late copy of its
@@ -349,6 +369,7 @@ impl Election {
             ElectionMsg::HubClaim { term, score } => {
                 // No `touch`: a retained claim may be from a device long gone.
                 // A live claimer heartbeats anyway.
+                let score = self.cap(score);
                 let t = Term {
                     number: term,
                     score,
@@ -423,7 +444,7 @@ impl Election {
     /// The device's score changed (milli-points, from the score module).
     pub fn set_score(&mut self, score: u64, now: u64) {
         let now = self.begin(now);
-        self.score = score;
+        self.score = score.min(self.cfg.max_score);
         self.end(now)
     }
 
@@ -646,11 +667,13 @@ impl Election {
             None => {
                 let rank = self.rank();
                 let base = self.no_hub_since.unwrap_or(self.up_since).max(earliest);
+                // Every rank below the best waits one step, not `rank`
+                // steps: fake top-score peers that never claim must not
+                // hold the venue longer than that (issue #16).
                 let delay = if rank == 0 {
                     0
                 } else {
-                    rank.saturating_mul(self.cfg.backoff_step())
-                        .saturating_add(self.claim_jitter)
+                    self.cfg.backoff_step().saturating_add(self.claim_jitter)
                 };
                 Some(base.saturating_add(delay))
             }
@@ -704,6 +727,7 @@ impl Election {
         self.hub = None;
         self.pending = None;
         self.highest = Some(term.clone());
+        self.durable_highest = Some(term.clone());
         self.claimed = Some(term.clone());
         self.persist();
         self.out.push_back(Output::Broadcast(ElectionMsg::HubClaim {
@@ -777,9 +801,13 @@ impl Election {
     /// `claim_patience`. Equal: follow when live. Lower: refuse, and answer
     /// soon so the stale sender learns the higher term.
     fn observe_term(&mut self, t: Term, live: bool, answer_stale: bool, now: u64) {
+        let Some(keep) = self.admit(&t, live) else { return };
         if self.highest.as_ref().is_none_or(|h| t > *h) {
             self.highest = Some(t.clone());
-            self.persist();
+            if keep {
+                raise(&mut self.durable_highest, &t);
+                self.persist();
+            }
             self.fence(&t, now);
             if live {
                 self.follow(t, now);
@@ -805,9 +833,13 @@ impl Election {
     /// hub for the patience `W + G` (a healed hub of a partition of one, a
     /// restarted ex-hub). A pending claim of that term ends too.
     fn observe_ended(&mut self, t: Term, now: u64) {
+        let Some(keep) = self.admit(&t, false) else { return };
         if self.highest.as_ref().is_none_or(|h| t > *h) {
             self.highest = Some(t.clone());
-            self.persist();
+            if keep {
+                raise(&mut self.durable_highest, &t);
+                self.persist();
+            }
             self.fence(&t, now);
             self.pending = None;
             self.mark_no_hub(now);
@@ -821,6 +853,40 @@ impl Election {
     /// it (said in our heartbeats, so that nobody waits for it).
     fn own_term_ended(&self) -> bool {
         matches!(self.role, Role::Follower) && self.highest.as_ref().is_some_and(|h| h.hub == self.me)
+    }
+
+    /// The receive rule on term numbers (`PROTOCOL.md` Part 3 §9.6): a term
+    /// more than [`MAX_TERM_JUMP`] above the highest number we know is
+    /// dropped (`None`, counted). `Some(persist)` otherwise; `persist` is
+    /// false only for a node that knows no term at all and takes a far
+    /// term from a live hub's own heartbeat (a venue older than the bound,
+    /// seen by a device with empty storage): it follows it, but does not
+    /// write it, so a forged one is gone after a reload.
+    fn admit(&mut self, t: &Term, live: bool) -> Option<bool> {
+        let known = self.highest.as_ref().map_or(0, |h| h.number);
+        if t.number <= known.saturating_add(MAX_TERM_JUMP) {
+            Some(true)
+        } else if live && self.highest.is_none() {
+            Some(false)
+        } else {
+            self.counters.term_jump += 1;
+            None
+        }
+    }
+
+    /// A score above the documented maximum counts as the maximum.
+    fn cap(&mut self, score: u64) -> u64 {
+        if score > self.cfg.max_score {
+            self.counters.score_capped += 1;
+            self.cfg.max_score
+        } else {
+            score
+        }
+    }
+
+    fn cap_term(&mut self, mut t: Term) -> Term {
+        t.score = self.cap(t.score);
+        t
     }
 
     /// Refuse everything below `t`.
@@ -868,7 +934,25 @@ impl Election {
         }
     }
 
-    fn touch(&mut self, from: &str, score: u64, now: u64) -> &mut Peer {
+    /// The sender's row, refreshed (or created). With the table full
+    /// ([`MAX_PEERS`]) a newcomer takes the place of the lowest-scored,
+    /// stalest row (never the recognized hub's) if it scores higher, and is
+    /// not tracked otherwise (`None`); both counted.
+    fn touch(&mut self, from: &str, score: u64, now: u64) -> Option<&mut Peer> {
+        if self.peers.len() >= MAX_PEERS && !self.peers.contains(from) {
+            let keep = self.hub.as_ref().map(|t| t.hub.as_str());
+            match self.peers.victim(keep) {
+                Some((victim, low)) if low < score => {
+                    let victim = victim.to_string();
+                    self.counters.peers_evicted += 1;
+                    self.remove_peer(&victim, LeftReason::Evicted, now);
+                }
+                _ => {
+                    self.counters.peers_refused += 1;
+                    return None;
+                }
+            }
+        }
         let fresh = || Peer {
             score,
             last_seen: now,
@@ -886,7 +970,7 @@ impl Election {
         }
         peer.score = score;
         peer.last_seen = now;
-        peer
+        Some(peer)
     }
 
     fn remove_peer(&mut self, id: &str, reason: LeftReason, now: u64) {
@@ -907,7 +991,7 @@ impl Election {
 
     fn persist(&mut self) {
         self.out.push_back(Output::Persist(PersistedTerm {
-            highest_seen: self.highest.clone(),
+            highest_seen: self.durable_highest.clone(),
             claimed: self.claimed.clone(),
         }));
     }

@@ -19,6 +19,8 @@
 
 #![deny(missing_docs)]
 
+/// Small sorted-vector maps and sets (smaller wasm than one B-tree per key type).
+pub(crate) mod vecmap;
 pub mod rng;
 pub mod mqtt;
 pub mod endpoints;

@@ -58,9 +58,10 @@
 
 mod error;
 mod flight;
+mod ids;
 mod inbox;
 mod queue;
-mod sort;
+pub(crate) mod sort;
 mod status;
 mod types;
 

@@ -29,6 +29,24 @@ impl PeerTable {
         }
     }
 
+    pub(super) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(super) fn contains(&self, id: &str) -> bool {
+        self.find(id).is_ok()
+    }
+
+    /// The row a better newcomer replaces when the table is full: the lowest
+    /// score, then the stalest, never `keep` (the recognized hub).
+    pub(super) fn victim(&self, keep: Option<&str>) -> Option<(&str, u64)> {
+        self.rows
+            .iter()
+            .filter(|(k, _)| Some(k.as_str()) != keep)
+            .min_by_key(|(k, p)| (p.score, p.last_seen, k.as_str()))
+            .map(|(k, p)| (k.as_str(), p.score))
+    }
+
     pub(super) fn remove(&mut self, id: &str) -> Option<Peer> {
         self.find(id).ok().map(|i| self.rows.remove(i).1)
     }

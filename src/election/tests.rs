@@ -3,7 +3,9 @@
 //! randomness are the simulator's job (`src/sim/`).
 
 use super::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod bounds;
 
 fn cfg() -> Config {
     Config {
@@ -12,6 +14,7 @@ fn cfg() -> Config {
         claim_window: 50,
         hysteresis_permille: 100,
         hysteresis_min: 100_000,
+        max_score: u64::MAX,
     }
 }
 
@@ -32,6 +35,8 @@ struct Lab {
     /// Links that lose everything, `(from, to)`.
     blocked: BTreeSet<(usize, usize)>,
     sent: Vec<(u64, usize, ElectionMsg)>,
+    /// The latest record each node's storage confirmed.
+    durable: BTreeMap<usize, PersistedTerm>,
 }
 
 impl Lab {
@@ -59,6 +64,7 @@ impl Lab {
             cut: BTreeSet::new(),
             blocked: BTreeSet::new(),
             sent: Vec::new(),
+            durable: BTreeMap::new(),
         };
         for i in 0..lab.nodes.len() {
             lab.nodes[i].handle_transport(true, 0);
@@ -135,6 +141,7 @@ impl Lab {
             let (due, rest): (Vec<_>, Vec<_>) = self.persists.drain(..).partition(|p| p.0 <= now);
             self.persists = rest;
             for (_, i, p) in due {
+                self.durable.insert(i, p.clone());
                 self.nodes[i].handle_persisted(&p, now);
                 self.flush(i);
             }
@@ -495,7 +502,7 @@ fn own_sleep_gets_a_grace_period() {
 
 #[test]
 fn hub_hang_failover_within_g_plus_w() {
-    let c = Config::fast();
+    let c = Config { max_score: u64::MAX, ..Config::fast() };
     let mut lab = Lab::with(
         &[("h", 9_000_000), ("n1", 2_000_000), ("n2", 1_000_000)],
         c.clone(),
@@ -614,6 +621,7 @@ fn odd_input_never_panics() {
         claim_window: 0,
         hysteresis_permille: u64::MAX,
         hysteresis_min: u64::MAX,
+        max_score: u64::MAX,
     };
     let mut n = Election::new("", u64::MAX, zero, Rng::new(0));
     assert_eq!(n.config().heartbeat_interval, 1);

@@ -104,6 +104,9 @@ pub enum LeftReason {
     Will,
     /// `missed_heartbeats` intervals without a word from it.
     Silent,
+    /// Its row was evicted for a better newcomer with the table full
+    /// ([`MAX_PEERS`]; issue #16: a flood of fake peers).
+    Evicted,
 }
 
 /// Something the app (and the layers above) should know.
@@ -208,6 +211,11 @@ pub struct Config {
     pub hysteresis_permille: u64,
     /// … and by more than this many milli-points (whichever is larger).
     pub hysteresis_min: u64,
+    /// The highest score a device can have (milli-points): scores claimed
+    /// above it — in a Join, a heartbeat, a claim, or our own — count as
+    /// this (issue #16: a forged score of 2^64−1 outranked every real
+    /// device for good). Default: [`crate::score::MAX_SCORE`].
+    pub max_score: u64,
 }
 
 impl Default for Config {
@@ -220,6 +228,7 @@ impl Default for Config {
             claim_window: 1_000,
             hysteresis_permille: 100,
             hysteresis_min: 100_000,
+            max_score: u64::from(crate::score::MAX_SCORE.milli()),
         }
     }
 }
@@ -272,9 +281,11 @@ impl Config {
         self.claim_window.saturating_add(self.gone_after())
     }
 
-    /// With no hub, the node ranked `r` by `(score, id)` waits `r·B`
+    /// With no hub, the node ranked `r ≥ 1` by `(score, id)` waits `B`
     /// (`B = W + I`, plus jitter < `I/2`) before claiming: the best claims at
-    /// once, the others only if it does not.
+    /// once, the others only if it does not. The wait does not grow with the
+    /// rank (it once was `r·B`): 100 fake top-score peers that never claim
+    /// kept a venue without a hub for 40 s (issue #16).
     pub fn backoff_step(&self) -> u64 {
         self.claim_window.saturating_add(self.heartbeat_interval)
     }
@@ -296,4 +307,33 @@ impl Config {
             .saturating_add(self.claim_window.saturating_mul(3))
             .saturating_add(max_delay.saturating_mul(3))
     }
+}
+
+/// How far above the highest term number a node knows a received term may
+/// be (`PROTOCOL.md` Part 3 §9.6): an honest claimer takes *highest + 1*,
+/// and a node that missed elections while away catches up through several
+/// steps of at most this. A bigger jump is dropped and counted
+/// ([`ElectionCounters::term_jump`]): a claim of term 2^64−1 left a venue
+/// with no possible higher term, for good (issue #16).
+pub const MAX_TERM_JUMP: u64 = 1024;
+
+/// The most rows the peer table holds. A venue has tens of devices; with the
+/// table full a newcomer replaces the row with the lowest score (then the
+/// stalest), never the recognized hub's, and only if its own score is
+/// higher; otherwise it is not tracked. Both are counted
+/// ([`ElectionCounters`]).
+pub const MAX_PEERS: usize = 256;
+
+/// Inputs the election refused or trimmed (issue #16), for
+/// `getDetailedStats().security`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ElectionCounters {
+    /// Terms more than [`MAX_TERM_JUMP`] above the highest known, dropped.
+    pub term_jump: u64,
+    /// Scores above [`Config::max_score`], counted as the maximum.
+    pub score_capped: u64,
+    /// Peer rows evicted for a better newcomer (table full).
+    pub peers_evicted: u64,
+    /// Newcomers not tracked (table full of better peers).
+    pub peers_refused: u64,
 }

@@ -448,6 +448,9 @@ pub struct MeshCounters {
     /// Room messages released by the router for a room this device did
     /// not join (room membership is every live peer; see `routes.rs`).
     pub not_joined: u64,
+    /// Empty presences (anyone on the broker can publish one) whose device
+    /// was heard from afterwards in time: not acted on (issue #16).
+    pub forged_presence: u64,
 }
 
 /// One row of the peer table for `getDetailedStats()`.

@@ -19,6 +19,9 @@ const SKEW_WINDOW_MS: u64 = 60_000;
 mod direct;
 #[cfg(test)]
 pub(crate) use direct::WILL_CONFIRM_MS;
+mod hint;
+#[cfg(test)]
+pub(crate) use hint::HINT_PROBE_MS;
 mod replica;
 mod routes;
 mod state_sync;
@@ -95,6 +98,9 @@ pub struct MeshNode {
     /// Peers whose Will came while a direct route to them was up: gone
     /// unless heard on a direct route by then (`direct.rs`).
     suspects: BTreeMap<String, u64>,
+    /// Peers whose presence was cleared (Will or forgery) with no direct
+    /// route: gone unless heard by then (`hint.rs`).
+    hinted: BTreeMap<String, u64>,
     /// The last app message id handed out.
     next_msg_id: u64,
     /// Digest of every command the replicator holds (own and replicas):
@@ -167,6 +173,7 @@ impl MeshNode {
             rtc_open: BTreeSet::new(),
             kept: BTreeMap::new(),
             suspects: BTreeMap::new(),
+            hinted: BTreeMap::new(),
             next_msg_id: 0,
             digests: BTreeMap::new(),
             receipts: BTreeMap::new(),
@@ -257,7 +264,7 @@ impl MeshNode {
             .collect();
         let routing = self.router.stats();
         MeshStats {
-            security: super::SecurityStats::gather(*self.receiver.stats(), *self.receiver.trust().stats(), &self.counters, &routing.counters),
+            security: super::SecurityStats::gather(*self.receiver.stats(), *self.receiver.trust().stats(), &self.counters, &routing.counters, self.election.counters()),
             device: self.cfg.device_id.clone(),
             venue: self.cfg.venue.clone(),
             role: self.election.role(),
@@ -428,7 +435,11 @@ impl MeshNode {
                     return self.will_for_direct_peer(&device, now);
                 }
                 let device = device.to_string();
-                return self.election.handle_peer_gone(&device, now);
+                if device == me {
+                    return self.election.handle_peer_gone(&device, now);
+                }
+                // Anyone on the broker can publish this: a hint (`hint.rs`).
+                return self.presence_hint(&device, now);
             }
             TopicKind::Presence { device } => {
                 count_in(&mut self.traffic.presence, bytes);
@@ -544,6 +555,7 @@ impl MeshNode {
         }
         // Said after its Will, on any route: a new connection, alive.
         self.heard_direct(&h.sender);
+        self.heard_hinted(&h.sender);
         self.state_digest_heard(&h.sender, &body, &env.body, now);
         if let Body::Join(info) = &body {
             self.sender_mut(&env.header.sender).info = Some(info.clone());
@@ -623,6 +635,7 @@ impl MeshNode {
         if self.is_restored() {
             self.sync_reach(now);
             self.confirm_suspects(now);
+            self.confirm_hints(now);
             self.drain_election(now);
             self.flush(now_wall);
             self.drain_replication(now);
@@ -698,6 +711,9 @@ impl MeshNode {
                 at = at.min(t);
             }
             if let Some(t) = self.suspect_until() {
+                at = at.min(t);
+            }
+            if let Some(t) = self.hint_until() {
                 at = at.min(t);
             }
             if let Some(t) = self.state_until() {

@@ -6,6 +6,7 @@
 //! shell reports one flat object. Add a field here for a new drop reason;
 //! the trust model's refusals (issue #15) sit beside `envelope` in `trust`.
 
+use crate::election::ElectionCounters;
 use crate::envelope::EnvelopeStats;
 use crate::routing::RouterCounters;
 use crate::trust::SecurityStats as TrustStats;
@@ -42,10 +43,22 @@ pub struct SecurityStats {
     pub peers_evicted: u64,
     /// Messages from new senders shed with the peer table full.
     pub peers_shed: u64,
+    /// Empty presences whose device was heard from in time (forged, or a
+    /// stale Will): not acted on.
+    pub forged_presence: u64,
+    /// The election's refusals: term jumps, capped scores, peer rows
+    /// evicted or refused with its table full.
+    pub election: ElectionCounters,
 }
 
 impl SecurityStats {
-    pub(super) fn gather(envelope: EnvelopeStats, trust: TrustStats, node: &MeshCounters, router: &RouterCounters) -> SecurityStats {
+    pub(super) fn gather(
+        envelope: EnvelopeStats,
+        trust: TrustStats,
+        node: &MeshCounters,
+        router: &RouterCounters,
+        election: ElectionCounters,
+    ) -> SecurityStats {
         SecurityStats {
             envelope,
             trust,
@@ -60,6 +73,8 @@ impl SecurityStats {
             rtc_evicted: router.rtc_evicted,
             peers_evicted: router.peers_evicted,
             peers_shed: router.peers_shed,
+            forged_presence: node.forged_presence,
+            election,
         }
     }
 }

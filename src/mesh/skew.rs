@@ -10,7 +10,6 @@
 //! zero it is *our* clock that is off. The node reports it (`ClockSkew`
 //! event, stats) so the app can tell the user, instead of vanishing.
 
-use std::collections::BTreeMap;
 
 /// Senders whose offset is remembered (the most recently heard win).
 const MAX_SAMPLES: usize = 64;
@@ -19,7 +18,7 @@ const MAX_SAMPLES: usize = 64;
 #[derive(Debug, Clone, Default)]
 pub(super) struct SkewCheck {
     /// sender → (offset ms, when heard: monotonic ms).
-    samples: BTreeMap<String, (i64, u64)>,
+    samples: crate::vecmap::VecMap<String, (i64, u64)>,
     /// The state last reported (`true`: skewed).
     reported: bool,
 }
@@ -45,7 +44,7 @@ impl SkewCheck {
         if v.is_empty() {
             return None;
         }
-        v.sort_unstable();
+        crate::outbox::sort::sort(&mut v);
         let n = v.len();
         Some(if n % 2 == 1 { v[n / 2] } else { v[n / 2 - 1] / 2 + v[n / 2] / 2 })
     }

@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::types::{CommandId, OpId, Status};
+use super::ids::{CommandId, OpId, Status};
 
 /// How a storage operation failed, as far as the core's decisions go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

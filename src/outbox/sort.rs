@@ -1,36 +1,44 @@
-//! The one sort the queue uses: a heapsort. `slice::sort_unstable` brings a large pattern-defeating
-//! quicksort (with insertion sort, heapsort fallback and pivot selection) per element type into
-//! the wasm build; this is a few hundred bytes per type and still `O(n log n)` without
-//! allocating.
+//! The one sort of the crate's core (outside the state module): a heapsort. `slice::sort_unstable`
+//! brings a large pattern-defeating quicksort (with insertion sort, heapsort fallback and pivot
+//! selection), and `slice::sort` a driftsort, per element type into the wasm build; this is a few
+//! hundred bytes per type and still `O(n log n)` without allocating.
+
+use core::cmp::Ordering;
 
 /// Sorts `v` ascending. Not stable: every caller sorts distinct elements, so the result is the
 /// one any other sort gives.
 pub(crate) fn sort<T: Ord>(v: &mut [T]) {
+    sort_by(v, T::cmp);
+}
+
+/// Sorts `v` by `cmp`. Not stable: callers give a total order over their elements (ties broken
+/// by a unique id), so the result is the one a stable sort gives.
+pub(crate) fn sort_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
     let n = v.len();
     let mut i = n / 2;
     while i > 0 {
         i -= 1;
-        sift_down(v, i, n);
+        sift_down(v, i, n, &mut cmp);
     }
     let mut end = n;
     while end > 1 {
         end -= 1;
         v.swap(0, end);
-        sift_down(v, 0, end);
+        sift_down(v, 0, end, &mut cmp);
     }
 }
 
 /// Restores the max-heap property below `root` within `v[..end]`.
-fn sift_down<T: Ord>(v: &mut [T], mut root: usize, end: usize) {
+fn sift_down<T>(v: &mut [T], mut root: usize, end: usize, cmp: &mut impl FnMut(&T, &T) -> Ordering) {
     loop {
         let mut child = 2 * root + 1;
         if child >= end {
             return;
         }
-        if child + 1 < end && v[child] < v[child + 1] {
+        if child + 1 < end && cmp(&v[child], &v[child + 1]) == Ordering::Less {
             child += 1;
         }
-        if v[root] >= v[child] {
+        if cmp(&v[root], &v[child]) != Ordering::Less {
             return;
         }
         v.swap(root, child);
@@ -58,6 +66,10 @@ mod tests {
             want.sort_unstable();
             sort(&mut v);
             assert_eq!(v, want);
+            let mut by = want.clone();
+            super::sort_by(&mut by, |a, b| b.cmp(a));
+            want.reverse();
+            assert_eq!(by, want);
         }
     }
 }

@@ -2,7 +2,9 @@
 //! current (monotonic) time, outputs come from `poll_output` until `None`,
 //! then `poll_timeout` says when to call `handle_timeout`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::vecmap::{VecMap, VecSet};
 use std::rc::Rc;
 
 use super::wire::{AckState, Cmd, RepMsg};
@@ -73,11 +75,11 @@ struct Held {
     /// `peer_ack` reached (always true for a replica: origin + us).
     quorum: bool,
     /// Other devices known to hold it durably.
-    acked: BTreeSet<String>,
+    acked: VecSet<String>,
     /// Requests awaiting a SYNC_ACK: target → sent at.
-    sent: BTreeMap<String, u64>,
+    sent: VecMap<String, u64>,
     /// Requests sent per target; at `max_tries` the target is skipped.
-    tries: BTreeMap<String, u32>,
+    tries: VecMap<String, u32>,
     /// When this device got it (for the re-offer age).
     since: u64,
     /// Part of the upload batch in flight.
@@ -94,7 +96,7 @@ struct Held {
 #[derive(Debug)]
 struct Flight {
     batch: u64,
-    ids: BTreeSet<CommandId>,
+    ids: VecSet<CommandId>,
     deadline: u64,
     full: bool,
 }
@@ -132,8 +134,8 @@ pub struct Replicator {
     storing: BTreeMap<CommandId, (Rc<Cmd>, Vec<String>)>,
     done: BTreeMap<CommandId, u64>,
     out: VecDeque<Output>,
-    to_send: BTreeMap<String, Vec<Rc<Cmd>>>,
-    acks_out: BTreeMap<String, Vec<(CommandId, AckState)>>,
+    to_send: VecMap<String, Vec<Rc<Cmd>>>,
+    acks_out: VecMap<String, Vec<(CommandId, AckState)>>,
     store_out: Vec<Rc<Cmd>>,
     peer_acked_out: Vec<CommandId>,
     cloud_acked_out: Vec<CommandId>,
@@ -167,8 +169,8 @@ impl Replicator {
             storing: BTreeMap::new(),
             done: BTreeMap::new(),
             out: VecDeque::new(),
-            to_send: BTreeMap::new(),
-            acks_out: BTreeMap::new(),
+            to_send: VecMap::new(),
+            acks_out: VecMap::new(),
             store_out: Vec::new(),
             peer_acked_out: Vec::new(),
             cloud_acked_out: Vec::new(),
@@ -208,7 +210,7 @@ impl Replicator {
     pub fn handle_restored(&mut self, cmds: Vec<(Rc<Cmd>, bool)>, now: u64) {
         for (cmd, peer_acked) in cmds {
             let own = cmd.origin == self.me;
-            self.hold(cmd, own, peer_acked || !own, BTreeSet::new(), now);
+            self.hold(cmd, own, peer_acked || !own, VecSet::new(), now);
         }
         self.catch_up = true;
         self.ensure_all(now);
@@ -223,7 +225,7 @@ impl Replicator {
             if self.held.contains_key(&id) || self.done.contains_key(&id) {
                 continue;
             }
-            self.hold(cmd, true, solo, BTreeSet::new(), now);
+            self.hold(cmd, true, solo, VecSet::new(), now);
             if solo {
                 self.peer_acked_out.push(id.clone());
             }
@@ -417,7 +419,7 @@ impl Replicator {
 
     // ----- internals -------------------------------------------------------
 
-    fn hold(&mut self, cmd: Rc<Cmd>, own: bool, quorum: bool, acked: BTreeSet<String>, now: u64) {
+    fn hold(&mut self, cmd: Rc<Cmd>, own: bool, quorum: bool, acked: VecSet<String>, now: u64) {
         let id = cmd.id.clone();
         self.held.insert(
             id,
@@ -426,8 +428,8 @@ impl Replicator {
                 own,
                 quorum,
                 acked,
-                sent: BTreeMap::new(),
-                tries: BTreeMap::new(),
+                sent: VecMap::new(),
+                tries: VecMap::new(),
                 since: now,
                 uploading: false,
                 next_offer: now + self.cfg.reoffer_after_ms,
@@ -445,9 +447,12 @@ impl Replicator {
     /// first, ties by id), replica-capable live peers only, never `me`.
     fn placement(&self) -> Vec<&str> {
         let mut peers: Vec<&PeerView> = self.view.peers.iter().filter(|p| p.replica && p.id != self.me).collect();
-        peers.sort_by(|a, b| b.score.cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        crate::outbox::sort::sort_by(&mut peers, |a, b| b.score.cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         let hub = self.view.hub.as_deref();
-        peers.sort_by_key(|p| Some(p.id.as_str()) != hub);
+        if let Some(i) = peers.iter().position(|p| Some(p.id.as_str()) == hub) {
+            let h = peers.remove(i);
+            peers.insert(0, h);
+        }
         peers.into_iter().map(|p| p.id.as_str()).collect()
     }
 
@@ -609,7 +614,7 @@ impl Replicator {
         if waiting.is_empty() || (waiting.len() < self.cfg.batch_max && now < self.drain_at) {
             return;
         }
-        waiting.sort_by(|a, b| (a.cmd.created_at, &a.cmd.id).cmp(&(b.cmd.created_at, &b.cmd.id)));
+        crate::outbox::sort::sort_by(&mut waiting, |a, b| (a.cmd.created_at, &a.cmd.id).cmp(&(b.cmd.created_at, &b.cmd.id)));
         let (mut cmds, mut bytes, mut full) = (Vec::new(), 9usize, false);
         for h in waiting {
             let len = h.cmd.wire_len();
@@ -622,7 +627,7 @@ impl Replicator {
         }
         let batch = self.next_batch;
         self.next_batch += 1;
-        let ids: BTreeSet<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
+        let ids: VecSet<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
         for id in &ids {
             if let Some(h) = self.held.get_mut(id) {
                 h.uploading = true;

@@ -16,7 +16,9 @@
 //! given up). A receiver that starts mid-conversation therefore waits for
 //! exactly the messages still in flight, and never for ones it will not get.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeSet, VecDeque};
+
+use crate::vecmap::{VecMap, VecSet};
 
 /// The key of a delivered message.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -146,16 +148,16 @@ struct Conv<T> {
     epoch: u64,
     next: u64,
     /// seq → (item, arrival).
-    held: BTreeMap<u64, (T, u64)>,
+    held: VecMap<u64, (T, u64)>,
     last_used: u64,
 }
 
 /// Per-stream hold-back queues.
 #[derive(Debug, Clone)]
 pub struct Reorder<T> {
-    convs: BTreeMap<ConvKey, Conv<T>>,
+    convs: VecMap<ConvKey, Conv<T>>,
     /// Streams with held messages.
-    gapped: BTreeSet<ConvKey>,
+    gapped: VecSet<ConvKey>,
     hold_ms: u64,
     max_convs: usize,
     max_held: usize,
@@ -184,8 +186,8 @@ impl<T> Reorder<T> {
     /// is released and forgotten beyond that).
     pub fn new(hold_ms: u64, max_convs: usize, max_held: usize) -> Reorder<T> {
         Reorder {
-            convs: BTreeMap::new(),
-            gapped: BTreeSet::new(),
+            convs: VecMap::new(),
+            gapped: VecSet::new(),
             hold_ms,
             max_convs: max_convs.max(1),
             max_held: max_held.max(1),
@@ -211,7 +213,7 @@ impl<T> Reorder<T> {
             if self.convs.len() >= self.max_convs {
                 self.evict_lru(out);
             }
-            self.convs.insert(key.clone(), Conv { epoch, next: base, held: BTreeMap::new(), last_used: now });
+            self.convs.insert(key.clone(), Conv { epoch, next: base, held: VecMap::new(), last_used: now });
         }
         let Some(conv) = self.convs.get_mut(key) else { return };
         conv.last_used = now;
@@ -225,7 +227,7 @@ impl<T> Reorder<T> {
             let old_next = conv.next;
             conv.next = u64::MAX;
             Self::advance(conv, key, old_next, &mut self.stats, out);
-            *conv = Conv { epoch, next: base, held: BTreeMap::new(), last_used: now };
+            *conv = Conv { epoch, next: base, held: VecMap::new(), last_used: now };
         }
         if base > conv.next {
             let from = conv.next;
@@ -240,8 +242,8 @@ impl<T> Reorder<T> {
             out.ready.push(Ready { item, late: false });
             conv.next = seq + 1;
             Self::drain(conv, &mut self.stats, out);
-        } else if let std::collections::btree_map::Entry::Vacant(slot) = conv.held.entry(seq) {
-            slot.insert((item, now));
+        } else if !conv.held.contains_key(&seq) {
+            conv.held.insert(seq, (item, now));
             if conv.held.len() > self.max_held {
                 Self::release_gap(conv, key, &mut self.stats, out);
             }
@@ -356,11 +358,8 @@ impl<T> Reorder<T> {
     }
 
     fn drain(conv: &mut Conv<T>, stats: &mut ReorderStats, out: &mut Released<T>) {
-        while let Some(entry) = conv.held.first_entry() {
-            if *entry.key() != conv.next {
-                break;
-            }
-            let (item, _) = entry.remove();
+        while conv.held.first_key_value().is_some_and(|(seq, _)| *seq == conv.next) {
+            let Some((_, (item, _))) = conv.held.pop_first() else { break };
             stats.reordered += 1;
             out.ready.push(Ready { item, late: false });
             conv.next += 1;

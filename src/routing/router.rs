@@ -25,7 +25,9 @@
 
 mod admission;
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::vecmap::{VecMap, VecSet};
 use std::sync::Arc;
 
 use super::breaker::{Breaker, BreakerState};
@@ -103,24 +105,24 @@ pub struct Router {
     now: u64,
     broker_up: bool,
     peers: BTreeMap<String, Peer>,
-    rooms: BTreeMap<String, BTreeSet<String>>,
-    next_seq: BTreeMap<Dest, u64>,
+    rooms: VecMap<String, VecSet<String>>,
+    next_seq: VecMap<Dest, u64>,
     /// Unacked copies in send order.
-    pending: BTreeMap<u64, Pending>,
-    index: BTreeMap<(String, u64), u64>,
+    pending: VecMap<u64, Pending>,
+    index: VecMap<(String, u64), u64>,
     /// Sequence numbers unacked per (recipient, room): the `base` source.
-    unacked: BTreeMap<(String, Option<String>), BTreeSet<u64>>,
+    unacked: VecMap<(String, Option<String>), VecSet<u64>>,
     /// Broker-room sends of the last `hold_ms`: (seq, at).
-    recent: BTreeMap<String, VecDeque<(u64, u64)>>,
+    recent: VecMap<String, VecDeque<(u64, u64)>>,
     next_order: u64,
     nonce: u64,
     seen: SeenWindow,
     reorder: Reorder<Delivery>,
-    acks: BTreeMap<(String, Route, u64), Vec<AckEntry>>,
+    acks: VecMap<(String, Route, u64), Vec<AckEntry>>,
     out: VecDeque<Output>,
     counters: RouterCounters,
     /// Peers never evicted nor out-ranked (hub, replication partners).
-    pinned: BTreeSet<String>,
+    pinned: VecSet<String>,
 }
 
 impl Router {
@@ -140,17 +142,17 @@ impl Router {
             now: 0,
             broker_up: false,
             peers: BTreeMap::new(),
-            rooms: BTreeMap::new(),
-            next_seq: BTreeMap::new(),
-            pending: BTreeMap::new(),
-            index: BTreeMap::new(),
-            unacked: BTreeMap::new(),
-            recent: BTreeMap::new(),
+            rooms: VecMap::new(),
+            next_seq: VecMap::new(),
+            pending: VecMap::new(),
+            index: VecMap::new(),
+            unacked: VecMap::new(),
+            recent: VecMap::new(),
             next_order: 0,
-            acks: BTreeMap::new(),
+            acks: VecMap::new(),
             out: VecDeque::new(),
             counters: RouterCounters::default(),
-            pinned: BTreeSet::new(),
+            pinned: VecSet::new(),
         })
     }
 
@@ -196,7 +198,7 @@ impl Router {
         if !wire::is_valid_room(room) {
             return Err(SendError::UnknownRoom);
         }
-        let set: BTreeSet<String> =
+        let set: VecSet<String> =
             members.iter().filter(|m| **m != self.cfg.me && is_valid_id(m)).map(|m| m.to_string()).collect();
         for m in &set {
             self.peer_mut(m);

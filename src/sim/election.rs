@@ -181,6 +181,7 @@ impl Scenario {
             claim_window: 2 * d + 20 + r.below(i / 2 + 1),
             hysteresis_permille: 100,
             hysteresis_min: 100_000,
+            max_score: u64::MAX,
         };
         let w = config.claim_window;
         let net = NetConfig {

@@ -15,7 +15,7 @@ use super::idb;
 use super::js::{ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release};
 use super::mesh_driver::{self, DriverRef, MeshDriver, MESH_EVENTS};
-use super::routes_api::WebRtcUse;
+use super::rtc::WebRtcUse;
 use super::meta;
 use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
@@ -509,8 +509,9 @@ impl VenueMesh {
                             None
                         }
                         Event::Message { topic, payload, retain, .. } => {
-                            driver.borrow_mut().node.handle_message(&topic, &payload, retain, monotonic_ms(), wall_ms());
-                            None
+                            // Handled in budgeted turns (`inbox.rs`, issue #16).
+                            super::inbox::push(&driver, topic, payload.to_vec(), retain);
+                            continue;
                         }
                         Event::Connected { url, .. } => {
                             side.borrow_mut().url = Some(url.clone());
@@ -530,6 +531,7 @@ impl VenueMesh {
                         call_all(&targets, &[&arg]);
                     }
                 }
+                super::inbox::schedule(&driver);
             }),
         );
     }
@@ -673,6 +675,7 @@ impl VenueMesh {
         // Drop reasons the shell sees (the core's are already in `security`).
         if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
             let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
+            let _ = js_sys::Reflect::set(&security, &"shed".into(), &(d.inbox.shed as f64).into());
             let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
         }
         stats
@@ -739,4 +742,43 @@ fn close_mesh(driver: &DriverRef, side: &Rc<RefCell<MeshSide>>) {
     }
     let live = side.borrow().live;
     release(live);
+}
+
+/// Routing (`PROTOCOL.md` Part 5); the work is in `routes_api.rs`.
+#[wasm_bindgen]
+impl VenueMesh {
+    /// Sends `payload` (a string is UTF-8 encoded) to a joined room, or
+    /// else to the device with that id. Each recipient's app gets it exactly
+    /// once (`message` event), in this device's order, over the best route
+    /// (tab, WebRTC data channel or broker; resent on the next route when
+    /// one fails). Returns the message id.
+    pub fn send(
+        &self,
+        to: &str,
+        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] payload: JsValue,
+    ) -> Result<f64, JsValue> {
+        self.check_open()?;
+        super::routes_api::send(&self.driver, to, payload)
+    }
+
+    /// Joins a room (1-8 `/`-separated levels of A-Z a-z 0-9 . _ -): its
+    /// messages arrive as `message` events with `room` set. Rooms of up to
+    /// 5 devices go device to device (data channels where possible).
+    #[wasm_bindgen(js_name = joinRoom)]
+    pub fn join_room(&self, room: &str) -> Result<(), JsValue> {
+        self.check_open()?;
+        super::routes_api::join_room(&self.driver, room)
+    }
+
+    /// Leaves a room (no more `message` events for it).
+    #[wasm_bindgen(js_name = leaveRoom)]
+    pub fn leave_room(&self, room: &str) {
+        super::routes_api::leave_room(&self.driver, room)
+    }
+
+    /// The joined rooms.
+    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
+    pub fn rooms(&self) -> JsValue {
+        super::routes_api::rooms(&self.driver)
+    }
 }

@@ -16,7 +16,6 @@
 //! [`mqtt::Client`]: crate::mqtt::Client
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -52,7 +51,9 @@ pub type EventSink = Rc<dyn Fn(Vec<Event>)>;
 /// The IO half of an MQTT connection: sockets, the timer, wake-up listeners.
 pub struct Link {
     pub client: Client,
-    sockets: HashMap<SocketId, Socket>,
+    /// At most two (the broker in use and a switch-back probe): a sorted
+    /// vector, not a hash table's code in the MQTT-only entry.
+    sockets: crate::vecmap::VecMap<SocketId, Socket>,
     timer: Option<(u64, Timeout)>,
     drain_scheduled: bool,
     wake: Vec<(web_sys::EventTarget, &'static str, Closure<dyn FnMut(web_sys::Event)>)>,
@@ -95,7 +96,7 @@ pub type LinkRef = Rc<RefCell<Link>>;
 pub fn new_link(client: Client) -> LinkRef {
     Rc::new(RefCell::new(Link {
         client,
-        sockets: HashMap::new(),
+        sockets: crate::vecmap::VecMap::new(),
         timer: None,
         drain_scheduled: false,
         wake: Vec::new(),

@@ -40,11 +40,13 @@ pub struct MeshDriver {
     pub rtc: Option<super::rtc::Rtc>,
     pub tabs: Option<super::tabs::Tabs>,
     /// Whether this page uses data channels, and if not why (for the stats).
-    pub webrtc: super::routes_api::WebRtcUse,
+    pub webrtc: super::rtc::WebRtcUse,
     timer: Option<(u64, Timeout)>,
     /// Peers seen since open, with how many times each came back
     /// (`peerConnected` / `peerReconnected`, `getDetailedStats().peers`).
     pub peer_reconnects: std::collections::BTreeMap<String, u32>,
+    /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
+    pub inbox: super::inbox::Inbox,
     /// Shared state: write promises and `change` listeners (`state_api.rs`).
     pub state_js: super::state_api::StateJs,
     /// A state write in flight, and the newest state waiting behind it.
@@ -65,8 +67,9 @@ impl MeshDriver {
             uploader: None,
             rtc: None,
             tabs: None,
-            webrtc: super::routes_api::WebRtcUse::Off,
+            webrtc: super::rtc::WebRtcUse::Off,
             timer: None,
+            inbox: Default::default(),
             state_js: Default::default(),
             peer_reconnects: Default::default(),
             writing: false,
@@ -304,6 +307,7 @@ fn event_js(e: &MeshEvent) -> JsValue {
                     LeftReason::Leave => "leave",
                     LeftReason::Will => "will",
                     LeftReason::Silent => "silent",
+                    LeftReason::Evicted => "evicted",
                 },
             )
             .build(),
@@ -327,7 +331,7 @@ pub const MESH_EVENTS: &[&str] = &[
 /// the driver held (the queue's hook borrows it when writes complete).
 fn replication_work(this: &DriverRef, work: Output) {
     if let Output::Deliver(d) = work {
-        return super::routes_api::deliver(this, d);
+        return deliver(this, d);
     }
     let (queue, uploader) = {
         let d = this.borrow();
@@ -438,4 +442,22 @@ fn upload(this: &DriverRef, uploader: Option<Function>, batch: u64, cmds: &[Arc1
         this.borrow_mut().node.handle_upload_result(batch, outcome, monotonic_ms(), super::clock::wall_ms());
         drive(&this);
     });
+}
+
+/// The `message` event (called from the drive loop, no borrow held).
+fn deliver(this: &DriverRef, d: crate::routing::Delivery) {
+    let targets = this.borrow().events.targets("message");
+    if targets.is_empty() {
+        return;
+    }
+    let text = std::str::from_utf8(&d.payload).ok().map(str::to_owned);
+    let arg = ObjBuilder::new()
+        .set("from", d.from)
+        .opt("room", d.room)
+        .set("id", d.id as f64)
+        .set("payload", Uint8Array::from(&d.payload[..]))
+        .opt("text", text)
+        .set("late", d.late)
+        .build();
+    call_all(&targets, &[&arg]);
 }

@@ -23,6 +23,8 @@ mod idb;
 mod js;
 mod listeners;
 #[cfg(feature = "mesh")]
+mod inbox;
+#[cfg(feature = "mesh")]
 mod mesh_driver;
 #[cfg(feature = "mesh")]
 mod meta;

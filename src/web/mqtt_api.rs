@@ -272,7 +272,15 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
                 s.failed_attempts.push(format!("{url}: {}", reason_str(&reason)));
                 let refused = matches!(reason, DisconnectReason::Refused(_));
                 if s.first_connect.is_some() && (refused || s.failed_attempts.len() >= s.endpoint_count) {
-                    s.first_connect.take().map(|f| (f, s.failed_attempts.join("; ")))
+                    // A loop, not `join`: its generic copy would be one more in the wasm.
+                    let mut why = String::new();
+                    for (i, a) in s.failed_attempts.iter().enumerate() {
+                        if i > 0 {
+                            why.push_str("; ");
+                        }
+                        why.push_str(a);
+                    }
+                    s.first_connect.take().map(|f| (f, why))
                 } else {
                     None
                 }

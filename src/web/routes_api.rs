@@ -1,7 +1,10 @@
 //! Routing in the page (`PROTOCOL.md` Part 5): the WebRTC data channels
 //! ([`Rtc`]) and the tab channel ([`Tabs`]) wired to the node, and the app's
-//! side of it on `VenueMesh`: `send`, `joinRoom`, `leaveRoom`, `rooms` and
-//! the `message` event (each message exactly once, in the sender's order).
+//! side of `VenueMesh`'s `send`, `joinRoom`, `leaveRoom` and `rooms` (the
+//! exported methods in `api.rs` call these; the `message` event comes from
+//! the drive loop in `mesh_driver.rs`: each message exactly once, in the
+//! sender's order). Layering: `api` → `routes_api` → `mesh_driver`, never
+//! back up.
 //!
 //! Browser events from the channels go to the node and are drained at once;
 //! the node's outputs reach the channels from the drive loop
@@ -9,51 +12,17 @@
 
 use std::rc::Rc;
 
-use js_sys::{Array, Uint8Array};
+use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use super::api::VenueMesh;
 use super::clock::{monotonic_ms, wall_ms};
 use super::errors::{js_error, ErrorCode};
-use super::js::{bytes_of, ObjBuilder};
-use super::listeners::call_all;
+use super::js::bytes_of;
 use super::mesh_driver::{drive, DriverRef};
-use super::rtc::{Rtc, RtcEvent};
+use super::rtc::{Rtc, RtcEvent, WebRtcUse};
 use super::tabs::Tabs;
 use crate::mqtt::QoS;
-use crate::routing::{Delivery, Dest, SendError};
-
-/// Whether this page takes part in WebRTC data channels
-/// (`getDetailedStats().routes.webrtc`).
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum WebRtcUse {
-    /// Offered to peers (the WEBRTC capability) and used.
-    On,
-    /// The app opened the mesh with `webrtc: false`.
-    Off,
-    /// The browser has no `RTCPeerConnection`: not announced, so no peer
-    /// tries, and every message takes the tab or the broker route.
-    Unavailable,
-}
-
-impl WebRtcUse {
-    /// What the app asked for (`webrtc` option, default on), as far as the browser allows.
-    pub(super) fn detect(wanted: bool) -> WebRtcUse {
-        match (wanted, super::rtc::supported()) {
-            (false, _) => WebRtcUse::Off,
-            (true, false) => WebRtcUse::Unavailable,
-            (true, true) => WebRtcUse::On,
-        }
-    }
-
-    pub(super) fn name(self) -> &'static str {
-        match self {
-            WebRtcUse::On => "on",
-            WebRtcUse::Off => "off",
-            WebRtcUse::Unavailable => "unavailable",
-        }
-    }
-}
+use crate::routing::{Dest, SendError};
 
 /// Creates the data channels (when `webrtc` is on) and the tab channel (when
 /// the browser has `BroadcastChannel`) of this page and wires their events
@@ -97,24 +66,6 @@ pub(super) fn start(driver: &DriverRef, venue: &str, me: &str, webrtc: WebRtcUse
     drive(driver);
 }
 
-/// The `message` event (called from the drive loop, no borrow held).
-pub(super) fn deliver(this: &DriverRef, d: Delivery) {
-    let targets = this.borrow().events.targets("message");
-    if targets.is_empty() {
-        return;
-    }
-    let text = std::str::from_utf8(&d.payload).ok().map(str::to_owned);
-    let arg = ObjBuilder::new()
-        .set("from", d.from)
-        .opt("room", d.room)
-        .set("id", d.id as f64)
-        .set("payload", Uint8Array::from(&d.payload[..]))
-        .opt("text", text)
-        .set("late", d.late)
-        .build();
-    call_all(&targets, &[&arg]);
-}
-
 fn send_error(e: SendError) -> JsValue {
     let code = match e {
         SendError::Backpressure => ErrorCode::QueueFull,
@@ -123,68 +74,56 @@ fn send_error(e: SendError) -> JsValue {
     js_error(code, &e.to_string(), None)
 }
 
-#[wasm_bindgen]
-impl VenueMesh {
-    /// Sends `payload` (a string is UTF-8 encoded) to a joined room, or
-    /// else to the device with that id. Each recipient's app gets it exactly
-    /// once (`message` event), in this device's order, over the best route
-    /// (tab, WebRTC data channel or broker; resent on the next route when
-    /// one fails). Returns the message id.
-    pub fn send(
-        &self,
-        to: &str,
-        #[wasm_bindgen(unchecked_param_type = "string | Uint8Array | ArrayBuffer")] payload: JsValue,
-    ) -> Result<f64, JsValue> {
-        self.check_open()?;
-        let bytes = bytes_of(&payload)
-            .map_err(|_| js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None))?;
-        let id = {
-            let mut d = self.driver.borrow_mut();
-            let dest = if d.node.rooms().any(|r| r == to) { Dest::Room(to.to_string()) } else { Dest::Peer(to.to_string()) };
-            d.node.send(dest, bytes, monotonic_ms()).map_err(send_error)?
-        };
-        drive(&self.driver);
-        Ok(id as f64)
-    }
+/// Sends `payload` (a string is UTF-8 encoded) to a joined room, or
+/// else to the device with that id. Each recipient's app gets it exactly
+/// once (`message` event), in this device's order, over the best route
+/// (tab, WebRTC data channel or broker; resent on the next route when
+/// one fails). Returns the message id.
+pub(super) fn send(driver: &DriverRef, to: &str, payload: JsValue) -> Result<f64, JsValue> {
+    let bytes = bytes_of(&payload)
+        .map_err(|_| js_error(ErrorCode::InvalidArgument, "payload must be a string, Uint8Array or ArrayBuffer", None))?;
+    let id = {
+        let mut d = driver.borrow_mut();
+        let dest = if d.node.rooms().any(|r| r == to) { Dest::Room(to.to_string()) } else { Dest::Peer(to.to_string()) };
+        d.node.send(dest, bytes, monotonic_ms()).map_err(send_error)?
+    };
+    drive(driver);
+    Ok(id as f64)
+}
 
-    /// Joins a room (1-8 `/`-separated levels of A-Z a-z 0-9 . _ -): its
-    /// messages arrive as `message` events with `room` set. Rooms of up to
-    /// 5 devices go device to device (data channels where possible).
-    #[wasm_bindgen(js_name = joinRoom)]
-    pub fn join_room(&self, room: &str) -> Result<(), JsValue> {
-        self.check_open()?;
-        let (topic, link) = {
-            let mut d = self.driver.borrow_mut();
-            let fresh = d.node.join_room(room, monotonic_ms()).map_err(|_| {
-                js_error(ErrorCode::InvalidArgument, "room must be 1-8 levels of A-Z a-z 0-9 . _ - separated by /", None)
-            })?;
-            (fresh.then(|| d.node.room_topic(room)), d.link.clone())
-        };
-        if let Some(topic) = topic {
-            let _ = link.borrow_mut().client.subscribe(&topic, QoS::AtLeastOnce, monotonic_ms());
-            super::broker::schedule_drain(&link);
-        }
-        drive(&self.driver);
-        Ok(())
+/// Joins a room (1-8 `/`-separated levels of A-Z a-z 0-9 . _ -): its
+/// messages arrive as `message` events with `room` set. Rooms of up to
+/// 5 devices go device to device (data channels where possible).
+pub(super) fn join_room(driver: &DriverRef, room: &str) -> Result<(), JsValue> {
+    let (topic, link) = {
+        let mut d = driver.borrow_mut();
+        let fresh = d.node.join_room(room, monotonic_ms()).map_err(|_| {
+            js_error(ErrorCode::InvalidArgument, "room must be 1-8 levels of A-Z a-z 0-9 . _ - separated by /", None)
+        })?;
+        (fresh.then(|| d.node.room_topic(room)), d.link.clone())
+    };
+    if let Some(topic) = topic {
+        let _ = link.borrow_mut().client.subscribe(&topic, QoS::AtLeastOnce, monotonic_ms());
+        super::broker::schedule_drain(&link);
     }
+    drive(driver);
+    Ok(())
+}
 
-    /// Leaves a room (no more `message` events for it).
-    #[wasm_bindgen(js_name = leaveRoom)]
-    pub fn leave_room(&self, room: &str) {
-        let (topic, link) = {
-            let mut d = self.driver.borrow_mut();
-            let left = d.node.leave_room(room);
-            (left.then(|| d.node.room_topic(room)), d.link.clone())
-        };
-        if let Some(topic) = topic {
-            let _ = link.borrow_mut().client.unsubscribe(&topic, monotonic_ms());
-            super::broker::schedule_drain(&link);
-        }
+/// Leaves a room (no more `message` events for it).
+pub(super) fn leave_room(driver: &DriverRef, room: &str) {
+    let (topic, link) = {
+        let mut d = driver.borrow_mut();
+        let left = d.node.leave_room(room);
+        (left.then(|| d.node.room_topic(room)), d.link.clone())
+    };
+    if let Some(topic) = topic {
+        let _ = link.borrow_mut().client.unsubscribe(&topic, monotonic_ms());
+        super::broker::schedule_drain(&link);
     }
+}
 
-    /// The joined rooms.
-    #[wasm_bindgen(getter, unchecked_return_type = "string[]")]
-    pub fn rooms(&self) -> JsValue {
-        self.driver.borrow().node.rooms().map(JsValue::from_str).collect::<Array>().into()
-    }
+/// The joined rooms.
+pub(super) fn rooms(driver: &DriverRef) -> JsValue {
+    driver.borrow().node.rooms().map(JsValue::from_str).collect::<Array>().into()
 }

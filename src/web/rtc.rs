@@ -463,3 +463,35 @@ fn attach_channel(conn: &mut Conn, dc: RtcDataChannel, weak: &Weak<RefCell<Inner
     conn.closures.push(Box::new(on_message));
     conn.dc = Some(dc);
 }
+
+/// Whether this page takes part in WebRTC data channels
+/// (`getDetailedStats().routes.webrtc`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(super) enum WebRtcUse {
+    /// Offered to peers (the WEBRTC capability) and used.
+    On,
+    /// The app opened the mesh with `webrtc: false`.
+    Off,
+    /// The browser has no `RTCPeerConnection`: not announced, so no peer
+    /// tries, and every message takes the tab or the broker route.
+    Unavailable,
+}
+
+impl WebRtcUse {
+    /// What the app asked for (`webrtc` option, default on), as far as the browser allows.
+    pub(super) fn detect(wanted: bool) -> WebRtcUse {
+        match (wanted, supported()) {
+            (false, _) => WebRtcUse::Off,
+            (true, false) => WebRtcUse::Unavailable,
+            (true, true) => WebRtcUse::On,
+        }
+    }
+
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            WebRtcUse::On => "on",
+            WebRtcUse::Off => "off",
+            WebRtcUse::Unavailable => "unavailable",
+        }
+    }
+}

@@ -28,7 +28,7 @@ fn flow(f: &Flow) -> JsValue {
 
 /// What this page itself can use, beside the core's per-peer routes.
 pub struct LocalRoutes {
-    /// `"on"`, `"off"` or `"unavailable"` (`routes_api::WebRtcUse`).
+    /// `"on"`, `"off"` or `"unavailable"` (`rtc::WebRtcUse`).
     pub webrtc: &'static str,
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,
@@ -181,6 +181,12 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("rtcEvicted", x.rtc_evicted as f64)
         .set("peersEvicted", x.peers_evicted as f64)
         .set("peersShed", x.peers_shed as f64)
+        // Issue #16: hints not acted on, and the election's bounds.
+        .set("forgedPresence", x.forged_presence as f64)
+        .set("termJump", x.election.term_jump as f64)
+        .set("scoreCapped", x.election.score_capped as f64)
+        .set("electionEvicted", x.election.peers_evicted as f64)
+        .set("electionRefused", x.election.peers_refused as f64)
         .build()
 }
 

@@ -1,0 +1,206 @@
+// Hardening of the election (issue #16), end to end on a private Mosquitto with pages that
+// use the broker only (webrtc=0): forged empty presences (anyone on the broker), a flood of
+// signed fake peers and fake top-score peers (a key-holding rogue: certificates from the
+// venue's CA, as tests/e2e/rogue.mjs makes them), a device whose clock is 200 s off, and the
+// security counters that say what was dropped.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import mqtt from 'mqtt';
+import * as T from '../ca/trust.mjs';
+import { launch, startBroker, meshMember, meshStats, waitFor, sleep, venueCa } from './lib.mjs';
+import { heartbeatBody, hubClaimBody, joinBody } from './rogue.mjs';
+
+let browser, broker, attacker;
+before(async () => {
+  browser = await launch();
+  broker = await startBroker();
+  // Anyone on the broker: no venue key, plain MQTT.
+  attacker = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.tcp}`, { reconnectPeriod: 0 });
+});
+after(async () => {
+  await attacker?.endAsync();
+  await browser?.close();
+  await broker?.stop();
+});
+
+const OPTS = { webrtc: '0' };
+const hubOf = (m) => m.page.evaluate(() => window.mesh.hub);
+const hubChanges = (m, since) => m.page.evaluate((s) => window.events.filter((e) => e.ev === 'hubChanged' && e.at >= s).length, since);
+
+async function venueOf(t, name, kinds) {
+  const venue = `e2e-hel-${name}-${Date.now().toString(36)}`;
+  const members = [];
+  for (const k of kinds) members.push(await meshMember(browser, broker.url, venue, k, OPTS));
+  for (const m of members) t.after(() => m.context.close().catch(() => {}));
+  const hub = members[0];
+  await waitFor(async () => (await Promise.all(members.map(hubOf))).every((h) => h === hub.id), 30_000, `${kinds[0]} is everybody's hub`);
+  return { venue, members, hub };
+}
+
+/** `n` signed fake devices of `venue` (each with its own certificate) on one MQTT connection. */
+async function fakePeers(venue, n, prefix) {
+  const ca = venueCa(venue);
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.tcp}`, { reconnectPeriod: 0 });
+  const contentKey = ca.keys[0].key;
+  let counter = T.counterFloor();
+  const fakes = Array.from({ length: n }, (_, i) => ({ id: `${prefix}-${String(i).padStart(4, '0')}`, ...ca.device(`${prefix}-${String(i).padStart(4, '0')}`) }));
+  const seal = (f, kind, body) => T.seal({ key: f.key, venue, sender: f.id, kind, counter: counter++, body, chain: f.chain, contentKey, epoch: 1 });
+  return {
+    fakes,
+    join: (f, score) => client.publishAsync(`vm/${venue}/presence/${f.id}`, seal(f, T.KIND.PRESENCE, joinBody(score)), { qos: 0 }),
+    beat: (f, score) => client.publishAsync(`vm/${venue}/hb/${f.id}`, seal(f, T.KIND.HEARTBEAT, heartbeatBody(score)), { qos: 0 }),
+    close: () => client.endAsync(true),
+  };
+}
+
+/** Records the longest gap between the page's 50 ms heartbeats (a main-thread stall). */
+const watchMainThread = (m) => m.page.evaluate(() => {
+  window.maxGap = 0;
+  let last = performance.now();
+  window.gapTimer = setInterval(() => {
+    const now = performance.now();
+    window.maxGap = Math.max(window.maxGap, now - last - 50);
+    last = now;
+  }, 50);
+});
+const maxGap = (m) => m.page.evaluate(() => window.maxGap);
+
+test('forged empty retained presence for the hub x8 changes no hub (broker-only pages)', { timeout: 120_000 }, async (t) => {
+  const { venue, members, hub } = await venueOf(t, 'presence', ['kiosk', 'pos', 'phone']);
+  await sleep(1_000);
+  const t0 = performance.timeOrigin + performance.now();
+  for (let i = 0; i < 8; i++) {
+    await attacker.publishAsync(`vm/${venue}/presence/${hub.id}`, Buffer.alloc(0), { qos: 1, retain: true });
+    await sleep(300);
+  }
+  await sleep(3_000);
+  const changes = await Promise.all(members.map((m) => hubChanges(m, t0)));
+  const forged = await Promise.all(members.slice(1).map(async (m) => (await meshStats(m)).security.forgedPresence));
+  console.log(`# forged presence x8: hub changes per page ${changes.join(', ')}; forgedPresence ${forged.join(', ')}`);
+  assert.deepEqual(changes, members.map(() => 0), 'no page changed hub');
+  for (const f of forged) assert.ok(f >= 1, 'each follower counts forged presences');
+  assert.deepEqual(await Promise.all(members.map(hubOf)), members.map(() => hub.id));
+});
+
+test('2,000 signed fake peers: no main-thread task over 200 ms, the hub survives, tables stay bounded', { timeout: 300_000 }, async (t) => {
+  const { venue, members, hub } = await venueOf(t, 'flood', ['kiosk', 'pos']);
+  const rogue = await fakePeers(venue, 2_000, 'fake');
+  t.after(() => rogue.close());
+  for (const m of members) await watchMainThread(m);
+  const t0 = performance.timeOrigin + performance.now();
+  for (let round = 0; round < 2; round++) {
+    for (const f of rogue.fakes) await rogue.join(f, 900_000);
+    for (const f of rogue.fakes) await rogue.beat(f, 900_000);
+  }
+  await sleep(5_000);
+  const gaps = await Promise.all(members.map(maxGap));
+  const stats = await Promise.all(members.map(meshStats));
+  const changes = await Promise.all(members.map((m) => hubChanges(m, t0)));
+  for (const [i, s] of stats.entries()) {
+    const x = s.security;
+    console.log(`# flood of 2,000 fake peers, ${members[i].kind}: longest main-thread gap ${Math.round(gaps[i])} ms; peers ${s.peers.length}; shed ${x.shed}; electionEvicted ${x.electionEvicted}; electionRefused ${x.electionRefused}; peersEvicted ${x.peersEvicted}; peersShed ${x.peersShed}; accepted ${x.accepted}`);
+  }
+  for (const g of gaps) assert.ok(g < 200, `a main-thread task of ${Math.round(g)} ms (bound 200 ms)`);
+  assert.deepEqual(changes, [0, 0], 'the hub survived the flood');
+  assert.deepEqual(await Promise.all(members.map(hubOf)), [hub.id, hub.id]);
+  for (const s of stats) assert.ok(s.peers.length <= 256, `peer table bounded: ${s.peers.length}`);
+});
+
+test('100 fake top-score peers: a killed hub is replaced in under 2 s', { timeout: 180_000 }, async (t) => {
+  const { members, hub, venue } = await venueOf(t, 'top', ['kiosk', 'pos', 'phone']);
+  const rogue = await fakePeers(venue, 100, 'top');
+  t.after(() => rogue.close());
+  let beating = true;
+  const beats = (async () => {
+    while (beating) {
+      await Promise.all(rogue.fakes.map((f) => rogue.beat(f, 1_250_000)));
+      await sleep(200);
+    }
+  })();
+  t.after(async () => { beating = false; await beats; });
+  const [pos, phone] = members.slice(1);
+  await waitFor(async () => (await meshStats(pos)).peers.length >= 100, 20_000, 'the pos sees the fake peers');
+  // Kill the hub's renderer: the broker sees the socket close and sends its Will.
+  const cdp = await hub.context.newCDPSession(hub.page);
+  const t0 = performance.timeOrigin + performance.now();
+  cdp.send('Page.crash').catch(() => {});
+  const newHub = async () => {
+    const evs = await pos.page.evaluate(() => window.events.filter((e) => e.ev === 'hubChanged' && e.hub));
+    return evs.find((e) => e.at >= t0 && e.hub !== undefined && e.hub !== null && e.hub !== hub.id) ?? null;
+  };
+  await waitFor(async () => (await newHub()) !== null, 30_000, 'a new hub');
+  const took = (await newHub()).at - t0;
+  console.log(`# 100 fake top-score peers: killed hub replaced after ${Math.round(took)} ms`);
+  assert.ok(took < 2_000, `replaced after ${Math.round(took)} ms (bound 2 s)`);
+  assert.equal(await hubOf(phone), await hubOf(pos));
+  beating = false;
+  await beats;
+});
+
+test('every kind of dropped message moves its own security counter', { timeout: 120_000 }, async (t) => {
+  const { venue, members } = await venueOf(t, 'counters', ['kiosk', 'pos']);
+  const pos = members[1];
+  const ca = venueCa(venue);
+  const contentKey = ca.keys[0].key;
+  const r = { id: 'rogue-c', ...ca.device('rogue-c') };
+  const client = await mqtt.connectAsync(`mqtt://127.0.0.1:${broker.tcp}`, { reconnectPeriod: 0 });
+  t.after(() => client.endAsync(true));
+  let counter = T.counterFloor();
+  const seal = ({ kind = T.KIND.HEARTBEAT, body = heartbeatBody(), hlc, c = counter++, epoch = 1 } = {}) =>
+    T.seal({ key: r.key, venue, sender: r.id, kind, counter: c, hlc, body, chain: r.chain, contentKey, epoch });
+  const pub = (topic, payload, retain = false) => client.publishAsync(`vm/${venue}/${topic}`, payload, { qos: 1, retain });
+  await pub(`hb/${r.id}`, seal()); // a first good one: its chain is known from now on
+  await sleep(1_000);
+  const before = (await meshStats(pos)).security;
+  const cases = [
+    ['badBody', () => pub(`hb/${r.id}`, seal({ body: Buffer.from([0xff, 0x00, 0x01]) }))],
+    ['senderMismatch', () => pub(`hb/${members[0].id}`, seal())],
+    ['stale', () => pub(`hb/${r.id}`, seal({ hlc: T.packHlc(Date.now() - 600_000) }))],
+    ['future', () => pub(`hb/${r.id}`, seal({ hlc: T.packHlc(Date.now() + 600_000) }))],
+    ['counterJumps', () => pub(`hb/${r.id}`, seal({ c: (counter += 10_000_000n, counter++) }))],
+    ['unknownKey', () => pub(`hb/${r.id}`, seal({ epoch: 9 }))],
+    ['termJump', () => pub('hub', seal({ kind: T.KIND.HUB_CLAIM, body: hubClaimBody(2n ** 63n, 1_000_000) }), true)],
+    ['scoreCapped', () => pub(`hb/${r.id}`, seal({ body: heartbeatBody(0xffff_fff0) }))],
+    ['forgedPresence', () => client.publishAsync(`vm/${venue}/presence/${members[0].id}`, Buffer.alloc(0), { qos: 1, retain: true })],
+  ];
+  const moved = {};
+  for (const [name, send] of cases) {
+    const was = (await meshStats(pos)).security[name];
+    await send();
+    await waitFor(async () => (await meshStats(pos)).security[name] > was, 10_000, `security.${name} moves`);
+    moved[name] = (await meshStats(pos)).security[name] - was;
+  }
+  const after = (await meshStats(pos)).security;
+  console.log(`# security counters moved: ${JSON.stringify(moved)}; accepted ${before.accepted} -> ${after.accepted}`);
+  for (const [name] of cases) assert.ok(moved[name] >= 1, name);
+  assert.equal(await hubOf(pos), members[0].id, 'none of it changed the hub');
+});
+
+test('a page whose clock is 200 s off says so (clockSkew event and stats) instead of vanishing', { timeout: 120_000 }, async (t) => {
+  const { venue, members } = await venueOf(t, 'clock', ['kiosk', 'pos']);
+  const shifted = [];
+  for (const [kind, offset] of [['phone', -200_000], ['ipad', 200_000]]) {
+    const context = await browser.newContext();
+    t.after(() => context.close().catch(() => {}));
+    await context.addInitScript((off) => {
+      const real = Date.now.bind(Date);
+      Date.now = () => real() + off;
+    }, offset);
+    const m = await meshMember(browser, broker.url, venue, kind, OPTS, { context });
+    await m.page.evaluate(() => { window.skew = []; window.mesh.on('clockSkew', (e) => window.skew.push(e)); });
+    shifted.push({ m, offset });
+  }
+  for (const { m, offset } of shifted) {
+    await waitFor(async () => (await meshStats(m)).clock.skewed === true, 30_000, `the page ${offset} ms off says its clock is skewed`);
+    const s = await meshStats(m);
+    const events = await m.page.evaluate(() => window.skew);
+    console.log(`# clock ${offset / 1000} s off: stats.clock ${JSON.stringify(s.clock)}; clockSkew events ${JSON.stringify(events)}`);
+    // offsetMs > 0: the venue is ahead of us.
+    assert.ok(Math.abs(s.clock.offsetMs + offset) < 20_000, `offset ${s.clock.offsetMs} for a clock ${offset} ms off`);
+    assert.ok(events.some((e) => e.skewed === true), 'a clockSkew event');
+  }
+  // The others drop what the far-off devices stamp (stale, future), and count it.
+  const k = (await meshStats(members[0])).security;
+  console.log(`# kiosk: stale ${k.stale}, future ${k.future}`);
+  assert.ok(k.stale >= 1 && k.future >= 1, 'stale and future counted');
+});
