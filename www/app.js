@@ -27,6 +27,7 @@
 // a BroadcastChannel between tabs or the broker, whichever is best per peer).
 import init, { VenueMesh, version } from '../pkg/venuemesh.js';
 import { openPaired, setupTrust, renderTrust } from './trust.js';
+import { setupState } from './state.js';
 
 const params = new URLSearchParams(location.search);
 const venue = params.get('venue') || 'demo';
@@ -545,6 +546,7 @@ async function main() {
   // back/forward cache (Safari keeps many) starts again.
   window.addEventListener('pageshow', (e) => { if (e.persisted) location.reload(); });
   startChat();
+  setupState(mesh, log);
   setInterval(() => { if (!document.hidden) refresh(); }, 1000);
   watchSameDevice();
   refresh();

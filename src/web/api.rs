@@ -669,7 +669,7 @@ impl VenueMesh {
         let oversized = d.link.borrow().oversized_frames;
         let s = self.state.borrow();
         let info = s.host.device_info(s.battery);
-        let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some() };
+        let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some(), reconnects: d.peer_reconnects.clone() };
         let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local);
         let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
         // Drop reasons the shell sees (the core's are already in `security`).

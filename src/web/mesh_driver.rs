@@ -42,6 +42,9 @@ pub struct MeshDriver {
     /// Whether this page uses data channels, and if not why (for the stats).
     pub webrtc: super::rtc::WebRtcUse,
     timer: Option<(u64, Timeout)>,
+    /// Peers seen since open, with how many times each came back
+    /// (`peerConnected` / `peerReconnected`, `getDetailedStats().peers`).
+    pub peer_reconnects: std::collections::BTreeMap<String, u32>,
     /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
     pub inbox: super::inbox::Inbox,
     /// Shared state: write promises and `change` listeners (`state_api.rs`).
@@ -68,6 +71,7 @@ impl MeshDriver {
             timer: None,
             inbox: Default::default(),
             state_js: Default::default(),
+            peer_reconnects: Default::default(),
             writing: false,
             next_state: None,
         }))
@@ -166,8 +170,16 @@ pub fn drive(this: &DriverRef) {
             return;
         }
         let targets: Vec<_> = {
-            let d = this.borrow();
-            events.iter().map(|e| (d.events.targets(event_name(e)), event_js(e))).collect()
+            let mut d = this.borrow_mut();
+            let mut t = Vec::new();
+            for e in &events {
+                let arg = event_js(e);
+                for alias in peer_aliases(&mut d.peer_reconnects, e) {
+                    t.push((d.events.targets(alias), arg.clone()));
+                }
+                t.push((d.events.targets(event_name(e)), arg));
+            }
+            t
         };
         for (t, arg) in targets {
             call_all(&t, &[&arg]);
@@ -239,6 +251,28 @@ fn write_state(this: &DriverRef) {
     });
 }
 
+/// Seed 001's connection events beside `peerJoined` / `peerLeft`:
+/// `peerConnected` (first time since open) or `peerReconnected` (it had
+/// left), `peerDisconnected` (any leave), `heartbeatTimeout` (it went
+/// silent). Same payloads as the events they accompany.
+fn peer_aliases(seen: &mut std::collections::BTreeMap<String, u32>, e: &MeshEvent) -> Vec<&'static str> {
+    match e {
+        MeshEvent::PeerJoined { device, .. } => match seen.get_mut(device) {
+            Some(n) => {
+                *n += 1;
+                vec!["peerReconnected"]
+            }
+            None => {
+                seen.insert(device.clone(), 0);
+                vec!["peerConnected"]
+            }
+        },
+        MeshEvent::PeerLeft { reason: LeftReason::Silent, .. } => vec!["peerDisconnected", "heartbeatTimeout"],
+        MeshEvent::PeerLeft { .. } => vec!["peerDisconnected"],
+        _ => Vec::new(),
+    }
+}
+
 fn event_name(e: &MeshEvent) -> &'static str {
     match e {
         MeshEvent::BecameHub { .. } => "becomeHub",
@@ -287,6 +321,8 @@ fn event_js(e: &MeshEvent) -> JsValue {
 /// The event names `VenueMesh.on()` accepts from the mesh.
 pub const MESH_EVENTS: &[&str] = &[
     "becomeHub", "loseHub", "hubChanged", "peerJoined", "peerLeft", "scoreChanged", "clockSkew", "peerAck", "cloudAck", "message",
+    // Seed 001's connection events (`peer_aliases`).
+    "peerConnected", "peerDisconnected", "peerReconnected", "heartbeatTimeout",
     // Shared state (`state_api.rs`).
     "conflict", "reconciliationStarted", "reconciliationCompleted", "syncCompleted", "syncFailed",
 ];

@@ -65,7 +65,22 @@ export interface OpenOptions {
   /** Shared state: tombstones, conflict entries and sync-log rows are kept this many days (default 30). */
   stateRetentionDays?: number;
 }
+/** Seed 001's connection metrics of one peer (`getDetailedStats().peers[].connection`): routed traffic
+ * (app messages, acks, probes) over every route, when it was last heard, how often it came back since open. */
+export interface PeerConnection {
+  messagesSent: number; bytesSent: number; messagesReceived: number; bytesReceived: number;
+  lastHeardMsAgo: number; reconnectAttempts: number;
+}
+export interface PeerInfo { connection: PeerConnection }
 export interface MeshEvents {
+  /** A device of the venue appeared for the first time since open (with `peerJoined`). */
+  peerConnected: { device: string; score: number };
+  /** A device that had left came back (with `peerJoined`). */
+  peerReconnected: { device: string; score: number };
+  /** A device left, for any reason (with `peerLeft`). */
+  peerDisconnected: { device: string; reason: "leave" | "will" | "silent" };
+  /** A device stopped sending heartbeats (with `peerLeft`, reason "silent"). */
+  heartbeatTimeout: { device: string; reason: "silent" };
   /** A conflict between concurrent writes was resolved and audited. */
   conflict: ConflictEntry;
   reconciliationStarted: { peer: string; collection: string };

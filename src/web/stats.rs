@@ -32,13 +32,30 @@ pub struct LocalRoutes {
     pub webrtc: &'static str,
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,
+    /// Times each peer came back since open (`peerReconnected`).
+    pub reconnects: std::collections::BTreeMap<String, u32>,
 }
 
 pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes) -> JsValue {
     let peers = js_sys::Array::new();
     for p in &s.peers {
+        // Seed 001's connection metrics: routed traffic with this peer over
+        // every route, and how often it came back.
+        let (mut mo, mut bo, mut mi, mut bi) = (0u64, 0u64, 0u64, 0u64);
+        for r in s.routing.peers.iter().filter(|r| r.peer == p.device).flat_map(|r| r.routes.iter()) {
+            (mo, bo, mi, bi) = (mo + r.counters.msgs_out, bo + r.counters.bytes_out, mi + r.counters.msgs_in, bi + r.counters.bytes_in);
+        }
+        let connection = ObjBuilder::new()
+            .set("messagesSent", mo as f64)
+            .set("bytesSent", bo as f64)
+            .set("messagesReceived", mi as f64)
+            .set("bytesReceived", bi as f64)
+            .set("lastHeardMsAgo", now.saturating_sub(p.last_seen) as f64)
+            .set("reconnectAttempts", local.reconnects.get(&p.device).copied().unwrap_or(0))
+            .build();
         peers.push(
             &ObjBuilder::new()
+                .set("connection", connection)
                 .set("device", p.device.clone())
                 .set("score", points(p.score))
                 .set("lastSeenMsAgo", now.saturating_sub(p.last_seen) as f64)

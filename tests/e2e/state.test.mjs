@@ -89,12 +89,17 @@ test('two lanes each sell 5 of 100 while apart: 90 everywhere', { timeout: 120_0
   broker = await restart();
   await waitFor(async () => (await get(a, 'stock', 'sku-1'))?.qty === 90 && (await get(b, 'stock', 'sku-1'))?.qty === 90, 40_000,
     'both at 90');
+
 });
 
-test('a page reloaded mid-write keeps every acknowledged write; a page joining late catches up', { timeout: 120_000 }, async (t) => {
+test('a page reloaded mid-write keeps every acknowledged write (its peer sees it leave and come back); a page joining late catches up', { timeout: 120_000 }, async (t) => {
   const broker = await startBroker();
   t.after(() => broker.stop());
-  const { browser, venue, a } = await pair(t, broker, 'reload');
+  const { browser, venue, a, b } = await pair(t, broker, 'reload');
+  await b.page.evaluate(() => {
+    window.peerEvents = [];
+    for (const ev of ['peerConnected', 'peerReconnected', 'peerDisconnected', 'heartbeatTimeout']) window.mesh.on(ev, () => window.peerEvents.push(ev));
+  });
   const acked = await a.page.evaluate(async () => {
     const c = window.mesh.collection('products');
     window.acked = [];
@@ -114,6 +119,12 @@ test('a page reloaded mid-write keeps every acknowledged write; a page joining l
   for (const i of new Set([...acked, ...more])) {
     assert.equal((await get(a, 'products', `p-${i}`))?.price, i, `acknowledged write p-${i} survived the reload`);
   }
+  // Seed 001's connection events and metrics on the other page: a left (its reload) and came back.
+  await waitFor(async () => (await b.page.evaluate(() => window.peerEvents)).includes('peerReconnected'), 15_000, 'b saw a come back');
+  assert.ok((await b.page.evaluate(() => window.peerEvents)).includes('peerDisconnected'));
+  const peer = await b.page.evaluate(() => window.mesh.getDetailedStats().peers[0]);
+  assert.ok(peer.connection.reconnectAttempts >= 1, JSON.stringify(peer.connection));
+  assert.equal(typeof peer.connection.bytesSent, 'number');
   // A device that was away (a fresh page) gets everything by reconciliation.
   const c = await meshMember(browser, broker.url, venue, 'phone', { webrtc: '0' });
   await waitFor(async () => (await call(c, 'products', 'entries', {})).length >= acked.length, 40_000, 'the late page caught up');
