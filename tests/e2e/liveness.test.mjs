@@ -200,7 +200,22 @@ test('non-transitive reachability: the hub loses the broker but keeps a data cha
   await load;
   const sent = ids.filter(Boolean);
   await waitFor(async () => (await Promise.all(all.map(counts))).every((c) => c.pending === 0 && c.peerAck === 0), 60_000,
-    'every command cloud-acked everywhere');
+    'every command cloud-acked everywhere').catch(async (e) => {
+    // What is stuck where, so that a failure in CI says why (issue #17's flake).
+    const stored = new Set(ingest.query().ids);
+    for (const m of all) {
+      const d = await m.page.evaluate(() => ({
+        state: { connected: window.mesh.connected, hub: window.mesh.hub, isHub: window.mesh.isHub },
+        counts: window.mesh.queue.countByStatus(),
+        pending: window.mesh.queue.listIds('pending', 20),
+        peerAck: window.mesh.queue.listIds('peer_ack', 20),
+        stats: (() => { const s = window.mesh.getDetailedStats(); return { replication: s.replication, security: s.security }; })(),
+      })).catch((x) => ({ error: String(x) }));
+      const stuck = [...(d.pending ?? []), ...(d.peerAck ?? [])].map((id) => `${id}:${stored.has(id) ? 'in-cloud' : 'not-in-cloud'}`);
+      console.log(`# stuck on ${m.kind}: ${JSON.stringify({ ...d, pending: undefined, peerAck: undefined, stuck })}`);
+    }
+    throw e;
+  });
   const q = ingest.query();
   const changes = await hubEvents(all, t0);
   console.log(`# non-transitive run: ${sent.length} commands, ingest ${q.count} stored, ${q.duplicates_absorbed} duplicates absorbed (${(100 * q.duplicates_absorbed / sent.length).toFixed(1)} %), ${changes.length} hub changes in all`);
