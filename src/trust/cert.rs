@@ -307,4 +307,49 @@ impl Anchor {
         let key = verifying_key(&leaf.subject_pk).ok_or(TrustError::BadSignature)?;
         Ok(Identity { role: leaf.role, subject: leaf.subject.clone(), key, fps, not_after })
     }
+    /// Checks a document of the venue (a revocation list, a key update)
+    /// signed either by the root (`issuer` empty) or by the leaf of a valid
+    /// `issuer` chain whose role is one of `roles`. `raw` ends with `sig`.
+    pub(crate) fn verify_issued(&self, doc: Issued<'_>, roles: &[Role], now_wall: u64, known: &RevocationSet) -> Result<(), TrustError> {
+        if doc.venue != self.venue {
+            return Err(TrustError::WrongVenue);
+        }
+        let key = if doc.issuer.0.is_empty() {
+            self.root
+        } else {
+            let id = self.validate(doc.issuer, now_wall, known)?;
+            if !roles.contains(&id.role) {
+                return Err(TrustError::WrongRole);
+            }
+            id.key
+        };
+        let signed = &doc.raw[..doc.raw.len() - SIG_LEN];
+        if verify(&key, doc.domain, &[signed], doc.sig) {
+            Ok(())
+        } else {
+            Err(TrustError::BadSignature)
+        }
+    }
+}
+
+/// A document signed by the root or an issuer chain (what
+/// [`Anchor::verify_issued`] checks).
+pub(crate) struct Issued<'a> {
+    pub venue: &'a str,
+    pub issuer: &'a Chain,
+    pub domain: &'a [u8],
+    pub raw: &'a [u8],
+    pub sig: &'a [u8; SIG_LEN],
+}
+
+/// Ends an issued document: the issuer chain (a single 0 when the root
+/// signs) and the signature of `key` over every byte before it.
+pub(crate) fn seal_issued(mut out: Vec<u8>, key: &SigningKey, issuer: Option<&Chain>, domain: &[u8]) -> Vec<u8> {
+    match issuer {
+        Some(c) => out.extend_from_slice(&c.encode()),
+        None => out.push(0),
+    }
+    let sig = sign(key, domain, &[&out]);
+    out.extend_from_slice(&sig);
+    out
 }

@@ -9,9 +9,9 @@
 //! un-revoke: an older list arriving late (a retained message, a direct
 //! route) cannot bring a revoked key back.
 
-use super::cert::{Anchor, Chain, Role};
+use super::cert::{seal_issued, Anchor, Chain, Issued, Role};
 use super::codec::{put_id, Reader};
-use super::{domain, sign, verify, Fingerprint, SigningKey, TrustError, UsageError, SIG_LEN};
+use super::{domain, Fingerprint, SigningKey, TrustError, UsageError, SIG_LEN};
 
 /// CRL format version.
 pub const CRL_VERSION: u8 = 1;
@@ -52,12 +52,7 @@ impl Crl {
         for fp in revoked {
             out.extend_from_slice(fp);
         }
-        match issuer {
-            Some(c) => out.extend_from_slice(&c.encode()),
-            None => out.push(0),
-        }
-        let sig = sign(key, domain::CRL, &[&out]);
-        out.extend_from_slice(&sig);
+        let out = seal_issued(out, key, issuer, domain::CRL);
         Crl::decode(&out).map_err(|_| UsageError::BadChain)
     }
 
@@ -89,24 +84,8 @@ impl Crl {
     /// Checks venue, issuer (the root, or an admin the root certified and
     /// that is not itself revoked) and signature.
     pub fn verify(&self, anchor: &Anchor, now_wall: u64, known: &RevocationSet) -> Result<(), TrustError> {
-        if self.venue != anchor.venue {
-            return Err(TrustError::WrongVenue);
-        }
-        let key = if self.issuer.0.is_empty() {
-            anchor.root
-        } else {
-            let id = anchor.validate(&self.issuer, now_wall, known)?;
-            if id.role != Role::Admin {
-                return Err(TrustError::WrongRole);
-            }
-            id.key
-        };
-        let signed = &self.raw[..self.raw.len() - SIG_LEN];
-        if verify(&key, domain::CRL, &[signed], &self.sig) {
-            Ok(())
-        } else {
-            Err(TrustError::BadSignature)
-        }
+        let doc = Issued { venue: &self.venue, issuer: &self.issuer, domain: domain::CRL, raw: &self.raw, sig: &self.sig };
+        anchor.verify_issued(doc, &[Role::Admin], now_wall, known)
     }
 }
 

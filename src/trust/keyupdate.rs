@@ -34,10 +34,10 @@
 //! revoked (or unknown to the issuer) is simply not among the recipients:
 //! once the venue sends under the new epoch it reads no new body.
 
-use super::cert::{Anchor, Chain, Role};
+use super::cert::{seal_issued, Anchor, Chain, Issued, Role};
 use super::codec::{put_id, Reader};
 use super::crl::RevocationSet;
-use super::{domain, hkdf, sign, verify, SigningKey, TrustError, UsageError, VerifyingKey, SIG_LEN};
+use super::{domain, hkdf, SigningKey, TrustError, UsageError, VerifyingKey, SIG_LEN};
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use curve25519_dalek::montgomery::MontgomeryPoint;
@@ -165,12 +165,7 @@ impl KeyUpdate {
             out.extend_from_slice(&ct);
             out.extend_from_slice(&tag);
         }
-        match issuer {
-            Some(c) => out.extend_from_slice(&c.encode()),
-            None => out.push(0),
-        }
-        let sig = sign(key, domain::KEYS, &[&out]);
-        out.extend_from_slice(&sig);
+        let out = seal_issued(out, key, issuer, domain::KEYS);
         KeyUpdate::decode(&out).map_err(|_| UsageError::BadChain)
     }
 
@@ -209,24 +204,8 @@ impl KeyUpdate {
     /// Checks venue, issuer (the root, or an `admin` or `cloud` chain the
     /// root certified and that is not revoked) and signature.
     pub fn verify(&self, anchor: &Anchor, now_wall: u64, known: &RevocationSet) -> Result<(), TrustError> {
-        if self.venue != anchor.venue {
-            return Err(TrustError::WrongVenue);
-        }
-        let key = if self.issuer.0.is_empty() {
-            anchor.root
-        } else {
-            let id = anchor.validate(&self.issuer, now_wall, known)?;
-            if !matches!(id.role, Role::Admin | Role::Cloud) {
-                return Err(TrustError::WrongRole);
-            }
-            id.key
-        };
-        let signed = &self.raw[..self.raw.len() - SIG_LEN];
-        if verify(&key, domain::KEYS, &[signed], &self.sig) {
-            Ok(())
-        } else {
-            Err(TrustError::BadSignature)
-        }
+        let doc = Issued { venue: &self.venue, issuer: &self.issuer, domain: domain::KEYS, raw: &self.raw, sig: &self.sig };
+        anchor.verify_issued(doc, &[Role::Admin, Role::Cloud], now_wall, known)
     }
 
     /// Whether `device` is a recipient.
