@@ -230,6 +230,8 @@ const hubView = (m) => m.page.evaluate(() => {
   return { hub: window.mesh.hub, isHub: window.mesh.isHub, term: s.term, termJump: s.security.termJump };
 });
 
+// With the bound off (MAX_TERM_JUMP = u64::MAX) no page counts the claim: the first
+// termJump wait below times out.
 test('a retained hub claim of term 2^64-1 with the top score: a hub is elected again, also after reloading every page', { timeout: 300_000 }, async (t) => {
   const { venue, members } = await venueOf(t, 'term', ['kiosk', 'pos', 'phone']);
   const ingest = await startIngest({ venue, tcp: broker.tcp });
