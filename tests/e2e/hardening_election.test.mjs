@@ -7,8 +7,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import * as T from '../ca/trust.mjs';
-import { launch, startBroker, meshMember, meshStats, waitFor, sleep, venueCa } from './lib.mjs';
-import { heartbeatBody, hubClaimBody, joinBody } from './rogue.mjs';
+import { launch, startBroker, startIngest, meshMember, meshStats, waitFor, sleep, venueCa } from './lib.mjs';
+import { heartbeatBody, hubClaimBody, joinBody, rogueDevice } from './rogue.mjs';
 
 let browser, broker, attacker;
 before(async () => {
@@ -24,6 +24,7 @@ after(async () => {
 });
 
 const OPTS = { webrtc: '0' };
+const counts = (m) => m.page.evaluate(() => window.mesh.queue.countByStatus());
 const hubOf = (m) => m.page.evaluate(() => window.mesh.hub);
 const hubChanges = (m, since) => m.page.evaluate((s) => window.events.filter((e) => e.ev === 'hubChanged' && e.at >= s).length, since);
 
@@ -222,4 +223,100 @@ test('a page whose clock is 200 s off says so (clockSkew event and stats) instea
   const k = (await meshStats(members[0])).security;
   console.log(`# kiosk: stale ${k.stale}, future ${k.future}`);
   assert.ok(k.stale >= 1 && k.future >= 1, 'stale and future counted');
+});
+
+/**
+ * What every page says about the venue's hub: the hub it follows, its own role, and the
+ * highest term it knows (stats.term: after a reload, what it read back from IndexedDB
+ * unless something newer came since).
+ */
+const hubView = (m) => m.page.evaluate(() => {
+  const s = window.mesh.getDetailedStats();
+  return { hub: window.mesh.hub, isHub: window.mesh.isHub, term: s.term, termJump: s.security.termJump };
+});
+
+// With the bound off (MAX_TERM_JUMP = u64::MAX) no page counts the claim: the first
+// termJump wait below times out.
+test('a retained hub claim of term 2^64-1 with the top score: a hub is elected again, also after reloading every page', { timeout: 300_000 }, async (t) => {
+  const { venue, members } = await venueOf(t, 'term', ['kiosk', 'pos', 'phone']);
+  const ingest = await startIngest({ venue, tcp: broker.tcp });
+  t.after(() => ingest.stop());
+  // A certified rogue whose id sorts above every real one (the tie-break of equal scores),
+  // so a claim it won would be unbeatable: the issue's attack.
+  const zid = 'z'.repeat(64);
+  const rogue = await rogueDevice({ brokerUrl: `mqtt://127.0.0.1:${broker.tcp}`, venue, ca: venueCa(venue), id: zid });
+  t.after(() => rogue.close());
+  const MAX = 2n ** 64n - 1n;
+  // A real claim is QoS 1, retained, on vm/{venue}/hub (src/topics.rs `hub`, PROTOCOL.md Part 3 §3.4).
+  const forge = async () => {
+    await rogue.heartbeat(); // its chain is known, as a real device's would be
+    await rogue.client.publishAsync(`vm/${venue}/hub`,
+      rogue.seal({ kind: T.KIND.HUB_CLAIM, body: hubClaimBody(MAX, 1_250_000), term: MAX }), { qos: 1, retain: true });
+  };
+  /** One hub among the pages, everybody follows it, nobody holds the forged term. */
+  const oneRealHub = async (what) => {
+    let seen = null;
+    await waitFor(async () => {
+      const v = seen = await Promise.all(members.map(hubView));
+      return v.filter((x) => x.isHub).length === 1 && v.every((x) => x.hub === v.find((y) => y.isHub).hub);
+    }, 60_000, what, { detail: () => JSON.stringify(seen) });
+    const v = await Promise.all(members.map(hubView));
+    for (const x of v) {
+      assert.ok(members.some((m) => m.id === x.hub), `the hub ${x.hub} is a page of the venue`);
+      assert.ok(x.term && x.term.hub !== zid && x.term.number < 1_000_000, `no page holds the forged term: ${JSON.stringify(x.term)}`);
+    }
+    return v;
+  };
+  let n = 0;
+  const ids = [];
+  /** Sales on every page reach peer_ack and then cloud_ack: the hub works and uploads. */
+  const salesGoThrough = async (what) => {
+    for (const m of members) {
+      for (let i = 0; i < 2; i++) ids.push(await m.page.evaluate((n) => window.mesh.enqueue('sale', JSON.stringify({ n })), n++));
+    }
+    let seen = null;
+    await waitFor(async () => (seen = await Promise.all(members.map(counts))).every((c) => c.pending === 0 && c.peerAck === 0)
+      && ids.every((id) => ingest.query().ids.includes(id)), 60_000, `${what}: every sale cloud-acked`,
+    { detail: () => JSON.stringify(seen), every: 250 });
+  };
+  // All at once, so that no page is left running to keep the venue's term alive for the others.
+  const reloadAll = () => Promise.all(members.map(async (m) => {
+    await m.page.reload();
+    await m.page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+    assert.equal(await m.page.evaluate(() => window.openError ?? null), null);
+    assert.equal(await m.page.evaluate(() => window.mesh.deviceId), m.id, 'the same device after the reload');
+  }));
+
+  const jumps0 = await Promise.all(members.map(async (m) => (await hubView(m)).termJump));
+  await forge();
+  await waitFor(async () => (await Promise.all(members.map(hubView))).every((x, i) => x.termJump > jumps0[i]), 10_000,
+    'every page drops the forged claim (security.termJump)');
+  await sleep(3_000); // a claim step or two, had the claim been taken
+  const live = await oneRealHub('a real hub with the forged claim retained');
+  await salesGoThrough('with the forged claim retained');
+  console.log(`# term 2^64-1 claim, live pages: hub ${live[0].hub.slice(0, 12)}, terms ${live.map((x) => x.term.number).join(', ')}, termJump ${live.map((x) => x.termJump).join(', ')}`);
+
+  // Reload every page with the forged claim still retained (published again: a new real
+  // claim since would have replaced it), and once more when they are up (a real claim made
+  // while they reloaded may have replaced it before some page subscribed): each fresh page
+  // drops it and persists nothing of it.
+  await forge();
+  await reloadAll();
+  await waitFor(async () => (await Promise.all(members.map((m) => m.page.evaluate(() => window.mesh.connected)))).every(Boolean), 30_000,
+    'every reloaded page is connected');
+  await forge();
+  let seen = null;
+  await waitFor(async () => (seen = await Promise.all(members.map(hubView))).every((x) => x.termJump >= 1), 20_000,
+    'every reloaded page drops the retained forged claim', { detail: () => JSON.stringify(seen) });
+  const reloaded = await oneRealHub('a hub again after reloading every page, forged claim retained');
+  await salesGoThrough('after reloading every page');
+  console.log(`# term 2^64-1 claim, after a reload: hub ${reloaded[0].hub.slice(0, 12)}, terms ${reloaded.map((x) => x.term.number).join(', ')}`);
+
+  // Clear the retained claim and reload once more: what each page reads back from its own
+  // storage is all it knows, so a persisted forged term would show here.
+  await rogue.client.publishAsync(`vm/${venue}/hub`, Buffer.alloc(0), { qos: 1, retain: true });
+  await reloadAll();
+  const cleared = await oneRealHub('a hub again after clearing the claim and reloading every page');
+  await salesGoThrough('after clearing the claim and reloading');
+  console.log(`# term 2^64-1 claim, cleared and reloaded: hub ${cleared[0].hub.slice(0, 12)}, terms ${cleared.map((x) => x.term.number).join(', ')}; ingest ${ingest.query().count} sales`);
 });
