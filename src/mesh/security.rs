@@ -16,6 +16,11 @@ use super::MeshCounters;
 /// Drop and shed counters, gathered from the parts that count them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SecurityStats {
+    /// Messages acted on: verified, consistent with their topic and kind,
+    /// fresh, decoded and handed to the election, replication, routing,
+    /// state or trust (the node's `delivered`). What the envelope let
+    /// through but a later check dropped is not in it (issue #16).
+    pub acted: u64,
     /// The envelope's own verdicts (signature, venue, replay window…).
     pub envelope: EnvelopeStats,
     /// The trust model's refusals per reason (unknown sender, bad chain,
@@ -60,6 +65,7 @@ impl SecurityStats {
         election: ElectionCounters,
     ) -> SecurityStats {
         SecurityStats {
+            acted: node.delivered,
             envelope,
             trust,
             sender_mismatch: node.sender_mismatch,

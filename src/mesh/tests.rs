@@ -665,6 +665,10 @@ fn forged_tampered_and_replayed_messages_are_dropped_and_counted() {
     assert_eq!(c.stale_state - cb.stale_state, 1);
     assert_eq!(c.bad_topic - cb.bad_topic, 2);
     assert_eq!(c.delivered, cb.delivered, "nothing injected reached the election");
+    // `accepted` in the JS stats is what was acted on: the signed messages
+    // that later checks dropped passed the envelope but do not count.
+    assert!(e.accepted > b.accepted, "some injected envelopes verified");
+    assert_eq!(s.security.acted, before.security.acted, "none of them was acted on");
     assert_accounted(&s);
     // No effect on the election: same hub, same fencing level, kiosk still a kiosk.
     assert_eq!(s.hub, before.hub);

@@ -173,7 +173,7 @@ export interface DetailedStats {
   /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
    * `replays` are older than the replay window and count as rejected. */
   security: {
-    accepted: number; badSignature: number; malformed: number; unknownKey: number; wrongVenue: number;
+    accepted: number; verified: number; badSignature: number; malformed: number; unknownKey: number; wrongVenue: number;
     duplicates: number; replays: number; counterJumps: number; sendersEvicted: number; senderMismatch: number;
     kindMismatch: number; badBody: number; stale: number; future: number; clockAhead: number;
     rtcShed: number; rtcEvicted: number; peersEvicted: number; peersShed: number; oversized: number;

@@ -148,7 +148,10 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
 fn security_js(x: &SecurityStats) -> JsValue {
     let (e, t) = (&x.envelope, &x.trust);
     ObjBuilder::new()
-        .set("accepted", e.accepted as f64)
+        // `accepted`: acted on; `verified`: let through by the envelope
+        // (signature, venue, replay window), before the node's own checks.
+        .set("accepted", x.acted as f64)
+        .set("verified", e.accepted as f64)
         .set("badSignature", e.bad_signature as f64)
         .set("malformed", e.malformed as f64)
         .set("unknownKey", e.unknown_key as f64)
