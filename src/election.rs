@@ -803,12 +803,7 @@ impl Election {
     fn observe_term(&mut self, t: Term, live: bool, answer_stale: bool, now: u64) {
         let Some(keep) = self.admit(&t, live) else { return };
         if self.highest.as_ref().is_none_or(|h| t > *h) {
-            self.highest = Some(t.clone());
-            if keep {
-                raise(&mut self.durable_highest, &t);
-                self.persist();
-            }
-            self.fence(&t, now);
+            self.raise_highest(&t, keep, now);
             if live {
                 self.follow(t, now);
             } else {
@@ -827,6 +822,17 @@ impl Election {
         }
     }
 
+    /// `t` is the highest term seen: remember it (on disk only when `admit`
+    /// said to keep it) and fence below it.
+    fn raise_highest(&mut self, t: &Term, keep: bool, now: u64) {
+        self.highest = Some(t.clone());
+        if keep {
+            raise(&mut self.durable_highest, t);
+            self.persist();
+        }
+        self.fence(t, now);
+    }
+
     /// A term its own hub says it ended (`ElectionMsg::Heartbeat::ended`):
     /// it fences like any term, but nobody acts or will act in it, so it
     /// holds no claim — waiting for it would only keep the venue without a
@@ -835,12 +841,7 @@ impl Election {
     fn observe_ended(&mut self, t: Term, now: u64) {
         let Some(keep) = self.admit(&t, false) else { return };
         if self.highest.as_ref().is_none_or(|h| t > *h) {
-            self.highest = Some(t.clone());
-            if keep {
-                raise(&mut self.durable_highest, &t);
-                self.persist();
-            }
-            self.fence(&t, now);
+            self.raise_highest(&t, keep, now);
             self.pending = None;
             self.mark_no_hub(now);
         } else if self.pending.as_ref().is_some_and(|p| p.term == t) {
