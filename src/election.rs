@@ -126,6 +126,9 @@ pub struct Election {
     /// battery — would make two nodes each think the other is rank 0 and
     /// both wait a backoff step).
     announced_score: u64,
+    /// When the oldest own heartbeat the broker has not sent back yet was
+    /// sent ([`Election::set_echo_pending`]).
+    echo_pending: Option<u64>,
     /// This node does not reach the broker (direct routes only).
     direct_only: bool,
     /// When the broker last came back (damps taking the hub role back).
@@ -170,6 +173,7 @@ impl Election {
             give_ups: 0,
             soon_allowed_at: 0,
             announced_score: score,
+            echo_pending: None,
             direct_only: false,
             broker_since: 0,
             peers: table::PeerTable::default(),
@@ -400,6 +404,47 @@ impl Election {
         self.end(now)
     }
 
+    /// This device's own receive path is `lag` ms behind: a message it sent
+    /// came back through the broker that late (`mesh/node/lag.rs`). What
+    /// its peers sent in that time is still queued in this page — in the
+    /// browser's task queue or the shell's inbox — so their silence is not
+    /// theirs: as after a sleep gap (rule 6), nobody is declared gone by
+    /// silence before `now + lag + G`. Under a flood of 2,000 fake peers the
+    /// browser's backlog of socket tasks made a page's timers ≈ 1–1.5 s late
+    /// and a follower declared the live hub silent (`G` = 900 ms with
+    /// `Config::fast()`; issue #16). A lag up to `I/2` is a normal round
+    /// trip and changes nothing; Wills, Leaves and higher terms still act
+    /// at once.
+    pub fn handle_receive_lag(&mut self, lag: u64, now: u64) {
+        let now = self.begin(now);
+        if self.transport_up && lag > self.cfg.heartbeat_interval / 2 {
+            let until = now.saturating_add(lag).saturating_add(self.cfg.gone_after());
+            self.grace_until = self.grace_until.max(until);
+        }
+        self.end(now)
+    }
+
+    /// When the oldest own heartbeat still on its way through the broker
+    /// and back was sent (`None`: none is). While it is more than `I/2`
+    /// old, this page's input is at least that far behind, and nobody is
+    /// declared gone by silence — a lag measured only once the echo arrives
+    /// comes too late when the backlog grows fast (an e2e flood run: the
+    /// echo was 2.1 s late, and `G` = 900 ms ran out before it came). Not
+    /// for longer than `4·G`: a heartbeat the broker lost (QoS 0) or a dead
+    /// link (its keepalive ends it sooner) must not suspend the rule.
+    pub fn set_echo_pending(&mut self, sent_at: Option<u64>) {
+        self.echo_pending = sent_at;
+    }
+
+    /// Whether our own input is known to be behind right now (see
+    /// [`Election::set_echo_pending`]).
+    fn input_behind(&self, now: u64) -> bool {
+        self.echo_pending.is_some_and(|sent| {
+            let age = now.saturating_sub(sent);
+            age > self.cfg.heartbeat_interval / 2 && age <= self.cfg.gone_after().saturating_mul(4)
+        })
+    }
+
     /// The broker came back while the mesh stayed reachable over direct
     /// routes (the transport never went down for the election): announce
     /// presence again (the broker dropped ours with the Will or its
@@ -610,7 +655,7 @@ impl Election {
     }
 
     fn expire(&mut self, now: u64) {
-        if now < self.grace_until {
+        if now < self.grace_until || self.input_behind(now) {
             return;
         }
         let gone = self.cfg.gone_after();
@@ -789,6 +834,7 @@ impl Election {
 
     fn go_offline(&mut self, now: u64) {
         self.transport_up = false;
+        self.echo_pending = None;
         self.step_down(None, now);
         self.abandon(now, false);
         self.hub = None;

@@ -516,6 +516,10 @@ pub struct MeshStats {
     pub clock_offset_ms: Option<i64>,
     /// Whether that offset is beyond `max_clock_skew_ms` (see `ClockSkew`).
     pub clock_skewed: bool,
+    /// How late our own latest heartbeat came back from the broker, and the
+    /// largest such lag, ms: how far this page's receive path is behind
+    /// (`node/lag.rs`, issue #16).
+    pub receive_lag_ms: (u64, u64),
     /// Every drop reason, gathered (`getDetailedStats().security`).
     pub security: SecurityStats,
     /// Replication and drain counters.

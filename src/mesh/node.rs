@@ -22,6 +22,7 @@ pub(crate) use direct::WILL_CONFIRM_MS;
 mod hint;
 #[cfg(test)]
 pub(crate) use hint::HINT_PROBE_MS;
+mod lag;
 mod replica;
 mod routes;
 mod trust;
@@ -102,6 +103,13 @@ pub struct MeshNode {
     /// Peers whose presence was cleared (Will or forgery) with no direct
     /// route: gone unless heard by then (`hint.rs`).
     hinted: BTreeMap<String, u64>,
+    /// Own heartbeats on their way to the broker and back (`lag.rs`).
+    echoes: VecDeque<([u8; 8], u64)>,
+    /// Whether an echo came back since the broker link came up.
+    echo_seen: bool,
+    /// The latest and the largest receive lag measured (`lag.rs`).
+    receive_lag: u64,
+    receive_lag_max: u64,
     /// The last app message id handed out.
     next_msg_id: u64,
     /// Digest of every command the replicator holds (own and replicas):
@@ -178,6 +186,10 @@ impl MeshNode {
             kept: BTreeMap::new(),
             suspects: BTreeMap::new(),
             hinted: BTreeMap::new(),
+            echoes: VecDeque::new(),
+            echo_seen: false,
+            receive_lag: 0,
+            receive_lag_max: 0,
             next_msg_id: 0,
             digests: BTreeMap::new(),
             receipts: BTreeMap::new(),
@@ -290,6 +302,7 @@ impl MeshNode {
             hlc: self.clock.last(),
             clock_offset_ms: self.skew.offset(self.now_floor, SKEW_WINDOW_MS),
             clock_skewed: self.skew.skewed(),
+            receive_lag_ms: (self.receive_lag, self.receive_lag_max),
             replication: self.rep.stats(),
             routing,
             state: self.state().map(crate::state::Store::stats),
@@ -398,6 +411,9 @@ impl MeshNode {
     pub fn handle_transport(&mut self, up: bool, now: u64) {
         let now = self.begin(now);
         let came_back = up && !self.transport_up;
+        if !up {
+            self.echoes_lost();
+        }
         self.transport_up = up;
         self.left &= !up;
         self.router.handle_broker(up, now);
@@ -461,7 +477,7 @@ impl MeshNode {
                 count_in(&mut self.traffic.heartbeat, bytes);
                 if device == me {
                     self.counters.own_echo += 1;
-                    return;
+                    return self.heartbeat_echo(payload, now);
                 }
                 if retained {
                     self.counters.stale_event += 1; // a stored heartbeat is old news
@@ -856,6 +872,9 @@ impl MeshNode {
             Body::HubClaim { .. } => (topics::hub(venue), 1, true, &mut self.traffic.hub_claim),
         };
         count_out(flow, payload.len() as u64);
+        if matches!(body, Body::Heartbeat { .. }) {
+            self.heartbeat_sent(&payload, self.now_floor);
+        }
         self.out.push_back(Output::Publish { topic, payload, qos, retain });
     }
 

@@ -186,6 +186,9 @@ export interface DetailedStats {
     chainsEvicted: number; revokedKeys: number;
   };
   clock: { offsetMs: number | null; skewed: boolean };
+  /** How late this device's own latest heartbeat came back through the broker, and the largest such lag (ms): how far
+   * behind its input is. While it is over half a heartbeat interval, no peer is declared gone by silence. */
+  receiveLag: { lastMs: number; maxMs: number };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
   reachable: boolean;
   /** `direct`: election and replication envelopes on data channels and tabs (part of `routing`). */

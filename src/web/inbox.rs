@@ -11,15 +11,25 @@
 //! page's own timers:
 //!
 //! * **urgent** — everything the recognized hub sends (`hb/{hub}`,
-//!   `presence/{hub}`), the `hub` claim topic, and every topic that is not
-//!   presence or heartbeat (replication to us, acks, routed messages, the
-//!   revocation list): handled first, never shed;
+//!   `presence/{hub}`), our own presence and heartbeats coming back (they
+//!   time the receive path: `mesh/node/lag.rs`), the `hub` claim topic, and
+//!   every topic that is not presence or heartbeat (replication to us, acks,
+//!   routed messages, the revocation list): handled first, never shed;
 //! * **bulk** — presence and heartbeats of every other device: at most
 //!   [`MAX_BULK`] wait; beyond that the oldest is dropped and counted
 //!   `shed` (a heartbeat is superseded by the sender's next one; a Join is
 //!   repeated by its retained copy on the next subscribe).
 //!
 //! The order within a lane is kept, so MQTT's per-sender order holds.
+//!
+//! The browser runs tasks in the order they were queued, so under a flood
+//! the socket's message tasks (each only queues here) still run ahead of
+//! every timer: a page's timers ran 1–1.5 s late with 2,000 fake peers, and
+//! the hub's heartbeats, sent from its timer, left that late (a follower
+//! then declared the live hub silent: `G` is 900 ms with 300 ms
+//! heartbeats). So each socket task also runs the node's timer when it is
+//! overdue ([`mesh_driver::run_overdue`]): heartbeats leave on time, and the
+//! node learns how far behind its own input is from the echo of them.
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -27,7 +37,7 @@ use std::rc::Rc;
 use gloo_timers::callback::Timeout;
 
 use super::clock::{monotonic_ms, wall_ms};
-use super::mesh_driver::{drive, DriverRef};
+use super::mesh_driver::{self, drive, DriverRef};
 use crate::topics::{self, TopicKind};
 
 /// Longest stretch of broker input handled in one event-loop turn, ms. A
@@ -68,7 +78,9 @@ impl Inbox {
 pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
     let mut d = this.borrow_mut();
     let urgent = match topics::parse(&topic).map(|t| t.kind) {
-        Ok(TopicKind::Presence { device } | TopicKind::Heartbeat { device }) => d.node.hub().is_some_and(|t| t.hub == device),
+        Ok(TopicKind::Presence { device } | TopicKind::Heartbeat { device }) => {
+            device == d.node.device_id() || d.node.hub().is_some_and(|t| t.hub == device)
+        }
         _ => true,
     };
     let msg = Msg { topic, payload, retain };
@@ -84,8 +96,10 @@ pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
     }
 }
 
-/// Makes sure a turn of [`pump`] is coming when messages wait.
+/// Makes sure a turn of [`pump`] is coming when messages wait, and runs
+/// the node's timer if it is overdue (see the module docs).
 pub fn schedule(this: &DriverRef) {
+    mesh_driver::run_overdue(this);
     let mut d = this.borrow_mut();
     if d.inbox.len() == 0 || d.inbox.timer.is_some() {
         return;

@@ -206,6 +206,23 @@ fn arm_timer(d: &mut MeshDriver, at: u64, weak: Weak<RefCell<MeshDriver>>) {
     d.timer = Some((at, t));
 }
 
+/// Runs the node's timer at once if it is overdue. Called from the
+/// socket's message tasks (`inbox.rs`): under a flood they run ahead of the
+/// timer's own task, and the node's heartbeats must leave on time.
+pub fn run_overdue(this: &DriverRef) {
+    let now = monotonic_ms();
+    {
+        let mut d = this.borrow_mut();
+        if !matches!(d.timer, Some((at, _)) if at <= now) {
+            return;
+        }
+        d.timer = None; // dropping the Timeout cancels it; `drive` arms the next
+        feed_link_quality(&mut d);
+        d.node.handle_timeout(now);
+    }
+    drive(this);
+}
+
 /// The broker round trip and its timeouts stand in for Wi-Fi quality when
 /// neither the host app nor the browser gives one (Safari).
 fn feed_link_quality(d: &mut MeshDriver) {

@@ -107,6 +107,12 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
                 .set("skewed", s.clock_skewed)
                 .build(),
         )
+        // Own heartbeats' round trip through the broker and this page's
+        // queues: how far behind its input is (issue #16).
+        .set(
+            "receiveLag",
+            ObjBuilder::new().set("lastMs", s.receive_lag_ms.0 as f64).set("maxMs", s.receive_lag_ms.1 as f64).build(),
+        )
         .set("reachable", s.reachable)
         .set("peers", peers)
         .set(

@@ -73,6 +73,12 @@ const watchMainThread = (m) => m.page.evaluate(() => {
     last = now;
   }, 50);
 });
+/** What a page saw of the real devices since `t0`: role, hub and peer events, connection changes (ms after t0). */
+const trace = (m, t0, members) => m.page.evaluate(([s, ids]) => {
+  const real = (d) => ids.includes(d);
+  return JSON.stringify(window.events.filter((e) => e.at >= s && (e.ev !== 'peerJoined' && e.ev !== 'peerLeft' || real(e.device)))
+    .map((e) => ({ ev: e.ev, t: Math.round(e.at - s), hub: e.hub?.slice(0, 6), device: e.device?.slice(0, 6), reason: e.reason, term: e.term?.number })));
+}, [t0, members.map((x) => x.id)]);
 const maxGap = (m) => m.page.evaluate(() => window.maxGap);
 const maxTask = (m) => m.page.evaluate(() => window.maxTask);
 
@@ -93,7 +99,7 @@ test('forged empty retained presence for the hub x8 changes no hub (broker-only 
   assert.deepEqual(await Promise.all(members.map(hubOf)), members.map(() => hub.id));
 });
 
-test('2,000 signed fake peers: the main thread keeps turning (longest task printed against 200 ms), the hub survives, tables stay bounded', { timeout: 300_000 }, async (t) => {
+test('2,000 signed fake peers: the main thread keeps turning (longest task printed against 200 ms), no hub change, tables stay bounded', { timeout: 300_000 }, async (t) => {
   const { venue, members, hub } = await venueOf(t, 'flood', ['kiosk', 'pos']);
   const rogue = await fakePeers(venue, 2_000, 'fake');
   t.after(() => rogue.close());
@@ -110,7 +116,7 @@ test('2,000 signed fake peers: the main thread keeps turning (longest task print
   const changes = await Promise.all(members.map((m) => hubChanges(m, t0)));
   for (const [i, s] of stats.entries()) {
     const x = s.security;
-    console.log(`# flood of 2,000 fake peers, ${members[i].kind}: longest main-thread task ${Math.round(tasks[i])} ms, longest timer gap ${Math.round(gaps[i])} ms; peers ${s.peers.length}; shed ${x.shed}; electionEvicted ${x.electionEvicted}; electionRefused ${x.electionRefused}; peersEvicted ${x.peersEvicted}; peersShed ${x.peersShed}; accepted ${x.accepted}`);
+    console.log(`# flood of 2,000 fake peers, ${members[i].kind}: longest main-thread task ${Math.round(tasks[i])} ms (issue bound 200 ms), longest timer gap ${Math.round(gaps[i])} ms, largest receive lag ${s.receiveLag.maxMs} ms; peers ${s.peers.length}; shed ${x.shed}; electionEvicted ${x.electionEvicted}; electionRefused ${x.electionRefused}; peersEvicted ${x.peersEvicted}; peersShed ${x.peersShed}; accepted ${x.accepted}`);
   }
   // The issue's bound is 200 ms and the figures above are what to read against it (135–297 ms
   // measured on a loaded 2-core machine, where a task's wall time includes the time the
@@ -119,11 +125,16 @@ test('2,000 signed fake peers: the main thread keeps turning (longest task print
   for (const x of tasks) assert.ok(x < 1_000, `a main-thread task of ${Math.round(x)} ms (issue bound 200 ms)`);
   for (const s of stats) assert.ok(s.security.shed > 0, 'presence beyond the inbox bound was shed and counted');
   console.log(`# hub changes during the flood: ${JSON.stringify(changes)} (hub before: ${hub.id})`);
-  // Kept by the hub in the helper's runs ([0, 0]); one idle full run saw one change on each page
-  // (issue #16 stays open on it). Asserted: no flapping, and the venue agrees on a real hub.
-  for (const c of changes) assert.ok(c <= 1, `at most one hub change during the flood, got ${c}`);
+  for (const m of members) console.log(`# ${m.kind} trace: ${await trace(m, t0, members)}`);
+  // Before the fix a follower declared the live hub silent once in a while ([0, 2]: lost and found
+  // again 13 ms later): the browser ran the flood's socket tasks ahead of every timer, so the hub's
+  // heartbeats (sent from its timer) left up to 1.5 s late, and the follower's own input was as far
+  // behind. Now the socket tasks run an overdue timer, and a page behind on its input (its own
+  // heartbeat's echo is late) blames nobody for silence. The fake peers score below the kiosk, so
+  // no change is legitimate.
+  assert.deepEqual(changes, members.map(() => 0), 'no page changed hub during the flood');
   const hubs = await Promise.all(members.map(hubOf));
-  assert.ok(hubs.every((h) => h === hubs[0]) && members.some((m) => m.id === hubs[0]), `one real hub everywhere: ${hubs}`);
+  assert.deepEqual(hubs, members.map(() => hub.id), 'the kiosk is everybody\'s hub');
   for (const s of stats) assert.ok(s.peers.length <= 256, `peer table bounded: ${s.peers.length}`);
 });
 
@@ -152,6 +163,7 @@ test('100 fake top-score peers: a killed hub is replaced in under 2 s', { timeou
   await waitFor(async () => (await newHub()) !== null, 30_000, 'a new hub');
   const took = (await newHub()).at - t0;
   console.log(`# 100 fake top-score peers: killed hub replaced after ${Math.round(took)} ms`);
+  for (const m of [pos, phone]) console.log(`# ${m.kind} trace: ${await trace(m, t0, members)}`);
   // The issue's bound is 2 s and the figure above is what to read against it (protocol time
   // is about 1.5 s: Will, the probe of the hint, one claim step). The assertion allows for a
   // loaded 2-core runner; it still fails on what the issue found (no new hub within 40 s).

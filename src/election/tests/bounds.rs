@@ -228,3 +228,49 @@ fn the_peer_table_is_bounded_with_a_counted_eviction_rule() {
     assert!(lab.count("b", |e| matches!(e, ElectionEvent::PeerLeft { reason: LeftReason::Evicted, .. })) > 0);
     assert!(lab.agreed_on("a"));
 }
+
+/// A page whose own input is behind — its heartbeat came back from the
+/// broker late because a flood of fake peers queued thousands of tasks in
+/// the browser ahead of everything else — must not take the live hub's
+/// heartbeats, queued behind them, for silence. Here the hub's heartbeats
+/// are held back 500 ms (> `G − I`) while the node gets an input every
+/// 20 ms (so no sleep gap shows it): with the lag reported the hub stays;
+/// without it (the control) the hub is lost, as on the e2e flood's
+/// follower before the fix.
+#[test]
+fn a_page_behind_on_its_input_does_not_declare_the_live_hub_silent() {
+    let c = cfg();
+    // `lag`: echoes of own heartbeats measured that late, every `I`;
+    // `pending`: an own heartbeat sent then has not come back.
+    let run = |lag: Option<u64>, pending: Option<u64>| -> bool {
+        let mut n = Election::new("b", 500_000, c.clone(), Rng::new(7));
+        n.handle_transport(true, 0);
+        let t = Term { number: 1, score: 900_000, hub: "a".into() };
+        let hb = ElectionMsg::Heartbeat { term: Some(t), hub: Some("a".into()), score: 900_000, queue_depth: 0, ended: false, direct_only: false };
+        n.handle_message("a", hb.clone(), 1_000);
+        assert_eq!(n.hub().map(|h| h.hub.as_str()), Some("a"));
+        n.set_echo_pending(pending);
+        let mut now = 1_000;
+        while now < 1_000 + 500 {
+            now += 20;
+            if let Some(l) = lag {
+                if now % c.heartbeat_interval == 0 {
+                    n.handle_receive_lag(l, now); // an own heartbeat's echo
+                }
+            }
+            n.handle_timeout(now);
+        }
+        let kept = n.hub().is_some();
+        n.handle_message("a", hb, now); // the held-back heartbeat
+        kept
+    };
+    assert!(run(Some(500), None), "the hub was declared silent while the page was 500 ms behind");
+    assert!(run(None, Some(1_010)), "the hub was declared silent while an own heartbeat had not come back for 500 ms");
+    assert!(!run(None, None), "control: without the lag the hub is lost");
+    // A normal round trip (≤ I/2) grants nothing; an echo outstanding for
+    // longer than 4·G no longer holds the rule (a lost heartbeat, a dead link).
+    assert!(!run(Some(c.heartbeat_interval / 2), None));
+    assert!(!run(None, Some(1_010 + 500 - c.heartbeat_interval / 2 + 20)));
+    assert!(!run(None, Some(1_010 + 500 - 4 * c.gone_after() - 100)));
+}
+
