@@ -404,6 +404,31 @@ impl Election {
         self.end(now)
     }
 
+    /// As [`Election::handle_peer_gone`], for a loss first suspected at
+    /// `since` and confirmed only now (an empty presence the device did not
+    /// answer within the probe time, `mesh/node/hint.rs`): the claim wait of
+    /// ranks ≥ 1 counts from `since`, so the probe does not add to the
+    /// failover. At most `W/2` of the wait is credited this way
+    /// (`since ≥ now − W/2`): the best device confirms the loss at about the
+    /// same moment and claims at once, and its claim must still reach the
+    /// others before their wait runs out (`W/2 > d` as for every claim).
+    pub fn handle_peer_gone_since(&mut self, device: &str, since: u64, now: u64) {
+        let now = self.begin(now);
+        if device != self.me && self.transport_up {
+            let had_hub = self.hub.is_some();
+            self.remove_peer(device, LeftReason::Will, now);
+            if had_hub && self.hub.is_none() {
+                let since = since.max(now.saturating_sub(self.cfg.claim_window / 2)).max(self.up_since);
+                if let Some(at) = self.no_hub_since.as_mut() {
+                    *at = (*at).min(since);
+                }
+            }
+        } else if device == self.me {
+            self.reannounce(now);
+        }
+        self.end(now)
+    }
+
     /// This device's own receive path is `lag` ms behind: a message it sent
     /// came back through the broker that late (`mesh/node/lag.rs`). What
     /// its peers sent in that time is still queued in this page — in the
@@ -718,7 +743,7 @@ impl Election {
                 let delay = if rank == 0 {
                     0
                 } else {
-                    self.cfg.backoff_step().saturating_add(self.claim_jitter)
+                    self.cfg.claim_step().saturating_add(self.claim_jitter)
                 };
                 Some(base.saturating_add(delay))
             }

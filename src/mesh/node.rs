@@ -101,8 +101,8 @@ pub struct MeshNode {
     /// unless heard on a direct route by then (`direct.rs`).
     suspects: BTreeMap<String, u64>,
     /// Peers whose presence was cleared (Will or forgery) with no direct
-    /// route: gone unless heard by then (`hint.rs`).
-    hinted: BTreeMap<String, u64>,
+    /// route: since when, and gone unless heard by then (`hint.rs`).
+    hinted: BTreeMap<String, (u64, u64)>,
     /// Own heartbeats on their way to the broker and back (`lag.rs`).
     echoes: VecDeque<([u8; 8], u64)>,
     /// Whether an echo came back since the broker link came up.

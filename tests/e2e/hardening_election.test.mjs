@@ -164,10 +164,12 @@ test('100 fake top-score peers: a killed hub is replaced in under 2 s', { timeou
   const took = (await newHub()).at - t0;
   console.log(`# 100 fake top-score peers: killed hub replaced after ${Math.round(took)} ms`);
   for (const m of [pos, phone]) console.log(`# ${m.kind} trace: ${await trace(m, t0, members)}`);
-  // The issue's bound is 2 s and the figure above is what to read against it (protocol time
-  // is about 1.5 s: Will, the probe of the hint, one claim step). The assertion allows for a
-  // loaded 2-core runner; it still fails on what the issue found (no new hub within 40 s).
-  assert.ok(took < 5_000, `replaced after ${Math.round(took)} ms (issue bound 2 s)`);
+  // Protocol time: the Will (≈ 120–300 ms here), its 300 ms probe, then the best real device
+  // (rank 100 behind the fakes) claims W + jitter ≤ I/2 after the Will (at most W/2 of the
+  // probe credited) and acts W later: ≈ 0.6–0.75 s with W = 150 ms. Measured 0.80–1.02 s on a
+  // loaded 2-core machine (it was 1.1–1.9 s with a wait of W + I counted after the probe), so
+  // the issue's 2 s is asserted as it stands.
+  assert.ok(took < 2_000, `replaced after ${Math.round(took)} ms (issue bound 2 s)`);
   assert.equal(await hubOf(phone), await hubOf(pos));
   beating = false;
   await beats;

@@ -274,3 +274,49 @@ fn a_page_behind_on_its_input_does_not_declare_the_live_hub_silent() {
     assert!(!run(None, Some(1_010 + 500 - 4 * c.gone_after() - 100)));
 }
 
+/// 100 fake top-score peers that never claim, and the hub's Will confirmed
+/// only after a probe (`mesh/node/hint.rs`): the best real device is rank
+/// 100 and claims `W` + jitter after the hub was *suspected* gone, not
+/// `B = W + I` after the probe confirmed it (issue #16: 1.1–1.9 s in the
+/// e2e, most of it this wait). Bound: the probe's credit is at most `W/2`.
+#[test]
+fn fake_top_score_peers_and_a_probed_will_cost_one_claim_window() {
+    let c = bounded();
+    let mut lab = Lab::with(&[("a", 1_000_000), ("b", 900_000), ("c", 500_000)], c.clone());
+    lab.run_until(1_000);
+    assert_eq!(lab.hubs(), ["a"]);
+    let fakes: Vec<String> = (0..100).map(|k| format!("fake-{k:03}")).collect();
+    let beat = |lab: &mut Lab| {
+        for f in &fakes {
+            let hb = ElectionMsg::Heartbeat { term: None, hub: Some("a".into()), score: u64::MAX, queue_depth: 0, ended: false, direct_only: false };
+            lab.inject(f, &hb);
+        }
+    };
+    beat(&mut lab);
+    let a = lab.idx("a");
+    lab.hung.insert(a);
+    let probe = 30; // the hint's probe time (HINT_PROBE_MS is 300 ms with `I` = 300 ms)
+    let suspected = lab.now;
+    lab.run_until(lab.now + probe);
+    for i in 0..lab.nodes.len() {
+        if i != a {
+            lab.nodes[i].handle_peer_gone_since("a", suspected, lab.now);
+            lab.flush(i);
+        }
+    }
+    let mut took = None;
+    while lab.now < suspected + 20_000 && took.is_none() {
+        beat(&mut lab);
+        lab.run_until(lab.now + 5);
+        if !lab.hub_ids().is_empty() {
+            took = Some(lab.now - suspected);
+        }
+    }
+    let took = took.expect("a new hub");
+    // Claim at the probe's end − its credit (≤ W/2) + W + jitter ≤ I/2, act W later.
+    let credit = probe.min(c.claim_window / 2);
+    let bound = probe - credit + c.claim_step() + c.heartbeat_interval / 2 + c.claim_window + 10;
+    assert!(took <= bound, "new hub {took} ms after the Will (bound {bound})");
+    let old_min = probe + c.backoff_step() + c.claim_window;
+    assert!(took < old_min, "{took} ms: not faster than the old wait, at least {old_min} ms");
+}

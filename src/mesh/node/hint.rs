@@ -45,7 +45,7 @@ impl MeshNode {
         } else {
             self.cfg.election.heartbeat_interval.saturating_add(HINT_PROBE_MS)
         };
-        self.hinted.insert(device.to_string(), now.saturating_add(wait));
+        self.hinted.insert(device.to_string(), (now, now.saturating_add(wait)));
     }
 
     /// Something signed by `sender` was accepted: a hint about it was false.
@@ -57,15 +57,17 @@ impl MeshNode {
 
     /// Suspects not heard by their deadline are gone, as the hint said.
     pub(super) fn confirm_hints(&mut self, now: u64) {
-        let gone: Vec<String> = self.hinted.iter().filter(|(_, at)| **at <= now).map(|(d, _)| d.clone()).collect();
-        for d in gone {
+        let gone: Vec<(String, u64)> = self.hinted.iter().filter(|(_, (_, at))| *at <= now).map(|(d, (since, _))| (d.clone(), *since)).collect();
+        for (d, since) in gone {
             self.hinted.remove(&d);
-            self.election.handle_peer_gone(&d, now);
+            // The loss counts from the hint: the probe's wait is not added
+            // to the claim wait of the devices ranked below the best.
+            self.election.handle_peer_gone_since(&d, since, now);
         }
     }
 
     /// When the earliest suspect's deadline runs out.
     pub(super) fn hint_until(&self) -> Option<u64> {
-        self.hinted.values().min().copied()
+        self.hinted.values().map(|(_, at)| *at).min()
     }
 }
