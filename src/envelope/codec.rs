@@ -156,8 +156,9 @@ pub(super) fn verify(bytes: &[u8], trust: &mut TrustStore, limits: Limits, now_w
 pub(super) fn decrypt(v: Verified, trust: &mut TrustStore) -> Result<Envelope, EnvelopeError> {
     let Verified { header, flags, epoch, role, aad, mut body } = v;
     if flags & FLAG_ENCRYPTED != 0 {
+        // Counted once, as `unknown_key` by the receiver: not a bad body
+        // (issue #16: it used to move both counters).
         let Some(key) = trust.subkey(epoch, &header.sender) else {
-            trust.stats_mut().bad_body += 1;
             return Err(EnvelopeError::UnknownKeyId(epoch));
         };
         if content::open(&key, header.counter, &aad, &mut body).is_err() {

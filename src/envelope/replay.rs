@@ -483,6 +483,9 @@ mod tests {
         assert_eq!(rx.window.highest("pos-1"), Some(7000), "the forged counter did not move the window");
         let sec = *rx.trust().stats();
         assert_eq!((sec.bad_signature, sec.bad_chain, sec.unknown_sender), (2, 1, 1));
+        // The envelope under an epoch we lack is `unknown_key` and nothing
+        // else: `getDetailedStats().security.badBody` adds the trust count.
+        assert_eq!(sec.bad_body, 0, "an unknown epoch also counted as a bad body");
         // Once the receiver holds epoch 2 as well, the rotated sender is read.
         rx.trust_mut().add_content_key(2, [1u8; 32]);
         assert!(rx.receive(&sealed_as(&rotated, "pos-1", Kind::Heartbeat, 7001), NOW).is_ok());

@@ -173,7 +173,9 @@ export interface DetailedStats {
   /** Envelopes received: `duplicates` are second copies of accepted ones (another route, MQTT redelivery), dropped and harmless;
    * `replays` are older than the replay window and count as rejected. */
   security: {
-    accepted: number; verified: number; badSignature: number; malformed: number; unknownKey: number; wrongVenue: number;
+    accepted: number; verified: number; badSignature: number; malformed: number;
+    /** Encrypted under a content-key epoch this device does not hold (the only key id an envelope carries). */
+    unknownKey: number; wrongVenue: number;
     duplicates: number; replays: number; counterJumps: number; sendersEvicted: number; senderMismatch: number;
     kindMismatch: number; badBody: number; stale: number; future: number; clockAhead: number;
     rtcShed: number; rtcEvicted: number; peersEvicted: number; peersShed: number; oversized: number;
@@ -181,7 +183,7 @@ export interface DetailedStats {
      * leading to the venue root (or naming another device), a revoked key, a body that does not decrypt, a kind
      * the sender's role may not send (CLOUD_ACK from a device), a command its origin did not sign, a receipt
      * not from the cloud or not matching our record. */
-    untrusted: number; unknownEpoch: number; unknownSender: number; badChain: number; revoked: number;
+    untrusted: number; unknownSender: number; badChain: number; revoked: number;
     wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; badCrl: number;
     chainsEvicted: number; revokedKeys: number;
   };

@@ -160,6 +160,10 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("verified", e.accepted as f64)
         .set("badSignature", e.bad_signature as f64)
         .set("malformed", e.malformed as f64)
+        // The envelope names one key: its content-key epoch (the signing
+        // key is the sender's certificate, refused as `unknownSender` /
+        // `untrusted`). An epoch we do not hold is `unknownKey`; the
+        // former `unknownEpoch` was the same counter under a second name.
         .set("unknownKey", e.unknown_key as f64)
         .set("wrongVenue", e.wrong_venue as f64)
         .set("duplicates", e.duplicates as f64)
@@ -167,7 +171,6 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("counterJumps", e.counter_jumps as f64)
         // Trust refusals (issue #15), each envelope or command counted once.
         .set("untrusted", e.untrusted as f64)
-        .set("unknownEpoch", e.unknown_key as f64)
         .set("unknownSender", t.unknown_sender as f64)
         .set("badChain", t.bad_chain as f64)
         .set("revoked", t.revoked as f64)
