@@ -1,4 +1,5 @@
-//! The page's budget for broker input (issue #16).
+//! The page's budget for input from the network (issue #16): the broker,
+//! the data channels and the tab channel.
 //!
 //! Every broker message costs a signature check (and a chain check for a
 //! new sender) before the node can drop it. 2,000 signed fake devices,
@@ -30,6 +31,25 @@
 //! heartbeats). So each socket task also runs the node's timer when it is
 //! overdue ([`mesh_driver::run_overdue`]): heartbeats leave on time, and the
 //! node learns how far behind its own input is from the echo of them.
+//!
+//! **Data channels and tabs** go through the same lanes. A data channel's
+//! peer is certified (the router opens at most 24 of them), and a tab is a
+//! page of our own origin, but either can send as fast as the browser
+//! carries it, and every envelope costs a signature check — a copy of one
+//! already seen too (the replay window comes after the signature). So:
+//!
+//! * what arrives on the recognized hub's data channel is **urgent**;
+//! * everything else from data channels and tabs waits in the **direct**
+//!   lane, handled after the urgent one and before the bulk one (a peer
+//!   that has a channel is one the router chose), at most [`MAX_DIRECT`]
+//!   waiting, the oldest shed and counted in the same `shed`: the router
+//!   resends what was not acknowledged, replication re-offers, the election
+//!   repeats itself;
+//! * while nothing waits, a direct message is handled at once in its own
+//!   task — no added latency for ordinary traffic — but for at most
+//!   [`INLINE_BUDGET_MS`] in every [`INLINE_WINDOW_MS`]; beyond that it
+//!   queues like the broker's (a flood's message tasks run ahead of every
+//!   timer, so work done in them must be bounded).
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -47,30 +67,111 @@ pub const TURN_BUDGET_MS: u64 = 20;
 /// Bulk messages (other devices' presence and heartbeats) that may wait.
 pub const MAX_BULK: usize = 512;
 
-struct Msg {
-    topic: String,
-    payload: Vec<u8>,
-    retain: bool,
+/// Messages from data channels and tabs (other than the hub's channel)
+/// that may wait.
+pub const MAX_DIRECT: usize = 512;
+
+/// Direct messages handled at once, in their own task, for at most this
+/// long in each [`INLINE_WINDOW_MS`] (ms).
+pub const INLINE_BUDGET_MS: f64 = 10.0;
+
+/// The window of [`INLINE_BUDGET_MS`] (ms).
+pub const INLINE_WINDOW_MS: f64 = 50.0;
+
+/// One input waiting for the node.
+enum Msg {
+    Broker { topic: String, payload: Vec<u8>, retain: bool },
+    /// A data channel message from `peer`.
+    Rtc { peer: String, bytes: Vec<u8> },
+    /// A tab frame's envelope.
+    Tab(Vec<u8>),
+}
+
+/// Where a direct message came from.
+pub enum Direct {
+    /// A data channel message from this peer.
+    Rtc(String, Vec<u8>),
+    /// A tab frame's envelope.
+    Tab(Vec<u8>),
 }
 
 /// The queue, its continuation timer and its counter.
 #[derive(Default)]
 pub struct Inbox {
     urgent: VecDeque<Msg>,
+    direct: VecDeque<Msg>,
     bulk: VecDeque<Msg>,
     timer: Option<Timeout>,
-    /// Bulk messages dropped unread with the queue full.
+    /// Bulk and direct messages dropped unread with their lane full.
     pub shed: u64,
+    /// The current inline window: when it started and how much of its
+    /// budget was used (ms, `performance.now()`).
+    window: (f64, f64),
 }
 
 impl Inbox {
     fn pop(&mut self) -> Option<Msg> {
-        self.urgent.pop_front().or_else(|| self.bulk.pop_front())
+        self.urgent.pop_front().or_else(|| self.direct.pop_front()).or_else(|| self.bulk.pop_front())
     }
 
     /// Messages waiting.
     pub fn len(&self) -> usize {
-        self.urgent.len() + self.bulk.len()
+        self.urgent.len() + self.direct.len() + self.bulk.len()
+    }
+
+    /// Whether a direct message may be handled at once (`now`: fine ms).
+    fn may_inline(&mut self, now: f64) -> bool {
+        if self.len() > 0 || self.timer.is_some() {
+            return false; // keep the order of what waits
+        }
+        if now - self.window.0 >= INLINE_WINDOW_MS || now < self.window.0 {
+            self.window = (now, 0.0);
+        }
+        self.window.1 < INLINE_BUDGET_MS
+    }
+}
+
+fn fine_ms() -> f64 {
+    web_sys::window().and_then(|w| w.performance()).map_or(0.0, |p| p.now())
+}
+
+fn handle(d: &mut super::mesh_driver::MeshDriver, m: Msg) {
+    let (now, wall) = (monotonic_ms(), wall_ms());
+    match m {
+        Msg::Broker { topic, payload, retain } => d.node.handle_message(&topic, &payload, retain, now, wall),
+        Msg::Rtc { peer, bytes } => d.node.handle_rtc_message(&peer, &bytes, now, wall),
+        Msg::Tab(bytes) => d.node.handle_tab_frame(&bytes, now, wall),
+    }
+}
+
+/// A message from a data channel or the tab channel: handled at once while
+/// nothing waits and the inline budget lasts, queued otherwise (see the
+/// module docs). Call [`schedule`] after it.
+pub fn push_direct(this: &DriverRef, input: Direct) {
+    let start = fine_ms();
+    let msg = match input {
+        Direct::Rtc(peer, bytes) => Msg::Rtc { peer, bytes },
+        Direct::Tab(bytes) => Msg::Tab(bytes),
+    };
+    let inline = this.borrow_mut().inbox.may_inline(start);
+    if inline {
+        handle(&mut this.borrow_mut(), msg);
+        drive(this);
+        let spent = (fine_ms() - start).max(0.0);
+        this.borrow_mut().inbox.window.1 += spent;
+        return;
+    }
+    let mut d = this.borrow_mut();
+    let urgent = matches!(&msg, Msg::Rtc { peer, .. } if d.node.hub().is_some_and(|t| &t.hub == peer));
+    let inbox = &mut d.inbox;
+    if urgent {
+        inbox.urgent.push_back(msg);
+    } else {
+        if inbox.direct.len() >= MAX_DIRECT {
+            inbox.direct.pop_front();
+            inbox.shed += 1;
+        }
+        inbox.direct.push_back(msg);
     }
 }
 
@@ -83,7 +184,7 @@ pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
         }
         _ => true,
     };
-    let msg = Msg { topic, payload, retain };
+    let msg = Msg::Broker { topic, payload, retain };
     let inbox = &mut d.inbox;
     if urgent {
         inbox.urgent.push_back(msg);
@@ -122,7 +223,7 @@ fn pump(this: &DriverRef) {
             let mut d = this.borrow_mut();
             let d = &mut *d;
             let Some(m) = d.inbox.pop() else { break };
-            d.node.handle_message(&m.topic, &m.payload, m.retain, monotonic_ms(), wall_ms());
+            handle(d, m);
         }
         drive(this);
         if monotonic_ms().saturating_sub(start) >= TURN_BUDGET_MS {

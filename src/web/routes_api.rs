@@ -15,7 +15,8 @@ use std::rc::Rc;
 use js_sys::Array;
 use wasm_bindgen::prelude::*;
 
-use super::clock::{monotonic_ms, wall_ms};
+use super::clock::monotonic_ms;
+use super::inbox::{self, Direct};
 use super::errors::{js_error, ErrorCode};
 use super::js::bytes_of;
 use super::mesh_driver::{drive, DriverRef};
@@ -37,22 +38,22 @@ pub(super) fn start(driver: &DriverRef, venue: &str, me: &str, webrtc: WebRtcUse
         },
         move |ev| {
             let Some(d) = w2.upgrade() else { return };
-            {
-                let mut dm = d.borrow_mut();
-                let now = monotonic_ms();
-                match ev {
-                    RtcEvent::Open(p) => dm.node.handle_rtc(&p, true, now),
-                    RtcEvent::Closed(p) => dm.node.handle_rtc(&p, false, now),
-                    RtcEvent::Message(p, bytes) => dm.node.handle_rtc_message(&p, &bytes, now, wall_ms()),
-                }
+            let now = monotonic_ms();
+            match ev {
+                RtcEvent::Open(p) => d.borrow_mut().node.handle_rtc(&p, true, now),
+                RtcEvent::Closed(p) => d.borrow_mut().node.handle_rtc(&p, false, now),
+                // Bounded like broker input (`inbox.rs`, issue #16).
+                RtcEvent::Message(p, bytes) => inbox::push_direct(&d, Direct::Rtc(p, bytes)),
             }
             drive(&d);
+            inbox::schedule(&d);
         },
     ));
     let tabs = Tabs::open(venue, me, move |envelope| {
         let Some(d) = w3.upgrade() else { return };
-        d.borrow_mut().node.handle_tab_frame(&envelope, monotonic_ms(), wall_ms());
+        inbox::push_direct(&d, Direct::Tab(envelope));
         drive(&d);
+        inbox::schedule(&d);
     });
     {
         let mut d = driver.borrow_mut();

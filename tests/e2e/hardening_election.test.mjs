@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
 import * as T from '../ca/trust.mjs';
-import { launch, startBroker, startIngest, meshMember, meshStats, waitFor, sleep, venueCa } from './lib.mjs';
+import { launch, startBroker, startIngest, meshMember, meshStats, waitFor, sleep, venueCa, BASE } from './lib.mjs';
 import { heartbeatBody, hubClaimBody, joinBody, rogueDevice } from './rogue.mjs';
 
 let browser, broker, attacker;
@@ -136,6 +136,55 @@ test('2,000 signed fake peers: the main thread keeps turning (longest task print
   const hubs = await Promise.all(members.map(hubOf));
   assert.deepEqual(hubs, members.map(() => hub.id), 'the kiosk is everybody\'s hub');
   for (const s of stats) assert.ok(s.peers.length <= 256, `peer table bounded: ${s.peers.length}`);
+});
+
+// Step 3 of issue #16: input from the tab channel (and data channels) goes through the same
+// bounded path as the broker's. A rogue page of the venue's origin in the pos's browser posts
+// 10,000 tab frames on the venue's BroadcastChannel: 2,000 signed fake devices' heartbeats, five
+// times over (every copy costs a signature check before the replay window sees it). Before, each
+// was opened in its own message task, ahead of every timer; now at most 10 ms of them per 50 ms
+// are, the rest wait in the inbox's direct lane (512 at most) and the oldest are shed, counted.
+test('a rogue tab flooding the venue\'s BroadcastChannel: shed and counted, no hub change, sales still replicate', { timeout: 300_000 }, async (t) => {
+  const { venue, members, hub } = await venueOf(t, 'tabs', ['kiosk', 'pos']);
+  const pos = members[1];
+  const ca = venueCa(venue);
+  const contentKey = ca.keys[0].key;
+  let counter = T.counterFloor();
+  const frames = [];
+  for (let i = 0; i < 2_000; i++) {
+    const id = `tabfake-${String(i).padStart(4, '0')}`;
+    const f = ca.device(id);
+    const env = T.seal({ key: f.key, venue, sender: id, kind: T.KIND.HEARTBEAT, counter: counter++, body: heartbeatBody(900_000), chain: f.chain, contentKey, epoch: 1 });
+    frames.push(Buffer.concat([Buffer.from([0]), env]).toString('base64')); // tab frame: broadcast (`to` empty), then the envelope
+  }
+  await watchMainThread(pos);
+  const before = (await meshStats(pos)).security;
+  const opened = (x) => x.verified + x.badSignature + x.malformed + x.untrusted + x.duplicates + x.replays + x.unknownKey + x.wrongVenue;
+  const rogue = await pos.context.newPage();
+  t.after(() => rogue.close().catch(() => {}));
+  await rogue.goto(`${BASE}/tests/e2e/pages/blank.html`);
+  const t0 = performance.timeOrigin + performance.now();
+  const posted = await rogue.evaluate(({ name, frames }) => {
+    const ch = new BroadcastChannel(name);
+    const bytes = frames.map((b) => Uint8Array.from(atob(b), (c) => c.charCodeAt(0)));
+    let n = 0;
+    for (let r = 0; r < 5; r++) for (const f of bytes) { ch.postMessage(f); n++; }
+    return n;
+  }, { name: `venuemesh:${venue}`, frames });
+  // A sale made during the flood still reaches the kiosk.
+  await pos.page.evaluate(() => window.mesh.enqueue('sale', JSON.stringify({ total: 7 })));
+  await waitFor(async () => (await counts(pos)).pending === 0, 60_000, 'the sale made during the tab flood is replicated');
+  await sleep(3_000);
+  const after = (await meshStats(pos)).security;
+  const [task, gap] = [await maxTask(pos), await maxGap(pos)];
+  const changes = await Promise.all(members.map((m) => hubChanges(m, t0)));
+  const read = opened(after) - opened(before);
+  console.log(`# rogue tab, ${posted} frames: opened ${read}, shed ${after.shed - before.shed}; longest main-thread task ${Math.round(task)} ms (issue bound 200 ms), longest timer gap ${Math.round(gap)} ms; hub changes ${JSON.stringify(changes)}`);
+  // Before the fix every frame was opened (read === posted) and nothing was shed.
+  assert.ok(after.shed > before.shed, 'tab frames beyond the direct lane were shed and counted');
+  assert.ok(read < posted, `the page opened ${read} of ${posted} frames: the rest were shed unread`);
+  assert.deepEqual(changes, members.map(() => 0), 'no page changed hub');
+  assert.equal(await hubOf(pos), hub.id);
 });
 
 test('100 fake top-score peers: a killed hub is replaced in under 2 s', { timeout: 180_000 }, async (t) => {
