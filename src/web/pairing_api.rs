@@ -376,7 +376,8 @@ impl VenueMesh {
     /// every data channel and tab. Every device keeps sending under the old
     /// key for `activateInMs` (no flag day) and drops it `graceMs` later.
     /// Rotate after `revoke()` to shut a stolen device out of the bodies
-    /// sent from then on, not only out of the mesh.
+    /// sent from then on, not only out of the mesh. `CONNECTION` when no
+    /// broker is connected (the cloud learns the key only through it).
     #[wasm_bindgen(js_name = rotateContentKey, unchecked_return_type = "Promise<ContentKeyRotation>")]
     pub fn rotate_content_key(
         &self,
@@ -390,6 +391,13 @@ impl VenueMesh {
         let admin = self.trust.borrow().creds.as_ref().is_some_and(|c| c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin));
         if !admin {
             return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can rotate the content key", None));
+        }
+        // The cloud (and every device reached only through the broker) learns the new key
+        // only from the retained `vm/{venue}/keys`, published at once and not later: rotated
+        // while disconnected, the hub's uploads under the new epoch would stay unreadable
+        // to the ingest (sales stuck at peer_ack).
+        if !self.connected() {
+            return Err(js_error(ErrorCode::Connection, "rotate the content key while connected to a broker: the cloud learns the new key from it", None));
         }
         let result = self.driver.borrow_mut().node.rotate_content_key(activate_in, grace, monotonic_ms(), wall_ms());
         let raw = result.map_err(|e| js_error(ErrorCode::InvalidArgument, &format!("could not rotate the content key: {e}"), None))?;

@@ -121,5 +121,10 @@ test('rotateContentKey: sales keep flowing, every page moves to the new key id, 
   assert.ok(readBefore.length >= 1, 'control: the same decryption reads the sales sealed under epoch 1');
   const leaks = rogue.received.slice(markAfter).map((r) => tryOpen(r.payload, oldKey)).filter((b) => b?.includes(Buffer.from('"after"')));
   assert.deepEqual(leaks, [], 'no sale made after the activation is readable by the revoked device');
+  // Without a broker a rotation is refused: the cloud would never learn the key.
+  await broker.stop();
+  await waitFor(() => admin.page.evaluate(() => !window.mesh.connected), 15_000, 'the admin sees the broker gone');
+  assert.equal(await rotate(admin), 'CONNECTION');
+  assert.equal((await stats(admin)).security.keyEpoch, 2, 'and nothing changed');
   t.diagnostic(`rotation: ${rotation.recipients.length} recipients, epoch ${rotation.epoch}; rogue saw ${sealedNew.length} envelopes under epoch 2, opened 0`);
 });
