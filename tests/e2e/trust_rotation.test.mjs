@@ -2,7 +2,8 @@
 // (an admin, two POS) an admin revokes a device that holds the venue's content key (a stolen iPad:
 // tests/e2e/rogue.mjs), then rotates with `mesh.rotateContentKey()`. Sales keep flowing through
 // the rotation and none is lost, every page moves to the new key id, and the revoked device,
-// still subscribed to the whole venue, cannot open any body sealed under the new key.
+// still subscribed to the whole venue, cannot open any body sealed under the new key; a revoked
+// browser page gets the update but no key and counts it (keyUpdateNotForUs, unknownEpoch).
 // Pages run without WebRTC so every replication message crosses the broker, where the rogue
 // listens (with data channels the sales would not pass it at all).
 import { test, before, after } from 'node:test';
@@ -64,6 +65,10 @@ test('rotateContentKey: sales keep flowing, every page moves to the new key id, 
   await rogue.join();
   await waitFor(async () => (await peersOf(admin)).includes('rogue-ipad'), 10_000, 'the admin knows the rogue (its cert is valid)');
   const oldKey = ca.keys[0].key;
+  // And a browser device that will be revoked too: it shows what a revoked page counts.
+  const stolen = await meshMember(browser, broker.url, name, 'ipad', { drain: '300', webrtc: '0' });
+  t.after(() => stolen.context.close().catch(() => {}));
+  await waitFor(async () => (await peersOf(admin)).includes(stolen.id), 10_000, 'the admin knows the second device');
 
   // Only an admin rotates.
   const rotate = (m, o) => m.page.evaluate(async (o) => { try { await window.mesh.rotateContentKey(o); return 'rotated'; } catch (e) { return e.code; } }, o);
@@ -73,13 +78,14 @@ test('rotateContentKey: sales keep flowing, every page moves to the new key id, 
   assert.equal((await stats(admin)).security.keyEpoch, 1);
 
   // Revoke, then rotate while sales flow.
-  await admin.page.evaluate(() => window.mesh.revoke('rogue-ipad'));
-  await waitFor(async () => (await Promise.all(pages.map(peersOf))).every((p) => !p.includes('rogue-ipad')), 10_000, 'no page lists the revoked device');
+  await admin.page.evaluate((ids) => Promise.all(ids.map((id) => window.mesh.revoke(id))), ['rogue-ipad', stolen.id]);
+  await waitFor(async () => (await Promise.all(pages.map(peersOf))).every((p) => !p.includes('rogue-ipad') && !p.includes(stolen.id)), 10_000,
+    'no page lists the revoked devices');
   const before = [...await enqueue(pages[1], 4, 'before'), ...await enqueue(pages[2], 4, 'before')];
   const rotation = await admin.page.evaluate(() => window.mesh.rotateContentKey({ activateInMs: 2_000, graceMs: 3_000 }));
   const rotatedAt = Date.now();
   assert.equal(rotation.epoch, 2);
-  assert.ok(!rotation.recipients.includes('rogue-ipad'), 'a revoked device is never a recipient');
+  assert.ok(!rotation.recipients.includes('rogue-ipad') && !rotation.recipients.includes(stolen.id), 'a revoked device is never a recipient');
   for (const want of ['cloud', ...pages.map((m) => m.id)]) assert.ok(rotation.recipients.includes(want), `${want} is a recipient: ${rotation.recipients}`);
   assert.ok(rotation.activateAt >= rotatedAt - 1_000 && rotation.retireAt === rotation.activateAt + 3_000);
   const during = [...await enqueue(pages[1], 4, 'during'), ...await enqueue(pages[2], 4, 'during')];
@@ -110,6 +116,14 @@ test('rotateContentKey: sales keep flowing, every page moves to the new key id, 
   const stored = ingest.query().ids;
   assert.deepEqual(all.filter((id) => !stored.includes(id)), [], 'the cloud holds every sale');
   assert.match(ingest.stderr, /KEY_UPDATE: content key epoch 2/);
+  // The revoked page got the update but no key: it stays on epoch 1, counts the update as not
+  // for it, and the venue's envelopes under epoch 2 as unreadable.
+  await waitFor(async () => {
+    const s = (await stats(stolen)).security;
+    return s.keyUpdateNotForUs >= 1 && s.unknownEpoch + s.badBody >= 1;
+  }, 10_000, 'the revoked page counts the update not for it and the bodies it cannot open');
+  const ss = (await stats(stolen)).security;
+  assert.deepEqual([ss.keyEpoch, ss.keyEpochs, ss.keyUpdates], [1, [1], 0], 'the revoked page holds only the old key');
   // The revoked rogue, still on the broker: it saw the venue's traffic after the activation but
   // opens none of it with the key it holds; what it opened before the rotation it still could.
   const seenAfter = rogue.received.slice(markAfter).filter((r) => r.payload[0] === 2);
