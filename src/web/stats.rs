@@ -172,6 +172,11 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("crlsApplied", t.crls_applied as f64)
         .set("badCrl", t.bad_crl as f64)
         .set("chainsEvicted", t.chains_evicted as f64)
+        // Content key rotation (KEY_UPDATE, Part 6 §6): new epochs taken, updates
+        // refused, and newer epochs not wrapped to this device (revoked, or unknown to the issuer).
+        .set("keyUpdates", t.key_updates as f64)
+        .set("badKeyUpdate", t.bad_key_update as f64)
+        .set("keyUpdateNotForUs", t.key_update_not_for_us as f64)
         .set("sendersEvicted", (e.senders_evicted + x.senders_evicted) as f64)
         .set("senderMismatch", x.sender_mismatch as f64)
         .set("kindMismatch", x.kind_mismatch as f64)
