@@ -124,15 +124,35 @@ pub fn work(this: &DriverRef, o: Output) {
         Output::StatePersist(op) => {
             let Some(db) = this.borrow().db.clone() else { return };
             let weak = std::rc::Rc::downgrade(this);
+            // Local writes go upstream as commands, in the same transaction.
+            let upstream = super::state_idb::upstream_records(&op, wall_ms());
             wasm_bindgen_futures::spawn_local(async move {
-                let result = super::state_idb::write(&db, &op).await.map_err(|e| format!("{}: {}", e.name, e.message));
+                let result = super::state_idb::write(&db, &op, &upstream).await.map_err(|e| format!("{}: {}", e.name, e.message));
                 let Some(this) = weak.upgrade() else { return };
+                if result.is_ok() && !upstream.is_empty() {
+                    committed_upstream(&this, upstream);
+                }
                 this.borrow_mut().node.handle_state_persisted(op.op, result, monotonic_ms(), wall_ms());
                 drive(&this);
             });
         }
         Output::StateEvent(e) => event(this, e),
         _ => {}
+    }
+}
+
+/// The upstream commands of a committed op: the queue tracks their status
+/// and the replicator replicates and drains them like the app's commands
+/// (signed as their origin, idempotent by id).
+fn committed_upstream(this: &DriverRef, records: Vec<crate::outbox::CommandRecord>) {
+    let queue = this.borrow().queue.clone();
+    let mut d = this.borrow_mut();
+    let me = d.node.device_id().to_owned();
+    let cmds = records.iter().map(|r| std::rc::Rc::new(crate::replication::Cmd::from_record(r.clone(), &me))).collect();
+    d.node.handle_committed(cmds, monotonic_ms());
+    drop(d);
+    if let Some(q) = queue {
+        q.adopt_committed(records);
     }
 }
 

@@ -3,7 +3,9 @@
 // contexts, so the broker is their only route: stopping it keeps them apart.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, startBroker, meshMember, waitFor, sleep } from './lib.mjs';
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { launch, startBroker, startIngest, meshMember, waitFor, sleep, PYTHON } from './lib.mjs';
 
 const venueName = (what) => `e2e-state-${what}-${Date.now().toString(36)}`;
 
@@ -21,6 +23,14 @@ async function pair(t, broker, what) {
   const b = await meshMember(browser, broker.url, venue, 'pos', { webrtc: '0' });
   await waitFor(async () => (await peers(a)) === 1 && (await peers(b)) === 1, 15_000, 'the two pages see each other');
   return { browser, venue, a, b };
+}
+
+/** What the reference ingest holds of the shared state (tests/ingest/state_ingest.py): `{writes, ids, documents}`. */
+function cloudState(ingest) {
+  const script = fileURLToPath(new URL('../ingest/state_ingest.py', import.meta.url));
+  const r = spawnSync(PYTHON, [script, '--db', ingest.db], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`state_ingest.py failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
 }
 
 /** Stops the broker; returns a function that starts it again on the same ports. */
@@ -131,3 +141,45 @@ test('a page reloaded mid-write keeps every acknowledged write (its peer sees it
   const entries = await call(c, 'products', 'entries', { prefix: 'p-', limit: 1000 });
   for (const i of acked) assert.ok(entries.some(([k, v]) => k === `p-${i}` && v.price === i), `late page has p-${i}`);
 });
+
+test('state writes go upstream: the ingest holds every write made on the pages, also those made offline, each once', { timeout: 180_000 }, async (t) => {
+  let broker = await startBroker();
+  t.after(() => broker.stop());
+  const { venue, a, b } = await pair(t, broker, 'upstream');
+  const ingest = await startIngest({ venue, tcp: broker.tcp }); // reconnects by itself after the broker restart
+  t.after(() => ingest.stop());
+  await call(a, 'products', 'put', 'sku-1', { name: 'Tea', price: 3 });
+  await call(b, 'products', 'patch', 'sku-1', { price: 4 });
+  await call(a, 'stock', 'increment', 'sku-1', 'qty', 100);
+  await call(b, 'stock', 'increment', 'sku-1', 'qty', -5);
+  await call(a, 'products', 'put', 'sku-2', { name: 'Gone' });
+  await call(a, 'products', 'delete', 'sku-2');
+  const holds = async (want, what) => waitFor(async () => {
+    const s = cloudState(ingest);
+    return JSON.stringify(s.documents) === JSON.stringify(want) && s.writes === new Set(s.ids).size;
+  }, 60_000, what, { detail: () => `${JSON.stringify(cloudState(ingest))}\n${ingest.stderr}` });
+  await holds({ products: { 'sku-1': { name: 'Tea', price: 4 } }, stock: { 'sku-1': { qty: 95 } } }, 'the ingest holds the online writes');
+  // Offline: the broker (the pages' only route, and the cloud's) is down; writes still resolve.
+  const restart = await apart(broker);
+  await call(a, 'products', 'put', 'sku-3', { name: 'Cake', price: 2 });
+  await call(b, 'stock', 'increment', 'sku-1', 'qty', -1);
+  await call(b, 'products', 'patch', 'sku-1', { price: 5 });
+  const pending = await b.page.evaluate(() => window.mesh.queue.countByStatus());
+  assert.ok(pending.pending >= 2, `b's offline writes wait in its queue: ${JSON.stringify(pending)}`);
+  broker = await restart();
+  const want = { products: { 'sku-1': { name: 'Tea', price: 5 }, 'sku-3': { name: 'Cake', price: 2 } }, stock: { 'sku-1': { qty: 94 } } };
+  await holds(want, 'the ingest holds the offline writes too');
+  // The cloud's documents are the pages' own.
+  for (const m of [a, b]) {
+    await waitFor(async () => (await get(m, 'products', 'sku-1'))?.price === 5 && (await get(m, 'stock', 'sku-1'))?.qty === 94, 40_000, `${m.kind} converged`);
+    assert.deepEqual(await get(m, 'products', 'sku-3'), want.products['sku-3']);
+  }
+  // 9 writes, each one command: every one stored once, and acknowledged back to its writer.
+  assert.equal(cloudState(ingest).writes, 9);
+  await waitFor(async () => {
+    const [ca, cb] = await Promise.all([a, b].map((m) => m.page.evaluate(() => window.mesh.queue.countByStatus())));
+    return ca.pending === 0 && cb.pending === 0 && ca.cloudAck >= 5 && cb.cloudAck >= 4;
+  }, 60_000, 'every state command is cloud_ack on its writer');
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+});
+
