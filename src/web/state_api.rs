@@ -29,6 +29,8 @@ use crate::state::{Event, Origin, StateError, Ticket};
 const TS_STATE: &'static str = r#"
 /** Options of `Collection.put` / `patch`: the app's timestamp (Unix ms), seed 001's `updatedAt` rules. */
 export interface WriteOptions { updatedAt?: number }
+/** Seed 003's checksum of a collection (`Collection.checksum()`): key count and digest sum (hex). */
+export interface CollectionChecksum { count: number; sum: string }
 /** Options of `Collection.entries`. */
 export interface EntriesOptions { prefix?: string; limit?: number }
 /** A change of a shared document (`collection.on('change', cb)`); `value` is null once deleted. */
@@ -315,6 +317,18 @@ impl Collection {
     pub fn get(&self, key: &str) -> JsValue {
         let d = self.driver.borrow();
         d.node.state().and_then(|s| s.get(&self.name, key)).map(|j| parse(&j)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Seed 003's inventory checksum of this collection as this device holds
+    /// it: `{count, sum}` (keys, and the wrapping sum of their 64-bit digests
+    /// as 16 hex digits; `PROTOCOL.md` Part 7 §4). Two devices with equal
+    /// checksums hold the same writes; devices compare them on their own and
+    /// reconcile on a mismatch, this only shows it.
+    #[wasm_bindgen(unchecked_return_type = "CollectionChecksum")]
+    pub fn checksum(&self) -> JsValue {
+        let d = self.driver.borrow();
+        let c = d.node.state().map(|s| s.checksum(&self.name)).unwrap_or_default();
+        ObjBuilder::new().set("count", c.count as f64).set("sum", format!("{:016x}", c.sum)).build()
     }
 
     /// `[key, document]` pairs in key order: `{ prefix?, limit? }`.

@@ -183,3 +183,46 @@ test('state writes go upstream: the ingest holds every write made on the pages, 
   assert.deepEqual([a.errors, b.errors], [[], []]);
 });
 
+test('seed 003: inventories diverge apart, checksums differ, reconciliation makes them equal, newest wins, audited', { timeout: 150_000 }, async (t) => {
+  let broker = await startBroker();
+  t.after(() => broker.stop());
+  const { a, b } = await pair(t, broker, 'seed003');
+  const checksum = (m) => call(m, 'inventory', 'checksum');
+  for (const m of [a, b]) {
+    await m.page.evaluate(() => {
+      window.recon = [];
+      window.mesh.on('reconciliationCompleted', (s) => window.recon.push(s));
+    });
+  }
+  await a.page.evaluate(async () => {
+    const inv = window.mesh.collection('inventory');
+    await Promise.all(Array.from({ length: 20 }, (_, i) => inv.put(`item-${i}`, { qty: 10, site: 'bar' })));
+  });
+  await waitFor(async () => JSON.stringify(await checksum(a)) === JSON.stringify(await checksum(b)), 20_000, 'equal inventories');
+  assert.equal((await checksum(b)).count, 20);
+  const restart = await apart(broker);
+  await call(a, 'inventory', 'patch', 'item-1', { qty: 7 });
+  await call(a, 'inventory', 'put', 'item-2', { qty: 3, site: 'bar' });
+  await sleep(50);
+  await call(b, 'inventory', 'patch', 'item-1', { qty: 9 }); // the newest count of item-1
+  await call(b, 'inventory', 'put', 'item-20', { qty: 1, site: 'kitchen' });
+  const [ca, cb] = [await checksum(a), await checksum(b)];
+  assert.notEqual(ca.sum, cb.sum, 'apart, the checksums differ');
+  assert.deepEqual([ca.count, cb.count], [20, 21]);
+  broker = await restart();
+  await waitFor(async () => JSON.stringify(await checksum(a)) === JSON.stringify(await checksum(b)), 60_000, 'the checksums are equal again');
+  for (const m of [a, b]) {
+    assert.deepEqual(await get(m, 'inventory', 'item-1'), { qty: 9, site: 'bar' }, `${m.kind}: the newest count wins`);
+    assert.deepEqual(await get(m, 'inventory', 'item-2'), { qty: 3, site: 'bar' });
+    assert.deepEqual(await get(m, 'inventory', 'item-20'), { qty: 1, site: 'kitchen' });
+    const c = (await conflicts(m, 'inventory')).filter((e) => e.key === 'item-1');
+    assert.ok(c.length >= 1, `${m.kind} audited item-1`);
+    assert.equal(c[c.length - 1].final.qty, 9);
+  }
+  const recon = [...await a.page.evaluate(() => window.recon), ...await b.page.evaluate(() => window.recon)];
+  console.log(`# seed 003: reconciliation sessions after the reconnect: ${JSON.stringify(recon.filter((s) => s.collection === 'inventory'))}`);
+  assert.ok(recon.some((s) => s.collection === 'inventory' && s.keysSent + s.keysReceived >= 1),
+    'a reconciliation of the inventory moved the differing keys');
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+});
+
