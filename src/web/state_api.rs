@@ -72,6 +72,8 @@ export interface OpenOptions {
 export interface PeerConnection {
   messagesSent: number; bytesSent: number; messagesReceived: number; bytesReceived: number;
   lastHeardMsAgo: number; reconnectAttempts: number;
+  /** The last route probe (ping) sent to this peer and the last reply (pong) from it, ms ago; null: none yet. */
+  lastPingMsAgo: number | null; lastPongMsAgo: number | null;
 }
 export interface PeerInfo { connection: PeerConnection }
 export interface MeshEvents {

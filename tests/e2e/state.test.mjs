@@ -135,6 +135,11 @@ test('a page reloaded mid-write keeps every acknowledged write (its peer sees it
   const peer = await b.page.evaluate(() => window.mesh.getDetailedStats().peers[0]);
   assert.ok(peer.connection.reconnectAttempts >= 1, JSON.stringify(peer.connection));
   assert.equal(typeof peer.connection.bytesSent, 'number');
+  // Last ping / pong (the router's probes of its routes to that peer).
+  await waitFor(async () => {
+    const c = (await b.page.evaluate(() => window.mesh.getDetailedStats().peers[0])).connection;
+    return typeof c.lastPingMsAgo === 'number' && typeof c.lastPongMsAgo === 'number' && c.lastPongMsAgo <= 60_000;
+  }, 30_000, 'b pinged a and got its pong');
   // A device that was away (a fresh page) gets everything by reconciliation.
   const c = await meshMember(browser, broker.url, venue, 'phone', { webrtc: '0' });
   await waitFor(async () => (await call(c, 'products', 'entries', {})).length >= acked.length, 40_000, 'the late page caught up');
@@ -226,3 +231,37 @@ test('seed 003: inventories diverge apart, checksums differ, reconciliation make
   assert.deepEqual([a.errors, b.errors], [[], []]);
 });
 
+test('seed 001 timestamp cases made apart: no local updatedAt → remote wins, no remote → local wins, both → newer, neither → later; the same on both', { timeout: 150_000 }, async (t) => {
+  let broker = await startBroker();
+  t.after(() => broker.stop());
+  const { a, b } = await pair(t, broker, 'tscases');
+  const restart = await apart(broker);
+  const T = Date.now() - 3_600_000; // app timestamps an hour old: older than either page's clock
+  // a plays "remote", b "local" (b's view is checked; a must agree).
+  await call(a, 'products', 'put', 'a', { v: 'remote' }, { updatedAt: T });
+  await sleep(5);
+  await call(b, 'products', 'put', 'a', { v: 'local' }); // later by HLC, no timestamp: loses
+  await call(a, 'products', 'put', 'b', { v: 'remote' });
+  await call(b, 'products', 'put', 'b', { v: 'local' }, { updatedAt: T });
+  await call(b, 'products', 'put', 'c', { v: 'local' }, { updatedAt: T + 2_000 });
+  await sleep(5);
+  await call(a, 'products', 'put', 'c', { v: 'remote' }, { updatedAt: T + 1_500 }); // later by HLC, older timestamp: loses
+  await call(b, 'products', 'put', 'd', { v: 'local' });
+  await sleep(5);
+  await call(a, 'products', 'put', 'd', { v: 'remote' });
+  broker = await restart();
+  const want = { a: 'remote', b: 'local', c: 'local', d: 'remote' };
+  await waitFor(async () => {
+    for (const m of [a, b]) for (const [k, v] of Object.entries(want)) if ((await get(m, 'products', k))?.v !== v) return false;
+    return true;
+  }, 60_000, 'both pages hold seed 001\'s winner of each case');
+  // Each case met a concurrent write: audited on b with the winner named.
+  const c = await conflicts(b, 'products');
+  for (const [k, v] of Object.entries(want)) {
+    const e = c.filter((x) => x.key === k).at(-1);
+    assert.ok(e, `b audited case ${k}`);
+    assert.equal(e.final.v, v, `case ${k}: final`);
+    assert.equal(e.winner, v === 'local' ? 'local' : 'remote', `case ${k}: winner`);
+  }
+  assert.deepEqual([a.errors, b.errors], [[], []]);
+});
