@@ -15,6 +15,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the repo
 from venuewire import KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow  # noqa: E402
 from mqttlite import CONNECT, PUBLISH, OVERSIZED, MAX_PACKET, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
 import trust as tr  # noqa: E402
+import state_ingest  # noqa: E402  (shared-state writes, issue #18)
 
 
 def log(msg):
@@ -121,11 +122,22 @@ class Ingest:
                     cur.execute("UPDATE commands SET uploads = uploads + 1 WHERE id = ?", (c["id"],))
                     digest = cur.execute("SELECT digest FROM commands WHERE id = ?", (c["id"],)).fetchone()[0]
                 entries[c["id"]] = bytes(digest)
+                if c["topic"].startswith("state/"):
+                    self.store_state(cur, c, now)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         return new, list(entries.items())
+
+    def store_state(self, cur, c, now):
+        """A shared-state write (topic state/…): also kept decoded (state_ingest.py). The command
+        is stored and acked even when its payload is refused here: it was origin-signed, and a
+        device would otherwise upload it for ever."""
+        why = state_ingest.store_state_write(cur, c, now)
+        if why:
+            self.stats[why.split(":")[0]] += 1
+            log("state write %s from %s not kept: %s" % (c["id"], c["origin"], why))
 
     def on_skip(self, reason, topic, size):
         """An oversized or malformed PUBLISH: skipped (acked), counted, logged; the connection stays."""
@@ -348,6 +360,8 @@ def self_test():
         got = [x for i in range(0, len(stream), step) for x in d.feed(stream[i:i + step])]
         check("oversized in chunks of %d" % step, got, want)
         check("oversized: nothing held", len(d.buf), 0)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors", "state.json")) as f:
+        state_ingest.self_test(json.load(f), check)
     for f in failed:
         print("FAIL " + f)
     print("self-test: %d checks, %d failed" % (checks, len(failed)))
