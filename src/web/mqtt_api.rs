@@ -2,7 +2,6 @@
 //! that want plain publish/subscribe with local-first broker failover.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
@@ -89,7 +88,9 @@ struct Shared {
     events: Listeners,
     /// Message callbacks, registered under their topic filter.
     subs: Listeners,
-    publishes: HashMap<PublishId, Settle>,
+    /// Pending QoS 1/2 publishes by id (ids only grow: a sorted vector is
+    /// cheap here and keeps a hash table's code out of the MQTT-only entry).
+    publishes: crate::vecmap::VecMap<PublishId, Settle>,
     /// `connect()`'s promise until the first CONNACK (or the first round fails).
     first_connect: Option<Settle>,
     failed_attempts: Vec<String>,
@@ -260,7 +261,9 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
                 (s.first_connect.take(), s.events.targets("connected"))
             };
             if let Some((resolve, _)) = first {
-                let _ = resolve.call0(&JsValue::NULL);
+                // `connect()`'s promise resolves to the client itself.
+                let client: JsValue = MqttClient { shared: this.clone() }.into();
+                let _ = resolve.call1(&JsValue::NULL, &client);
             }
             call_all(&targets, &[&ObjBuilder::new().set("url", url).build()]);
         }
@@ -344,11 +347,22 @@ impl MqttClient {
     /// Connects to the first broker of `brokers` that answers (each gets
     /// `connectTimeoutMs`, default 2000). Resolves on the first CONNACK;
     /// rejects (`CONNECTION`) when every broker failed once in a row or the
-    /// broker refused the credentials.
-    pub async fn connect(
+    /// broker refused the credentials; invalid options reject it too.
+    // Not an `async fn`: the promise is settled by the first `Connected` or
+    // the failed round (see `dispatch_one`), which keeps wasm-bindgen-futures'
+    // executor (~4 KB gzip) out of the MQTT-only entry.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
+    pub fn connect(
         #[wasm_bindgen(unchecked_param_type = "MqttConnectOptions")] options: JsValue,
-    ) -> Result<MqttClient, JsValue> {
-        let o = Options::new(&options, "MqttClient.connect options", CONNECT_KEYS, false)?;
+    ) -> Promise {
+        match Self::try_connect(&options) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    fn try_connect(options: &JsValue) -> Result<Promise, JsValue> {
+        let o = Options::new(options, "MqttClient.connect options", CONNECT_KEYS, false)?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
             return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL", None));
@@ -385,7 +399,7 @@ impl MqttClient {
             link: link.clone(),
             events: Listeners::default(),
             subs: Listeners::default(),
-            publishes: HashMap::new(),
+            publishes: crate::vecmap::VecMap::new(),
             first_connect: None,
             failed_attempts: Vec::new(),
             endpoint_count: brokers.len(),
@@ -417,8 +431,7 @@ impl MqttClient {
         );
         broker::listen_for_wake(&link);
         broker::drain(&link);
-        wasm_bindgen_futures::JsFuture::from(promise).await?;
-        Ok(MqttClient { shared })
+        Ok(promise)
     }
 
     /// Publishes; resolves when QoS 0 is written, QoS 1 acked, QoS 2 complete.
