@@ -11,7 +11,7 @@ use super::broker::{self, LinkRef};
 use super::broker::now_ms as monotonic_ms;
 use super::clock::random_seed;
 use super::errors::{js_error, ErrorCode};
-use super::js::{bytes_of, ObjBuilder, Options};
+use super::js::{bytes_of, cat, ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release, unsubscribe_fn, Listeners};
 use crate::mqtt::{
     topic_matches, BackoffConfig, Client, ClientConfig, DisconnectReason, EndpointConfig, Event, PublishId, QoS,
@@ -185,9 +185,9 @@ pub(crate) fn reason_str(r: &DisconnectReason) -> String {
     match r {
         DisconnectReason::KeepaliveTimeout => "keepalive-timeout".into(),
         DisconnectReason::ConnectTimeout => "connect-timeout".into(),
-        DisconnectReason::Refused(code) => format!("refused: {code:?}"),
+        DisconnectReason::Refused(code) => cat(&["refused: ", code.name()]),
         DisconnectReason::SocketClosed => "socket-closed".into(),
-        DisconnectReason::Protocol(e) => format!("protocol-error: {e}"),
+        DisconnectReason::Protocol(e) => cat(&["protocol-error: ", &e.to_string()]),
         DisconnectReason::SwitchingEndpoint => "switching-endpoint".into(),
         DisconnectReason::Closed => "closed".into(),
     }
@@ -248,7 +248,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
         Event::PublishFailed { id, error } => {
             let settle = this.borrow_mut().publishes.remove(&id);
             if let Some((_, reject)) = settle {
-                let err = js_error(ErrorCode::Closed, &format!("publish abandoned: {error}"), None);
+                let err = js_error(ErrorCode::Closed, &cat(&["publish abandoned: ", &error.to_string()]), None);
                 let _ = reject.call1(&JsValue::NULL, &err);
             }
         }
@@ -272,7 +272,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
             // that first round the client keeps retrying with backoff.
             let first = {
                 let mut s = this.borrow_mut();
-                s.failed_attempts.push(format!("{url}: {}", reason_str(&reason)));
+                s.failed_attempts.push(cat(&[&url, ": ", &reason_str(&reason)]));
                 let refused = matches!(reason, DisconnectReason::Refused(_));
                 if s.first_connect.is_some() && (refused || s.failed_attempts.len() >= s.endpoint_count) {
                     // A loop, not `join`: its generic copy would be one more in the wasm.
@@ -289,7 +289,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
                 }
             };
             if let Some(((_, reject), why)) = first {
-                let err = js_error(ErrorCode::Connection, &format!("could not connect to any broker ({why})"), None);
+                let err = js_error(ErrorCode::Connection, &cat(&["could not connect to any broker (", &why, ")"]), None);
                 let _ = reject.call1(&JsValue::NULL, &err);
                 close_shared(this);
             }
@@ -370,7 +370,7 @@ impl MqttClient {
         let timeout = o.uint("connectTimeoutMs", 600_000)?.unwrap_or(2_000);
         let endpoints = brokers.iter().map(|u| EndpointConfig::new(u.clone(), timeout)).collect::<Vec<_>>();
         let seed = random_seed();
-        let client_id = o.string("clientId")?.unwrap_or_else(|| format!("vm-{seed:016x}"));
+        let client_id = o.string("clientId")?.unwrap_or_else(|| cat(&["vm-", crate::mqtt::text::num(seed, 16, 16).as_str()]));
         let mut session = SessionConfig::new(client_id);
         session.measure_rtt_after_connect = true;
         session.clean_session = o.bool("clean")?.unwrap_or(true);
@@ -532,7 +532,7 @@ impl MqttClient {
     pub fn subscribed(&self, filter: &str) -> Promise {
         let mut s = self.shared.borrow_mut();
         if !s.subs.has(filter) {
-            let msg = format!("`{filter}` is not subscribed: call subscribe() first");
+            let msg = cat(&["`", filter, "` is not subscribed: call subscribe() first"]);
             return Promise::reject(&js_error(ErrorCode::InvalidArgument, &msg, None));
         }
         if s.acked_filters.iter().any(|f| f == filter) {
@@ -552,7 +552,7 @@ impl MqttClient {
         #[wasm_bindgen(unchecked_param_type = "(event: Partial<ConnectedEvent & DisconnectedEvent>) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
         if !matches!(event, "connected" | "disconnected") {
-            return Err(js_error(ErrorCode::InvalidArgument, &format!("unknown event `{event}`"), None));
+            return Err(js_error(ErrorCode::InvalidArgument, &cat(&["unknown event `", event, "`"]), None));
         }
         Ok(listen(&self.shared, |s| &mut s.events, event, callback))
     }
