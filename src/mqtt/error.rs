@@ -6,6 +6,7 @@
 use core::fmt;
 
 use super::codec::DecodeError;
+use super::text::{num, pieces};
 use super::topic::TopicError;
 
 /// The application called the API in a way that cannot work. Never caused
@@ -43,14 +44,14 @@ pub enum UsageError {
 impl fmt::Display for UsageError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            UsageError::InvalidTopic(e) => write!(f, "invalid topic name: {e}"),
-            UsageError::InvalidFilter(e) => write!(f, "invalid topic filter: {e}"),
+            UsageError::InvalidTopic(e) => pieces(f, &["invalid topic name: "]).and_then(|_| fmt::Display::fmt(e, f)),
+            UsageError::InvalidFilter(e) => pieces(f, &["invalid topic filter: "]).and_then(|_| fmt::Display::fmt(e, f)),
             UsageError::PacketTooLarge { size, max } => {
-                write!(f, "packet of {size} bytes exceeds max_packet_size {max}")
+                pieces(f, &["packet of ", num(*size as u64, 10, 1).as_str(), " bytes exceeds max_packet_size ", num(*max as u64, 10, 1).as_str()])
             }
-            UsageError::QueueFull { limit } => write!(f, "publish queue full ({limit} messages)"),
+            UsageError::QueueFull { limit } => pieces(f, &["publish queue full (", num(*limit as u64, 10, 1).as_str(), " messages)"]),
             UsageError::TooManyPendingRequests { limit } => {
-                write!(f, "more than {limit} subscribe/unsubscribe requests pending")
+                pieces(f, &["more than ", num(*limit as u64, 10, 1).as_str(), " subscribe/unsubscribe requests pending"])
             }
             UsageError::NoFilters => f.write_str("no topic filter given"),
             UsageError::Closed => f.write_str("client is closed"),
@@ -92,15 +93,15 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::NoEndpoints => f.write_str("no broker endpoints configured"),
             ConfigError::InvalidUrl { index } => {
-                write!(f, "endpoint {index}: URL must start with ws:// or wss://")
+                pieces(f, &["endpoint ", num(*index as u64, 10, 1).as_str(), ": URL must start with ws:// or wss://"])
             }
             ConfigError::ZeroConnectTimeout { index } => {
-                write!(f, "endpoint {index}: connect timeout must be > 0")
+                pieces(f, &["endpoint ", num(*index as u64, 10, 1).as_str(), ": connect timeout must be > 0"])
             }
-            ConfigError::InvalidClientId(why) => write!(f, "invalid client id: {why}"),
-            ConfigError::InvalidWill(e) => write!(f, "invalid Will topic: {e}"),
-            ConfigError::InvalidCredentials(why) => write!(f, "invalid credentials: {why}"),
-            ConfigError::InvalidLimit(which) => write!(f, "invalid limit: {which}"),
+            ConfigError::InvalidClientId(why) => pieces(f, &["invalid client id: ", why]),
+            ConfigError::InvalidWill(e) => pieces(f, &["invalid Will topic: "]).and_then(|_| fmt::Display::fmt(e, f)),
+            ConfigError::InvalidCredentials(why) => pieces(f, &["invalid credentials: ", why]),
+            ConfigError::InvalidLimit(which) => pieces(f, &["invalid limit: ", which]),
         }
     }
 }
@@ -127,10 +128,10 @@ pub enum ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::Decode(e) => write!(f, "decode error: {e}"),
-            ProtocolError::UnexpectedPacket(p) => write!(f, "unexpected {p} from broker"),
+            ProtocolError::Decode(e) => pieces(f, &["decode error: "]).and_then(|_| fmt::Display::fmt(e, f)),
+            ProtocolError::UnexpectedPacket(p) => pieces(f, &["unexpected ", p, " from broker"]),
             ProtocolError::SubAckMismatch { requested, returned } => {
-                write!(f, "SUBACK has {returned} codes for {requested} filters")
+                pieces(f, &["SUBACK has ", num(*returned as u64, 10, 1).as_str(), " codes for ", num(*requested as u64, 10, 1).as_str(), " filters"])
             }
         }
     }

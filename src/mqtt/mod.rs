@@ -18,6 +18,7 @@ pub mod error;
 pub mod packet;
 pub mod session;
 pub mod timing;
+pub(crate) mod text;
 pub mod topic;
 
 #[cfg(test)]

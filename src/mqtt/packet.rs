@@ -95,6 +95,20 @@ impl ConnectReturnCode {
             _ => return None,
         })
     }
+
+    /// The code's name, as `{:?}` writes it (without the formatting
+    /// machinery, for the MQTT-only wasm entry's disconnect reasons).
+    pub fn name(self) -> &'static str {
+        use ConnectReturnCode::*;
+        match self {
+            Accepted => "Accepted",
+            UnacceptableProtocolVersion => "UnacceptableProtocolVersion",
+            IdentifierRejected => "IdentifierRejected",
+            ServerUnavailable => "ServerUnavailable",
+            BadUsernameOrPassword => "BadUsernameOrPassword",
+            NotAuthorized => "NotAuthorized",
+        }
+    }
 }
 
 /// CONNACK (§3.2).

@@ -12,6 +12,17 @@ fn invalid(msg: String) -> JsValue {
     js_error(ErrorCode::InvalidOptions, &msg, None)
 }
 
+/// Joins text pieces: `format!` without `core::fmt`'s argument machinery,
+/// which these messages were the main users of in the MQTT-only entry
+/// (see `mqtt/text.rs`).
+pub fn cat(parts: &[&str]) -> String {
+    let mut s = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        s.push_str(p);
+    }
+    s
+}
+
 /// An options object whose keys are checked against the ones we know, so a
 /// misspelt option is an error instead of a silently ignored setting.
 pub struct Options<'a> {
@@ -26,12 +37,12 @@ impl<'a> Options<'a> {
             return Ok(Options { obj: value, what });
         }
         if !value.is_object() || js_sys::Array::is_array(value) {
-            return Err(invalid(format!("{what} must be an object")));
+            return Err(invalid(cat(&[what, " must be an object"])));
         }
         let keys = js_sys::Object::keys(value.unchecked_ref::<js_sys::Object>());
         for key in keys.iter().filter_map(|k| k.as_string()) {
             if !known.contains(&key.as_str()) {
-                return Err(invalid(format!("unknown option `{key}` in {what} (known: {})", known.join(", "))));
+                return Err(invalid(cat(&["unknown option `", &key, "` in ", what, " (known: ", &known.join(", "), ")"])));
             }
         }
         Ok(Options { obj: value, what })
@@ -52,18 +63,18 @@ impl<'a> Options<'a> {
     pub fn string(&self, key: &str) -> Result<Option<String>, JsValue> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_string().map(Some).ok_or_else(|| invalid(format!("{}.{key} must be a string", self.what))),
+            Some(v) => v.as_string().map(Some).ok_or_else(|| invalid(cat(&[self.what, ".", key, " must be a string"]))),
         }
     }
 
     pub fn required_string(&self, key: &str) -> Result<String, JsValue> {
-        self.string(key)?.ok_or_else(|| invalid(format!("{}.{key} is required", self.what)))
+        self.string(key)?.ok_or_else(|| invalid(cat(&[self.what, ".", key, " is required"])))
     }
 
     pub fn bool(&self, key: &str) -> Result<Option<bool>, JsValue> {
         match self.get(key) {
             None => Ok(None),
-            Some(v) => v.as_bool().map(Some).ok_or_else(|| invalid(format!("{}.{key} must be a boolean", self.what))),
+            Some(v) => v.as_bool().map(Some).ok_or_else(|| invalid(cat(&[self.what, ".", key, " must be a boolean"]))),
         }
     }
 
@@ -73,7 +84,7 @@ impl<'a> Options<'a> {
             None => Ok(None),
             Some(v) => match v.as_f64() {
                 Some(n) if n >= 0.0 && n.fract() == 0.0 && n <= max as f64 => Ok(Some(n as u64)),
-                _ => Err(invalid(format!("{}.{key} must be an integer from 0 to {max}", self.what))),
+                _ => Err(invalid(cat(&[self.what, ".", key, " must be an integer from 0 to ", crate::mqtt::text::num(max, 10, 1).as_str()]))),
             },
         }
     }
@@ -84,11 +95,11 @@ impl<'a> Options<'a> {
             return Ok(Some(vec![s]));
         }
         if !js_sys::Array::is_array(&v) {
-            return Err(invalid(format!("{}.{key} must be an array of strings", self.what)));
+            return Err(invalid(cat(&[self.what, ".", key, " must be an array of strings"])));
         }
         let arr: js_sys::Array = v.unchecked_into();
         arr.iter()
-            .map(|x| x.as_string().ok_or_else(|| invalid(format!("{}.{key} must be an array of strings", self.what))))
+            .map(|x| x.as_string().ok_or_else(|| invalid(cat(&[self.what, ".", key, " must be an array of strings"]))))
             .collect::<Result<Vec<_>, _>>()
             .map(Some)
     }
@@ -97,7 +108,7 @@ impl<'a> Options<'a> {
         match self.get(key) {
             None => Ok(None),
             Some(v) => bytes_of(&v).map(Some).map_err(|_| {
-                invalid(format!("{}.{key} must be a string, Uint8Array or ArrayBuffer", self.what))
+                invalid(cat(&[self.what, ".", key, " must be a string, Uint8Array or ArrayBuffer"]))
             }),
         }
     }

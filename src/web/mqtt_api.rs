@@ -2,7 +2,6 @@
 //! that want plain publish/subscribe with local-first broker failover.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::Rc;
 
 use js_sys::{Function, Promise};
@@ -12,7 +11,7 @@ use super::broker::{self, LinkRef};
 use super::broker::now_ms as monotonic_ms;
 use super::clock::random_seed;
 use super::errors::{js_error, ErrorCode};
-use super::js::{bytes_of, ObjBuilder, Options};
+use super::js::{bytes_of, cat, ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release, unsubscribe_fn, Listeners};
 use crate::mqtt::{
     topic_matches, BackoffConfig, Client, ClientConfig, DisconnectReason, EndpointConfig, Event, PublishId, QoS,
@@ -89,7 +88,9 @@ struct Shared {
     events: Listeners,
     /// Message callbacks, registered under their topic filter.
     subs: Listeners,
-    publishes: HashMap<PublishId, Settle>,
+    /// Pending QoS 1/2 publishes by id (ids only grow: a sorted vector is
+    /// cheap here and keeps a hash table's code out of the MQTT-only entry).
+    publishes: crate::vecmap::VecMap<PublishId, Settle>,
     /// `connect()`'s promise until the first CONNACK (or the first round fails).
     first_connect: Option<Settle>,
     failed_attempts: Vec<String>,
@@ -184,9 +185,9 @@ pub(crate) fn reason_str(r: &DisconnectReason) -> String {
     match r {
         DisconnectReason::KeepaliveTimeout => "keepalive-timeout".into(),
         DisconnectReason::ConnectTimeout => "connect-timeout".into(),
-        DisconnectReason::Refused(code) => format!("refused: {code:?}"),
+        DisconnectReason::Refused(code) => cat(&["refused: ", code.name()]),
         DisconnectReason::SocketClosed => "socket-closed".into(),
-        DisconnectReason::Protocol(e) => format!("protocol-error: {e}"),
+        DisconnectReason::Protocol(e) => cat(&["protocol-error: ", &e.to_string()]),
         DisconnectReason::SwitchingEndpoint => "switching-endpoint".into(),
         DisconnectReason::Closed => "closed".into(),
     }
@@ -247,7 +248,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
         Event::PublishFailed { id, error } => {
             let settle = this.borrow_mut().publishes.remove(&id);
             if let Some((_, reject)) = settle {
-                let err = js_error(ErrorCode::Closed, &format!("publish abandoned: {error}"), None);
+                let err = js_error(ErrorCode::Closed, &cat(&["publish abandoned: ", &error.to_string()]), None);
                 let _ = reject.call1(&JsValue::NULL, &err);
             }
         }
@@ -260,7 +261,9 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
                 (s.first_connect.take(), s.events.targets("connected"))
             };
             if let Some((resolve, _)) = first {
-                let _ = resolve.call0(&JsValue::NULL);
+                // `connect()`'s promise resolves to the client itself.
+                let client: JsValue = MqttClient { shared: this.clone() }.into();
+                let _ = resolve.call1(&JsValue::NULL, &client);
             }
             call_all(&targets, &[&ObjBuilder::new().set("url", url).build()]);
         }
@@ -269,7 +272,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
             // that first round the client keeps retrying with backoff.
             let first = {
                 let mut s = this.borrow_mut();
-                s.failed_attempts.push(format!("{url}: {}", reason_str(&reason)));
+                s.failed_attempts.push(cat(&[&url, ": ", &reason_str(&reason)]));
                 let refused = matches!(reason, DisconnectReason::Refused(_));
                 if s.first_connect.is_some() && (refused || s.failed_attempts.len() >= s.endpoint_count) {
                     // A loop, not `join`: its generic copy would be one more in the wasm.
@@ -286,7 +289,7 @@ fn dispatch_one(this: &Rc<RefCell<Shared>>, event: Event) {
                 }
             };
             if let Some(((_, reject), why)) = first {
-                let err = js_error(ErrorCode::Connection, &format!("could not connect to any broker ({why})"), None);
+                let err = js_error(ErrorCode::Connection, &cat(&["could not connect to any broker (", &why, ")"]), None);
                 let _ = reject.call1(&JsValue::NULL, &err);
                 close_shared(this);
             }
@@ -344,11 +347,22 @@ impl MqttClient {
     /// Connects to the first broker of `brokers` that answers (each gets
     /// `connectTimeoutMs`, default 2000). Resolves on the first CONNACK;
     /// rejects (`CONNECTION`) when every broker failed once in a row or the
-    /// broker refused the credentials.
-    pub async fn connect(
+    /// broker refused the credentials; invalid options reject it too.
+    // Not an `async fn`: the promise is settled by the first `Connected` or
+    // the failed round (see `dispatch_one`), which keeps wasm-bindgen-futures'
+    // executor (~4 KB gzip) out of the MQTT-only entry.
+    #[wasm_bindgen(unchecked_return_type = "Promise<MqttClient>")]
+    pub fn connect(
         #[wasm_bindgen(unchecked_param_type = "MqttConnectOptions")] options: JsValue,
-    ) -> Result<MqttClient, JsValue> {
-        let o = Options::new(&options, "MqttClient.connect options", CONNECT_KEYS, false)?;
+    ) -> Promise {
+        match Self::try_connect(&options) {
+            Ok(p) => p,
+            Err(e) => Promise::reject(&e),
+        }
+    }
+
+    fn try_connect(options: &JsValue) -> Result<Promise, JsValue> {
+        let o = Options::new(options, "MqttClient.connect options", CONNECT_KEYS, false)?;
         let brokers = o.string_list("brokers")?.unwrap_or_default();
         if brokers.is_empty() {
             return Err(js_error(ErrorCode::InvalidOptions, "`brokers` must list at least one ws:// or wss:// URL", None));
@@ -356,7 +370,7 @@ impl MqttClient {
         let timeout = o.uint("connectTimeoutMs", 600_000)?.unwrap_or(2_000);
         let endpoints = brokers.iter().map(|u| EndpointConfig::new(u.clone(), timeout)).collect::<Vec<_>>();
         let seed = random_seed();
-        let client_id = o.string("clientId")?.unwrap_or_else(|| format!("vm-{seed:016x}"));
+        let client_id = o.string("clientId")?.unwrap_or_else(|| cat(&["vm-", crate::mqtt::text::num(seed, 16, 16).as_str()]));
         let mut session = SessionConfig::new(client_id);
         session.measure_rtt_after_connect = true;
         session.clean_session = o.bool("clean")?.unwrap_or(true);
@@ -385,7 +399,7 @@ impl MqttClient {
             link: link.clone(),
             events: Listeners::default(),
             subs: Listeners::default(),
-            publishes: HashMap::new(),
+            publishes: crate::vecmap::VecMap::new(),
             first_connect: None,
             failed_attempts: Vec::new(),
             endpoint_count: brokers.len(),
@@ -417,8 +431,7 @@ impl MqttClient {
         );
         broker::listen_for_wake(&link);
         broker::drain(&link);
-        wasm_bindgen_futures::JsFuture::from(promise).await?;
-        Ok(MqttClient { shared })
+        Ok(promise)
     }
 
     /// Publishes; resolves when QoS 0 is written, QoS 1 acked, QoS 2 complete.
@@ -519,7 +532,7 @@ impl MqttClient {
     pub fn subscribed(&self, filter: &str) -> Promise {
         let mut s = self.shared.borrow_mut();
         if !s.subs.has(filter) {
-            let msg = format!("`{filter}` is not subscribed: call subscribe() first");
+            let msg = cat(&["`", filter, "` is not subscribed: call subscribe() first"]);
             return Promise::reject(&js_error(ErrorCode::InvalidArgument, &msg, None));
         }
         if s.acked_filters.iter().any(|f| f == filter) {
@@ -539,7 +552,7 @@ impl MqttClient {
         #[wasm_bindgen(unchecked_param_type = "(event: Partial<ConnectedEvent & DisconnectedEvent>) => void")] callback: Function,
     ) -> Result<Function, JsValue> {
         if !matches!(event, "connected" | "disconnected") {
-            return Err(js_error(ErrorCode::InvalidArgument, &format!("unknown event `{event}`"), None));
+            return Err(js_error(ErrorCode::InvalidArgument, &cat(&["unknown event `", event, "`"]), None));
         }
         Ok(listen(&self.shared, |s| &mut s.events, event, callback))
     }

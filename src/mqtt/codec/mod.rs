@@ -13,6 +13,7 @@
 
 use core::fmt;
 
+use super::text::{num, pieces};
 use super::topic::TopicError;
 
 mod decode;
@@ -75,20 +76,20 @@ impl fmt::Display for DecodeError {
         match self {
             DecodeError::MalformedRemainingLength => f.write_str("malformed remaining length"),
             DecodeError::PacketTooLarge { size, max } => {
-                write!(f, "packet of {size} bytes exceeds the limit of {max}")
+                pieces(f, &["packet of ", num(*size as u64, 10, 1).as_str(), " bytes exceeds the limit of ", num(*max as u64, 10, 1).as_str()])
             }
-            DecodeError::InvalidPacketType(t) => write!(f, "invalid packet type {t}"),
+            DecodeError::InvalidPacketType(t) => pieces(f, &["invalid packet type ", num(u64::from(*t), 10, 1).as_str()]),
             DecodeError::InvalidFlags { packet_type, flags } => {
-                write!(f, "invalid flags {flags:#06b} for packet type {packet_type}")
+                pieces(f, &["invalid flags 0b", num(u64::from(*flags), 2, 4).as_str(), " for packet type ", num(u64::from(*packet_type), 10, 1).as_str()])
             }
-            DecodeError::InvalidQoS(q) => write!(f, "invalid QoS {q}"),
+            DecodeError::InvalidQoS(q) => pieces(f, &["invalid QoS ", num(u64::from(*q), 10, 1).as_str()]),
             DecodeError::InvalidUtf8 => f.write_str("invalid UTF-8 string"),
-            DecodeError::InvalidTopic(e) => write!(f, "invalid topic: {e}"),
+            DecodeError::InvalidTopic(e) => pieces(f, &["invalid topic: "]).and_then(|_| fmt::Display::fmt(e, f)),
             DecodeError::Truncated => f.write_str("field runs past the end of the packet"),
-            DecodeError::MalformedPacket(why) => write!(f, "malformed packet: {why}"),
+            DecodeError::MalformedPacket(why) => pieces(f, &["malformed packet: ", why]),
             DecodeError::ZeroPacketId => f.write_str("packet identifier 0"),
             DecodeError::UnsupportedProtocol => f.write_str("not MQTT 3.1.1 (name MQTT, level 4)"),
-            DecodeError::InvalidReturnCode(c) => write!(f, "invalid return code {c:#04x}"),
+            DecodeError::InvalidReturnCode(c) => pieces(f, &["invalid return code 0x", num(u64::from(*c), 16, 2).as_str()]),
         }
     }
 }
@@ -119,7 +120,7 @@ impl fmt::Display for EncodeError {
             EncodeError::PacketTooLarge => f.write_str("packet over 268435455 bytes"),
             EncodeError::ZeroPacketId => f.write_str("packet identifier 0"),
             EncodeError::Empty => f.write_str("packet needs at least one entry"),
-            EncodeError::Invalid(why) => write!(f, "invalid packet: {why}"),
+            EncodeError::Invalid(why) => pieces(f, &["invalid packet: ", why]),
         }
     }
 }
