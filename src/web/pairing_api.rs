@@ -135,7 +135,7 @@ impl VenueMesh {
         }
     }
 
-    /// Admission of new devices by this one (see [`Pairing`]).
+    /// Admission of new devices by this one (the `Pairing` handle).
     #[wasm_bindgen(getter)]
     pub fn pairing(&self) -> Pairing {
         Pairing { trust: Rc::downgrade(&self.trust), link: Rc::downgrade(&self.driver.borrow().link) }
