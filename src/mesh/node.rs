@@ -109,6 +109,10 @@ pub struct MeshNode {
     digests: BTreeMap<crate::outbox::CommandId, [u8; 32]>,
     /// Verified cloud receipts per command id (SYNC_ACK state 2 carries them).
     receipts: BTreeMap<crate::outbox::CommandId, std::rc::Rc<Vec<u8>>>,
+    /// Verified CLOUD_ACK entries for commands we did not hold when they went
+    /// by, with the digest they name: a copy placed on us later is known to be
+    /// in the cloud at once (`replica.rs`, `early_receipt`).
+    early_receipts: BTreeMap<crate::outbox::CommandId, ([u8; 32], std::rc::Rc<Vec<u8>>)>,
     /// Upload batches in flight on the hook: their ids and digests.
     uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
@@ -181,6 +185,7 @@ impl MeshNode {
             next_msg_id: 0,
             digests: BTreeMap::new(),
             receipts: BTreeMap::new(),
+            early_receipts: BTreeMap::new(),
             uploads: BTreeMap::new(),
             hook_receipt: None,
             trust_queue: VecDeque::new(),

@@ -115,6 +115,12 @@ struct Dev {
     /// The `upstream` commands of every committed shared-state op: the
     /// `0x30` body of each local write that became durable.
     state_upstream: Vec<crate::state::UpstreamCommand>,
+    /// Ground truth of causality (`Net::state_truth`): what this device has
+    /// received of every key, what it knew when each state op in flight
+    /// was issued, and as of its last committed op (a crash returns to it).
+    state_known: crate::sim::state::Known,
+    state_known_at: Vec<(crate::state::OpId, crate::sim::state::Known)>,
+    state_known_durable: crate::sim::state::Known,
 }
 
 impl Dev {
@@ -160,6 +166,9 @@ struct Net {
     broker_off: bool,
     /// Nodes compose a shared-state store with this config (`state.rs`).
     state: Option<crate::state::Config>,
+    /// Keep the ground truth of causality of shared-state writes (opening
+    /// every STATE envelope delivered), for the audit check (`state.rs`).
+    state_truth: Option<crate::sim::state::Truth>,
 }
 
 impl Net {
@@ -168,7 +177,7 @@ impl Net {
         let (queue, retained, log, fifo) = Default::default();
         let (rtc, rtc_blocked, webrtc) = Default::default();
         let (ingest, ingest_counter, broker_off) = (None, 0, false);
-        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc, ingest, ingest_counter, broker_off, state: None }
+        Net { now: 0, seq: 0, queue, devs, retained, log, fifo, rng: Rng::new(seed), seed, cfg: Config::fast(), rtc, rtc_blocked, webrtc, ingest, ingest_counter, broker_off, state: None, state_truth: None }
     }
 
     /// Device `i`'s wall clock now (`Date.now()`, with its skew).
@@ -267,6 +276,10 @@ impl Net {
                 }
                 Output::Deliver(d) => self.devs[i].delivered.push((now, d)),
                 Output::StatePersist(op) => {
+                    if self.state_truth.is_some() {
+                        let known = self.devs[i].state_known.clone();
+                        self.devs[i].state_known_at.push((op.op, known));
+                    }
                     let at = (now + self.rand(1, PERSIST_MAX)).max(self.devs[i].storage_free_at);
                     self.devs[i].storage_free_at = at;
                     let inc = self.devs[i].inc;
@@ -328,6 +341,11 @@ impl Net {
         match ev {
             Ev::Deliver { to, inc, topic, payload, retained } => {
                 if self.live(to, inc) && self.devs[to].connected {
+                    if let Some(truth) = &self.state_truth {
+                        if let Some(env) = open(&payload).ok().filter(|e| e.header.kind == crate::envelope::Kind::State) {
+                            crate::sim::state::learn(&mut self.devs[to].state_known, truth, &env.body);
+                        }
+                    }
                     let wall = self.wall(to);
                     let node = self.devs[to].node.as_mut().unwrap();
                     node.handle_message(&topic, &payload, retained, now, wall);
@@ -373,6 +391,9 @@ impl Net {
             Ev::StatePersisted { to, inc, op } => {
                 if self.live(to, inc) {
                     self.devs[to].state_disk.apply(&op);
+                    if let Some(k) = self.devs[to].state_known_at.iter().position(|(id, _)| *id == op.op) {
+                        self.devs[to].state_known_durable = self.devs[to].state_known_at.drain(..=k).last().unwrap().1;
+                    }
                     self.devs[to].state_upstream.extend(op.upstream.iter().cloned());
                     let wall = self.wall(to);
                     self.devs[to].node.as_mut().unwrap().handle_state_persisted(op.op, Ok(()), now, wall);
@@ -446,6 +467,8 @@ impl Net {
         let d = &mut self.devs[i];
         d.node = None;
         d.storage_free_at = self.now;
+        d.state_known = d.state_known_durable.clone();
+        d.state_known_at.clear();
         if std::mem::replace(&mut d.connected, false) {
             self.push(self.now + WILL_DELAY, Ev::Will { of: i });
         }

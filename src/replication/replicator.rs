@@ -89,7 +89,8 @@ struct Held {
     /// doubling intervals so a long cloud outage costs little traffic.
     next_offer: u64,
     offers: u32,
-    /// Offer it to the hub now, whatever its age (catch-up, see `catch_up`).
+    /// Offer it to the hub now, whatever its age (catch-up, see `catch_up`;
+    /// a copy placed by a holder other than its origin, see `handle_stored`).
     offer_now: bool,
 }
 
@@ -315,8 +316,20 @@ impl Replicator {
             } else {
                 if !self.held.contains_key(id) {
                     let own = cmd.origin == self.me;
+                    // Placed by a holder that took over from a lost origin:
+                    // the command may already be in the cloud (the CLOUD_ACK
+                    // went by before this copy existed), and nobody else will
+                    // tell us. Ask the hub at once instead of after
+                    // `reoffer_after_ms`; it answers from what it knows.
+                    let placed_by_holder = !own && !requesters.iter().any(|r| *r == cmd.origin);
                     let acked = requesters.iter().cloned().collect();
                     self.hold(cmd, own, true, acked, now);
+                    if placed_by_holder {
+                        if let Some(h) = self.held.get_mut(id) {
+                            h.offer_now = true;
+                        }
+                        self.ensure(id, now);
+                    }
                 }
                 AckState::Durable
             };

@@ -196,6 +196,26 @@ fn a_replica_is_reoffered_to_the_hub_when_old() {
     assert_eq!(sends(&outputs(&mut r)), vec![]);
 }
 
+#[test]
+fn a_copy_placed_by_a_holder_is_offered_to_the_hub_at_once() {
+    // Origin "a" is gone for holder "d", which re-places the copy on "b".
+    // The command may already be in the cloud: "b" asks the hub ("c") now,
+    // not after `reoffer_after_ms`, and learns its CLOUD_ACK from the answer.
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_view(view(&[("c", 5), ("d", 6)], Some("c"), false), 0);
+    r.handle_message("d", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 1);
+    outputs(&mut r);
+    r.handle_stored(&ids(&["a-1"]), 2);
+    assert!(sends(&outputs(&mut r)).contains(&("c".into(), vec!["a-1".into()])));
+    r.handle_message("c", RepMsg::SyncAck(vec![(CommandId::new("a-1"), AckState::CloudAcked)]), 3);
+    assert!(outputs(&mut r).iter().any(|o| matches!(o, Output::CloudAcked(ids) if ids.len() == 1)));
+    // A copy sent by its origin waits for the re-offer as before.
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-2", "a", 0)]), 4);
+    outputs(&mut r);
+    r.handle_stored(&ids(&["a-2"]), 5);
+    assert_eq!(sends(&outputs(&mut r)), vec![]);
+}
+
 fn uploads(out: &[Output]) -> Vec<(u64, Vec<String>)> {
     out.iter()
         .filter_map(|o| match o {

@@ -30,6 +30,11 @@ pub struct RouteCounters {
     pub timeouts: u64,
     /// Probes sent.
     pub probes: u64,
+    /// When the last probe (ping) was sent on this route, node ms; 0: never.
+    pub last_probe_at: u64,
+    /// When the last probe reply (pong) came back on this route, node ms
+    /// (late ones too: the peer answered); 0: never.
+    pub last_reply_at: u64,
 }
 
 /// Quality of one route to one peer.

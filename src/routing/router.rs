@@ -824,6 +824,7 @@ impl Router {
 
     fn on_probe_reply(&mut self, route: Route, from: &str, nonce: u64, now: u64) {
         let Some(l) = self.peers.get_mut(from).map(|p| &mut p.links[route as usize]) else { return };
+        l.quality.counters.last_reply_at = now;
         match l.probe {
             Some((n, sent, _)) if n == nonce => {
                 l.probe = None;
@@ -1097,6 +1098,7 @@ impl Router {
                 l.breaker.on_probe_sent();
                 l.probe = Some((nonce, now, now + l.quality.rto(&rto)));
                 l.quality.counters.probes += 1;
+                l.quality.counters.last_probe_at = now;
             }
             self.counters.probes_sent += 1;
             self.emit(r, &peer, Kind::Probe, wire::encode_probe(nonce));

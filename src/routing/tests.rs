@@ -58,6 +58,20 @@ fn route_stats(w: &RouteWorld, i: usize, p: &str, r: Route) -> RouteStats {
     s.peers.iter().find(|x| x.peer == p).expect("known peer").routes[r as usize].clone()
 }
 
+/// Seed 001's last ping / pong per peer: a probe sent stamps the route's
+/// `last_probe_at`, its reply `last_reply_at` (after it).
+#[test]
+fn probes_and_their_replies_are_stamped() {
+    let mut w = world(setup(2));
+    send(&mut w, 100, 0, peer(1), 1);
+    w.run_until(3_000);
+    let c = route_stats(&w, 0, "d1", Route::Rtc).counters;
+    assert!(c.probes > 0 && c.last_probe_at > 0, "probed when it opened: {c:?}");
+    assert!(c.last_reply_at >= c.last_probe_at, "the reply came after the probe: {c:?}");
+    let idle = route_stats(&w, 0, "d1", Route::Tab).counters;
+    assert_eq!((idle.last_probe_at, idle.last_reply_at), (0, 0), "no tab route: never probed");
+}
+
 #[test]
 fn data_channel_comes_up_and_is_preferred() {
     let mut w = world(setup(2));

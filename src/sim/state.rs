@@ -94,6 +94,26 @@ impl Truth {
     }
 }
 
+/// Notes in `known` (one device's knowledge) the writes of a state body
+/// delivered to it, with everything their writers had seen. Also used by the
+/// full-node runs (`mesh/tests/state.rs`), which open the envelopes first.
+pub fn learn(known: &mut Known, truth: &Truth, body: &[u8]) {
+    let (collection, keys) = match wire::decode(body) {
+        Ok(StateMsg::Writes(b)) => (b.collection, b.keys),
+        Ok(StateMsg::Reconcile(r)) => (r.collection, r.keys),
+        _ => return,
+    };
+    for (key, writes) in keys {
+        let set = known.entry((collection.clone(), key.clone())).or_default();
+        for w in writes {
+            if let Some(h) = truth.history.get(&(collection.clone(), key.clone(), w.id.clone())) {
+                set.extend(h.iter().cloned());
+            }
+            set.insert(w.id.clone());
+        }
+    }
+}
+
 /// A simulated device.
 pub struct Node {
     /// Its store.
@@ -136,21 +156,7 @@ impl Node {
     /// Notes the writes of a delivered body as seen (the store applies or
     /// witnesses every write of an honest peer).
     fn learn(&mut self, body: &[u8]) {
-        let (collection, keys) = match wire::decode(body) {
-            Ok(StateMsg::Writes(b)) => (b.collection, b.keys),
-            Ok(StateMsg::Reconcile(r)) => (r.collection, r.keys),
-            _ => return,
-        };
-        let truth = self.truth.borrow();
-        for (key, writes) in keys {
-            let set = self.known.entry((collection.clone(), key.clone())).or_default();
-            for w in writes {
-                if let Some(h) = truth.history.get(&(collection.clone(), key.clone(), w.id.clone())) {
-                    set.extend(h.iter().cloned());
-                }
-                set.insert(w.id.clone());
-            }
-        }
+        learn(&mut self.known, &self.truth.borrow(), body);
     }
 
     /// The app writes: the write's history is what this device knows now.

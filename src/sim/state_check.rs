@@ -14,7 +14,7 @@ use super::world::Observed;
 use crate::hlc::Hlc;
 use crate::state::json;
 use crate::state::model::Op;
-use crate::state::{Store, Write, WriteId, WriteRef};
+use crate::state::{ConflictEntry, Store, Write, WriteId, WriteRef};
 
 /// The order of `docs/state.md`, written out again: app timestamp present,
 /// its value, HLC, device bytes.
@@ -109,20 +109,32 @@ pub fn check(stores: &[Option<&Store>], truth: &Truth, events: &[Observed<Event>
     }
 
     v.extend(converged(&running, &truth.committed));
-    let mut by_key: BTreeMap<(String, Rc<str>), Vec<Rc<Write>>> = BTreeMap::new();
-    for (c, k, w) in &truth.committed {
-        by_key.entry((c.clone(), k.clone())).or_default().push(w.clone());
-    }
-
-    // Conflict entries name concurrent pairs only.
-    let entries: Vec<_> = events
+    let entries: Vec<Rc<ConflictEntry>> = events
         .iter()
         .filter_map(|e| match &e.event {
             Event::Conflict(c) => Some(c.clone()),
             Event::Session(_) => None,
         })
         .collect();
-    for e in &entries {
+    v.extend(audit(truth, &entries));
+    v.truncate(20);
+    v
+}
+
+/// The audit half of [`check`], against the ground truth of causality:
+/// no conflict entry names a sequential pair, and every write of
+/// `truth.committed` that lost to a concurrent write left an entry naming
+/// it or a later write of its line. Also used by the full-node runs
+/// (`mesh/tests/state.rs`), whose harness keeps the same ground truth.
+pub fn audit(truth: &Truth, entries: &[Rc<ConflictEntry>]) -> Vec<String> {
+    let mut v = Vec::new();
+    let mut by_key: BTreeMap<(String, Rc<str>), Vec<Rc<Write>>> = BTreeMap::new();
+    for (c, k, w) in &truth.committed {
+        by_key.entry((c.clone(), k.clone())).or_default().push(w.clone());
+    }
+
+    // Conflict entries name concurrent pairs only.
+    for e in entries {
         let key: Rc<str> = Rc::from(e.key.as_str());
         let r = id_of(&e.remote_write);
         for l in &e.local_writes {

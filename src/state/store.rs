@@ -873,7 +873,7 @@ pub fn upstream_command(collection: &str, key: &Rc<str>, w: &Rc<Write>) -> Optio
     let id: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
     let batch = WriteBatch { collection: collection.to_string(), keys: vec![(key.clone(), vec![w.clone()])] };
     let payload = StateMsg::Writes(batch).encode().ok()?;
-    Some(UpstreamCommand { id: format!("st-{id}"), topic: format!("state/{collection}"), payload })
+    Some(UpstreamCommand { id: format!("st-{id}"), topic: format!("state/{collection}"), payload, hlc: w.id.hlc.to_packed() })
 }
 
 /// A JSON string literal of `s`.

@@ -144,6 +144,9 @@ pub struct UpstreamCommand {
     pub topic: String,
     /// A write batch body (`0x30`) holding just this write.
     pub payload: Vec<u8>,
+    /// The write's HLC (packed): the command's `hlc`, so the cloud orders
+    /// state writes with the sales around them.
+    pub hlc: u64,
 }
 
 /// What storage held at start, read before anything else happens.

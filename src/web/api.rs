@@ -186,6 +186,10 @@ export interface DetailedStats {
     untrusted: number; unknownEpoch: number; unknownSender: number; badChain: number; revoked: number;
     wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; badCrl: number;
     chainsEvicted: number; revokedKeys: number;
+    /** Content key rotation: `keyEpoch` is the epoch this device sends under, `keyEpochs` every epoch it can read
+     * (current, previous until its retirement, scheduled); `keyUpdates` new epochs taken, `badKeyUpdate` updates
+     * refused (bad signature, issuer not admin or cloud), `keyUpdateNotForUs` newer epochs not wrapped to this device. */
+    keyEpoch: number; keyEpochs: number[]; keyUpdates: number; badKeyUpdate: number; keyUpdateNotForUs: number;
   };
   clock: { offsetMs: number | null; skewed: boolean };
   /** Election running: the broker is connected, or a data channel or tab reaches a peer (direct-only mesh). */
@@ -679,6 +683,10 @@ impl VenueMesh {
             let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
             let _ = js_sys::Reflect::set(&security, &"shed".into(), &(d.inbox.shed as f64).into());
             let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
+            let keys = d.node.trust().content();
+            let epochs: js_sys::Array = keys.all().iter().map(|(e, _)| JsValue::from(f64::from(*e))).collect();
+            let _ = js_sys::Reflect::set(&security, &"keyEpoch".into(), &f64::from(keys.epoch()).into());
+            let _ = js_sys::Reflect::set(&security, &"keyEpochs".into(), &epochs);
         }
         stats
     }

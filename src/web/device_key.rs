@@ -12,6 +12,11 @@
 //! non-extractable, encrypt/decrypt), iv: Uint8Array(12), sealed:
 //! Uint8Array(48) }`; `sealed` = AES-GCM(seed) with the device id as
 //! additional data, so a record copied under another device id does not open.
+//!
+//! The other secrets at rest — the credential bundle (it holds the venue
+//! content key) and the trust record's content keys — are sealed under the
+//! same wrapping key ([`seal_record`], [`open_record`]): IndexedDB holds no
+//! raw key bytes.
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -119,4 +124,48 @@ pub async fn load(db: &Db) -> Result<Option<DeviceKey>, JsValue> {
     let plain = Uint8Array::new(&plain).to_vec();
     let seed: [u8; 32] = plain.try_into().map_err(|_| broken())?;
     Ok(Some(DeviceKey { device, seed }))
+}
+
+/// The device id and wrapping key of this database's device key (`None`:
+/// no device key).
+async fn wrap_key(db: &Db) -> Result<Option<(String, CryptoKey)>, JsValue> {
+    let Some(record) = meta::get(db, RECORD).await.map_err(|e| e.to_js("could not read the device key"))? else {
+        return Ok(None);
+    };
+    let broken = || js_error(ErrorCode::Storage, "the stored device key record is damaged", None);
+    let device = Reflect::get(&record, &"device".into()).ok().and_then(|d| d.as_string()).ok_or_else(broken)?;
+    let wrap: CryptoKey = Reflect::get(&record, &"wrapKey".into()).map_err(|_| broken())?.dyn_into().map_err(|_| broken())?;
+    Ok(Some((device, wrap)))
+}
+
+/// Other secrets at rest (the credential bundle, which holds the venue
+/// content key, and the content keys of the trust record) are sealed the
+/// same way as the device key: AES-GCM under the same non-extractable
+/// WebCrypto key, a fresh IV each time, and `device ‖ 0 ‖ name` (the
+/// record's name) as additional data, so a sealed value moved to another
+/// record or another device's database does not open. Returns `{ v: 1, iv,
+/// sealed }`. `STORAGE` error when this database has no device key (then
+/// nothing secret is written at all).
+pub async fn seal_record(db: &Db, name: &str, plain: &[u8]) -> Result<JsValue, JsValue> {
+    let (device, wrap) = wrap_key(db).await?.ok_or_else(|| js_error(ErrorCode::Storage, "no device key to seal with", None))?;
+    let iv = random_bytes::<12>()?;
+    let params = gcm(&iv, &format!("{device}\0{name}"));
+    let sealed = JsFuture::from(subtle()?.encrypt_with_object_and_u8_array(&params, &wrap, plain).map_err(crypto_err("could not seal a record"))?)
+        .await
+        .map_err(crypto_err("could not seal a record"))?;
+    Ok(ObjBuilder::new().set("v", 1.0).set("iv", Uint8Array::from(&iv[..])).set("sealed", Uint8Array::new(&sealed)).build())
+}
+
+/// Opens a value of [`seal_record`] stored under `name`. `STORAGE` error when
+/// it does not open (sealed under another device key, moved, or altered).
+pub async fn open_record(db: &Db, name: &str, record: &JsValue) -> Result<Vec<u8>, JsValue> {
+    let (device, wrap) = wrap_key(db).await?.ok_or_else(|| js_error(ErrorCode::Storage, "no device key to open with", None))?;
+    let broken = || js_error(ErrorCode::Storage, "a sealed record is damaged", None);
+    let iv = Reflect::get(record, &"iv".into()).map_err(|_| broken())?.dyn_into::<Uint8Array>().map_err(|_| broken())?.to_vec();
+    let sealed = Reflect::get(record, &"sealed".into()).map_err(|_| broken())?.dyn_into::<Uint8Array>().map_err(|_| broken())?.to_vec();
+    let params = gcm(&iv, &format!("{device}\0{name}"));
+    let plain = JsFuture::from(subtle()?.decrypt_with_object_and_u8_array(&params, &wrap, &sealed).map_err(crypto_err("could not open a sealed record"))?)
+        .await
+        .map_err(crypto_err("could not open a sealed record (another device key, or altered)"))?;
+    Ok(Uint8Array::new(&plain).to_vec())
 }

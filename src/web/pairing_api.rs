@@ -56,6 +56,25 @@ export interface JoinOptions extends Omit<OpenOptions, "credentials"> {
   /** How long to wait for the admin device's answer; default 60000. */
   pairingTimeoutMs?: number;
 }
+/** Options of `mesh.rotateContentKey()`. */
+export interface RotateContentKeyOptions {
+  /** Devices keep sending under the old key this long (ms) after the rotation, so those that get the
+   * update a little later (a relay hop, a reconnect) still read everything; default 5000. */
+  activateInMs?: number;
+  /** The old key is dropped this long (ms) after the activation; default 60000. */
+  graceMs?: number;
+}
+/** What `mesh.rotateContentKey()` resolves with. */
+export interface ContentKeyRotation {
+  /** The new content key epoch (key id, 0-255, wrapping). */
+  epoch: number;
+  /** Wall-clock ms from which every device sends under it. */
+  activateAt: number;
+  /** Wall-clock ms at which the previous epoch is dropped. */
+  retireAt: number;
+  /** The devices (and the cloud) the new key was wrapped to; a revoked device is never among them. */
+  recipients: string[];
+}
 "#;
 
 /// The trust side a `VenueMesh` keeps: its credentials (admins admit with
@@ -348,5 +367,49 @@ impl VenueMesh {
         }
         super::mesh_driver::drive(&self.driver);
         Ok(js_sys::Promise::resolve(&JsValue::UNDEFINED))
+    }
+
+    /// Rotates the venue's content key (admin devices only, `NOT_ADMIN`
+    /// otherwise; `PROTOCOL.md` Part 6 §6): a fresh key, wrapped to this
+    /// device, the cloud and every device whose valid, unrevoked certificate
+    /// is known here, published retained on `vm/{venue}/keys` and sent on
+    /// every data channel and tab. Every device keeps sending under the old
+    /// key for `activateInMs` (no flag day) and drops it `graceMs` later.
+    /// Rotate after `revoke()` to shut a stolen device out of the bodies
+    /// sent from then on, not only out of the mesh. `CONNECTION` when no
+    /// broker is connected (the cloud learns the key only through it).
+    #[wasm_bindgen(js_name = rotateContentKey, unchecked_return_type = "Promise<ContentKeyRotation>")]
+    pub fn rotate_content_key(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RotateContentKeyOptions | undefined")] options: JsValue,
+    ) -> Result<js_sys::Promise, JsValue> {
+        const KEYS: &[&str] = &["activateInMs", "graceMs"];
+        const DAY_MS: u64 = 24 * 3600 * 1000;
+        let o = Options::new(&options, "rotateContentKey options", KEYS, true)?;
+        let activate_in = o.uint("activateInMs", DAY_MS)?.unwrap_or(5_000);
+        let grace = o.uint("graceMs", 30 * DAY_MS)?.unwrap_or(60_000);
+        let admin = self.trust.borrow().creds.as_ref().is_some_and(|c| c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin));
+        if !admin {
+            return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can rotate the content key", None));
+        }
+        // The cloud (and every device reached only through the broker) learns the new key
+        // only from the retained `vm/{venue}/keys`, published at once and not later: rotated
+        // while disconnected, the hub's uploads under the new epoch would stay unreadable
+        // to the ingest (sales stuck at peer_ack).
+        if !self.connected() {
+            return Err(js_error(ErrorCode::Connection, "rotate the content key while connected to a broker: the cloud learns the new key from it", None));
+        }
+        let result = self.driver.borrow_mut().node.rotate_content_key(activate_in, grace, monotonic_ms(), wall_ms());
+        let raw = result.map_err(|e| js_error(ErrorCode::InvalidArgument, &format!("could not rotate the content key: {e}"), None))?;
+        super::mesh_driver::drive(&self.driver);
+        let ku = crate::trust::KeyUpdate::decode(&raw).map_err(|e| js_error(ErrorCode::InvalidArgument, &e.to_string(), None))?;
+        let recipients: js_sys::Array = ku.recipients.iter().map(|(d, _)| JsValue::from_str(d)).collect();
+        let out = ObjBuilder::new()
+            .set("epoch", f64::from(ku.epoch))
+            .set("activateAt", ku.activate_at as f64)
+            .set("retireAt", ku.retire_at as f64)
+            .set("recipients", recipients)
+            .build();
+        Ok(js_sys::Promise::resolve(&out))
     }
 }

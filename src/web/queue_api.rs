@@ -370,6 +370,21 @@ impl CommandQueue {
         (have, refused)
     }
 
+    /// Own commands another transaction already committed to the `outbox`
+    /// store (the shared state's upstream commands, written with their
+    /// state write: `state_idb.rs`): the core counts and tracks them as if
+    /// read at open. Payloads are not kept (the replicator has them).
+    pub(crate) fn adopt_committed(&self, mut records: Vec<CommandRecord>) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            if s.closed {
+                return; // read back from the store at the next open
+            }
+            records.iter_mut().for_each(|r| r.payload = Vec::new());
+            s.outbox.handle_loaded(records, wall_ms());
+        }
+        queue::schedule_drain(&self.shared);
+    }
+
     /// Where commands enqueued without `hlc` get their stamp (the node's clock).
     pub(crate) fn set_stamp(&self, stamp: Rc<dyn Fn(u64) -> Option<u64>>) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {

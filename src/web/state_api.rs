@@ -29,6 +29,8 @@ use crate::state::{Event, Origin, StateError, Ticket};
 const TS_STATE: &'static str = r#"
 /** Options of `Collection.put` / `patch`: the app's timestamp (Unix ms), seed 001's `updatedAt` rules. */
 export interface WriteOptions { updatedAt?: number }
+/** Seed 003's checksum of a collection (`Collection.checksum()`): key count and digest sum (hex). */
+export interface CollectionChecksum { count: number; sum: string }
 /** Options of `Collection.entries`. */
 export interface EntriesOptions { prefix?: string; limit?: number }
 /** A change of a shared document (`collection.on('change', cb)`); `value` is null once deleted. */
@@ -70,6 +72,8 @@ export interface OpenOptions {
 export interface PeerConnection {
   messagesSent: number; bytesSent: number; messagesReceived: number; bytesReceived: number;
   lastHeardMsAgo: number; reconnectAttempts: number;
+  /** The last route probe (ping) sent to this peer and the last reply (pong) from it, ms ago; null: none yet. */
+  lastPingMsAgo: number | null; lastPongMsAgo: number | null;
 }
 export interface PeerInfo { connection: PeerConnection }
 export interface MeshEvents {
@@ -124,15 +128,35 @@ pub fn work(this: &DriverRef, o: Output) {
         Output::StatePersist(op) => {
             let Some(db) = this.borrow().db.clone() else { return };
             let weak = std::rc::Rc::downgrade(this);
+            // Local writes go upstream as commands, in the same transaction.
+            let upstream = super::state_idb::upstream_records(&op, wall_ms());
             wasm_bindgen_futures::spawn_local(async move {
-                let result = super::state_idb::write(&db, &op).await.map_err(|e| format!("{}: {}", e.name, e.message));
+                let result = super::state_idb::write(&db, &op, &upstream).await.map_err(|e| format!("{}: {}", e.name, e.message));
                 let Some(this) = weak.upgrade() else { return };
+                if result.is_ok() && !upstream.is_empty() {
+                    committed_upstream(&this, upstream);
+                }
                 this.borrow_mut().node.handle_state_persisted(op.op, result, monotonic_ms(), wall_ms());
                 drive(&this);
             });
         }
         Output::StateEvent(e) => event(this, e),
         _ => {}
+    }
+}
+
+/// The upstream commands of a committed op: the queue tracks their status
+/// and the replicator replicates and drains them like the app's commands
+/// (signed as their origin, idempotent by id).
+fn committed_upstream(this: &DriverRef, records: Vec<crate::outbox::CommandRecord>) {
+    let queue = this.borrow().queue.clone();
+    let mut d = this.borrow_mut();
+    let me = d.node.device_id().to_owned();
+    let cmds = records.iter().map(|r| std::rc::Rc::new(crate::replication::Cmd::from_record(r.clone(), &me))).collect();
+    d.node.handle_committed(cmds, monotonic_ms());
+    drop(d);
+    if let Some(q) = queue {
+        q.adopt_committed(records);
     }
 }
 
@@ -295,6 +319,18 @@ impl Collection {
     pub fn get(&self, key: &str) -> JsValue {
         let d = self.driver.borrow();
         d.node.state().and_then(|s| s.get(&self.name, key)).map(|j| parse(&j)).unwrap_or(JsValue::UNDEFINED)
+    }
+
+    /// Seed 003's inventory checksum of this collection as this device holds
+    /// it: `{count, sum}` (keys, and the wrapping sum of their 64-bit digests
+    /// as 16 hex digits; `PROTOCOL.md` Part 7 §4). Two devices with equal
+    /// checksums hold the same writes; devices compare them on their own and
+    /// reconcile on a mismatch, this only shows it.
+    #[wasm_bindgen(unchecked_return_type = "CollectionChecksum")]
+    pub fn checksum(&self) -> JsValue {
+        let d = self.driver.borrow();
+        let c = d.node.state().map(|s| s.checksum(&self.name)).unwrap_or_default();
+        ObjBuilder::new().set("count", c.count as f64).set("sum", format!("{:016x}", c.sum)).build()
     }
 
     /// `[key, document]` pairs in key order: `{ prefix?, limit? }`.

@@ -9,13 +9,21 @@
 //! `durability: "strict"`: the store's group commit keeps at most one in
 //! flight, and a local write resolves only after its transaction's
 //! `complete` (a crash loses exactly the writes not yet resolved).
+//!
+//! The op's `upstream` commands (the cloud gets state like sales,
+//! `docs/state.md` "Upstream") are put in the queue's `outbox` store in the
+//! same transaction ([`upstream_records`]): a write is durable together with
+//! the command that carries it to the cloud, or not at all, so a crash can
+//! neither lose a write's upload nor upload a write that was not kept.
 
 use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{IdbDatabase, IdbKeyRange, IdbObjectStoreParameters};
 
-use super::idb::{request_done, tx_done, Db, DbError, META};
+use super::idb::{request_done, tx_done, Db, DbError, META, OUTBOX};
+use super::queue_idb::{record_to_js, with_keys};
+use crate::outbox::{CommandId, CommandRecord, Status};
 use crate::state::stores::{CONFLICTS, STATE, STATE_META, SYNC_LOG};
 use crate::state::{Loaded, PersistOp};
 
@@ -78,15 +86,47 @@ pub async fn load(db: &Db) -> Result<Loaded, DbError> {
     Ok(loaded)
 }
 
-/// Writes one op in one strict transaction; resolves when it committed.
-pub async fn write(db: &Db, op: &PersistOp) -> Result<(), DbError> {
-    let tx = start(db, op).map_err(js_err)?;
+/// The outbox records of an op's `upstream` commands: this device's own
+/// commands (`origin` absent: the node signs them as the origin when it
+/// replicates them), `pending`, stamped with the write's HLC and `now_wall`.
+pub fn upstream_records(op: &PersistOp, now_wall: u64) -> Vec<CommandRecord> {
+    op.upstream
+        .iter()
+        .map(|u| CommandRecord {
+            id: CommandId::new(u.id.clone()),
+            topic: u.topic.clone(),
+            payload: u.payload.clone(),
+            status: Status::Pending,
+            retry_count: 0,
+            created_at: now_wall,
+            updated_at: now_wall,
+            hlc: u.hlc,
+            last_error: None,
+            origin: None,
+            origin_sig: None,
+            origin_chain: None,
+        })
+        .collect()
+}
+
+/// Writes one op, with `upstream` (its commands as [`upstream_records`]
+/// made) in the `outbox` store, in one strict transaction; resolves when it
+/// committed.
+pub async fn write(db: &Db, op: &PersistOp, upstream: &[CommandRecord]) -> Result<(), DbError> {
+    let tx = start(db, op, upstream).map_err(js_err)?;
     tx_done(&tx).await
 }
 
-fn start(db: &Db, op: &PersistOp) -> Result<web_sys::IdbTransaction, JsValue> {
+fn start(db: &Db, op: &PersistOp, upstream: &[CommandRecord]) -> Result<web_sys::IdbTransaction, JsValue> {
     let stores = Array::of5(&STATE.into(), &STATE_META.into(), &CONFLICTS.into(), &SYNC_LOG.into(), &META.into());
+    if !upstream.is_empty() {
+        stores.push(&OUTBOX.into());
+    }
     let tx = super::idb::strict_transaction(db, &stores)?;
+    if !upstream.is_empty() {
+        let outbox = tx.object_store(OUTBOX)?;
+        with_keys(|k| upstream.iter().try_for_each(|r| outbox.put(&record_to_js(r, k)).map(drop)))?;
+    }
     let state = tx.object_store(STATE)?;
     for k in &op.keys {
         let key = Array::of2(&k.collection.as_str().into(), &k.key.as_str().into());

@@ -42,9 +42,14 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         // Seed 001's connection metrics: routed traffic with this peer over
         // every route, and how often it came back.
         let (mut mo, mut bo, mut mi, mut bi) = (0u64, 0u64, 0u64, 0u64);
+        let (mut ping, mut pong) = (0u64, 0u64);
         for r in s.routing.peers.iter().filter(|r| r.peer == p.device).flat_map(|r| r.routes.iter()) {
             (mo, bo, mi, bi) = (mo + r.counters.msgs_out, bo + r.counters.bytes_out, mi + r.counters.msgs_in, bi + r.counters.bytes_in);
+            (ping, pong) = (ping.max(r.counters.last_probe_at), pong.max(r.counters.last_reply_at));
         }
+        // Seed 001's last ping / pong: the router's route probes to this peer
+        // and their replies, over any route (null: none yet).
+        let ago = |at: u64| if at == 0 { JsValue::NULL } else { JsValue::from_f64(now.saturating_sub(at) as f64) };
         let connection = ObjBuilder::new()
             .set("messagesSent", mo as f64)
             .set("bytesSent", bo as f64)
@@ -52,6 +57,8 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
             .set("bytesReceived", bi as f64)
             .set("lastHeardMsAgo", now.saturating_sub(p.last_seen) as f64)
             .set("reconnectAttempts", local.reconnects.get(&p.device).copied().unwrap_or(0))
+            .set("lastPingMsAgo", ago(ping))
+            .set("lastPongMsAgo", ago(pong))
             .build();
         peers.push(
             &ObjBuilder::new()
@@ -172,6 +179,11 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("crlsApplied", t.crls_applied as f64)
         .set("badCrl", t.bad_crl as f64)
         .set("chainsEvicted", t.chains_evicted as f64)
+        // Content key rotation (KEY_UPDATE, Part 6 §6): new epochs taken, updates
+        // refused, and newer epochs not wrapped to this device (revoked, or unknown to the issuer).
+        .set("keyUpdates", t.key_updates as f64)
+        .set("badKeyUpdate", t.bad_key_update as f64)
+        .set("keyUpdateNotForUs", t.key_update_not_for_us as f64)
         .set("sendersEvicted", (e.senders_evicted + x.senders_evicted) as f64)
         .set("senderMismatch", x.sender_mismatch as f64)
         .set("kindMismatch", x.kind_mismatch as f64)

@@ -82,9 +82,19 @@ pub async fn credentials(db: &Db, venue: &str, given: Option<JsValue>) -> Result
         Some(v) => bundle_of(v)?,
         None => {
             let stored = meta::get(db, CREDENTIALS_RECORD).await.map_err(|e| e.to_js("could not read the stored credentials"))?;
-            let text = stored.and_then(|v| v.as_string()).ok_or_else(|| {
+            let stored = stored.ok_or_else(|| {
                 not_paired("this device has no credentials yet: createPairingRequest(), then open({ credentials }) with the bundle your server returns, or VenueMesh.join() with an invite code")
             })?;
+            let text = match stored.as_string() {
+                // Stored in clear by an earlier version: read, then sealed below.
+                Some(text) => text,
+                None => {
+                    let plain = device_key::open_record(db, CREDENTIALS_RECORD, &stored)
+                        .await
+                        .map_err(|_| not_paired("the stored credentials do not open with this device's key (it was replaced): pair it again"))?;
+                    String::from_utf8(plain).map_err(|_| js_error(ErrorCode::BadCredentials, "the stored credential bundle is not valid", None))?
+                }
+            };
             Bundle::from_json(&text).map_err(|e| trust_error_js(e, "the stored credential bundle is not valid"))?
         }
     };
@@ -101,25 +111,31 @@ pub async fn credentials(db: &Db, venue: &str, given: Option<JsValue>) -> Result
             None,
         ));
     }
-    let json = bundle.to_json();
     let creds = Credentials::new(&key.seed, bundle, wall_ms(), DRIFT_MS).map_err(|e| trust_error_js(e, "the credentials do not fit this device"))?;
     // A browser device is a device or an admin: a cloud certificate would let
     // it sign receipts ("the cloud has it"), which only the cloud may do.
     if creds.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Cloud) {
         return Err(js_error(ErrorCode::BadCredentials, "a cloud certificate is not a device's: the cloud's key stays with the cloud", None));
     }
-    if given.is_some() {
-        meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&json)).await.map_err(|e| e.to_js("could not store the credentials"))?;
+    let legacy = given.is_none() && meta::get(db, CREDENTIALS_RECORD).await.ok().flatten().is_some_and(|v| v.is_string());
+    if given.is_some() || legacy {
+        store_bundle(db, &creds.bundle).await?;
     }
     Ok(creds)
 }
 
-/// Keeps a bundle (from pairing) for the next start.
+/// Keeps a bundle (from pairing or `open()`) for the next start, sealed
+/// under the device key's wrapping key: the bundle holds the venue content
+/// key, which must not sit in IndexedDB in clear.
 pub async fn store_bundle(db: &Db, bundle: &Bundle) -> Result<(), JsValue> {
-    meta::put(db, CREDENTIALS_RECORD, &JsValue::from_str(&bundle.to_json())).await.map_err(|e| e.to_js("could not store the credentials"))
+    let sealed = device_key::seal_record(db, CREDENTIALS_RECORD, bundle.to_json().as_bytes()).await?;
+    meta::put(db, CREDENTIALS_RECORD, &sealed).await.map_err(|e| e.to_js("could not store the credentials"))
 }
 
 const TRUST_STATE_RECORD: &str = "trust_state";
+
+/// Name of the sealed content keys inside the trust record (additional data of the seal).
+const CONTENT_KEYS_SEALED: &str = "trust_state.contentKeys";
 
 /// The trust state stored at the last `PersistTrust` (`None` when none or unreadable:
 /// chains are learned again and CRLs come back retained from the broker).
@@ -128,29 +144,64 @@ pub async fn load_trust_state(db: &Db) -> Option<TrustState> {
     let list = |k: &str| -> Vec<Vec<u8>> {
         js_sys::Reflect::get(&v, &k.into())
             .ok()
+            .filter(|a| js_sys::Array::is_array(a))
             .map(|a| js_sys::Array::from(&a).iter().filter_map(|x| x.dyn_into::<js_sys::Uint8Array>().ok()).map(|u| u.to_vec()).collect())
             .unwrap_or_default()
     };
-    let keys = list("contentKeys")
-        .into_iter()
-        .filter_map(|k| (k.len() == 33).then(|| (k[0], k[1..].try_into().expect("33 bytes"))))
-        .collect();
+    // Sealed under the device key; an older record may still hold them in clear.
+    let mut packed = list("contentKeys").concat();
+    if let Some(sealed) = js_sys::Reflect::get(&v, &"contentKeysSealed".into()).ok().filter(|s| s.is_object()) {
+        packed = device_key::open_record(db, CONTENT_KEYS_SEALED, &sealed).await.unwrap_or_default();
+    }
+    let keys = packed.chunks_exact(33).map(|k| (k[0], k[1..].try_into().expect("33 bytes"))).collect();
     let key_update = js_sys::Reflect::get(&v, &"keyUpdate".into()).ok().and_then(|x| x.dyn_into::<js_sys::Uint8Array>().ok()).map(|u| u.to_vec());
     Some(TrustState { crls: list("crls"), chains: list("chains"), content_keys: keys, key_update })
 }
 
+thread_local! {
+    /// The newest `save_trust_state` started, per database: sealing awaits, so
+    /// an older save that finishes later must not overwrite a newer one.
+    static SAVES: std::cell::RefCell<Vec<(String, u64)>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Writes the trust state (`Output::PersistTrust`); nothing waits for it.
+/// CRLs, chains and the KEY_UPDATE are public or already wrapped to this
+/// device's key and are stored as they are; the content keys are sealed
+/// under the device key's wrapping key (not written at all if that fails).
 pub fn save_trust_state(db: &Db, t: &TrustState) {
     let arr = |items: &mut dyn Iterator<Item = Vec<u8>>| -> js_sys::Array { items.map(|b| JsValue::from(js_sys::Uint8Array::from(&b[..]))).collect() };
-    let record = ObjBuilder::new()
-        .set("crls", arr(&mut t.crls.iter().cloned()))
-        .set("chains", arr(&mut t.chains.iter().cloned()))
-        .set("contentKeys", arr(&mut t.content_keys.iter().map(|(e, k)| [&[*e][..], &k[..]].concat())))
-        // Wrapped to this device's own key already (Part 6 §6): stored as received.
-        .set("keyUpdate", t.key_update.as_ref().map_or(JsValue::NULL, |k| js_sys::Uint8Array::from(&k[..]).into()))
-        .build();
+    let crls = arr(&mut t.crls.iter().cloned());
+    let chains = arr(&mut t.chains.iter().cloned());
+    // Wrapped to this device's own key already (Part 6 §6): stored as received.
+    let key_update = t.key_update.as_ref().map_or(JsValue::NULL, |k| js_sys::Uint8Array::from(&k[..]).into());
+    let packed: Vec<u8> = t.content_keys.iter().flat_map(|(e, k)| [&[*e][..], &k[..]].concat()).collect();
+    let name = db.name();
+    let seq = SAVES.with(|s| {
+        let mut s = s.borrow_mut();
+        match s.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
+            }
+            None => {
+                s.push((name.clone(), 1));
+                1
+            }
+        }
+    });
     let db = db.clone();
     wasm_bindgen_futures::spawn_local(async move {
+        let sealed = match device_key::seal_record(&db, CONTENT_KEYS_SEALED, &packed).await {
+            Ok(s) => s,
+            Err(_) => {
+                web_sys::console::warn_1(&"venuemesh: could not seal the content keys; the trust state was not stored".into());
+                return;
+            }
+        };
+        if SAVES.with(|s| s.borrow().iter().find(|(n, _)| *n == name).map(|e| e.1)) != Some(seq) {
+            return; // a newer save follows
+        }
+        let record = ObjBuilder::new().set("crls", crls).set("chains", chains).set("contentKeysSealed", sealed).set("keyUpdate", key_update).build();
         if let Err(e) = meta::put(&db, TRUST_STATE_RECORD, &record).await {
             web_sys::console::warn_1(&format!("venuemesh: could not store the trust state: {}", e.message).into());
         }

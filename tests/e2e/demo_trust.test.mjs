@@ -52,11 +52,15 @@ test('the admin iPad admits a device with a code and revokes it', { timeout: 90_
   await waitFor(() => admin.page.evaluate((id) => window.mesh.getDetailedStats().peers.some((p) => p.device === id), fresh.id), 15_000,
     'the admitted device is a peer of the admin');
   await admin.page.waitForFunction(() => document.getElementById('invite-code').textContent === '–', null, { timeout: 10_000 });
-  const bundle = await fresh.page.evaluate(() => new Promise((resolve) => {
-    const r = indexedDB.open(new URLSearchParams(location.search).get('db'));
-    r.onsuccess = () => { const g = r.result.transaction('meta').objectStore('meta').get('credentials'); g.onsuccess = () => resolve(g.result); };
-  }));
-  const chain = T.decodeChain(T.readBundle(bundle).chain);
+  // Its chain as it attaches it to its envelopes (the stored bundle is sealed under its device key).
+  const watcher = await mqtt.connectAsync(broker.url);
+  t.after(() => watcher.endAsync(true));
+  const chain = await new Promise((resolve) => {
+    watcher.on('message', (_topic, payload) => {
+      try { const e = T.parseEnvelope(payload); if (e.chain && e.sender === fresh.id) resolve(T.decodeChain(e.chain.bytes)); } catch { /* not an envelope */ }
+    });
+    watcher.subscribeAsync([`vm/${venue}/presence/${fresh.id}`, `vm/${venue}/hb/${fresh.id}`], { qos: 0 });
+  });
   assert.deepEqual(chain.map((c) => c.subject), [fresh.id, admin.id], 'certified by the admin iPad, whose certificate the root issued');
   await shot(fresh, 'trust-2-new-device-joined');
   await shot(admin, 'trust-3-admin-sees-it');

@@ -102,6 +102,34 @@ test('a rogue cannot speak as another device: heartbeats in its name, a counter 
   }
 });
 
+test('copy requests in another device\'s name are refused by every page and no forged sale reaches the cloud', { timeout: 90_000 }, async (t) => {
+  const { pages, rogue, ingest } = await venue(t);
+  const victim = pages[1];
+  await rogue.join();
+  // Sales in the victim's name, under ids of the victim's form, signed with the rogue's own valid
+  // key (its chain in the batch's table): with one venue key (v1) these were stored as the
+  // victim's sales and uploaded by the hub.
+  const forged = Array.from({ length: 5 }, (_, i) => ({ id: T.newCommandId(victim.id), origin: victim.id, topic: 'sale',
+    hlc: T.packHlc(Date.now()), payload: Buffer.from(JSON.stringify({ forged: i, cents: 99_900 })) }));
+  for (const p of pages) await rogue.replicateTo(p.id, forged);
+  // and the same commands with the victim's own chain in the table (the signature still is the rogue's)
+  await rogue.subscribe(`presence/${victim.id}`); // retained, with the victim's chain attached
+  await waitFor(() => rogue.received.some((m) => m.topic.endsWith(`/presence/${victim.id}`)), 5_000, 'the victim\'s presence');
+  const chainOfVictim = T.parseEnvelope(rogue.received.find((m) => m.topic.endsWith(`/presence/${victim.id}`)).payload).chain.bytes;
+  for (const p of pages) await rogue.replicateTo(p.id, forged, { chains: [chainOfVictim] });
+  const real = await enqueue(victim, 3, 'real-after-forgery');
+  await waitFor(async () => (await statuses(victim, real)).every((s) => s === 'cloud_ack'), 30_000, 'the victim\'s real sales reach the cloud');
+  await sleep(2 * HB);
+  const ids = forged.map((c) => c.id);
+  const stored = ingest.query().ids;
+  assert.deepEqual(ids.filter((i) => stored.includes(i)), [], 'no forged sale is in the cloud');
+  assert.ok(real.every((i) => stored.includes(i)));
+  for (const p of pages) {
+    assert.deepEqual((await statuses(p, ids)).filter((s) => s !== null && s !== undefined), [], `${p.id} holds none of the forgeries`);
+  }
+  assert.ok(await sum(pages, 'badOriginSig') >= pages.length, 'each page refused them for their origin signature');
+});
+
 test('a broker subscriber without the device keys sees no sale payload', { timeout: 60_000 }, async (t) => {
   const { pages, broker, name } = await venue(t, { cloud: false, extra: { webrtc: '0' } }); // everything over the broker
   const spy = await mqtt.connectAsync(broker.url, { clientId: `spy-${Date.now()}` });

@@ -4,6 +4,7 @@
 // only an admin certificate can invite.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import mqtt from 'mqtt';
 import { browserAndBroker, openPage, venueCa } from './lib.mjs';
 import * as T from '../ca/trust.mjs';
 
@@ -40,12 +41,23 @@ const join = (page, extra) => page.evaluate(async (o) => {
     return { device: window.mesh.deviceId };
   } catch (e) { return { code: e.code, message: e.message }; }
 }, { ...base(), ...extra });
-/** The bundle a page stored (meta 'credentials'), read back in Node. */
-const storedBundle = (page) => page.evaluate((venue) => new Promise((resolve, reject) => {
-  const r = indexedDB.open(`venuemesh-${venue}`);
-  r.onerror = () => reject(r.error);
-  r.onsuccess = () => { const g = r.result.transaction('meta').objectStore('meta').get('credentials'); g.onsuccess = () => { resolve(g.result); r.result.close(); }; };
-}), VENUE);
+/**
+ * The certificate chain `device` attaches to its envelopes on the broker (its retained presence,
+ * its heartbeats), decoded: what every peer checks. (The stored bundle is sealed under the device
+ * key, so the test cannot read it back from IndexedDB.)
+ */
+async function chainOf(device) {
+  const spy = await mqtt.connectAsync(env.broker.url, { clientId: `spy-${Date.now()}` });
+  try {
+    const got = new Promise((resolve) => spy.on('message', (_topic, payload) => {
+      try { const e = T.parseEnvelope(payload); if (e.chain && e.sender === device) resolve(T.decodeChain(e.chain.bytes)); } catch { /* not an envelope */ }
+    }));
+    await spy.subscribeAsync([`vm/${VENUE}/presence/${device}`, `vm/${VENUE}/hb/${device}`], { qos: 0 });
+    return await Promise.race([got, new Promise((_, reject) => setTimeout(() => reject(new Error(`no envelope of ${device} with its chain`)), 10_000))]);
+  } finally {
+    await spy.endAsync(true);
+  }
+}
 
 test('an admin device admits a new device with a one-time code', { timeout: 60_000 }, async (t) => {
   const admin = await provisioned(t, 'ipad-admin', 'admin');
@@ -57,10 +69,9 @@ test('an admin device admits a new device with a one-time code', { timeout: 60_0
   assert.deepEqual(joined, { device: 'pos-new' });
   await admin.waitForFunction(() => window.admitted.length === 1, null, { timeout: 5_000 });
   const admitted = await admin.evaluate(() => window.admitted[0]);
-  const bundle = T.readBundle(await storedBundle(joiner));
+  const chain = await chainOf('pos-new');
   assert.equal(admitted.device, 'pos-new');
-  assert.equal(admitted.publicKey, bundle.leaf.pk.toString('base64'), 'the admin certified the key the new device made');
-  const chain = T.decodeChain(bundle.chain);
+  assert.equal(admitted.publicKey, chain[0].pk.toString('base64'), 'the admin certified the key the new device made, and it speaks with it');
   assert.deepEqual([chain.length, chain[0].subject, chain[1].subject, T.ROLE_NAME[chain[0].role]], [2, 'pos-new', 'ipad-admin', 'device'],
     'a device certificate issued by the admin, the admin\'s own certificate from the root above it');
   // the code is single use

@@ -3,7 +3,8 @@
 vm/{venue}/up (envelope v2: signed by the hub's device key, body encrypted), stores
 only the commands their origin signed (chain to the venue root, not revoked) in SQLite
 keyed by command id, then publishes a CLOUD_ACK whose body is a receipt signed with the
-cloud key on vm/{venue}/cloud. It follows the CRLs retained on vm/{venue}/crl.
+cloud key on vm/{venue}/cloud. It follows the CRLs retained on vm/{venue}/crl and the
+content key rotations (KEY_UPDATE) retained on vm/{venue}/keys.
 Python >= 3.9 with `cryptography` (Debian: python3-cryptography), so it doubles as
 proof that PROTOCOL.md is enough to join a mesh from another language. `--self-test`
 checks the documented byte examples. See README.md. The wire formats are in trust.py
@@ -14,6 +15,7 @@ sys.dont_write_bytecode = True  # no __pycache__ in the repo
 from venuewire import KIND_CLOUD_ACK, KIND_UPLOAD, IDS_PER_ACK, Reject, Hlc, ReplayWindow  # noqa: E402
 from mqttlite import CONNECT, PUBLISH, OVERSIZED, MAX_PACKET, Decoder, Mqtt, ProtocolError, mstr, packet  # noqa: E402
 import trust as tr  # noqa: E402
+import state_ingest  # noqa: E402  (shared-state writes, issue #18)
 
 
 def log(msg):
@@ -23,9 +25,9 @@ def log(msg):
 class Ingest:
     def __init__(self, a, cred):
         self.a = a
-        self.trust, self.key, self.chain, self.sender, self.epoch = cred
+        self.trust, self.key, self.chain, self.sender, _epoch = cred  # the epoch: trust.send_epoch
         self.up, self.cloud = "vm/%s/up" % a.venue, "vm/%s/cloud" % a.venue
-        self.crl = "vm/%s/crl" % a.venue
+        self.crl, self.keys = "vm/%s/crl" % a.venue, "vm/%s/keys" % a.venue
         # Envelopes that carry their sender's chain (the hub claim, presence, heartbeats):
         # UPLOAD does not, so the ingest learns the hub's chain from these.
         self.chain_topics = ("vm/%s/hub" % a.venue, "vm/%s/presence/" % a.venue, "vm/%s/hb/" % a.venue)
@@ -56,6 +58,16 @@ class Ingest:
                 self.trust.add_crl(payload, now)
                 log("CRL: %d revoked key(s)" % len(self.trust.revoked))
             return
+        self.trust.tick(now)
+        if topic == self.keys:
+            # Content key rotation (PROTOCOL.md Part 6 §6): the admin wraps the new key to the
+            # cloud too, so the hub's uploads under it still open and our acks follow it.
+            if payload:
+                epoch = self.trust.add_key_update(payload, self.sender, self.key.seed, now)
+                if epoch is not None:
+                    self.stats["key_updates"] += 1
+                    log("KEY_UPDATE: content key epoch %d (sending under %d)" % (epoch, self.trust.send_epoch))
+            return
         if topic.startswith(self.chain_topics):
             if len(payload) > 3 and payload[0] == 2 and payload[2] & tr.FLAG_CHAIN:
                 try:
@@ -85,7 +97,8 @@ class Ingest:
             self.mqtt.publish(self.cloud, tr.seal(self.key, self.a.venue, self.sender, KIND_CLOUD_ACK, self.counter, 0,
                                                   self.hlc.send(int(time.time() * 1000)),
                                                   bytes([tr.TYPE_CLOUD_ACK]) + receipt, chain=self.chain,
-                                                  content_key=self.trust.content_keys[self.epoch], epoch=self.epoch))
+                                                  content_key=self.trust.content_keys[self.trust.send_epoch],
+                                                  epoch=self.trust.send_epoch))
         self.stats["batches"] += 1
         print(json.dumps({"batch": batch, "from": env["sender"], "ids": len(entries), "new": new,
                           "refused": len(bad)}), flush=True)
@@ -109,11 +122,22 @@ class Ingest:
                     cur.execute("UPDATE commands SET uploads = uploads + 1 WHERE id = ?", (c["id"],))
                     digest = cur.execute("SELECT digest FROM commands WHERE id = ?", (c["id"],)).fetchone()[0]
                 entries[c["id"]] = bytes(digest)
+                if c["topic"].startswith("state/"):
+                    self.store_state(cur, c, now)
             cur.execute("COMMIT")
         except BaseException:
             cur.execute("ROLLBACK")
             raise
         return new, list(entries.items())
+
+    def store_state(self, cur, c, now):
+        """A shared-state write (topic state/…): also kept decoded (state_ingest.py). The command
+        is stored and acked even when its payload is refused here: it was origin-signed, and a
+        device would otherwise upload it for ever."""
+        why = state_ingest.store_state_write(cur, c, now)
+        if why:
+            self.stats[why.split(":")[0]] += 1
+            log("state write %s from %s not kept: %s" % (c["id"], c["origin"], why))
 
     def on_skip(self, reason, topic, size):
         """An oversized or malformed PUBLISH: skipped (acked), counted, logged; the connection stays."""
@@ -154,6 +178,15 @@ class Ingest:
 
 
 # --- self-test -------------------------------------------------------------------
+def _reject(f):
+    """Runs f: its Reject reason, or "accepted"."""
+    try:
+        f()
+        return "accepted"
+    except Reject as e:
+        return e.args[0]
+
+
 def self_test():
     checks, failed = 0, []
 
@@ -258,6 +291,53 @@ def self_test():
         check("vector " + name, [f.hex() for f in tr.open_crl(h(v[name]), vroot.pk, vn, vnow)[1]], [v["crl_revoked_fp"]])
     rc = h(v["receipt"])
     check("vector receipt", tr.verify_sig(h(v["keys"]["cloud_public"]), tr.CTX_RECEIPT + rc[:-64], rc[-64:]), True)
+    # KEY_UPDATE (Part 6 §6): the Rust vector verified, unwrapped by pos-1, and issued again
+    # here byte for byte (deterministic Ed25519, fixed ephemeral secret).
+    vk = v["key_update"]
+    vadmin, vku = tr.Key(h(v["keys"]["admin_secret"])), h(vk["bytes"])
+    opened = tr.open_key_update(vku, vroot.pk, vn, vnow)
+    check("vector key_update", (opened["epoch"], sorted(opened["recipients"])), (int(vk["new_epoch"]), ["ipad-admin", "pos-1"]))
+    check("vector key_update x25519", tr.ed25519_pk_to_x25519(vpos.pk).hex(), vk["pos1_x25519_public"])
+    check("vector key_update unwrap", tr.unwrap_key_update(opened, vn, "pos-1", vpos.seed).hex(), vk["new_content_key"])
+    check("vector key_update not named", tr.unwrap_key_update(opened, vn, "tab-7", vpos.seed), None)
+    again = tr.make_key_update(vadmin, vn, opened["epoch"], (opened["issued_at"], opened["activate_at"], opened["retire_at"]),
+                               h(vk["new_content_key"]), [("pos-1", vpos.pk), ("ipad-admin", vadmin.pk)],
+                               h(vk["ephemeral_secret"]), issuer_chain=h(v["chain_admin"]))
+    check("vector key_update issued in Python", again.hex(), vk["bytes"])
+    try:
+        tr.unwrap_key_update(opened, vn, "pos-1", vadmin.seed)
+        check("key_update: another key", "opened", "bad_key_update")
+    except Reject as e:
+        check("key_update: another key", e.args[0], "bad_key_update")
+    flips = set()
+    for i in range(0, len(vku) * 8, 7):
+        bad = bytearray(vku)
+        bad[i // 8] ^= 1 << (i % 8)
+        try:
+            tr.open_key_update(bytes(bad), vroot.pk, vn, vnow)
+            flips.add("accepted")
+        except Reject as e:
+            flips.add(e.args[0])
+    check("key_update bit flips: none accepted", "accepted" in flips, False)
+    # The ingest's schedule: the new epoch is read at once, sealed under from activate_at,
+    # the old one dropped at retire_at; a device may not issue; an update not naming the cloud is refused.
+    ck2 = bytes(range(32, 64))
+    sched = tr.Trust(venue, root.pk, {1: ck})
+    update = tr.make_key_update(root, venue, 2, (now, now + 5000, now + 65000), ck2, [("cloud", cloud.pk), ("pos-1", pos.pk)], bytes([7]) * 32)
+    check("key_update applied", sched.add_key_update(update, "cloud", cloud.seed, now), 2)
+    check("key_update again", sched.add_key_update(update, "cloud", cloud.seed, now), None)
+    check("key_update: read at once, sent later", (sorted(sched.content_keys), sched.send_epoch), ([1, 2], 1))
+    env2 = tr.seal(pos, venue, "pos-1", 12, 50, 0, hlc, b"after", chain=pos_chain, content_key=ck2, epoch=2)
+    check("key_update: an epoch-2 body opens", sched.open(env2, now)["body"], b"after")
+    check("an epoch-2 body does not open without it", _reject(lambda: trust().open(env2, now)), "bad_body")
+    sched.tick(now + 5000)
+    check("key_update: activated", (sorted(sched.content_keys), sched.send_epoch), ([1, 2], 2))
+    sched.tick(now + 65000)
+    check("key_update: retired", (sorted(sched.content_keys), sched.send_epoch), ([2], 2))
+    by_device = tr.make_key_update(pos, venue, 3, (now, now, now), ck2, [("cloud", cloud.pk)], bytes([8]) * 32, issuer_chain=pos_chain)
+    check("key_update by a device", _reject(lambda: sched.add_key_update(by_device, "cloud", cloud.seed, now)), "wrong_role")
+    not_us = tr.make_key_update(root, venue, 3, (now, now, now), ck2, [("pos-1", pos.pk)], bytes([9]) * 32)
+    check("key_update not for the cloud", _reject(lambda: sched.add_key_update(not_us, "cloud", cloud.seed, now)), "key_update_not_for_us")
     w = ReplayWindow()
     check("replay", [w.check("a", c) for c in (100, 100, 99, 99, 2000, 976, 977, 977, 5)],
           ["accept", "duplicate", "accept", "duplicate", "accept", "too_old", "accept", "duplicate", "too_old"])
@@ -280,6 +360,8 @@ def self_test():
         got = [x for i in range(0, len(stream), step) for x in d.feed(stream[i:i + step])]
         check("oversized in chunks of %d" % step, got, want)
         check("oversized: nothing held", len(d.buf), 0)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "vectors", "state.json")) as f:
+        state_ingest.self_test(json.load(f), check)
     for f in failed:
         print("FAIL " + f)
     print("self-test: %d checks, %d failed" % (checks, len(failed)))

@@ -9,6 +9,7 @@ import base64, hashlib, json, struct, time
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -20,6 +21,8 @@ TYPE_CLOUD_ACK, TYPE_UPLOAD = 0x12, 0x13
 FLAG_ENCRYPTED, FLAG_CHAIN = 0x01, 0x02
 CTX_CERT, CTX_ENV, CTX_CMD = b"venuemesh/v2 cert\0", b"venuemesh/v2 env\0", b"venuemesh/v2 cmd\0"
 CTX_RECEIPT, CTX_CRL = b"venuemesh/v2 receipt\0", b"venuemesh/v2 crl\0"
+CTX_KEYS = b"venuemesh/v2 keys\0"
+MAX_KEY_RECIPIENTS, WRAPPED_LEN = 1024, 48
 MAX_BODY, DRIFT_MS, MIN_ENVELOPE = 262144, 60000, 100
 
 
@@ -155,6 +158,102 @@ def open_crl(raw, root_pk, venue, now_ms, revoked=frozenset()):
     return seq, fps
 
 
+# --- KEY_UPDATE: content key rotation (Part 6 §6) --------------------------------------
+def open_key_update(raw, root_pk, venue, now_ms, revoked=frozenset()):
+    """A valid KEY_UPDATE (signed by the root, or an admin or cloud chain from it) ->
+    dict(epoch, issued_at, activate_at, retire_at, eph_pk, recipients={device: wrapped})."""
+    r = Reader(raw, "bad_key_update")
+    if r.uint("B") != 1:
+        raise Reject("bad_key_update")
+    ven, epoch = r.id(), r.uint("B")
+    issued, activate, retire = r.uint("Q"), r.uint("Q"), r.uint("Q")
+    eph, n = r.take(32), r.uint("H")
+    if retire < activate or n > MAX_KEY_RECIPIENTS:
+        raise Reject("bad_key_update")
+    recipients = {}
+    for _ in range(n):
+        device = r.id()
+        recipients[device] = r.take(WRAPPED_LEN)
+    signer = root_pk
+    if r.rest[:1] == b"\x00":
+        r.take(1)
+    else:
+        leaf = verify_chain(read_chain(r), root_pk, venue, now_ms, revoked)
+        if leaf["role"] not in (ROLE_ADMIN, ROLE_CLOUD):
+            raise Reject("wrong_role")
+        signer = leaf["pk"]
+    tbs = bytes(raw[:len(raw) - len(r.rest)])
+    sig = r.take(64)
+    if len(r.rest) or ven != venue or not verify_sig(signer, CTX_KEYS + tbs, sig):
+        raise Reject("bad_key_update")
+    return dict(epoch=epoch, issued_at=issued, activate_at=activate, retire_at=retire, eph_pk=eph,
+                recipients=recipients)
+
+
+def x25519_secret(seed):
+    """The X25519 secret of an Ed25519 seed: the first half of SHA-512(seed), the scalar
+    Ed25519 itself uses (X25519 clamps it the same way); its public key is the
+    Montgomery form of the Ed25519 public key (libsodium's ed25519_sk_to_curve25519)."""
+    return X25519PrivateKey.from_private_bytes(hashlib.sha512(seed).digest()[:32])
+
+
+def unwrap_key_update(ku, venue, device, seed):
+    """The new content key wrapped to `device` (whose Ed25519 seed is `seed`), or None when
+    the update does not name it. Reject("bad_key_update") when the entry does not open."""
+    wrapped = ku["recipients"].get(device)
+    if wrapped is None:
+        return None
+    sk = x25519_secret(seed)
+    mont = sk.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    try:
+        shared = sk.exchange(X25519PublicKey.from_public_bytes(ku["eph_pk"]))
+    except ValueError:  # a low-order point: an all-zero shared secret
+        raise Reject("bad_key_update") from None
+    kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"venuemesh/v2",
+               info=b"key-update\0" + ku["eph_pk"] + mont).derive(shared)
+    aad = venue.encode() + b"\0" + device.encode() + b"\0" + bytes([ku["epoch"]])
+    try:
+        return ChaCha20Poly1305(kek).decrypt(bytes(12), wrapped, aad)
+    except InvalidTag:
+        raise Reject("bad_key_update") from None
+
+
+_P = 2 ** 255 - 19
+
+
+def ed25519_pk_to_x25519(pk):
+    """The Montgomery u of an Ed25519 public key: u = (1 + y) / (1 - y) mod p."""
+    y = int.from_bytes(pk, "little") & ((1 << 255) - 1)
+    u = (1 + y) * pow((1 - y) % _P, _P - 2, _P) % _P
+    return u.to_bytes(32, "little")
+
+
+def make_key_update(key, venue, epoch, when, content_key, recipients, eph_secret, issuer_chain=None):
+    """Issues a KEY_UPDATE (what an admin device or the cloud does): `when` = (issued_at,
+    activate_at, retire_at); `recipients` = [(device, Ed25519 public key)]; `eph_secret` 32
+    fresh random bytes; signed by `key` under `issuer_chain` (None: `key` is the root)."""
+    eph = X25519PrivateKey.from_private_bytes(eph_secret)
+    eph_pk = eph.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    issued, activate, retire = when
+    out = bytes([1]) + idb(venue) + bytes([epoch]) + struct.pack(">QQQ", issued, activate, max(retire, activate))
+    out += eph_pk + struct.pack(">H", len(recipients))
+    for device, pk in recipients:
+        mont = ed25519_pk_to_x25519(pk)
+        shared = eph.exchange(X25519PublicKey.from_public_bytes(mont))
+        kek = HKDF(algorithm=hashes.SHA256(), length=32, salt=b"venuemesh/v2",
+                   info=b"key-update\0" + eph_pk + mont).derive(shared)
+        aad = venue.encode() + b"\0" + device.encode() + b"\0" + bytes([epoch])
+        out += idb(device) + ChaCha20Poly1305(kek).encrypt(bytes(12), content_key, aad)
+    out += issuer_chain if issuer_chain is not None else b"\x00"
+    return out + key.sign(CTX_KEYS + out)
+
+
+def epoch_newer(a, b):
+    """Epochs wrap at 256: `a` is newer than `b` when 1..=127 steps ahead."""
+    d = (a - b) % 256
+    return 0 < d < 128
+
+
 # --- commands and receipts (§3) --------------------------------------------------------
 def encode_cmd(c):
     """The v1 command fields (src/replication/wire.rs), what the origin signs."""
@@ -229,6 +328,44 @@ class Trust:
     def __init__(self, venue, root_pk, content_keys, max_certs=1024):
         self.venue, self.root_pk, self.content_keys = venue, root_pk, dict(content_keys)
         self.revoked, self.certs, self.max_certs = set(), {}, max_certs
+        # Content key rotation (Part 6 §6): the epoch we seal under, the newest held, a
+        # scheduled activation (epoch, activate_at, retire_at) and epochs due to be dropped.
+        self.newest = self.send_epoch = max(self.content_keys) if self.content_keys else 0
+        self.pending, self.retiring = None, []
+
+    def add_key_update(self, raw, device, seed, now_ms):
+        """Applies a KEY_UPDATE: verified (root, or an admin or cloud chain), and if its epoch
+        is newer than every one held, its key is unwrapped with our own key (`device`, Ed25519
+        `seed`): read under at once, sealed under from `activate_at`, the older epochs dropped at
+        `retire_at` — the devices' schedule, so nothing they send in between is unreadable.
+        -> the new epoch, or None (an epoch held or older). Reject when it does not verify or
+        does not name us (`key_update_not_for_us`: uploads under it cannot be opened)."""
+        ku = open_key_update(raw, self.root_pk, self.venue, now_ms, self.revoked)
+        epoch = ku["epoch"]
+        if epoch in self.content_keys or not epoch_newer(epoch, self.newest):
+            return None
+        key = unwrap_key_update(ku, self.venue, device, seed)
+        if key is None:
+            raise Reject("key_update_not_for_us")
+        if self.pending:  # a newer update overtook a scheduled one: that one is live now
+            self._activate(*self.pending)
+        self.content_keys[epoch] = key
+        self.newest, self.pending = epoch, (epoch, ku["activate_at"], ku["retire_at"])
+        self.tick(now_ms)
+        return epoch
+
+    def _activate(self, epoch, _activate_at, retire_at):
+        self.pending, self.send_epoch = None, epoch
+        self.retiring += [(e, retire_at) for e in self.content_keys if e != epoch]
+
+    def tick(self, now_ms):
+        """Applies the schedule: activation of a pending epoch, retirement of older ones."""
+        if self.pending and now_ms >= self.pending[1]:
+            self._activate(*self.pending)
+        due = [e for e, at in self.retiring if now_ms >= at and e != self.send_epoch]
+        for e in due:
+            self.content_keys.pop(e, None)
+        self.retiring = [(e, at) for e, at in self.retiring if e not in due and e != self.send_epoch]
 
     def chain_ok(self, chain, now_ms):
         return verify_chain(chain, self.root_pk, self.venue, now_ms, self.revoked)

@@ -14,6 +14,9 @@ use crate::replication::{self, wire as rwire, AckState, Cmd, PeerView, RepMsg, V
 
 /// Receipts kept for SYNC_ACK state 2 (oldest id dropped beyond).
 const MAX_RECEIPTS: usize = 4096;
+/// CLOUD_ACK entries kept for commands not held yet (an arbitrary id dropped
+/// beyond: ids are random, and a lost entry only costs the re-offer).
+const MAX_EARLY_RECEIPTS: usize = 4096;
 use crate::routing::Route;
 
 /// Where a queued replication message goes.
@@ -184,7 +187,15 @@ impl MeshNode {
                 for chain in rwire::cert_table(body) {
                     let _ = self.receiver.trust_mut().learn_chain(&chain, now_wall);
                 }
-                RepMsg::Replicate(cmds.into_iter().filter(|c| self.origin_signed(c)).collect())
+                let cmds: Vec<Rc<Cmd>> = cmds.into_iter().filter(|c| self.origin_signed(c)).collect();
+                let known: Vec<CommandId> = cmds.iter().filter(|c| self.early_receipt(c)).map(|c| c.id.clone()).collect();
+                if !known.is_empty() {
+                    // In the cloud already: the replicator answers "the cloud
+                    // has it" (with the receipt) instead of storing a copy that
+                    // would wait for its re-offer to learn so.
+                    self.rep.handle_message(sender, RepMsg::CloudAck(known), now);
+                }
+                RepMsg::Replicate(cmds)
             }
             RepMsg::SyncAck(acks) => RepMsg::SyncAck(self.proven_acks(acks, body, now_wall)),
             other => other,
@@ -208,6 +219,20 @@ impl MeshNode {
             self.receiver.trust_mut().stats_mut().bad_origin_sig += 1;
         }
         ok
+    }
+
+    /// Whether a CLOUD_ACK that went by before we held `cmd` covers it (same
+    /// digest); if so its receipt is kept for the answer. A copy placed on
+    /// this device after the cloud confirmed it (its holder was cut off when
+    /// the CLOUD_ACK was broadcast) is then acked at once.
+    fn early_receipt(&mut self, cmd: &Cmd) -> bool {
+        match self.early_receipts.remove(&cmd.id) {
+            Some((digest, raw)) if digest == cmd.digest() => {
+                self.keep_receipt(cmd.id.clone(), raw);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// The entries of a SYNC_ACK that stand: "durable" as said, "the cloud
@@ -264,7 +289,12 @@ impl MeshNode {
                     ids.push(id);
                 }
                 Some(_) => self.receiver.trust_mut().stats_mut().bad_receipt += 1,
-                None => {}
+                None => {
+                    if self.early_receipts.len() >= MAX_EARLY_RECEIPTS {
+                        self.early_receipts.pop_first();
+                    }
+                    self.early_receipts.insert(id, (*digest, shared.clone()));
+                }
             }
         }
         self.counters.delivered += 1;

@@ -114,3 +114,43 @@ fn a_replica_reaches_the_ingest_after_its_holders_reload_with_the_origin_gone() 
         assert_eq!(net.node(i).trust().stats().bad_origin_sig, 0);
     }
 }
+
+/// Issue #17's flake: a device that did not hold a command when its
+/// CLOUD_ACK went by, and is given a copy afterwards (its origin was cut off
+/// from the broker, came back and restored the replication factor), must not
+/// keep that copy at `peer_ack` until its re-offer (60 s): it answers "the
+/// cloud has it" with the receipt at once and stores nothing.
+#[test]
+fn a_copy_placed_after_its_cloud_ack_went_by_is_acked_at_once() {
+    let mut devs = trio();
+    devs.push(("phone-1", info(DeviceKind::Phone, None)));
+    let mut net = Net::new(10, devs);
+    net.start_all();
+    net.until(3_000, |n| n.agreed(&[0, 1, 2, 3]).is_some()).expect("a hub");
+    let origin = net.devs.iter().position(|d| d.id == "pos-1").unwrap();
+    let phone = net.devs.iter().position(|d| d.id == "phone-1").unwrap();
+    net.commit(origin, "pos-1-a");
+    net.run_until(net.now + 200);
+    let up = uploads(&net);
+    assert_eq!(up.len(), 1, "{up:?}");
+    let signed = up[0].1[0].clone();
+    assert!(net.devs[phone].replicas.is_empty(), "the phone is not among the first holders");
+    // The cloud's receipt goes by on `cloud` while the phone holds nothing.
+    let env = net.ingest_ack(&up[0].1);
+    net.inject(phone, &topics::cloud(VENUE), env, false);
+    // Later its origin places a copy on the phone.
+    let body = RepMsg::Replicate(vec![signed]).encode().unwrap();
+    let hlc = crate::hlc::Hlc::new(WALL0 + net.now, 0).unwrap();
+    let header = Header { kind: Kind::ReplicateCommand, sender: "pos-1".into(), counter: u64::MAX / 2, term: 0, hlc };
+    let from = net.log.len();
+    net.inject(phone, &topics::replicate(VENUE, "phone-1"), Envelope::seal(&header, &body, &store_of("pos-1")).unwrap(), false);
+    net.run_until(net.now + 100);
+    assert!(net.devs[phone].replicas.is_empty(), "no copy stored");
+    let answer = net.log[from..]
+        .iter()
+        .filter(|(_, by, topic, _, _)| *by == phone && *topic == topics::ack(VENUE, "pos-1"))
+        .map(|(_, _, _, payload, _)| rep::wire::decode(&open(payload).expect("a valid envelope").body).unwrap())
+        .next();
+    assert_eq!(answer, Some(RepMsg::SyncAck(vec![(CommandId::new("pos-1-a"), rep::AckState::CloudAcked)])), "answered with the receipt");
+    assert_eq!(net.node(phone).trust().stats().bad_receipt, 0);
+}

@@ -224,13 +224,70 @@ fn a_late_device_catches_up() {
     assert_eq!(converged(&net), Vec::<String>::new());
 }
 
+/// A device that held the state goes offline for an hour (virtual clock:
+/// the harness's time, every timer of every node runs through it) while
+/// the others edit, delete and sell, and edits offline itself; back
+/// online it catches up, the others get its offline edits, and nothing
+/// made on either side is lost. Default timers (comparisons every 10
+/// minutes), not the test's short ones.
+#[test]
+fn a_device_offline_for_an_hour_catches_up() {
+    let mut net = Net::new(17, trio());
+    net.state = Some(state::Config::new("set-by-the-node"));
+    net.start_all();
+    net.run_until(3_000);
+    for k in 0..30 {
+        put(&mut net, 0, &format!("sku-{k}"), &format!(r#"{{"price":{k}}}"#));
+    }
+    net.run_until(net.now + 2_000);
+    assert_eq!(get(&net, 2, DOCS, "sku-29"), Some(r#"{"price":29}"#.into()), "device 2 had the state");
+    // Device 2 drops off the network (its Will follows) for an hour.
+    net.devs[2].connected = false;
+    let now = net.now;
+    net.devs[2].node.as_mut().unwrap().handle_transport(false, now);
+    net.drain(2);
+    net.push(now + WILL_DELAY, Ev::Will { of: 2 });
+    let back_at = now + 3_600_000;
+    for minute in 0..60u64 {
+        let t = now + minute * 60_000 + 1_000;
+        net.run_until(t);
+        let k = minute % 30;
+        match minute % 4 {
+            0 => put(&mut net, 0, &format!("sku-{k}"), &format!(r#"{{"price":{}}}"#, 100 + minute)),
+            1 => {
+                let wall = net.wall(1);
+                store(&mut net, 1).delete(DOCS, &format!("sku-{k}"), wall).unwrap();
+                net.drain(1);
+            }
+            2 => {
+                let wall = net.wall(1);
+                store(&mut net, 1).increment(STOCK, "sku-0", "qty", -1, wall).unwrap();
+                net.drain(1);
+            }
+            _ => put(&mut net, 2, &format!("offline-{minute}"), r#"{"by":"device 2"}"#),
+        }
+    }
+    net.run_until(back_at);
+    assert_eq!(get(&net, 2, DOCS, "sku-0"), Some(r#"{"price":0}"#.into()), "apart, device 2 missed the edits");
+    let (inc, at) = (net.devs[2].inc, net.now + 50);
+    net.push(at, Ev::Connect { to: 2, inc });
+    let same = |n: &Net| [DOCS, STOCK].iter().all(|c| (1..3).all(|i| n.node(i).state().unwrap().checksum(c) == n.node(0).state().unwrap().checksum(c)));
+    let t = net.until(net.now + 60_000, same);
+    assert!(t.is_some(), "not caught up a minute after coming back: {:#?}", converged(&net));
+    assert_eq!(converged(&net), Vec::<String>::new());
+    println!("# offline an hour: caught up {} ms after coming back", t.unwrap() - back_at);
+    assert_eq!(get(&net, 0, DOCS, "offline-59"), Some(r#"{"by":"device 2"}"#.into()), "its offline edits reached the others");
+    assert_eq!(get(&net, 2, STOCK, "sku-0"), Some(r#"{"qty":-15}"#.into()), "every sale counted");
+}
+
 /// One seeded run: writes on every device while the world disconnects
 /// devices (their Will, messages lost), stops the broker, crashes devices
 /// (unfinished writes lost, restart from their disk), with skewed clocks;
 /// then it heals and every device must hold the oracle's state.
-fn seeded_run(seed: u64) -> Vec<String> {
+fn seeded_run(seed: u64) -> (Vec<String>, usize) {
     let mut net = Net::new(seed, trio());
     net.state = Some(state_cfg());
+    net.state_truth = Some(Default::default());
     let mut r = Rng::new(seed ^ 0x5eed);
     for d in 0..3 {
         net.devs[d].skew = r.below(4_001) as i64 - 2_000;
@@ -260,12 +317,20 @@ fn seeded_run(seed: u64) -> Vec<String> {
                 let key = format!("k{}", r.below(4));
                 let wall = net.wall(i);
                 let s = store(&mut net, i);
-                let _ = match r.below(5) {
-                    0 => s.put(DOCS, &key, &format!(r#"{{"a":{step},"b":{i}}}"#), None, wall),
-                    1 => s.patch(DOCS, &key, &format!(r#"{{"b":{step}}}"#), None, wall),
-                    2 => s.delete(DOCS, &key, wall),
-                    _ => s.increment(STOCK, &key, "qty", r.below(11) as i64 - 5, wall),
+                let (collection, done) = match r.below(5) {
+                    0 => (DOCS, s.put(DOCS, &key, &format!(r#"{{"a":{step},"b":{i}}}"#), None, wall)),
+                    1 => (DOCS, s.patch(DOCS, &key, &format!(r#"{{"b":{step}}}"#), None, wall)),
+                    2 => (DOCS, s.delete(DOCS, &key, wall)),
+                    _ => (STOCK, s.increment(STOCK, &key, "qty", r.below(11) as i64 - 5, wall)),
                 };
+                // Ground truth: the write's history is what its device had received.
+                if let Some(w) = done.ok().and_then(|t| s.unsaved_write(t)) {
+                    let id = (collection.to_string(), Rc::from(key.as_str()));
+                    let known = net.devs[i].state_known.entry(id.clone()).or_default();
+                    let seen = Rc::new(known.clone());
+                    known.insert(w.id.clone());
+                    net.state_truth.as_mut().unwrap().history.insert((id.0, id.1, w.id.clone()), seen);
+                }
                 net.drain(i);
             }
             _ => {}
@@ -286,16 +351,53 @@ fn seeded_run(seed: u64) -> Vec<String> {
         }
     }
     net.run_until(net.now + 45_000);
-    converged(&net)
+    let mut v = converged(&net);
+    // The audit through the full node: an entry for every concurrent pair
+    // that met (or a later write of the loser's line), none for a
+    // sequential pair, against the harness's ground truth of causality.
+    let mut truth = net.state_truth.take().expect("kept");
+    truth.committed = committed(&net);
+    let entries: Vec<_> = net
+        .devs
+        .iter()
+        .flat_map(|d| d.state_events.iter())
+        .filter_map(|(_, e)| match e {
+            StateEvent::Conflict(c) => Some(c.clone()),
+            _ => None,
+        })
+        .collect();
+    v.extend(crate::sim::state_check::audit(&truth, &entries));
+    (v, entries.len())
 }
 
 #[test]
-fn seeded_full_node_runs_converge_to_the_lww_oracle() {
+fn seeded_full_node_runs_converge_to_the_lww_oracle_and_audit_every_concurrent_pair() {
     let n: u64 = std::env::var("STATE_NODE_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(40);
+    let mut entries = 0;
     for k in 0..n {
         let seed = 0x5747_0000 + k;
-        let v = seeded_run(seed);
+        let (v, e) = seeded_run(seed);
         assert!(v.is_empty(), "SEED={seed:#x}: {v:#?}");
+        entries += e;
+    }
+    println!("# {n} full-node runs: {entries} conflict entries, each naming a concurrent pair");
+    assert!(entries > 0, "the runs made concurrent writes that met");
+}
+
+/// The audit check through the full node can fail: a store that audits
+/// sequential pairs, or nothing, is caught within a few seeds.
+#[test]
+fn the_full_node_audit_check_catches_broken_rules() {
+    use crate::state::mutation::{set, Mutation};
+    for m in [Mutation::AuditWithoutContext, Mutation::AuditNothing] {
+        set(m);
+        let caught = (0..30).find_map(|k| {
+            let (v, _) = seeded_run(0x5747_8000 + k);
+            (!v.is_empty()).then(|| (k + 1, v[0].clone()))
+        });
+        set(Mutation::None);
+        let (runs, why) = caught.unwrap_or_else(|| panic!("{m:?} was never caught through the full node"));
+        println!("{m:?} caught after {runs} full-node runs: {why}");
     }
 }
 
