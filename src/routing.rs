@@ -449,6 +449,10 @@ pub struct RouteStats {
     pub srtt_ms: Option<f64>,
     /// Its variation, ms.
     pub rttvar_ms: f64,
+    /// Smallest round trip seen, ms.
+    pub rtt_min_ms: Option<u64>,
+    /// Latest round trip, ms.
+    pub rtt_latest_ms: Option<u64>,
     /// Current ack timeout, ms.
     pub rto_ms: u64,
     /// Delivered share of the last outcomes.

@@ -567,7 +567,7 @@ impl Client {
             return; // a stale socket: ignore
         };
         p.decoder.feed_owned(data);
-        match p.decoder.next_packet() {
+        match p.decoder.next_from_broker() {
             Ok(None) => {}
             // Identifier rejected = the broker is up and speaks MQTT but
             // does not allow empty client ids: good enough to switch.

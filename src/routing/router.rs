@@ -573,6 +573,8 @@ impl Router {
                             breaker: l.breaker.state(),
                             srtt_ms: l.quality.rtt.smoothed_ms,
                             rttvar_ms: l.quality.rtt.variation_ms,
+                            rtt_min_ms: l.quality.rtt.min_ms,
+                            rtt_latest_ms: l.quality.rtt.latest_ms,
                             rto_ms: l.quality.rto(&self.cfg.rto),
                             delivery_ratio: l.quality.delivery_ratio(),
                             trips: l.breaker.trips(),

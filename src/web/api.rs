@@ -108,6 +108,8 @@ export interface RouteStats {
   up: boolean;
   breaker: "closed" | "open" | "half-open";
   srttMs: number | null; rttvarMs: number; rtoMs: number; deliveryRatio: number | null; trips: number;
+  /** Smallest and latest round trip, ms (`null` before the first). */
+  rttMinMs: number | null; rttLatestMs: number | null;
   msgsOut: number; bytesOut: number; msgsIn: number; bytesIn: number; acked: number; timeouts: number; probes: number;
 }
 export interface RoutesStats {

@@ -37,6 +37,20 @@ extern "C" {
     /// task and a boxed future per app call (it runs once per publish turn).
     #[wasm_bindgen(js_name = queueMicrotask)]
     fn queue_microtask(f: &js_sys::Function);
+
+    /// The global `crypto.getRandomValues` (window and workers alike).
+    #[wasm_bindgen(js_namespace = crypto, js_name = getRandomValues)]
+    fn get_random_values(buf: &mut [u8]);
+}
+
+/// 64 random bits from the browser's CSPRNG, to seed a client's RNG (jitter,
+/// client id). One import instead of uuid's getrandom wiring, which is
+/// otherwise unused in the MQTT-only entry (`clock::random_seed` is the
+/// mesh's).
+pub fn random_seed() -> u64 {
+    let mut bytes = [0u8; 8];
+    get_random_values(&mut bytes);
+    u64::from_le_bytes(bytes)
 }
 
 /// Monotonic milliseconds since the page's time origin (the same clock as

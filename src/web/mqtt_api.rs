@@ -8,8 +8,7 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 
 use super::broker::{self, LinkRef};
-use super::broker::now_ms as monotonic_ms;
-use super::clock::random_seed;
+use super::broker::{now_ms as monotonic_ms, random_seed};
 use super::errors::{js_error, ErrorCode};
 use super::js::{bytes_of, cat, ObjBuilder, Options};
 use super::listeners::{call_all, keep_alive, listen, release, unsubscribe_fn, Listeners};

@@ -228,6 +228,8 @@ fn routes_js(r: &RouterStats, local: LocalRoutes) -> JsValue {
                     .set("breaker", x.breaker.name())
                     .opt("srttMs", x.srtt_ms)
                     .set("rttvarMs", x.rttvar_ms)
+                    .opt("rttMinMs", x.rtt_min_ms.map(|v| v as f64))
+                    .opt("rttLatestMs", x.rtt_latest_ms.map(|v| v as f64))
                     .set("rtoMs", x.rto_ms as f64)
                     .opt("deliveryRatio", x.delivery_ratio)
                     .set("trips", x.trips as f64)

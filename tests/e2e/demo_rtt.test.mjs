@@ -27,7 +27,7 @@ const figures = (d) => d.page.evaluate(() => {
     peers: s.routes.peers.map((p) => ({
       device: p.device,
       routes: Object.fromEntries(p.routes.map((r) => [r.route, {
-        up: r.up, srttMs: r.srttMs, deliveryRatio: r.deliveryRatio, trips: r.trips, probes: r.probes, timeouts: r.timeouts,
+        up: r.up, srttMs: r.srttMs, rttMinMs: r.rttMinMs, rttLatestMs: r.rttLatestMs, deliveryRatio: r.deliveryRatio, trips: r.trips, probes: r.probes, timeouts: r.timeouts,
       }])),
     })),
   };
@@ -59,7 +59,7 @@ test('demo with three devices: broker RTT without start-up samples, every route 
     for (const p of end[i].peers) {
       const was = start[i].peers.find((q) => q.device === p.device);
       const parts = Object.entries(p.routes).map(([r, q]) =>
-        `${r} ${q.up ? 'up' : 'down'} srtt ${fmt(q.srttMs)} ms ratio ${q.deliveryRatio === null ? '–' : `${Math.round(q.deliveryRatio * 100)} %`} probes ${q.probes - (was?.routes[r]?.probes ?? 0)} timeouts ${q.timeouts - (was?.routes[r]?.timeouts ?? 0)} (total ${q.timeouts})`);
+        `${r} ${q.up ? 'up' : 'down'} srtt ${fmt(q.srttMs)} ms (min ${fmt(q.rttMinMs)}, latest ${fmt(q.rttLatestMs)}) ratio ${q.deliveryRatio === null ? '–' : `${Math.round(q.deliveryRatio * 100)} %`} probes ${q.probes - (was?.routes[r]?.probes ?? 0)} timeouts ${q.timeouts - (was?.routes[r]?.timeouts ?? 0)} (total ${q.timeouts})`);
       console.log(`#   → ${p.device.slice(0, 8)}: ${parts.join('; ')}`);
     }
   }

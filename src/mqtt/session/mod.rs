@@ -399,7 +399,7 @@ impl Session {
         self.last_recv = now;
         self.decoder.feed_owned(data);
         loop {
-            match self.decoder.next_packet() {
+            match self.decoder.next_from_broker() {
                 Ok(Some(p)) => {
                     self.counters.packets_in += 1;
                     if let Err(e) = self.handle_packet(p, now) {
