@@ -13,6 +13,7 @@ import { routingBench } from './routing.mjs';
 import { brokersBench } from './brokers.mjs';
 import { chaosBench } from './chaos.mjs';
 import { trustBench } from './trust.mjs';
+import { stateBench } from './state.mjs';
 
 const ENGINES = (process.env.VM_BENCH_ENGINES || 'chromium,webkit').split(',').filter(Boolean);
 const LABEL = { chromium: 'Chromium', webkit: 'WebKit' };
@@ -47,7 +48,7 @@ const perEngine = (bench) => async () => {
 };
 
 const all = { size: bundleSize, mqtt: perEngine(mqttBench), queue: perEngine(queueBench), election: electionBench,
-  replication: replicationBench, routing: routingBench, brokers: brokersBench, trust: trustBench, chaos: chaosBench };
+  replication: replicationBench, routing: routingBench, brokers: brokersBench, trust: trustBench, state: stateBench, chaos: chaosBench };
 // The chaos run takes minutes: only when asked for by name.
 const wanted = process.argv.slice(2);
 if (!wanted.length) delete all.chaos;
