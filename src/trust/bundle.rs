@@ -68,10 +68,7 @@ impl Bundle {
     /// From the binary form.
     pub fn decode(bytes: &[u8]) -> Result<Bundle, TrustError> {
         let mut r = Reader::new(bytes);
-        let v = r.u8()?;
-        if v != BUNDLE_VERSION {
-            return Err(TrustError::BadVersion(v));
-        }
+        r.version(BUNDLE_VERSION)?;
         let venue = r.id()?.to_string();
         let device = r.id()?.to_string();
         let root_pk = r.array()?;

@@ -143,10 +143,7 @@ impl Cert {
             return Err(TrustError::Malformed);
         }
         let mut r = Reader::new(bytes);
-        let v = r.u8()?;
-        if v != CERT_VERSION {
-            return Err(TrustError::BadVersion(v));
-        }
+        r.version(CERT_VERSION)?;
         let role = Role::from_code(r.u8()?).ok_or(TrustError::Malformed)?;
         let venue = r.id()?.to_string();
         let subject = r.id()?.to_string();

@@ -50,6 +50,15 @@ impl<'a> Reader<'a> {
         Ok(self.take(1)?[0])
     }
 
+    /// The leading version byte of a trust object: `expected`, or
+    /// `BadVersion` naming what came.
+    pub(crate) fn version(&mut self, expected: u8) -> Result<(), TrustError> {
+        match self.u8()? {
+            v if v == expected => Ok(()),
+            v => Err(TrustError::BadVersion(v)),
+        }
+    }
+
     pub(crate) fn u16(&mut self) -> Result<u16, TrustError> {
         self.array().map(u16::from_be_bytes)
     }

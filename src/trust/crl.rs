@@ -59,10 +59,7 @@ impl Crl {
     /// Decode (no signature check: see [`Crl::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Crl, TrustError> {
         let mut r = Reader::new(bytes);
-        let v = r.u8()?;
-        if v != CRL_VERSION {
-            return Err(TrustError::BadVersion(v));
-        }
+        r.version(CRL_VERSION)?;
         let venue = r.id()?.to_string();
         let seq = r.u64()?;
         let issued_at = r.u64()?;

@@ -172,10 +172,7 @@ impl KeyUpdate {
     /// Decode (no signature check: see [`KeyUpdate::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<KeyUpdate, TrustError> {
         let mut r = Reader::new(bytes);
-        let v = r.u8()?;
-        if v != KEY_UPDATE_VERSION {
-            return Err(TrustError::BadVersion(v));
-        }
+        r.version(KEY_UPDATE_VERSION)?;
         let venue = r.id()?.to_string();
         let epoch = r.u8()?;
         let issued_at = r.u64()?;

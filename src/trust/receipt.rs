@@ -63,10 +63,7 @@ impl Receipt {
     /// Decode (no signature check: see [`Receipt::verify`]).
     pub fn decode(bytes: &[u8]) -> Result<Receipt, TrustError> {
         let mut r = Reader::new(bytes);
-        let v = r.u8()?;
-        if v != RECEIPT_VERSION {
-            return Err(TrustError::BadVersion(v));
-        }
+        r.version(RECEIPT_VERSION)?;
         let venue = r.id()?.to_string();
         let issued_at = r.u64()?;
         let n = r.u16()? as usize;
