@@ -167,12 +167,18 @@ pub fn push_direct(this: &DriverRef, input: Direct) {
     if urgent {
         inbox.urgent.push_back(msg);
     } else {
-        if inbox.direct.len() >= MAX_DIRECT {
-            inbox.direct.pop_front();
-            inbox.shed += 1;
-        }
-        inbox.direct.push_back(msg);
+        push_sheddable(&mut inbox.direct, MAX_DIRECT, msg, &mut inbox.shed);
     }
+}
+
+/// Appends to a sheddable lane of at most `max`, dropping (and counting)
+/// the oldest when full.
+fn push_sheddable(lane: &mut VecDeque<Msg>, max: usize, msg: Msg, shed: &mut u64) {
+    if lane.len() >= max {
+        lane.pop_front();
+        *shed += 1;
+    }
+    lane.push_back(msg);
 }
 
 /// Queues a broker message for the node (see [`pump`]).
@@ -189,11 +195,7 @@ pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
     if urgent {
         inbox.urgent.push_back(msg);
     } else {
-        if inbox.bulk.len() >= MAX_BULK {
-            inbox.bulk.pop_front();
-            inbox.shed += 1;
-        }
-        inbox.bulk.push_back(msg);
+        push_sheddable(&mut inbox.bulk, MAX_BULK, msg, &mut inbox.shed);
     }
 }
 
