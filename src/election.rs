@@ -395,13 +395,7 @@ impl Election {
     /// presence was cleared). Our own Will means the others dropped us:
     /// announce presence again.
     pub fn handle_peer_gone(&mut self, device: &str, now: u64) {
-        let now = self.begin(now);
-        if device == self.me {
-            self.reannounce(now);
-        } else if self.transport_up {
-            self.remove_peer(device, LeftReason::Will, now);
-        }
-        self.end(now)
+        self.peer_gone(device, None, now)
     }
 
     /// As [`Election::handle_peer_gone`], for a loss first suspected at
@@ -413,18 +407,24 @@ impl Election {
     /// same moment and claims at once, and its claim must still reach the
     /// others before their wait runs out (`W/2 > d` as for every claim).
     pub fn handle_peer_gone_since(&mut self, device: &str, since: u64, now: u64) {
+        self.peer_gone(device, Some(since), now)
+    }
+
+    /// Both of the above: `since` credits the claim wait when the loss left
+    /// no hub.
+    fn peer_gone(&mut self, device: &str, since: Option<u64>, now: u64) {
         let now = self.begin(now);
-        if device != self.me && self.transport_up {
+        if device == self.me {
+            self.reannounce(now);
+        } else if self.transport_up {
             let had_hub = self.hub.is_some();
             self.remove_peer(device, LeftReason::Will, now);
-            if had_hub && self.hub.is_none() {
+            if let Some(since) = since.filter(|_| had_hub && self.hub.is_none()) {
                 let since = since.max(now.saturating_sub(self.cfg.claim_window / 2)).max(self.up_since);
                 if let Some(at) = self.no_hub_since.as_mut() {
                     *at = (*at).min(since);
                 }
             }
-        } else if device == self.me {
-            self.reannounce(now);
         }
         self.end(now)
     }
