@@ -78,7 +78,14 @@ impl RttStats {
             self.startup_samples += 1;
             return;
         }
-        let ms = now.saturating_sub(sent);
+        self.sample_seeded(now.saturating_sub(sent));
+    }
+
+    /// [`RttStats::sample`], except that the estimate starts from the
+    /// smallest of the first [`RTT_SEED_SAMPLES`] samples (see
+    /// [`RttStats::sample_sent_at`] for why; the mesh's route quality uses
+    /// it too).
+    pub fn sample_seeded(&mut self, ms: u64) {
         if self.samples < RTT_SEED_SAMPLES {
             let seed = self.min_ms.map_or(ms, |m| m.min(ms)) as f64;
             self.sample(ms);

@@ -7,7 +7,6 @@
 //! carry a nonce, so a resend never pollutes the estimate (Karn's problem
 //! does not arise).
 
-use crate::mqtt::timing::RTT_SEED_SAMPLES;
 use crate::mqtt::RttStats;
 
 /// Outcomes remembered for the delivery ratio.
@@ -74,7 +73,7 @@ impl Default for RtoConfig {
 
 impl Quality {
     /// One round trip, ms. The estimate starts from the smallest of the
-    /// first [`RTT_SEED_SAMPLES`] round trips, not from the first one (as
+    /// first [`RTT_SEED_SAMPLES`](crate::mqtt::timing::RTT_SEED_SAMPLES) round trips, not from the first one (as
     /// the broker link's does, `RttStats::sample_sent_at`): a busy main
     /// thread only ever adds delay, and a route that is up from the start
     /// (the broker route) takes its first samples while both pages are
@@ -82,14 +81,7 @@ impl Quality {
     /// every 5 s, the demo's broker routes showed 55-102 ms on loopback for
     /// minutes while the data channels, which open later, showed 3-18 ms.
     pub fn sample(&mut self, ms: u64) {
-        if self.rtt.samples < RTT_SEED_SAMPLES {
-            let seed = self.rtt.min_ms.map_or(ms, |m| m.min(ms)) as f64;
-            self.rtt.sample(ms);
-            self.rtt.smoothed_ms = Some(seed);
-            self.rtt.variation_ms = seed / 2.0;
-        } else {
-            self.rtt.sample(ms);
-        }
+        self.rtt.sample_seeded(ms);
     }
 
     /// A transmission was delivered. The failures before a route's first
