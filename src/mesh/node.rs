@@ -502,22 +502,19 @@ impl MeshNode {
                 return self.receive_broker(&parsed.kind, payload, now, now_wall);
             }
             TopicKind::State => return self.receive_state_broker(payload, now, now_wall),
-            TopicKind::Crl => {
+            TopicKind::Crl | TopicKind::Keys => {
                 count_in(&mut self.traffic.other, bytes);
                 if payload.is_empty() {
-                    self.counters.hub_cleared += 1; // a cleared retained list: nothing to apply
+                    self.counters.hub_cleared += 1; // a cleared retained object: nothing to apply
                     return;
                 }
-                let _ = self.apply_crl(payload, now, now_wall);
-                self.counters.delivered += 1;
-                return;
-            }
-            TopicKind::Keys => {
-                count_in(&mut self.traffic.other, bytes);
-                if !payload.is_empty() {
+                // Refusals are counted by the trust store (badCrl, badKeyUpdate).
+                if matches!(parsed.kind, TopicKind::Crl) {
+                    let _ = self.apply_crl(payload, now, now_wall);
+                } else {
                     let _ = self.apply_key_update(payload, now_wall);
-                    self.counters.delivered += 1;
                 }
+                self.counters.delivered += 1;
                 return;
             }
             other => match self.replication_kind(&other, bytes) {

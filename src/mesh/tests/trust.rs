@@ -339,3 +339,16 @@ fn a_cloud_certificate_may_only_send_cloud_acks() {
     }
     assert_eq!(net.agreed(&[0, 1, 2]).map(|t| t.number < 99), Some(true), "no term from the cloud's claim");
 }
+
+/// A cleared retained CRL or KEY_UPDATE (an empty payload) applies nothing
+/// and, like every received message, is accounted for exactly once.
+#[test]
+fn cleared_retained_trust_objects_apply_nothing_and_are_accounted() {
+    let mut net = elected(31);
+    net.inject(0, &topics::crl(VENUE), Vec::new(), true);
+    net.inject(0, &topics::keys(VENUE), Vec::new(), true);
+    net.run_until(net.now + 100);
+    let s = net.node(0).stats();
+    assert_eq!(s.counters.hub_cleared, 2, "{s:#?}");
+    assert_accounted(&s);
+}
