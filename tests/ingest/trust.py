@@ -143,19 +143,26 @@ def open_crl(raw, root_pk, venue, now_ms, revoked=frozenset()):
         raise Reject("bad_crl")
     ven, seq, _issued, n = r.id(), r.uint("Q"), r.uint("Q"), r.uint("H")
     fps = [r.take(8) for _ in range(n)]
+    verify_issued(raw, r, ven, root_pk, venue, now_ms, revoked, (ROLE_ADMIN,), CTX_CRL, "bad_crl")
+    return seq, fps
+
+
+def verify_issued(raw, r, ven, root_pk, venue, now_ms, revoked, roles, ctx, error):
+    """The tail every issued object shares (Part 6: the Rust side's verify_issued): `00` for the
+    root itself, or the issuer's chain from the root with one of `roles`; then the signature
+    over everything before it under `ctx`. Raises Reject(error) or Reject("wrong_role")."""
     signer = root_pk
     if r.rest[:1] == b"\x00":
         r.take(1)
     else:
         leaf = verify_chain(read_chain(r), root_pk, venue, now_ms, revoked)
-        if leaf["role"] != ROLE_ADMIN:
+        if leaf["role"] not in roles:
             raise Reject("wrong_role")
         signer = leaf["pk"]
     tbs = bytes(raw[:len(raw) - len(r.rest)])
     sig = r.take(64)
-    if len(r.rest) or ven != venue or not verify_sig(signer, CTX_CRL + tbs, sig):
-        raise Reject("bad_crl")
-    return seq, fps
+    if len(r.rest) or ven != venue or not verify_sig(signer, ctx + tbs, sig):
+        raise Reject(error)
 
 
 # --- KEY_UPDATE: content key rotation (Part 6 §6) --------------------------------------
@@ -174,18 +181,8 @@ def open_key_update(raw, root_pk, venue, now_ms, revoked=frozenset()):
     for _ in range(n):
         device = r.id()
         recipients[device] = r.take(WRAPPED_LEN)
-    signer = root_pk
-    if r.rest[:1] == b"\x00":
-        r.take(1)
-    else:
-        leaf = verify_chain(read_chain(r), root_pk, venue, now_ms, revoked)
-        if leaf["role"] not in (ROLE_ADMIN, ROLE_CLOUD):
-            raise Reject("wrong_role")
-        signer = leaf["pk"]
-    tbs = bytes(raw[:len(raw) - len(r.rest)])
-    sig = r.take(64)
-    if len(r.rest) or ven != venue or not verify_sig(signer, CTX_KEYS + tbs, sig):
-        raise Reject("bad_key_update")
+    verify_issued(raw, r, ven, root_pk, venue, now_ms, revoked, (ROLE_ADMIN, ROLE_CLOUD), CTX_KEYS,
+                  "bad_key_update")
     return dict(epoch=epoch, issued_at=issued, activate_at=activate, retire_at=retire, eph_pk=eph,
                 recipients=recipients)
 
