@@ -466,6 +466,14 @@ export async function privateCloud(t, venue) {
 
 // A routing page's (pages/routing.mjs) view, for a member from meshMember(…, { page: 'routing' }).
 export const meshStats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
+/** Enqueues `n` sales `{tag, i, ...extra}` on member `m`, one after the other; their ids. */
+export const enqueueSales = (m, n, tag, extra = {}) => m.page.evaluate(async ([n, tag, extra]) => {
+  const ids = [];
+  for (let i = 0; i < n; i++) ids.push(await window.mesh.enqueue('sale', JSON.stringify({ tag, i, ...extra })));
+  return ids;
+}, [n, tag, extra]);
+/** The queue status of each of `ids` on member `m`. */
+export const commandStatuses = (m, ids) => m.page.evaluate((ids) => ids.map((id) => window.mesh.queue.status(id)), ids);
 /** `mesh.send(to, text)` for each text; the message ids. */
 export const sendTexts = (m, to, texts) => m.page.evaluate(([to, texts]) => texts.map((t) => window.mesh.send(to, t)), [to, texts]);
 /** The `message` events whose text starts with `prefix`. */

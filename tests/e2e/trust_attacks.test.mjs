@@ -5,7 +5,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import mqtt from 'mqtt';
-import { launch, startBroker, startIngest, meshMember, venueCa, sleep, waitFor } from './lib.mjs';
+import { launch, startBroker, startIngest, meshMember, venueCa, sleep, waitFor, meshStats, enqueueSales, commandStatuses } from './lib.mjs';
 import { rogueDevice, hubClaimBody } from './rogue.mjs';
 import * as T from '../ca/trust.mjs';
 
@@ -33,16 +33,12 @@ async function venue(t, { n = 3, cloud = true, extra = {} } = {}) {
   return { name, broker, ingest, pages, rogue };
 }
 
-const stats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
+const stats = meshStats;
 const peersOf = async (m) => (await stats(m)).peers.map((p) => p.device);
 const security = async (m) => (await stats(m)).security;
 const sum = async (pages, field) => (await Promise.all(pages.map(security))).reduce((a, s) => a + s[field], 0);
-const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {
-  const ids = [];
-  for (let i = 0; i < n; i++) ids.push(await window.mesh.enqueue('sale', JSON.stringify({ tag, i, cents: 240 })));
-  return ids;
-}, [n, tag]);
-const statuses = (m, ids) => m.page.evaluate((ids) => ids.map((id) => window.mesh.queue.status(id)), ids);
+const enqueue = (m, n, tag) => enqueueSales(m, n, tag, { cents: 240 });
+const statuses = commandStatuses;
 
 test('a rogue with a valid cert cannot make any sale cloud_ack: forged CLOUD_ACK, forged "cloud has it", rogue hub', { timeout: 90_000 }, async (t) => {
   const { pages, rogue, ingest, name } = await venue(t);

@@ -9,7 +9,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createDecipheriv } from 'node:crypto';
-import { launch, startBroker, startIngest, meshMember, venueCa, waitFor } from './lib.mjs';
+import { launch, startBroker, startIngest, meshMember, venueCa, waitFor, meshStats, enqueueSales, commandStatuses } from './lib.mjs';
 import { rogueDevice } from './rogue.mjs';
 import * as T from '../ca/trust.mjs';
 
@@ -17,14 +17,10 @@ let browser;
 before(async () => { browser = await launch(); });
 after(async () => { await browser?.close(); });
 
-const stats = (m) => m.page.evaluate(() => window.mesh.getDetailedStats());
+const stats = meshStats;
 const peersOf = async (m) => (await stats(m)).peers.map((p) => p.device);
-const enqueue = (m, n, tag) => m.page.evaluate(async ([n, tag]) => {
-  const ids = [];
-  for (let i = 0; i < n; i++) ids.push(await window.mesh.enqueue('sale', JSON.stringify({ tag, i, cents: 240 })));
-  return ids;
-}, [n, tag]);
-const statuses = (m, ids) => m.page.evaluate((ids) => ids.map((id) => window.mesh.queue.status(id)), ids);
+const enqueue = (m, n, tag) => enqueueSales(m, n, tag, { cents: 240 });
+const statuses = commandStatuses;
 
 /** Opens an encrypted v2 body with `contentKey` (what a holder of that key can read), or null. */
 function tryOpen(bytes, contentKey) {
