@@ -176,7 +176,9 @@ test('state writes go upstream: the ingest holds every write made on the pages, 
   await holds(want, 'the ingest holds the offline writes too');
   // The cloud's documents are the pages' own.
   for (const m of [a, b]) {
-    await waitFor(async () => (await get(m, 'products', 'sku-1'))?.price === 5 && (await get(m, 'stock', 'sku-1'))?.qty === 94, 40_000, `${m.kind} converged`);
+    // b's own writes hold on b at once: wait for a's offline sku-3 too before comparing it.
+    await waitFor(async () => (await get(m, 'products', 'sku-1'))?.price === 5 && (await get(m, 'stock', 'sku-1'))?.qty === 94
+      && (await get(m, 'products', 'sku-3')) !== undefined, 40_000, `${m.kind} converged`);
     assert.deepEqual(await get(m, 'products', 'sku-3'), want.products['sku-3']);
   }
   // 9 writes, each one command: every one stored once, and acknowledged back to its writer.
