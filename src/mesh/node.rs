@@ -131,6 +131,8 @@ pub struct MeshNode {
     /// TRUST bodies (a new CRL or KEY_UPDATE) waiting for a send counter,
     /// for every direct route (`node/trust.rs`).
     trust_queue: VecDeque<Vec<u8>>,
+    /// Keeping the broker's retained revocation list complete (`node/trust.rs`).
+    crl_sync: trust::CrlSync,
     /// Shared state, when configured (`state_sync.rs`).
     state: Option<state_sync::StateSync>,
 }
@@ -204,6 +206,7 @@ impl MeshNode {
             uploads: VecMap::new(),
             hook_receipt: None,
             trust_queue: VecDeque::new(),
+            crl_sync: trust::CrlSync::default(),
             state,
             cfg: config,
         };
@@ -365,8 +368,8 @@ impl MeshNode {
 
     /// As an **admin** device: a revocation list naming `device`'s key,
     /// signed with our admin key, applied here and published retained on
-    /// `vm/{venue}/crl` (while connected; the shell may also hand it to
-    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
+    /// `vm/{venue}/crl` (at once while connected; revoked offline, it is
+    /// published when the broker is back, `node/trust.rs` `CrlSync`). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
     /// device's chain is unknown here ([`TrustError::WrongSubject`](crate::trust::TrustError::WrongSubject)).
     pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
         use crate::trust::{Crl, Role, TrustError};
@@ -381,8 +384,7 @@ impl MeshNode {
         let crl = Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)?;
         self.apply_crl(&crl.raw, now, now_wall)?;
         if self.transport_up {
-            let topic = topics::crl(&self.cfg.venue);
-            self.out.push_back(Output::Publish { topic, payload: crl.raw.clone(), qos: 1, retain: true });
+            self.publish_crl(crl.raw.clone(), &fps, now);
         }
         Ok(crl.raw)
     }
@@ -425,6 +427,9 @@ impl MeshNode {
         self.transport_up = up;
         self.left &= !up;
         self.router.handle_broker(up, now);
+        if came_back {
+            self.crl_connected(now);
+        }
         if came_back && self.is_restored() {
             self.rep.handle_reconnected(now);
             self.state_reconnected(now);
@@ -507,6 +512,10 @@ impl MeshNode {
             TopicKind::State => return self.receive_state_broker(payload, now, now_wall),
             TopicKind::Crl | TopicKind::Keys => {
                 count_in(&mut self.traffic.other, bytes);
+                if matches!(parsed.kind, TopicKind::Crl) {
+                    // What the broker now holds, valid or not, cleared or not.
+                    self.crl_from_broker(payload, now, now_wall);
+                }
                 if payload.is_empty() {
                     self.counters.hub_cleared += 1; // a cleared retained object: nothing to apply
                     return;
@@ -677,6 +686,7 @@ impl MeshNode {
             self.receiver.trust_mut().tick_keys(now_wall);
             self.flush(now_wall);
             self.flush_trust(now_wall);
+            self.crl_sync_due(now, now_wall);
             self.drain_replication(now);
             self.flush_replication(now_wall);
             self.drain_routes(now);
@@ -756,6 +766,9 @@ impl MeshNode {
                 at = at.min(t);
             }
             if let Some(t) = self.state_until() {
+                at = at.min(t);
+            }
+            if let Some(t) = self.crl_sync.check_at {
                 at = at.min(t);
             }
         }

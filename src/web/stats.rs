@@ -186,6 +186,7 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("badReceipt", t.bad_receipt as f64)
         .set("receipts", t.receipts as f64)
         .set("crlsApplied", t.crls_applied as f64)
+        .set("crlsRepublished", t.crls_republished as f64)
         .set("badCrl", t.bad_crl as f64)
         .set("chainsEvicted", t.chains_evicted as f64)
         // Content key rotation (KEY_UPDATE, Part 6 §6): new epochs taken, updates
