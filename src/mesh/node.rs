@@ -11,7 +11,10 @@ use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
 use crate::replication::{RepMsg, Replicator};
 use crate::routing::{Addr, Route, Router, RouterConfig};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+// Per-peer and per-room maps are small: sorted vectors (crate::vecmap), not
+// one B-tree copy per key/value type in the wasm.
+use crate::vecmap::{VecMap, VecSet};
 
 /// Heartbeats older than this (monotonic) no longer count in the clock check.
 const SKEW_WINDOW_MS: u64 = 60_000;
@@ -76,7 +79,7 @@ pub struct MeshNode {
     stalled: bool,
     out: VecDeque<Output>,
     election_timeout: u64,
-    senders: BTreeMap<String, SenderState>,
+    senders: VecMap<String, SenderState>,
     tick: u64,
     counters: MeshCounters,
     traffic: Traffic,
@@ -91,18 +94,18 @@ pub struct MeshNode {
     route_queue: VecDeque<(Route, Addr, Kind, Vec<u8>)>,
     router_timeout: u64,
     /// Rooms the app joined.
-    rooms: BTreeSet<String>,
+    rooms: VecSet<String>,
     /// Peers with an open data channel: room members while it is open,
     /// whatever the election's table says.
-    rtc_open: BTreeSet<String>,
+    rtc_open: VecSet<String>,
     /// Peers whose presence went by Will or silence, since when (`routes.rs`).
-    kept: BTreeMap<String, u64>,
+    kept: VecMap<String, u64>,
     /// Peers whose Will came while a direct route to them was up: gone
     /// unless heard on a direct route by then (`direct.rs`).
-    suspects: BTreeMap<String, u64>,
+    suspects: VecMap<String, u64>,
     /// Peers whose presence was cleared (Will or forgery) with no direct
     /// route: since when, and gone unless heard by then (`hint.rs`).
-    hinted: BTreeMap<String, (u64, u64)>,
+    hinted: VecMap<String, (u64, u64)>,
     /// Own heartbeats on their way to the broker and back (`lag.rs`).
     echoes: VecDeque<([u8; 8], u64)>,
     /// Whether an echo came back since the broker link came up.
@@ -122,7 +125,7 @@ pub struct MeshNode {
     /// in the cloud at once (`replica.rs`, `early_receipt`).
     early_receipts: BTreeMap<crate::outbox::CommandId, ([u8; 32], std::rc::Rc<Vec<u8>>)>,
     /// Upload batches in flight on the hook: their ids and digests.
-    uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
+    uploads: VecMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
     hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
     /// TRUST bodies (a new CRL or KEY_UPDATE) waiting for a send counter,
@@ -177,7 +180,7 @@ impl MeshNode {
             stalled: false,
             out: VecDeque::new(),
             election_timeout: now_mono,
-            senders: BTreeMap::new(),
+            senders: VecMap::new(),
             tick: 0,
             counters: MeshCounters::default(),
             traffic: Traffic::default(),
@@ -187,11 +190,11 @@ impl MeshNode {
             router,
             route_queue: VecDeque::new(),
             router_timeout: u64::MAX,
-            rooms: BTreeSet::new(),
-            rtc_open: BTreeSet::new(),
-            kept: BTreeMap::new(),
-            suspects: BTreeMap::new(),
-            hinted: BTreeMap::new(),
+            rooms: VecSet::new(),
+            rtc_open: VecSet::new(),
+            kept: VecMap::new(),
+            suspects: VecMap::new(),
+            hinted: VecMap::new(),
             echoes: VecDeque::new(),
             echo_seen: false,
             receive_lag: 0,
@@ -200,7 +203,7 @@ impl MeshNode {
             digests: BTreeMap::new(),
             receipts: BTreeMap::new(),
             early_receipts: BTreeMap::new(),
-            uploads: BTreeMap::new(),
+            uploads: VecMap::new(),
             hook_receipt: None,
             trust_queue: VecDeque::new(),
             crl_sync: trust::CrlSync::default(),

@@ -33,7 +33,7 @@ pub struct LocalRoutes {
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,
     /// Times each peer came back since open (`peerReconnected`).
-    pub reconnects: std::collections::BTreeMap<String, u32>,
+    pub reconnects: crate::vecmap::VecMap<String, u32>,
 }
 
 pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes) -> JsValue {
