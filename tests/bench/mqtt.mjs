@@ -2,8 +2,8 @@
 // same broker (scripts/bench: Mosquitto with max_queued_messages 0 and
 // max_inflight_messages 0), same headless Chromium, MQTT 3.1.1 for both.
 //
-// Four pages, each its own browser context (device): for each client a
-// publisher and a subscriber. Page side: tests/bench/pages/mqtt-bench.mjs.
+// Two pages per client (six with the floor), each its own browser context
+// (device): a publisher and a subscriber. Page side: tests/bench/pages/mqtt-bench.mjs.
 //
 // throughput: N (10,000) × 200 B fired back to back by the publisher; the
 //   subscriber (subscribed at the same QoS) notes when the N-th arrives;
