@@ -353,7 +353,10 @@ pub fn flush(link: &LinkRef) {
 }
 
 fn schedule_flush(link: &mut Link, weak: &Weak<RefCell<Link>>) {
-    if link.flush_scheduled || link.flush_follows {
+    // A scheduled drain flushes when it runs (an app call made in this task,
+    // e.g. an echo from a message callback): no task needed for that. Saves
+    // a `postMessage` per echoed message.
+    if link.flush_scheduled || link.flush_follows || link.drain_scheduled {
         return;
     }
     if link.flusher.is_none() {

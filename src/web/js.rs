@@ -120,7 +120,7 @@ pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
         return Ok(s.into_bytes());
     }
     if let Some(a) = v.dyn_ref::<js_sys::Uint8Array>() {
-        return Ok(a.to_vec());
+        return Ok(super::socket::copy_out(a, a.length() as usize)); // 2 calls into JS, `to_vec` makes 4
     }
     if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
         return Ok(js_sys::Uint8Array::new(b).to_vec());

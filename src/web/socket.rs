@@ -7,6 +7,22 @@
 use wasm_bindgen::prelude::*;
 use web_sys::{BinaryType, CloseEvent, Event, MessageEvent, WebSocket};
 
+#[wasm_bindgen]
+extern "C" {
+    /// `Uint8Array.prototype.set.call(dst, src)`: copies `src` into wasm
+    /// memory in one call. js-sys's `Uint8Array::to_vec` makes four
+    /// (`length` three times, then the copy), and this runs per frame.
+    #[wasm_bindgen(js_namespace = ["Uint8Array", "prototype", "set"], js_name = call)]
+    fn copy_into(dst: &mut [u8], src: &js_sys::Uint8Array);
+}
+
+/// The bytes of `view`, `len` long (its `length`), copied into a new `Vec`.
+pub(crate) fn copy_out(view: &js_sys::Uint8Array, len: usize) -> Vec<u8> {
+    let mut bytes = vec![0; len];
+    copy_into(&mut bytes, view);
+    bytes
+}
+
 /// What a socket reports to the runtime.
 pub enum SocketEvent {
     Opened,
@@ -46,14 +62,16 @@ impl Socket {
         let f = on_event.clone();
         let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
             // Binary frames only (MQTT over WebSocket); text frames are ignored.
+            // Four calls into JS per frame (data, instanceof, the view and
+            // its length, the copy): each costs more than parsing the packet.
             if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
-                let len = buf.byte_length() as usize;
+                let view = js_sys::Uint8Array::new(&buf);
+                let len = view.length() as usize;
                 if len > max_frame {
                     f(SocketEvent::Oversized(len));
                     return;
                 }
-                let bytes = js_sys::Uint8Array::new(&buf).to_vec();
-                f(SocketEvent::Data(bytes, buf));
+                f(SocketEvent::Data(copy_out(&view, len), buf));
             }
         });
         let f = on_event.clone();

@@ -87,6 +87,8 @@ export async function launchCdp(extraArgs = []) {
     const s = (method, params) => send(method, params, sessionId);
     await Promise.all([s('Page.enable'), s('Runtime.enable')]);
     return {
+      /** Any DevTools method on this page's session (tests/bench/mqtt.mjs profiles with `Profiler.*`). */
+      cdp: (method, params) => s(method, params),
       on(event, f) { listeners[event]?.push(f); },
       async addInitScript(fn) { await s('Page.addScriptToEvaluateOnNewDocument', { source: `(${fn})()` }); },
       async goto(url) {

@@ -12,10 +12,12 @@ const within = (promise, ms, what) => {
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 };
 
-async function venuemesh(url, clientId, auth = {}) {
-  const mod = await import('/pkg/venuemesh.js');
+// `entry`: the package entry to load, `/pkg/mqtt/venuemesh_mqtt.js` (the
+// `venuemesh/mqtt` entry an MQTT-only app imports) unless the driver says.
+async function venuemesh(url, clientId, auth = {}, entry = '/pkg/mqtt/venuemesh_mqtt.js') {
+  const mod = await import(entry);
   await mod.default();
-  if (typeof mod.MqttClient?.connect !== 'function') throw new Error('/pkg/venuemesh.js does not export MqttClient');
+  if (typeof mod.MqttClient?.connect !== 'function') throw new Error(`${entry} does not export MqttClient`);
   const c = await within(mod.MqttClient.connect({ brokers: [url], clientId, keepAlive: 30, ...auth }), 10_000, 'MqttClient.connect');
   const offs = new Map();
   return {
@@ -74,9 +76,11 @@ async function floor(url, clientId, auth = {}) {
     }
     else if (b[0] === 0x90) onSubAck?.();
   };
-  // Clean session; with an account, the username and password flags (0xC0) and fields.
+  // Clean session; with an account, the username and password flags (0xC0)
+  // and fields. Keepalive 0 (off): the floor sends no PINGREQ, and a page that
+  // only receives would otherwise be dropped by the broker after 45 s.
   const login = auth.username ? [...str(auth.username), ...str(auth.password ?? '')] : [];
-  ws.send(packet(0x10, [...str('MQTT'), 4, auth.username ? 0xc2 : 2, 0, 30, ...str(clientId), ...login]));
+  ws.send(packet(0x10, [...str('MQTT'), 4, auth.username ? 0xc2 : 2, 0, 0, ...str(clientId), ...login]));
   return {
     publish(topic, payload) {
       const t = new Uint8Array(str(topic)), body = typeof payload === 'string' ? enc.encode(payload) : payload;
@@ -108,6 +112,7 @@ async function floor(url, clientId, auth = {}) {
 
 let client = null;
 let tp = null;          // the armed throughput receiver
+let rt = null;          // the round-trip state (rttStart … rttStop)
 const echoErrors = [];
 
 // "00000042xxxx…": an 8-digit sequence number, then padding to `size` bytes.
@@ -115,9 +120,12 @@ const seqPayload = (i, pad) => String(i).padStart(8, '0') + pad;
 const readSeq = (p) => { let s = 0; for (let k = 0; k < 8; k++) s = s * 10 + (p[k] - 48); return s; };
 
 window.bench = {
-  /** `auth`: the broker account ({ username, password }; the bench broker admits no anonymous client). */
-  async init(which, url, clientId, auth) {
-    client = await ({ venuemesh, mqttjs, floor })[which](url, clientId, auth);
+  /**
+   * `auth`: the broker account ({ username, password }; the bench broker admits no anonymous client);
+   * `entry`: venuemesh's package entry (see `venuemesh`).
+   */
+  async init(which, url, clientId, auth, entry) {
+    client = await ({ venuemesh, mqttjs, floor })[which](url, clientId, auth, entry);
     return which;
   },
 
@@ -172,35 +180,37 @@ window.bench = {
   echoErrors: () => echoErrors.slice(0, 5),
   unsubscribe(topic) { client.unsubscribe(topic); },
 
-  /** warmup + n sequential trips ping -> echo page -> pong; times in ms. */
-  async rtt(ping, pong, qos, n, warmup, size, tripMs, totalMs) {
-    let waiting = null;
-    const errors = [];
+  /**
+   * Round trips in blocks, so tests/bench/mqtt.mjs can interleave the
+   * clients (A/B/C, B/C/A, …) and load drift hits them alike: rttStart
+   * subscribes to `pong` and runs `warmup` trips (not timed), rttBlock runs
+   * `n` timed trips and returns their times in ms, rttStop unsubscribes.
+   */
+  async rttStart(ping, pong, qos, warmup, size, tripMs) {
+    const st = { ping, pong, opts: { qos }, pad: 'x'.repeat(size - 8), tripMs, seq: 0, waiting: null, errors: [] };
     await client.subscribe(pong, qos, (_t, payload) => {
-      if (waiting && readSeq(payload) === waiting.seq) waiting.resolve();
+      if (st.waiting && readSeq(payload) === st.waiting.seq) st.waiting.resolve();
     });
-    const opts = { qos };
-    const pad = 'x'.repeat(size - 8);
-    const times = [];
-    const start = performance.now();
-    try {
-      for (let i = 0; i < warmup + n; i++) {
-        const payload = seqPayload(i, pad);
-        const back = new Promise((resolve) => { waiting = { seq: i, resolve }; });
-        const t = performance.now();
-        client.publish(ping, payload, opts).catch((e) => errors.push(String(e?.message ?? e)));
-        await within(back, tripMs, `round trip ${i}`);
-        const dt = performance.now() - t;
-        if (i >= warmup) times.push(dt);
-        if (errors.length) throw new Error(`publish failed: ${errors[0]}`);
-        if (performance.now() - start > totalMs) throw new Error(`round trips: over ${totalMs} ms after ${i + 1} trips`);
-      }
-    } finally {
-      waiting = null;
-      client.unsubscribe(pong);
+    rt = st;
+    await this.rttBlock(warmup);
+  },
+  async rttBlock(n) {
+    const st = rt, times = new Array(n);
+    for (let k = 0; k < n; k++) {
+      const i = st.seq++;
+      const payload = seqPayload(i, st.pad);
+      const back = new Promise((resolve) => { st.waiting = { seq: i, resolve }; });
+      const t = performance.now();
+      client.publish(st.ping, payload, st.opts).catch((e) => st.errors.push(String(e?.message ?? e)));
+      await within(back, st.tripMs, `round trip ${i}`);
+      times[k] = performance.now() - t;
+      if (st.errors.length) throw new Error(`publish failed: ${st.errors[0]}`);
     }
-    times.sort((a, b) => a - b);
-    const rank = (p) => times[Math.max(0, Math.ceil(p * times.length) - 1)];
-    return { n: times.length, p50: rank(0.5), p99: rank(0.99), max: times[times.length - 1], mean: times.reduce((a, b) => a + b, 0) / times.length, over50ms: times.filter((x) => x > 50).length };
+    st.waiting = null;
+    return times;
+  },
+  rttStop() {
+    if (rt) client.unsubscribe(rt.pong);
+    rt = null;
   },
 };
