@@ -176,14 +176,15 @@ export async function capture(port) {
       proc.kill('SIGINT');
       await new Promise((r) => proc.once('exit', r));
       const events = parsePcap(readFileSync(file), port);
-      rmSync(dir, { recursive: true, force: true });
+      if (process.env.VM_BENCH_QUORUM_PCAP_KEEP === '1') console.error(`quorum timeline: capture kept in ${file}`);
+      else rmSync(dir, { recursive: true, force: true });
       return events;
     },
   };
 }
 
 /** PUBLISH topics in a pcap of MQTT over WebSocket (loopback, Ethernet framing, IPv4). */
-function parsePcap(buf, port) {
+export function parsePcap(buf, port) {
   const out = [];
   if (buf.length < 24) return out;
   const le = buf.readUInt32LE(0) === 0xa1b2c3d4;
@@ -209,7 +210,8 @@ function parsePcap(buf, port) {
       if (end < 0) { streams.set(key, pending); continue; }
       pending = pending.subarray(end + 4);
     }
-    for (;;) {
+    // `f`: the frame's place among the frames this segment completed (0: first).
+    for (let f = 0; ; f++) {
       if (pending.length < 2) break;
       const masked = pending[1] & 128;
       let n = pending[1] & 127, h = 2;
@@ -219,7 +221,7 @@ function parsePcap(buf, port) {
       if (pending.length < h + m + n) break;
       const payload = Buffer.from(pending.subarray(h + m, h + m + n));
       if (masked) for (let i = 0; i < n; i++) payload[i] ^= pending[h + (i & 3)];
-      for (const topic of mqttTopics(payload)) out.push({ t, k: dport === port ? 10 : 9, s: topic, a: 0 });
+      for (const topic of mqttTopics(payload)) out.push({ t, k: dport === port ? 10 : 9, s: topic, a: 0, f, conn: dport === port ? sport : dport });
       pending = pending.subarray(h + m + n);
     }
     streams.set(key, pending);
