@@ -331,6 +331,15 @@ export function pageNotes(pages, from, to) {
     const delays = asked.slice(0, ran.length).map((a, i) => ran[i].t - a.t).filter((x) => x >= 0);
     const port = within.filter((e) => e.k === 8).map((e) => e.a);
     const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : '–');
+    // The page's own heartbeats through the broker and back (send() → its message task): a broker
+    // round trip measured in the same pages and run, the load's yardstick.
+    const echo = [];
+    for (const e of within) {
+      if (e.k !== 1 || !/\/hb\//.test(e.s)) continue;
+      const back = within.find((x) => x.k === 2 && x.t >= e.t && x.s === e.s);
+      if (back) echo.push(back.t - e.t);
+    }
+    lines.push(`  ${name}: own heartbeat via the broker and back p50/p99 ${f(pct(echo, 0.5))}/${f(pct(echo, 0.99))} ms (${echo.length})`);
     lines.push(`  ${name}: long tasks ${long.length} (max ${f(Math.max(0, ...long.map((e) => e.a)))} ms); timeout(0) turns ${turns.length}, `
       + `delay p50/p99/max ${f(pct(delays, 0.5))}/${f(pct(delays, 0.99))}/${f(Math.max(0, ...delays))} ms, run p99/max ${f(pct(turns, 0.99))}/${f(Math.max(0, ...turns))} ms; `
       + `flush tasks ${port.length} (max ${f(Math.max(0, ...port))} ms)`);
