@@ -273,9 +273,11 @@ export function stages(trips, origin, replicas, broker = []) {
       const acked = done && after(r.events, done.t, 1, ack);
       const turn = queued ?? got;
       // The COPY and the ack on the broker's socket: in, and forwarded.
-      const bIn = sent && after(broker, sent.t, 10, rep(r.id));
+      // (Not for what went on a data channel.)
+      const viaBroker = (e) => e && !e.s.startsWith('rtc:');
+      const bIn = viaBroker(sent) ? after(broker, sent.t, 10, rep(r.id)) : undefined;
       const fwd = bIn && after(broker, bIn.t, 9, rep(r.id));
-      const ackBIn = acked && after(broker, acked.t, 10, ack);
+      const ackBIn = viaBroker(acked) ? after(broker, acked.t, 10, ack) : undefined;
       const ackFwd = ackBIn && after(broker, ackBIn.t, 9, ack);
       return { id: r.id, sent, got, tx, done, acked, turn, bIn, fwd, ackBIn, ackFwd };
     });
