@@ -15,7 +15,12 @@
 //!   `presence/{hub}`), our own presence and heartbeats coming back (they
 //!   time the receive path: `mesh/node/lag.rs`), the `hub` claim topic, and
 //!   every topic that is not presence or heartbeat (replication to us, acks,
-//!   routed messages, the revocation list): handled first, never shed;
+//!   routed messages, the revocation list): handled first, never shed.
+//!   While nothing waits, an urgent message is handled at once in the
+//!   socket's task, within the same inline budget as direct messages
+//!   (below): a COPY or an ack that waited for a `setTimeout(0)` turn cost
+//!   the quorum one more task on each side, 1–12 ms each on a loaded page
+//!   (issue #15, `docs/replication.md`);
 //! * **bulk** — presence and heartbeats of every other device: at most
 //!   [`MAX_BULK`] wait; beyond that the oldest is dropped and counted
 //!   `shed` (a heartbeat is superseded by the sender's next one; a Join is
@@ -153,14 +158,7 @@ pub fn push_direct(this: &DriverRef, input: Direct) {
         Direct::Rtc(peer, bytes) => Msg::Rtc { peer, bytes },
         Direct::Tab(bytes) => Msg::Tab(bytes),
     };
-    let inline = this.borrow_mut().inbox.may_inline(start);
-    if inline {
-        handle(&mut this.borrow_mut(), msg);
-        drive(this);
-        let spent = (fine_ms() - start).max(0.0);
-        this.borrow_mut().inbox.window.1 += spent;
-        return;
-    }
+    let Some(msg) = try_inline(this, msg, start) else { return };
     let mut d = this.borrow_mut();
     let urgent = matches!(&msg, Msg::Rtc { peer, .. } if d.node.hub().is_some_and(|t| &t.hub == peer));
     let inbox = &mut d.inbox;
@@ -169,6 +167,20 @@ pub fn push_direct(this: &DriverRef, input: Direct) {
     } else {
         push_sheddable(&mut inbox.direct, MAX_DIRECT, msg, &mut inbox.shed);
     }
+}
+
+/// Handles `msg` at once in this task if nothing waits and the inline
+/// budget lasts (`start`: [`fine_ms`] when the task began); gives it back
+/// to be queued otherwise.
+fn try_inline(this: &DriverRef, msg: Msg, start: f64) -> Option<Msg> {
+    if !this.borrow_mut().inbox.may_inline(start) {
+        return Some(msg);
+    }
+    handle(&mut this.borrow_mut(), msg);
+    drive(this);
+    let spent = (fine_ms() - start).max(0.0);
+    this.borrow_mut().inbox.window.1 += spent;
+    None
 }
 
 /// Appends to a sheddable lane of at most `max`, dropping (and counting)
@@ -181,16 +193,30 @@ fn push_sheddable(lane: &mut VecDeque<Msg>, max: usize, msg: Msg, shed: &mut u64
     lane.push_back(msg);
 }
 
-/// Queues a broker message for the node (see [`pump`]).
+/// A broker message for the node: an urgent one is handled at once while
+/// nothing waits and the inline budget lasts (like a direct message); the
+/// rest is queued for [`pump`]. Call [`schedule`] after it.
 pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
-    let mut d = this.borrow_mut();
-    let urgent = match topics::parse(&topic).map(|t| t.kind) {
-        Ok(TopicKind::Presence { device } | TopicKind::Heartbeat { device }) => {
-            device == d.node.device_id() || d.node.hub().is_some_and(|t| t.hub == device)
+    let start = fine_ms();
+    let urgent = {
+        let d = this.borrow();
+        match topics::parse(&topic).map(|t| t.kind) {
+            Ok(TopicKind::Presence { device } | TopicKind::Heartbeat { device }) => {
+                device == d.node.device_id() || d.node.hub().is_some_and(|t| t.hub == device)
+            }
+            _ => true,
         }
-        _ => true,
     };
     let msg = Msg::Broker { topic, payload, retain };
+    let msg = if urgent {
+        match try_inline(this, msg, start) {
+            Some(m) => m,
+            None => return,
+        }
+    } else {
+        msg
+    };
+    let mut d = this.borrow_mut();
     let inbox = &mut d.inbox;
     if urgent {
         inbox.urgent.push_back(msg);

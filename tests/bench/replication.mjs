@@ -12,23 +12,28 @@
 // resolved), the floor replication adds to. No ingest: the drain interval
 // is set out of the way.
 import { launch, BROKER_AUTH, brokerAuthFragment } from '../e2e/lib.mjs';
+import { timelineInit, takeTimeline, stages, report, pageNotes, capture } from './replication-timeline.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
 const BROKER = process.env.VM_BENCH_BROKER || 'ws://127.0.0.1:19101';
 const TRIPS = Number(process.env.VM_BENCH_QUORUM_TRIPS || 300);
 const BURST = Number(process.env.VM_BENCH_QUORUM_BURST || 1000);
+// VM_BENCH_QUORUM_TIMELINE=1: stamp every stage of each sequential command in
+// all three pages and print where the time goes (replication-timeline.mjs).
+const TIMELINE = process.env.VM_BENCH_QUORUM_TIMELINE === '1';
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor(p * s.length))]; };
 
 async function member(browser, venue, kind, extra = {}) {
   const context = await browser.newContext();
+  if (TIMELINE) await context.addInitScript(timelineInit);
   const page = await context.newPage();
   const q = new URLSearchParams({ venue, broker: BROKER, kind, hb: '300', drain: '600000', ...extra });
   await page.goto(`${BASE}/tests/e2e/pages/mesh.html?${q}${brokerAuthFragment(BROKER_AUTH, BROKER)}`);
   await page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
   const failed = await page.evaluate(() => window.openError ?? null);
   if (failed) throw new Error(`mesh page failed to open: ${failed}`);
-  return { context, page, id: await page.evaluate(() => window.mesh.deviceId) };
+  return { context, page, venue, id: await page.evaluate(() => window.mesh.deviceId) };
 }
 
 /** In the page: latency per command and burst throughput, quorum vs local commit. */
@@ -47,19 +52,22 @@ function measure([trips, burst]) {
   q.on('statusChanged', (e) => { if (e.to === 'peer_ack') written.hit(e.id); });
   const ackOf = written.of;
   return (async () => {
-    const quorum = [], status = [], local = [];
+    const quorum = [], status = [], local = [], marks = [];
     for (let i = 0; i < trips; i++) {
       const t0 = performance.now();
       const id = await window.mesh.enqueue('sale', `{"i":${i},"total":12.5}`);
       local.push(performance.now() - t0);
-      quorum.push((await decided.of(id)) - t0);
+      const acked = await decided.of(id);
+      quorum.push(acked - t0);
+      // Absolute times (one clock for every page) for the timeline.
+      marks.push({ t0: performance.timeOrigin + t0, ack: performance.timeOrigin + acked });
       status.push((await written.of(id)) - t0);
     }
     const t0 = performance.now();
     const ids = await Promise.all(Array.from({ length: burst }, (_, i) => window.mesh.enqueue('sale', `{"b":${i}}`)));
     const committed = performance.now() - t0;
     const last = Math.max(...(await Promise.all(ids.map(ackOf))));
-    return { quorum, status, local, burstLocalMs: committed, burstQuorumMs: last - t0 };
+    return { quorum, status, local, marks, burstLocalMs: committed, burstQuorumMs: last - t0 };
   })();
 }
 
@@ -85,17 +93,29 @@ async function trio(browser, webrtc) {
     }, all.filter((o) => o !== m).map((o) => o.id));
     for (let i = 0; i < 150 && !(await Promise.all(all.map(rtcUp))).every(Boolean); i++) await sleep(100);
   }
-  return { all, pos };
+  return { all, pos, kiosk, ipad };
 }
 
 async function measureOn(browser, webrtc) {
-  const { all, pos } = await trio(browser, webrtc);
+  const { all, pos, kiosk, ipad } = await trio(browser, webrtc);
+  if (TIMELINE) await Promise.all(all.map((m) => takeTimeline(m.page))); // drop the warm-up's marks
+  const sniffer = TIMELINE ? await capture(Number(new URL(BROKER).port)) : null;
   const before = await pos.page.evaluate(() => window.mesh.getDetailedStats().traffic);
   const r = await pos.page.evaluate(measure, [TRIPS, BURST]);
   const after = await pos.page.evaluate(() => window.mesh.getDetailedStats().traffic);
   // Replication messages out of the POS during the run, and how many went on data channels.
   r.directOut = after.direct.msgsOut - before.direct.msgsOut;
   r.brokerOut = after.replication.msgsOut - before.replication.msgsOut;
+  if (sniffer) {
+    const [o, k, i] = [await takeTimeline(pos.page), await takeTimeline(kiosk.page), await takeTimeline(ipad.page)];
+    const sniffed = await sniffer.stop();
+    const rows = stages(r.marks, { id: pos.id, events: o }, [{ id: kiosk.id, events: k }, { id: ipad.id, events: i }], sniffed);
+    const label = webrtc ? 'data channels' : 'broker only';
+    const span = [r.marks[0].t0 - o.offset, r.marks.at(-1).ack - o.offset];
+    const lines = [...report(rows, label), `  clocks (page − bench process, ms): pos ${o.offset.toFixed(2)}, kiosk ${k.offset.toFixed(2)}, ipad ${i.offset.toFixed(2)}`, `  pages during the ${r.marks.length} trips (${label}):`,
+      ...pageNotes([{ name: 'pos', events: o }, { name: 'kiosk (hub)', events: k }, { name: 'ipad', events: i }], ...span)];
+    console.error(lines.join('\n'));
+  }
   await Promise.all(all.map((m) => m.context.close()));
   return r;
 }
