@@ -41,6 +41,26 @@ impl Rng {
     }
 }
 
+/// 16 random bytes as a version-4 UUID in hyphenated lower-case text
+/// (`xxxxxxxx-xxxx-4xxx-Vxxx-xxxxxxxxxxxx`, V one of 8 9 a b): the device id
+/// format the shell used to get from the `uuid` crate, written out here so
+/// the wasm carries neither uuid nor its getrandom wiring. The caller draws
+/// the bytes from a CSPRNG (`crypto.getRandomValues`), not from [`Rng`].
+pub fn uuid_v4_text(mut b: [u8; 16]) -> String {
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(HEX[(x >> 4) as usize] as char);
+        s.push(HEX[(x & 15) as usize] as char);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,5 +92,15 @@ mod tests {
         assert!((0..1000).all(|_| r.chance(1.0)));
         let hits = (0..10_000).filter(|_| r.chance(0.5)).count();
         assert!((4_000..6_000).contains(&hits), "{hits}");
+    }
+
+    #[test]
+    fn uuid_v4_text_has_the_uuid_crates_layout_version_and_variant() {
+        let s = uuid_v4_text([0xff; 16]);
+        assert_eq!(s, "ffffffff-ffff-4fff-bfff-ffffffffffff");
+        let s = uuid_v4_text([0; 16]);
+        assert_eq!(s, "00000000-0000-4000-8000-000000000000");
+        let s = uuid_v4_text([0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef]);
+        assert_eq!(s, "01234567-89ab-4def-8123-456789abcdef");
     }
 }

@@ -132,6 +132,10 @@ impl<K: Ord, V> VecMap<K, V> {
         self.items.iter_mut().map(|(_, v)| v)
     }
 
+    pub fn iter_mut(&mut self) -> impl DoubleEndedIterator<Item = (&K, &mut V)> + ExactSizeIterator {
+        self.items.iter_mut().map(|(k, v)| (&*k, v))
+    }
+
     /// Keeps the entries for which `f` returns `true`, in order.
     pub fn retain(&mut self, mut f: impl FnMut(&K, &mut V) -> bool) {
         self.items.retain_mut(|(k, v)| f(k, v));
@@ -208,6 +212,31 @@ impl<K: Ord, V> FromIterator<(K, V)> for VecMap<K, V> {
             m.insert(k, v);
         }
         m
+    }
+}
+
+/// `map[&key]`, like the B-tree's: panics when `key` is absent, so only for
+/// keys the caller just checked or inserted.
+impl<K: Ord + Borrow<Q>, Q: ?Sized + Ord, V> core::ops::Index<&Q> for VecMap<K, V> {
+    type Output = V;
+    fn index(&self, key: &Q) -> &V {
+        self.get(key).expect("VecMap: no entry for the key")
+    }
+}
+
+impl<'a, K: Ord, V> IntoIterator for &'a VecMap<K, V> {
+    type Item = (&'a K, &'a V);
+    type IntoIter = core::iter::Map<core::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter().map(|(k, v)| (k, v))
+    }
+}
+
+impl<'a, K: Ord, V> IntoIterator for &'a mut VecMap<K, V> {
+    type Item = (&'a K, &'a mut V);
+    type IntoIter = core::iter::Map<core::slice::IterMut<'a, (K, V)>, fn(&'a mut (K, V)) -> (&'a K, &'a mut V)>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.iter_mut().map(|(k, v)| (&*k, v))
     }
 }
 

@@ -11,7 +11,10 @@ use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
 use crate::replication::{RepMsg, Replicator};
 use crate::routing::{Addr, Route, Router, RouterConfig};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+// Per-peer and per-room maps are small: sorted vectors (crate::vecmap), not
+// one B-tree copy per key/value type in the wasm.
+use crate::vecmap::{VecMap, VecSet};
 
 /// Heartbeats older than this (monotonic) no longer count in the clock check.
 const SKEW_WINDOW_MS: u64 = 60_000;
@@ -76,7 +79,7 @@ pub struct MeshNode {
     stalled: bool,
     out: VecDeque<Output>,
     election_timeout: u64,
-    senders: BTreeMap<String, SenderState>,
+    senders: VecMap<String, SenderState>,
     tick: u64,
     counters: MeshCounters,
     traffic: Traffic,
@@ -91,18 +94,18 @@ pub struct MeshNode {
     route_queue: VecDeque<(Route, Addr, Kind, Vec<u8>)>,
     router_timeout: u64,
     /// Rooms the app joined.
-    rooms: BTreeSet<String>,
+    rooms: VecSet<String>,
     /// Peers with an open data channel: room members while it is open,
     /// whatever the election's table says.
-    rtc_open: BTreeSet<String>,
+    rtc_open: VecSet<String>,
     /// Peers whose presence went by Will or silence, since when (`routes.rs`).
-    kept: BTreeMap<String, u64>,
+    kept: VecMap<String, u64>,
     /// Peers whose Will came while a direct route to them was up: gone
     /// unless heard on a direct route by then (`direct.rs`).
-    suspects: BTreeMap<String, u64>,
+    suspects: VecMap<String, u64>,
     /// Peers whose presence was cleared (Will or forgery) with no direct
     /// route: since when, and gone unless heard by then (`hint.rs`).
-    hinted: BTreeMap<String, (u64, u64)>,
+    hinted: VecMap<String, (u64, u64)>,
     /// Own heartbeats on their way to the broker and back (`lag.rs`).
     echoes: VecDeque<([u8; 8], u64)>,
     /// Whether an echo came back since the broker link came up.
@@ -122,12 +125,14 @@ pub struct MeshNode {
     /// in the cloud at once (`replica.rs`, `early_receipt`).
     early_receipts: BTreeMap<crate::outbox::CommandId, ([u8; 32], std::rc::Rc<Vec<u8>>)>,
     /// Upload batches in flight on the hook: their ids and digests.
-    uploads: BTreeMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
+    uploads: VecMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
     hook_receipt: Option<std::rc::Rc<Vec<u8>>>,
     /// TRUST bodies (a new CRL or KEY_UPDATE) waiting for a send counter,
     /// for every direct route (`node/trust.rs`).
     trust_queue: VecDeque<Vec<u8>>,
+    /// Keeping the broker's retained revocation list complete (`node/trust.rs`).
+    crl_sync: trust::CrlSync,
     /// Shared state, when configured (`state_sync.rs`).
     state: Option<state_sync::StateSync>,
 }
@@ -175,7 +180,7 @@ impl MeshNode {
             stalled: false,
             out: VecDeque::new(),
             election_timeout: now_mono,
-            senders: BTreeMap::new(),
+            senders: VecMap::new(),
             tick: 0,
             counters: MeshCounters::default(),
             traffic: Traffic::default(),
@@ -185,11 +190,11 @@ impl MeshNode {
             router,
             route_queue: VecDeque::new(),
             router_timeout: u64::MAX,
-            rooms: BTreeSet::new(),
-            rtc_open: BTreeSet::new(),
-            kept: BTreeMap::new(),
-            suspects: BTreeMap::new(),
-            hinted: BTreeMap::new(),
+            rooms: VecSet::new(),
+            rtc_open: VecSet::new(),
+            kept: VecMap::new(),
+            suspects: VecMap::new(),
+            hinted: VecMap::new(),
             echoes: VecDeque::new(),
             echo_seen: false,
             receive_lag: 0,
@@ -198,9 +203,10 @@ impl MeshNode {
             digests: BTreeMap::new(),
             receipts: BTreeMap::new(),
             early_receipts: BTreeMap::new(),
-            uploads: BTreeMap::new(),
+            uploads: VecMap::new(),
             hook_receipt: None,
             trust_queue: VecDeque::new(),
+            crl_sync: trust::CrlSync::default(),
             state,
             cfg: config,
         };
@@ -362,8 +368,8 @@ impl MeshNode {
 
     /// As an **admin** device: a revocation list naming `device`'s key,
     /// signed with our admin key, applied here and published retained on
-    /// `vm/{venue}/crl` (while connected; the shell may also hand it to
-    /// the CA). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
+    /// `vm/{venue}/crl` (at once while connected; revoked offline, it is
+    /// published when the broker is back, `node/trust.rs` `CrlSync`). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
     /// device's chain is unknown here ([`TrustError::WrongSubject`](crate::trust::TrustError::WrongSubject)).
     pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
         use crate::trust::{Crl, Role, TrustError};
@@ -378,8 +384,7 @@ impl MeshNode {
         let crl = Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)?;
         self.apply_crl(&crl.raw, now, now_wall)?;
         if self.transport_up {
-            let topic = topics::crl(&self.cfg.venue);
-            self.out.push_back(Output::Publish { topic, payload: crl.raw.clone(), qos: 1, retain: true });
+            self.publish_crl(crl.raw.clone(), &fps, now);
         }
         Ok(crl.raw)
     }
@@ -422,6 +427,9 @@ impl MeshNode {
         self.transport_up = up;
         self.left &= !up;
         self.router.handle_broker(up, now);
+        if came_back {
+            self.crl_connected(now);
+        }
         if came_back && self.is_restored() {
             self.rep.handle_reconnected(now);
             self.state_reconnected(now);
@@ -504,6 +512,10 @@ impl MeshNode {
             TopicKind::State => return self.receive_state_broker(payload, now, now_wall),
             TopicKind::Crl | TopicKind::Keys => {
                 count_in(&mut self.traffic.other, bytes);
+                if matches!(parsed.kind, TopicKind::Crl) {
+                    // What the broker now holds, valid or not, cleared or not.
+                    self.crl_from_broker(payload, now, now_wall);
+                }
                 if payload.is_empty() {
                     self.counters.hub_cleared += 1; // a cleared retained object: nothing to apply
                     return;
@@ -674,6 +686,7 @@ impl MeshNode {
             self.receiver.trust_mut().tick_keys(now_wall);
             self.flush(now_wall);
             self.flush_trust(now_wall);
+            self.crl_sync_due(now, now_wall);
             self.drain_replication(now);
             self.flush_replication(now_wall);
             self.drain_routes(now);
@@ -753,6 +766,9 @@ impl MeshNode {
                 at = at.min(t);
             }
             if let Some(t) = self.state_until() {
+                at = at.min(t);
+            }
+            if let Some(t) = self.crl_sync.check_at {
                 at = at.min(t);
             }
         }

@@ -101,6 +101,8 @@ struct Dev {
     info: DeviceInfo,
     /// Credentials from another CA than the venue's (an intruder).
     ca: Option<TestCa>,
+    /// Paired with an admin certificate (may revoke devices).
+    admin: bool,
     node: Option<MeshNode>,
     inc: u32,
     connected: bool,
@@ -219,7 +221,8 @@ impl Net {
             return;
         }
         d.inc += 1;
-        let creds = d.ca.as_ref().map_or_else(|| ca().credentials(&d.id), |c| c.credentials(&d.id));
+        let role = if d.admin { crate::trust::Role::Admin } else { crate::trust::Role::Device };
+        let creds = d.ca.as_ref().map_or_else(|| ca().credentials_as(&d.id, role), |c| c.credentials_as(&d.id, role));
         let mut cfg = MeshConfig::new(creds, d.info.clone(), entropy(seed ^ (i as u64) << 8 ^ u64::from(d.inc) << 32));
         cfg.election = self.cfg.clone();
         cfg.state = self.state.clone();

@@ -25,7 +25,7 @@
 
 mod admission;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::vecmap::{VecMap, VecSet};
 use std::sync::Arc;
@@ -104,7 +104,7 @@ pub struct Router {
     cfg: RouterConfig,
     now: u64,
     broker_up: bool,
-    peers: BTreeMap<String, Peer>,
+    peers: VecMap<String, Peer>,
     rooms: VecMap<String, VecSet<String>>,
     next_seq: VecMap<Dest, u64>,
     /// Unacked copies in send order.
@@ -141,7 +141,7 @@ impl Router {
             cfg,
             now: 0,
             broker_up: false,
-            peers: BTreeMap::new(),
+            peers: VecMap::new(),
             rooms: VecMap::new(),
             next_seq: VecMap::new(),
             pending: VecMap::new(),

@@ -2,7 +2,7 @@
 //! the storage door, applying remote writes with conflict audit, queries,
 //! timers. Reconciliation sessions and peers are in `session.rs`.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::hash::{Hash, Hasher};
 use std::rc::Rc;
 
@@ -79,7 +79,7 @@ pub struct Store {
     pub(super) rng: Rng,
     auth: Box<dyn WriteAuth>,
     pub(super) loaded: bool,
-    pub(super) cols: BTreeMap<String, Collection>,
+    pub(super) cols: crate::vecmap::VecMap<String, Collection>,
     queued: Vec<Pending>,
     flight: Option<Flight>,
     next_op: u64,
@@ -153,7 +153,7 @@ impl Store {
             rng: Rng::new(seed),
             auth,
             loaded: false,
-            cols: BTreeMap::new(),
+            cols: crate::vecmap::VecMap::new(),
             queued: Vec::new(),
             flight: None,
             next_op: 1,

@@ -37,6 +37,9 @@ pub struct SecurityStats {
     pub receipts: u64,
     /// Valid revocation lists applied (that revoked something new).
     pub crls_applied: u64,
+    /// Revocation lists this device published retained because the broker's
+    /// lacked a key it knows revoked (`mesh/node/trust.rs`, `CrlSync`).
+    pub crls_republished: u64,
     /// Revocation lists that did not verify.
     pub bad_crl: u64,
     /// Validated chains dropped from the table to respect its bound.

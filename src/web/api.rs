@@ -186,7 +186,7 @@ export interface DetailedStats {
      * the sender's role may not send (CLOUD_ACK from a device), a command its origin did not sign, a receipt
      * not from the cloud or not matching our record. */
     untrusted: number; unknownSender: number; badChain: number; revoked: number;
-    wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; badCrl: number;
+    wrongRole: number; badOriginSig: number; badReceipt: number; receipts: number; crlsApplied: number; crlsRepublished: number; badCrl: number;
     chainsEvicted: number; revokedKeys: number;
     /** Content key rotation: `keyEpoch` is the epoch this device sends under, `keyEpochs` every epoch it can read
      * (current, previous until its retirement, scheduled); `keyUpdates` new epochs taken, `badKeyUpdate` updates

@@ -20,18 +20,29 @@ pub fn wall_ms() -> u64 {
     js_sys::Date::now() as u64
 }
 
-/// 64 random bits from `crypto.getRandomValues`, to seed the core's RNG.
+/// 64 random bits from `crypto.getRandomValues`, to seed the core's RNG
+/// (the one import `broker.rs` already makes for the MQTT client; no uuid or
+/// getrandom crate in the wasm).
 pub fn random_seed() -> u64 {
-    let mut bytes = [0u8; 8];
-    // uuid's `js` feature already wires getrandom to WebCrypto; reuse it.
-    let id = uuid::Uuid::new_v4();
-    bytes.copy_from_slice(&id.as_bytes()[..8]);
-    u64::from_le_bytes(bytes)
+    super::broker::random_seed()
 }
 
-/// 32 bytes from the browser's CSPRNG (WebCrypto through uuid's getrandom
-/// wiring): three v4 UUIDs (366 random bits) hashed with SHA-256.
+/// 32 bytes from the browser's CSPRNG (`crypto.getRandomValues`).
 pub fn random_bytes32() -> [u8; 32] {
-    let ids = [uuid::Uuid::new_v4(), uuid::Uuid::new_v4(), uuid::Uuid::new_v4()];
-    crate::trust::sha256(&[ids[0].as_bytes(), ids[1].as_bytes(), ids[2].as_bytes()])
+    let mut out = [0u8; 32];
+    for chunk in out.chunks_exact_mut(8) {
+        chunk.copy_from_slice(&random_seed().to_le_bytes());
+    }
+    out
+}
+
+/// A random (version 4) UUID in its hyphenated lower-case text form, e.g.
+/// `0f8e4b1c-3d2a-4e5f-9a6b-7c8d9e0f1a2b`: what `uuid::Uuid::new_v4()` gave
+/// before, from 122 bits of `crypto.getRandomValues` (which, unlike
+/// `crypto.randomUUID`, also exists on plain-http LAN pages).
+pub fn uuid_v4() -> String {
+    let mut b = [0u8; 16];
+    b[..8].copy_from_slice(&random_seed().to_le_bytes());
+    b[8..].copy_from_slice(&random_seed().to_le_bytes());
+    crate::rng::uuid_v4_text(b)
 }

@@ -291,7 +291,7 @@ pub async fn device_id_raw(db: &Db) -> Result<String, DbError> {
         let Some(req) = req else { return };
         let existing = req.result().ok().and_then(|v| v.as_string()).filter(|s| !s.is_empty());
         if existing.is_none() {
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = super::clock::uuid_v4();
             if let Some(store) = req.source().and_then(|s| s.dyn_into::<web_sys::IdbObjectStore>().ok()) {
                 if store.put_with_key(&JsValue::from_str(&id), &"device_id".into()).is_ok() {
                     *c2.borrow_mut() = Some(id);

@@ -44,7 +44,7 @@ pub struct MeshDriver {
     timer: Option<(u64, Timeout)>,
     /// Peers seen since open, with how many times each came back
     /// (`peerConnected` / `peerReconnected`, `getDetailedStats().peers`).
-    pub peer_reconnects: std::collections::BTreeMap<String, u32>,
+    pub peer_reconnects: crate::vecmap::VecMap<String, u32>,
     /// Broker messages waiting for their turn (`inbox.rs`, issue #16).
     pub inbox: super::inbox::Inbox,
     /// Shared state: write promises and `change` listeners (`state_api.rs`).
@@ -272,7 +272,7 @@ fn write_state(this: &DriverRef) {
 /// `peerConnected` (first time since open) or `peerReconnected` (it had
 /// left), `peerDisconnected` (any leave), `heartbeatTimeout` (it went
 /// silent). Same payloads as the events they accompany.
-fn peer_aliases(seen: &mut std::collections::BTreeMap<String, u32>, e: &MeshEvent) -> Vec<&'static str> {
+fn peer_aliases(seen: &mut crate::vecmap::VecMap<String, u32>, e: &MeshEvent) -> Vec<&'static str> {
     match e {
         MeshEvent::PeerJoined { device, .. } => match seen.get_mut(device) {
             Some(n) => {

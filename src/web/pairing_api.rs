@@ -346,11 +346,47 @@ impl VenueMesh {
     /// Revokes `device` (admin devices only, `NOT_ADMIN` otherwise): signs a
     /// revocation list with this device's admin key naming that device's key
     /// plus every key revoked before (devices keep the union, so a list
-    /// never un-revokes), and publishes it retained on `vm/{venue}/crl`.
+    /// never un-revokes), and publishes it retained on `vm/{venue}/crl`
+    /// (when the broker is back, if it is unreachable now).
     /// The device must have been seen (its certificate is known here);
     /// `INVALID_ARGUMENT` otherwise.
+    /// Errors reject the promise (as from an `async` method), never throw.
     #[wasm_bindgen(unchecked_return_type = "Promise<void>")]
-    pub fn revoke(&self, device: &str) -> Result<js_sys::Promise, JsValue> {
+    pub fn revoke(&self, device: &str) -> js_sys::Promise {
+        settled(self.revoke_now(device).map(|()| JsValue::UNDEFINED))
+    }
+
+    /// Rotates the venue's content key (admin devices only, `NOT_ADMIN`
+    /// otherwise; `PROTOCOL.md` Part 6 §6): a fresh key, wrapped to this
+    /// device, the cloud and every device whose valid, unrevoked certificate
+    /// is known here, published retained on `vm/{venue}/keys` and sent on
+    /// every data channel and tab. Every device keeps sending under the old
+    /// key for `activateInMs` (no flag day) and drops it `graceMs` later.
+    /// Rotate after `revoke()` to shut a stolen device out of the bodies
+    /// sent from then on, not only out of the mesh. `CONNECTION` when no
+    /// broker is connected (the cloud learns the key only through it).
+    /// Errors reject the promise (as from an `async` method), never throw.
+    #[wasm_bindgen(js_name = rotateContentKey, unchecked_return_type = "Promise<ContentKeyRotation>")]
+    pub fn rotate_content_key(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "RotateContentKeyOptions | undefined")] options: JsValue,
+    ) -> js_sys::Promise {
+        settled(self.rotate_content_key_now(&options))
+    }
+}
+
+/// A promise already settled with `r`: the API's promise-returning methods
+/// that finish at once report misuse by rejecting, like their async siblings.
+fn settled(r: Result<JsValue, JsValue>) -> js_sys::Promise {
+    match r {
+        Ok(v) => js_sys::Promise::resolve(&v),
+        Err(e) => js_sys::Promise::reject(&e),
+    }
+}
+
+impl VenueMesh {
+    /// [`VenueMesh::revoke`], its errors returned.
+    fn revoke_now(&self, device: &str) -> Result<(), JsValue> {
         let admin = self.trust.borrow().creds.as_ref().is_some_and(|c| c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin));
         if !admin {
             return Err(js_error(ErrorCode::NotAdmin, "only a device with an admin certificate can revoke devices", None));
@@ -366,26 +402,14 @@ impl VenueMesh {
             return Err(js_error(ErrorCode::InvalidArgument, &why, None));
         }
         super::mesh_driver::drive(&self.driver);
-        Ok(js_sys::Promise::resolve(&JsValue::UNDEFINED))
+        Ok(())
     }
 
-    /// Rotates the venue's content key (admin devices only, `NOT_ADMIN`
-    /// otherwise; `PROTOCOL.md` Part 6 §6): a fresh key, wrapped to this
-    /// device, the cloud and every device whose valid, unrevoked certificate
-    /// is known here, published retained on `vm/{venue}/keys` and sent on
-    /// every data channel and tab. Every device keeps sending under the old
-    /// key for `activateInMs` (no flag day) and drops it `graceMs` later.
-    /// Rotate after `revoke()` to shut a stolen device out of the bodies
-    /// sent from then on, not only out of the mesh. `CONNECTION` when no
-    /// broker is connected (the cloud learns the key only through it).
-    #[wasm_bindgen(js_name = rotateContentKey, unchecked_return_type = "Promise<ContentKeyRotation>")]
-    pub fn rotate_content_key(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "RotateContentKeyOptions | undefined")] options: JsValue,
-    ) -> Result<js_sys::Promise, JsValue> {
+    /// [`VenueMesh::rotate_content_key`], its errors returned.
+    fn rotate_content_key_now(&self, options: &JsValue) -> Result<JsValue, JsValue> {
         const KEYS: &[&str] = &["activateInMs", "graceMs"];
         const DAY_MS: u64 = 24 * 3600 * 1000;
-        let o = Options::new(&options, "rotateContentKey options", KEYS, true)?;
+        let o = Options::new(options, "rotateContentKey options", KEYS, true)?;
         let activate_in = o.uint("activateInMs", DAY_MS)?.unwrap_or(5_000);
         let grace = o.uint("graceMs", 30 * DAY_MS)?.unwrap_or(60_000);
         let admin = self.trust.borrow().creds.as_ref().is_some_and(|c| c.bundle.chain.leaf().is_some_and(|l| l.role == crate::trust::Role::Admin));
@@ -410,6 +434,6 @@ impl VenueMesh {
             .set("retireAt", ku.retire_at as f64)
             .set("recipients", recipients)
             .build();
-        Ok(js_sys::Promise::resolve(&out))
+        Ok(out)
     }
 }

@@ -33,7 +33,7 @@ pub struct LocalRoutes {
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,
     /// Times each peer came back since open (`peerReconnected`).
-    pub reconnects: std::collections::BTreeMap<String, u32>,
+    pub reconnects: crate::vecmap::VecMap<String, u32>,
 }
 
 pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes) -> JsValue {
@@ -186,6 +186,7 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("badReceipt", t.bad_receipt as f64)
         .set("receipts", t.receipts as f64)
         .set("crlsApplied", t.crls_applied as f64)
+        .set("crlsRepublished", t.crls_republished as f64)
         .set("badCrl", t.bad_crl as f64)
         .set("chainsEvicted", t.chains_evicted as f64)
         // Content key rotation (KEY_UPDATE, Part 6 §6): new epochs taken, updates

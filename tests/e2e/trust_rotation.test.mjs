@@ -69,6 +69,15 @@ test('rotateContentKey: sales keep flowing, every page moves to the new key id, 
   // Only an admin rotates.
   const rotate = (m, o) => m.page.evaluate(async (o) => { try { await window.mesh.rotateContentKey(o); return 'rotated'; } catch (e) { return e.code; } }, o);
   assert.equal(await rotate(pages[1]), 'NOT_ADMIN');
+  // Misuse rejects the returned promise; it never throws where the call is made.
+  const settles = (m, call) => m.page.evaluate((call) => {
+    let p;
+    try { p = call === 'revoke' ? window.mesh.revoke('nobody') : window.mesh.rotateContentKey({ graceMs: -1 }); } catch (e) { return `threw ${e.code}`; }
+    return p instanceof Promise ? p.then(() => 'resolved', (e) => `rejected ${e.code}`) : 'not a promise';
+  }, call);
+  assert.equal(await settles(pages[1], 'revoke'), 'rejected NOT_ADMIN');
+  assert.equal(await settles(admin, 'revoke'), 'rejected INVALID_ARGUMENT', 'an unknown device');
+  assert.equal(await settles(admin, 'rotate'), 'rejected INVALID_OPTIONS');
   const badOpt = await rotate(admin, { activateInMs: -1 });
   assert.equal(badOpt, 'INVALID_OPTIONS', 'a bad option is refused before anything changes');
   assert.equal((await stats(admin)).security.keyEpoch, 1);

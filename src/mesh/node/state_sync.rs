@@ -40,7 +40,7 @@
 //!   [`MeshNode::handle_state_persisted`].
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::{count_in, count_out, MeshNode};
@@ -54,7 +54,7 @@ use crate::trust::{SigningKey, VerifyingKey};
 
 /// Writer keys the [`DeviceAuth`] checks proofs with, filled by the node
 /// from its trust store before each body is handed to the store.
-type Keys = Rc<RefCell<BTreeMap<String, VerifyingKey>>>;
+type Keys = Rc<RefCell<crate::vecmap::VecMap<String, VerifyingKey>>>;
 
 /// The device's Ed25519 identity as the store's [`WriteAuth`].
 struct DeviceAuth {

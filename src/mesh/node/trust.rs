@@ -135,3 +135,123 @@ impl MeshNode {
         }
     }
 }
+
+/// After connecting, how long to wait for the broker's retained list before
+/// taking its absence as "the broker holds none" (retained messages follow
+/// the SUBACK at once; this leaves room for a slow broker).
+const CRL_SETTLE_MS: u64 = 2_000;
+/// Random spread of the comparison, so that of the devices that notice the
+/// same gap usually one fills it and the others see it filled.
+const CRL_JITTER_MS: u64 = 2_000;
+/// At most one republish per device in this time: a replayed or cleared
+/// list published again and again costs each device one publish per period.
+const CRL_MIN_INTERVAL_MS: u64 = 10_000;
+
+/// Keeps the broker's retained `vm/{venue}/crl` naming every key this
+/// device knows revoked (`PROTOCOL.md` Part 6 §4, "Keeping the retained
+/// list complete"). Without it, a revocation made while the broker was
+/// unreachable (applied here and relayed on data channels only), or a
+/// retained list cleared or replaced by an older one (every device of the
+/// venue holds the venue's broker account, a stolen one too), would never
+/// reach a device that pairs or reloads later from the broker alone.
+#[derive(Debug, Default)]
+pub(super) struct CrlSync {
+    /// The fingerprints the broker's retained list names, as last seen on
+    /// this connection (a cleared or invalid list names none); `None`
+    /// until one arrives.
+    broker: Option<crate::trust::RevocationSet>,
+    /// When to compare (after connecting, or after a list with a gap came).
+    pub(super) check_at: Option<u64>,
+    /// When we last published one.
+    last_publish: Option<u64>,
+}
+
+impl MeshNode {
+    /// The broker connection came up: compare once its retained list had time to arrive.
+    pub(super) fn crl_connected(&mut self, now: u64) {
+        self.crl_sync.broker = None;
+        let jitter = self.rng.below(CRL_JITTER_MS);
+        self.crl_sync.check_at = Some(now + CRL_SETTLE_MS + jitter);
+    }
+
+    /// A message on `vm/{venue}/crl` (ours included): remember what it names
+    /// and, if it lacks a key we know revoked, compare again soon.
+    pub(super) fn crl_from_broker(&mut self, payload: &[u8], now: u64, now_wall: u64) {
+        let mut named = crate::trust::RevocationSet::default();
+        if !payload.is_empty() {
+            let trust = self.receiver.trust();
+            if let Ok(crl) = crate::trust::Crl::decode(payload) {
+                if crl.verify(trust.anchor(), now_wall, trust.revoked()).is_ok() && crl.venue == self.cfg.venue {
+                    named.merge(&crl.revoked);
+                }
+            }
+        }
+        let gap = self.crl_gap(&named);
+        self.crl_sync.broker = Some(named);
+        if !gap {
+            self.crl_sync.check_at = None;
+        } else if self.crl_sync.check_at.is_none() {
+            let jitter = self.rng.below(CRL_JITTER_MS);
+            self.crl_sync.check_at = Some(now + jitter);
+        }
+    }
+
+    /// Whether we know a revoked key that `named` does not name.
+    fn crl_gap(&self, named: &crate::trust::RevocationSet) -> bool {
+        self.receiver.trust().revoked().fingerprints().iter().any(|fp| !named.contains(fp))
+    }
+
+    /// When due and connected: if the broker's list lacks a key we know
+    /// revoked, an admin publishes a fresh list naming all of them, and any
+    /// other device the accepted list it holds that names the most while
+    /// naming everything the broker's does (so the retained list only ever
+    /// grows: devices holding different lists cannot take turns replacing
+    /// each other's).
+    pub(super) fn crl_sync_due(&mut self, now: u64, now_wall: u64) {
+        let Some(at) = self.crl_sync.check_at else { return };
+        if at > now || !self.transport_up {
+            return;
+        }
+        self.crl_sync.check_at = None;
+        let named = self.crl_sync.broker.take().unwrap_or_default();
+        if !self.crl_gap(&named) {
+            self.crl_sync.broker = Some(named);
+            return;
+        }
+        if let Some(last) = self.crl_sync.last_publish.filter(|l| now < l + CRL_MIN_INTERVAL_MS) {
+            self.crl_sync.broker = Some(named);
+            self.crl_sync.check_at = Some(last + CRL_MIN_INTERVAL_MS);
+            return;
+        }
+        let trust = self.receiver.trust();
+        let raw = if trust.role() == Role::Admin {
+            let fps = trust.revoked().fingerprints().to_vec();
+            let chain = crate::trust::Chain::decode(trust.chain_bytes()).ok();
+            crate::trust::Crl::issue(trust.signing_key(), chain.as_ref(), &self.cfg.venue, now_wall, now_wall, &fps).ok().map(|c| (c.raw, c.revoked))
+        } else {
+            trust
+                .crls()
+                .iter()
+                .filter_map(|raw| crate::trust::Crl::decode(raw).ok().filter(|c| c.verify(trust.anchor(), now_wall, trust.revoked()).is_ok()))
+                .filter(|c| named.fingerprints().iter().all(|fp| c.revoked.contains(fp)) && c.revoked.iter().any(|fp| !named.contains(fp)))
+                .max_by_key(|c| c.revoked.len())
+                .map(|c| (c.raw, c.revoked))
+        };
+        match raw {
+            Some((raw, fps)) => self.publish_crl(raw, &fps, now),
+            None => self.crl_sync.broker = Some(named),
+        }
+    }
+
+    /// Publishes a revocation list retained on `vm/{venue}/crl`.
+    pub(super) fn publish_crl(&mut self, raw: Vec<u8>, fps: &[crate::trust::Fingerprint], now: u64) {
+        let mut named = crate::trust::RevocationSet::default();
+        named.merge(fps);
+        self.crl_sync.broker = Some(named);
+        self.crl_sync.last_publish = Some(now);
+        self.crl_sync.check_at = None;
+        self.receiver.trust_mut().stats_mut().crls_republished += 1;
+        let topic = crate::topics::crl(&self.cfg.venue);
+        self.out.push_back(Output::Publish { topic, payload: raw, qos: 1, retain: true });
+    }
+}

@@ -352,3 +352,91 @@ fn cleared_retained_trust_objects_apply_nothing_and_are_accounted() {
     assert_eq!(s.counters.hub_cleared, 2, "{s:#?}");
     assert_accounted(&s);
 }
+
+impl Net {
+    /// Revocation lists published by devices on `vm/{venue}/crl` since `t`.
+    fn crl_publishes(&self, since: u64) -> usize {
+        self.log.iter().filter(|(at, from, topic, _, _)| *at >= since && *from != BROKER && *topic == topics::crl(VENUE)).count()
+    }
+
+    /// The fingerprints the broker's retained list names (none when absent).
+    fn retained_crl(&self) -> Vec<crate::trust::Fingerprint> {
+        self.retained.get(&topics::crl(VENUE)).map(|raw| crate::trust::Crl::decode(raw).unwrap().revoked).unwrap_or_default()
+    }
+}
+
+/// Part 6 §4, keeping the retained list complete: an admin that revokes a
+/// device while the broker is unreachable publishes the list when the broker
+/// is back, so a device that was offline meanwhile (no data channel either)
+/// learns it from the broker alone. Failed before `CrlSync`: the list was
+/// published only if the broker was up at the moment of `revoke()`.
+#[test]
+fn a_revocation_made_while_the_broker_was_down_is_published_when_it_is_back() {
+    let mut net = Net::new(64, trio());
+    net.devs[0].admin = true;
+    net.start_all();
+    net.until(3_000, |n| n.agreed(&[0, 1, 2]).is_some()).expect("a hub");
+    net.broker_down();
+    net.run_until(net.now + 500);
+    let now = net.now;
+    let raw = net.devs[0].node.as_mut().unwrap().revoke("ipad-1", now, WALL0 + now).expect("an admin may revoke a known device");
+    net.drain(0);
+    let fp = crate::trust::Crl::decode(&raw).unwrap().revoked[0];
+    assert_eq!(fp, ca().chain("ipad-1", Role::Device).0[0].fp());
+    net.run_until(net.now + 2_000);
+    assert!(!net.node(1).trust().revoked().contains(&fp), "no route carried it while the broker was down");
+    let back = net.now;
+    net.broker_up();
+    net.run_until(net.now + 6_000);
+    assert_eq!(net.retained_crl(), vec![fp], "the broker holds the list once it is back");
+    assert_eq!(net.crl_publishes(back), 1);
+    assert_eq!(net.node(0).stats().security.trust.crls_republished, 1);
+    assert!(net.node(1).trust().revoked().contains(&fp), "the pos learnt it from the broker");
+    assert!(net.node(1).stats().peers.iter().all(|p| p.device != "ipad-1"));
+    // A device starting afresh (nothing restored) learns it from the broker too.
+    net.crash(1);
+    net.start_with(1, false);
+    net.run_until(net.now + 1_000);
+    assert!(net.node(1).trust().revoked().contains(&fp));
+    assert_eq!(net.crl_publishes(back), 1, "a complete retained list is left alone");
+}
+
+/// The broker's retained list replaced by an older valid one, then cleared
+/// again and again (any device holding the venue's broker account can, a
+/// stolen one too): a device holding a list that names more publishes it
+/// back; the retained list only grows; each device publishes at most once
+/// per 10 s however often it is cleared. Failed before `CrlSync` (the
+/// retained list stayed old, then absent).
+#[test]
+fn an_older_or_cleared_retained_list_is_published_back_at_a_bounded_rate() {
+    let mut net = elected(65);
+    let a = ca().chain(ROGUE, Role::Device).0[0].fp();
+    let b = ca().chain("thief-2", Role::Device).0[0].fp();
+    let wall = WALL0 + net.now;
+    let older = crate::trust::Crl::issue(&ca().root, None, VENUE, 1, wall, &[a]).unwrap();
+    let newer = crate::trust::Crl::issue(&ca().root, None, VENUE, 2, wall, &[a, b]).unwrap();
+    net.publish(BROKER, topics::crl(VENUE), newer.raw.clone(), true);
+    net.run_until(net.now + 500);
+    assert!((0..3).all(|i| net.node(i).trust().revoked().len() == 2));
+    // Replaced by the older list: one device puts the newer back.
+    let t = net.now;
+    net.publish(BROKER, topics::crl(VENUE), older.raw.clone(), true);
+    net.run_until(net.now + 3_000);
+    assert_eq!(net.retained.get(&topics::crl(VENUE)), Some(&newer.raw));
+    let after_replace = net.crl_publishes(t);
+    assert!((1..=3).contains(&after_replace), "{after_replace} republishes");
+    // Cleared every 500 ms for 20 s: at most one publish per device per 10 s.
+    let t = net.now;
+    for _ in 0..40 {
+        net.publish(BROKER, topics::crl(VENUE), Vec::new(), true);
+        net.run_until(net.now + 500);
+    }
+    let flood = net.crl_publishes(t);
+    assert!(flood <= 3 * 3, "{flood} republishes in 20 s by 3 devices");
+    assert!(flood >= 2, "{flood}: the cleared list was put back");
+    net.run_until(net.now + 12_000);
+    assert_eq!(net.retained.get(&topics::crl(VENUE)), Some(&newer.raw), "the newer list is retained again after the flood");
+    for i in 0..3 {
+        assert_accounted(&net.node(i).stats());
+    }
+}
