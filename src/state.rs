@@ -101,7 +101,7 @@ mod tests;
 
 pub use audit::{ConflictEntry, SyncLogEntry, SyncStatus, Winner, WriteRef};
 pub use model::{DeviceId, KeyState, Write, WriteId};
-pub use store::{upstream_command, Store};
+pub use store::{upstream_command, upstream_commands, upstream_write_id, Store};
 pub use types::{
     Config, Event, KeyRecord, Loaded, OpId, Origin, Output, PersistOp, SessionSummary, StateError, StateStats, Ticket,
     Unsigned, UpstreamCommand, WriteAuth,

@@ -291,6 +291,7 @@ impl Store {
         let write = Rc::new(new_write(&state, &self.me, hlc, now, updated_at, edit));
         let ticket = Ticket(self.next_ticket);
         self.next_ticket += 1;
+        self.cols.entry(collection.to_string()).or_default().pending_add(&key);
         self.queued.push(Pending { ticket, collection: collection.to_string(), key, write });
         self.issue(now);
         Ok(ticket)
@@ -301,13 +302,16 @@ impl Store {
     }
 
     pub(super) fn has_pending(&self, collection: &str, key: &str) -> bool {
-        self.pending().any(|p| p.collection == collection && &*p.key == key)
+        self.cols.get(collection).is_some_and(|c| c.has_pending(key))
     }
 
     /// The key as this device sees it: durable state plus its own writes
     /// not yet durable (read-your-writes).
     pub(super) fn overlay(&self, collection: &str, key: &str) -> KeyState {
         let mut s = self.cols.get(collection).and_then(|c| c.get(key)).cloned().unwrap_or_default();
+        if !self.has_pending(collection, key) {
+            return s;
+        }
         for p in self.pending() {
             if p.collection == collection && &*p.key == key {
                 s.apply(p.write.clone());
@@ -361,17 +365,20 @@ impl Store {
                 metas.push(name.clone());
             }
         }
+        // Sorted, not searched: 10,000 writes in one op were 10,000² steps.
         let mut touched: Vec<(String, Rc<str>)> = dirty.clone();
-        for p in &writes {
-            if !touched.iter().any(|(c, k)| *c == p.collection && *k == p.key) {
-                touched.push((p.collection.clone(), p.key.clone()));
-            }
-        }
+        touched.extend(writes.iter().map(|p| (p.collection.clone(), p.key.clone())));
+        touched.sort_unstable();
+        touched.dedup();
+        // The op's writes by key, each key's in the order they were made.
+        let mut by_key: Vec<usize> = (0..writes.len()).collect();
+        by_key.sort_by(|&a, &b| (&writes[a].collection, &writes[a].key).cmp(&(&writes[b].collection, &writes[b].key)));
         let mut keys = Vec::with_capacity(touched.len());
         let mut clock = self.clock.last();
         for (collection, key) in touched {
             let mut state = self.cols.get(&collection).and_then(|c| c.get(&key)).cloned().unwrap_or_default();
-            for p in writes.iter().filter(|p| p.collection == collection && p.key == key) {
+            let from = by_key.partition_point(|&i| (&writes[i].collection, &writes[i].key) < (&collection, &key));
+            for p in by_key[from..].iter().map(|&i| &writes[i]).take_while(|p| p.collection == collection && p.key == key) {
                 clock = clock.max(p.write.id.hlc);
                 state.apply(p.write.clone());
             }
@@ -388,7 +395,7 @@ impl Store {
                 codec::encode_frontier(&f).ok().map(|b| (name.clone(), b))
             })
             .collect();
-        let upstream = writes.iter().filter_map(|p| upstream_command(&p.collection, &p.key, &p.write)).collect();
+        let upstream = self.upstream_of(&writes);
         let conflicts = std::mem::take(&mut self.conflicts.unsaved);
         let sync_log = std::mem::take(&mut self.sync_log.unsaved);
         let op = OpId(self.next_op);
@@ -407,6 +414,23 @@ impl Store {
         self.flight = Some(Flight { op, writes, dirty, metas, conflicts, sync_log });
     }
 
+    /// The op's local writes as upstream commands: one per collection, cut
+    /// so that no payload exceeds `max_message_bytes` (the size every state
+    /// body keeps to, well below the queue's payload limit and a
+    /// replication message). One command per write made 10,000 writes
+    /// 10,000 outbox records, replicas and replication entries.
+    fn upstream_of(&self, writes: &[Pending]) -> Vec<UpstreamCommand> {
+        let mut cols: Vec<(&str, Vec<KeyedWrite>)> = Vec::new();
+        for p in writes {
+            let w = (p.key.clone(), p.write.clone());
+            match cols.iter_mut().find(|(c, _)| *c == p.collection) {
+                Some((_, ws)) => ws.push(w),
+                None => cols.push((&p.collection, vec![w])),
+            }
+        }
+        cols.iter().flat_map(|(c, ws)| upstream_commands(c, ws, self.cfg.max_message_bytes)).collect()
+    }
+
     /// A storage op ended: `Ok` once its transaction committed, `Err` with
     /// the storage error's text otherwise. Local writes in it resolve (or
     /// fail) now and, when durable, go out to every live device.
@@ -419,6 +443,7 @@ impl Store {
                 let mut batches: Vec<(String, Vec<KeyedWrite>)> = Vec::new();
                 for p in flight.writes {
                     let col = self.cols.entry(p.collection.clone()).or_default();
+                    col.pending_done(&p.key);
                     let mut state = col.get(&p.key).cloned().unwrap_or_default();
                     state.apply(p.write.clone());
                     col.set(&p.key, state, false);
@@ -443,6 +468,9 @@ impl Store {
                 self.stats.persist_failures += 1;
                 self.persist_failures_in_row += 1;
                 let tickets: Vec<Ticket> = flight.writes.iter().map(|p| p.ticket).collect();
+                for p in &flight.writes {
+                    self.cols.entry(p.collection.clone()).or_default().pending_done(&p.key);
+                }
                 if !tickets.is_empty() {
                     self.event(Event::WriteFailed { tickets, reason });
                 }
@@ -700,13 +728,8 @@ impl Store {
     /// Up to `limit` `(key, document)` pairs whose key starts with `prefix`,
     /// in key order (deleted keys left out).
     pub fn entries(&self, collection: &str, prefix: &str, limit: usize) -> Vec<(Rc<str>, String)> {
-        let mut pending: Vec<Rc<str>> = Vec::new();
-        for p in self.pending().filter(|p| p.collection == collection && p.key.starts_with(prefix)) {
-            if let Err(at) = pending.binary_search(&p.key) {
-                pending.insert(at, p.key.clone());
-            }
-        }
-        let mut keys: VecDeque<Rc<str>> = pending.into();
+        let mut keys: VecDeque<Rc<str>> =
+            self.cols.get(collection).into_iter().flat_map(|c| c.pending_from(prefix)).take_while(|k| k.starts_with(prefix)).cloned().collect();
         let mut out = Vec::new();
         let stored = self.cols.get(collection).into_iter().flat_map(|c| c.keys_from(prefix)).take_while(|(k, _)| k.starts_with(prefix));
         let mut stored = stored.peekable();
@@ -860,8 +883,10 @@ impl Store {
     }
 }
 
-/// One local write as an idempotent command for the cloud.
-pub fn upstream_command(collection: &str, key: &Rc<str>, w: &Rc<Write>) -> Option<UpstreamCommand> {
+/// The upstream id of one write (`PROTOCOL.md` Part 7 §4): `st-` and 32
+/// hex digits of SHA-256 over collection, key, writer and HLC. The ingest
+/// keeps each write once by this id, whatever command carried it.
+pub fn upstream_write_id(collection: &str, key: &str, w: &Write) -> String {
     use sha2::{Digest as _, Sha256};
     let mut h = Sha256::new();
     h.update(b"vm-state/upstream\0");
@@ -871,9 +896,62 @@ pub fn upstream_command(collection: &str, key: &Rc<str>, w: &Rc<Write>) -> Optio
     }
     h.update(w.id.hlc.to_packed().to_be_bytes());
     let id: String = h.finalize()[..16].iter().map(|b| format!("{b:02x}")).collect();
-    let batch = WriteBatch { collection: collection.to_string(), keys: vec![(key.clone(), vec![w.clone()])] };
-    let payload = StateMsg::Writes(batch).encode().ok()?;
-    Some(UpstreamCommand { id: format!("st-{id}"), topic: format!("state/{collection}"), payload, hlc: w.id.hlc.to_packed() })
+    format!("st-{id}")
+}
+
+/// One local write as an idempotent command for the cloud (a batch of one).
+pub fn upstream_command(collection: &str, key: &Rc<str>, w: &Rc<Write>) -> Option<UpstreamCommand> {
+    upstream_commands(collection, &[(key.clone(), w.clone())], usize::MAX).pop()
+}
+
+/// Local writes of one collection as idempotent commands for the cloud:
+/// consecutive writes in one `0x30` body each, cut before a body would pass
+/// `max_bytes` (a single write larger than that goes alone). A command's id
+/// and HLC are those of its first write: each write is in exactly one
+/// command (a write is stored with its command, in one transaction), so no
+/// two commands share an id, and the same command always has the same id.
+pub fn upstream_commands(collection: &str, writes: &[KeyedWrite], max_bytes: usize) -> Vec<UpstreamCommand> {
+    let mut out = Vec::new();
+    let (mut start, mut size) = (0, 0usize);
+    for (i, (key, w)) in writes.iter().enumerate() {
+        let n = approx_write_len(w) + key.len();
+        if i > start && size.saturating_add(n) > max_bytes {
+            emit_upstream(collection, &writes[start..i], max_bytes, &mut out);
+            (start, size) = (i, 0);
+        }
+        size += n;
+    }
+    if start < writes.len() {
+        emit_upstream(collection, &writes[start..], max_bytes, &mut out);
+    }
+    out
+}
+
+/// One command of `writes`, or two halves when its body came out larger
+/// than `max_bytes` after all (the size above is an estimate: the device
+/// table is per body): a payload never passes the limit unless it holds a
+/// single write.
+fn emit_upstream(collection: &str, writes: &[KeyedWrite], max_bytes: usize, out: &mut Vec<UpstreamCommand>) {
+    let Some((k, w)) = writes.first() else { return };
+    let mut keys: Vec<(Rc<str>, Vec<Rc<Write>>)> = Vec::new();
+    for (key, w) in writes {
+        match keys.last_mut() {
+            Some((k, ws)) if k == key => ws.push(w.clone()),
+            _ => keys.push((key.clone(), vec![w.clone()])),
+        }
+    }
+    let payload = StateMsg::Writes(WriteBatch { collection: collection.to_string(), keys }).encode();
+    if writes.len() > 1 && payload.as_ref().is_ok_and(|p| p.len() > max_bytes) || payload.is_err() {
+        // Too large, or too many devices for one body's table: halve.
+        if writes.len() > 1 {
+            let (a, b) = writes.split_at(writes.len() / 2);
+            emit_upstream(collection, a, max_bytes, out);
+            emit_upstream(collection, b, max_bytes, out);
+        }
+        return;
+    }
+    let Ok(payload) = payload else { return };
+    out.push(UpstreamCommand { id: upstream_write_id(collection, k, w), topic: format!("state/{collection}"), payload, hlc: w.id.hlc.to_packed() });
 }
 
 /// A JSON string literal of `s`.

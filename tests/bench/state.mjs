@@ -43,8 +43,12 @@ const sameChecksum = async (a, b) => JSON.stringify(await checksum(a)) === JSON.
 /** In a page: keep every reconciliation summary and when remote changes were seen. */
 const watch = (m) => m.page.evaluate((c) => {
   window.recon = [];
+  window.reconStarted = [];
+  window.reconFailed = [];
   window.seenAt = new Map();
   window.mesh.on('reconciliationCompleted', (s) => window.recon.push(s));
+  window.mesh.on('reconciliationStarted', (s) => window.reconStarted.push({ ...s, at: Date.now() }));
+  window.mesh.on('syncFailed', (s) => window.reconFailed.push({ ...s, at: Date.now() }));
   window.mesh.collection(c).on('change', (e) => { if (e.origin === 'remote') window.seenAt.set(e.key, performance.timeOrigin + performance.now()); });
 }, COLL);
 
@@ -103,6 +107,9 @@ async function bulk(browser, broker, venue, cdpOf) {
     return performance.now() - t0;
   }, [COLL, docs]);
   const heapFull = await heap();
+  // What the 10,000 writes left for the upstream path (commands, not writes).
+  const queueAfterWrite = await w.page.evaluate(() => window.mesh.queue.countByStatus());
+  console.error(`# state bench: queue after ${N} puts: ${JSON.stringify(queueAfterWrite)}`);
   const heapMap = await w.page.evaluate((docs) => { window.keep = new Map(docs.map((d) => [d.sku, JSON.parse(JSON.stringify(d))])); return window.keep.size; }, docs)
     .then(heap).then((h) => h - heapFull);
   await w.page.evaluate(() => { window.keep = null; });
@@ -115,6 +122,8 @@ async function bulk(browser, broker, venue, cdpOf) {
   await waitFor(() => sameChecksum(w, f), 300_000, 'the fresh page caught up', { every: 250 });
   const caughtUp = Date.now() - t0;
   await sleep(500);
+  const timeline = await f.page.evaluate(() => ({ started: window.reconStarted, failed: window.reconFailed, done: window.recon }));
+  console.error(`# state bench: fresh page sessions (t0 ${t0}): ${JSON.stringify(timeline)}`);
   const snap = [...await f.page.evaluate(() => window.recon), ...await w.page.evaluate(() => window.recon)].filter((s) => s.collection === COLL);
   const initiated = await f.page.evaluate(() => window.recon.filter((s) => s.keysReceived > 0));
   const full = initiated.length ? initiated : snap;
@@ -139,7 +148,7 @@ async function bulk(browser, broker, venue, cdpOf) {
 
 async function onePercent(holder, w, f) {
   let broker = holder.broker;
-  await Promise.all([w, f].map((m) => m.page.evaluate(() => { window.recon = []; })));
+  await Promise.all([w, f].map((m) => m.page.evaluate(() => { window.recon = []; window.reconStarted = []; window.reconFailed = []; })));
   const port = broker.port, tcp = broker.tcp;
   await broker.stop();
   const edit = (m, from) => m.page.evaluate(async ([c, from, n]) => {
@@ -158,8 +167,13 @@ async function onePercent(holder, w, f) {
     .catch(async (e) => { console.error(`# state bench diagnostics: ${await diag()}`); throw e; });
   const equalMs = Date.now() - t0;
   await sleep(1_000);
+  // The repair's start: the first reconciliationStarted after the broker came back.
+  const starts = (await Promise.all([w, f].map((m) => m.page.evaluate(() => window.reconStarted)))).flat();
+  const startMs = starts.length ? Math.min(...starts.map((s) => s.at)) - t0 : NaN;
+  const failed = (await Promise.all([w, f].map((m) => m.page.evaluate(() => window.reconFailed)))).flat();
+  console.error(`# state bench: repair started ${startMs} ms after the broker came back; failed sessions: ${JSON.stringify(failed)}`);
   const sessions = [...await w.page.evaluate(() => window.recon), ...await f.page.evaluate(() => window.recon)].filter((s) => s.collection === COLL);
-  return { apart, equalMs, sessions };
+  return { apart, equalMs, sessions, startMs };
 }
 
 export async function stateBench() {
@@ -176,7 +190,7 @@ export async function stateBench() {
     } catch (e) {
       console.error(`benchmark state (1 % apart) failed: ${e?.stack ?? e}`);
       process.exitCode = 1;
-      r = { apart: 'error', equalMs: NaN, sessions: [] };
+      r = { apart: 'error', equalMs: NaN, sessions: [], startMs: NaN };
     }
     broker = holder.broker;
     // A session's summary counts both directions and both sides report it: half the sum.
@@ -195,7 +209,7 @@ export async function stateBench() {
       row('  same, catch-up session as reported', `${fmt(b.fullMs)} ms`, `${fmt(b.fullBytes)} B on the wire (the full snapshot)`, '', ''),
       row(`state: reconciling ${fmt(N)} records 1 % apart: bytes on the wire / full snapshot`, `${(100 * reconBytes / b.fullBytes).toFixed(1)} % (${fmt(reconBytes)} B)`,
         'goal', '≤ 5 %', ''),
-      row('  same, session time / until equal', `${fmt(reconMs)} ms / ${fmt(r.equalMs)} ms`, `apart before: ${r.apart}, sessions: ${r.sessions.length}`, '', ''),
+      row('  same, session time / from the broker\'s return to the first session / until equal', `${fmt(reconMs)} ms / ${fmt(r.startMs)} ms / ${fmt(r.equalMs)} ms`, `apart before: ${r.apart}, sessions: ${r.sessions.length}`, '', ''),
       row(`state: JS heap growth with ${fmt(N)} documents held`, mb(b.heapGrowth), `the same documents in a JS Map`, mb(b.heapMap), (b.heapGrowth / b.heapMap).toFixed(2)),
       row(`state: ${fmt(N)} put() at once, until all durable (ms)`, fmt(b.tWrite), '', '', ''),
     ];

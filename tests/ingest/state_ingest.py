@@ -1,6 +1,6 @@
 """Shared-state writes in the reference ingest (issue #18, PROTOCOL.md Part 7): every device's
 local state writes go upstream as idempotent commands (topic `state/{collection}`, id `st-…`,
-payload the `0x30` Writes body of that one write), drained like sales. ingest.py stores the
+payload a `0x30` Writes body with the writes of one persist op), drained like sales. ingest.py stores the
 command itself; `store_state_write` also decodes the payload and keeps the write in its own
 table, `state_writes`, so the cloud holds the venue's state, not opaque bytes; `documents`
 merges them by the same last-writer-wins rules as the devices (docs/state.md "The order").
@@ -129,10 +129,12 @@ def decode_writes(body):
 
 def store_state_write(cur, cmd, now):
     """Called by Ingest.store for a stored command whose topic is `state/…`, inside its batch
-    transaction. Keeps each write once (the command id is idempotent: `st-` + a hash of
-    collection, key, writer, HLC). A payload that does not decode, or a write whose writer is
-    not the command's origin (the origin signature vouches for the origin only), is not kept
-    and the reason is returned; None when kept."""
+    transaction. A command carries the writes of one persist op (one or many, PROTOCOL.md Part 7
+    §4); each write is kept once by its own id (`upstream_id`: `st-` + a hash of collection, key,
+    writer, HLC), so a write is stored once however often, and in whichever command, it comes.
+    A payload that does not decode, or a write whose writer is not the command's origin (the
+    origin signature vouches for the origin only), is not kept (nothing of that command is) and
+    the reason is returned; None when kept."""
     try:
         collection, writes = decode_writes(cmd["payload"])
     except (BadState, ValueError, UnicodeDecodeError) as e:
@@ -146,7 +148,7 @@ def store_state_write(cur, cmd, now):
         fields = json.dumps([[n, v] for n, v in w.get("fields", [])])
         cur.execute("INSERT OR IGNORE INTO state_writes(id, collection, key, writer, hlc, seq, op, updated_at, fields,"
                     " counter, delta, total, received_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                    (cmd["id"], collection, w["key"], w["writer"], "%016x" % w["hlc"], w["seq"], w["op"], w["updated_at"],
+                    (upstream_id(collection, w["key"], w["writer"], w["hlc"]), collection, w["key"], w["writer"], "%016x" % w["hlc"], w["seq"], w["op"], w["updated_at"],
                      fields, w.get("counter"), w.get("delta"), w.get("total"), now))
     return None
 
@@ -228,6 +230,11 @@ def self_test(vectors, check):
           ("products", [("sku-1", "pos-1", 0x019bfee551000003, 1, "put", [("name", '"Tea"'), ("price", "3")])]))
     up = vectors["upstream_command"]
     check("state: upstream id", upstream_id(col, ws[0]["key"], ws[0]["writer"], ws[0]["hlc"]), up["id"])
+    batch = vectors["upstream_batch"]
+    bcol, bws = decode_writes(bytes.fromhex(batch["payload"]))
+    check("state: batch write ids", [upstream_id(bcol, w["key"], w["writer"], w["hlc"]) for w in bws], batch["write_ids"])
+    check("state: batch id is its first write's", batch["id"], batch["write_ids"][0])
+    check("state: batch topic", batch["topic"], "state/" + bcol)
     col2, pd = decode_writes(b["writes_patch_delete"])
     check("state: patch, delete", [(w["key"], w["op"], w["updated_at"] is not None, len(w["proof"])) for w in pd],
           [("sku-1", "patch", True, 2), ("sku-2", "delete", False, 0)])

@@ -26,11 +26,12 @@ fn a_write_resolves_and_leaves_only_after_its_op_committed() {
     assert_eq!(net.written(0), vec![t]);
     assert_eq!(net.devs[0].held.len(), 1, "the next op carries both later writes");
     assert_eq!(net.devs[0].held[0].keys.len(), 2);
-    // ...and hands them to the upstream drain as idempotent commands.
+    // ...and hands them to the upstream drain as one idempotent command
+    // (one per op and collection, not per write).
     let up = &net.devs[0].held[0].upstream;
-    assert_eq!(up.len(), 2);
+    assert_eq!(up.len(), 1);
     assert!(up.iter().all(|c| c.id.len() == 35 && c.id.starts_with("st-") && c.topic == "state/products"));
-    assert!(matches!(wire::decode(&up[0].payload), Ok(StateMsg::Writes(b)) if b.keys.len() == 1));
+    assert!(matches!(wire::decode(&up[0].payload), Ok(StateMsg::Writes(b)) if b.keys.len() == 2));
     net.devs[0].disk_ok = true;
     let op = net.devs[0].held.remove(0);
     net.devs[0].disk.apply(&op);

@@ -2,6 +2,7 @@
 //! in-memory network that delivers, drops or holds what they send, each
 //! with a [`MemoryDisk`] that applies their storage ops (or fails them).
 
+mod bulk;
 mod durability;
 mod reconcile;
 mod sync;

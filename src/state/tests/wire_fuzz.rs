@@ -147,6 +147,10 @@ fn computed() -> serde_json::Value {
     let record = codec::encode_key_record(state.live(), state.ctx()).unwrap();
     let signing = codec::signing_input("products", "sku-1", &patch_write()).unwrap();
     let up = upstream_command("products", &Rc::from("sku-1"), &Rc::new(put_write())).unwrap();
+    let second = Write { id: WriteId { hlc: Hlc::from_packed(HLC + 1), writer: dev("pos-1") }, seq: 2, op: Op::Delete, ..put_write() };
+    let batch: Vec<model::KeyedWrite> = vec![(Rc::from("sku-1"), Rc::new(put_write())), (Rc::from("sku-2"), Rc::new(second.clone()))];
+    let ups = upstream_commands("products", &batch, 60 * 1024);
+    assert_eq!(ups.len(), 1);
     let mut merged = state.clone();
     merged.apply(Rc::new(patch_write()));
     serde_json::json!({
@@ -156,6 +160,11 @@ fn computed() -> serde_json::Value {
         "signing_input": { "collection": "products", "key": "sku-1", "write": "the patch of writes_patch_delete", "hex": hex(&signing) },
         "key_record": { "live": ["writes_put"], "hex": hex(&record) },
         "upstream_command": { "write": "writes_put", "id": up.id, "topic": up.topic, "payload_is": "bodies.writes_put" },
+        "upstream_batch": {
+            "writes": "the write of writes_put (sku-1), then a delete of sku-2 by pos-1 (seq 2, HLC + 1): one persist op",
+            "id": ups[0].id, "topic": ups[0].topic, "payload": hex(&ups[0].payload),
+            "write_ids": [upstream_write_id("products", "sku-1", &put_write()), upstream_write_id("products", "sku-2", &second)],
+        },
         "document": { "live": ["writes_put", "writes_patch_delete (sku-1)"], "json": merged.document().unwrap() },
     })
 }
