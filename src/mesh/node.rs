@@ -369,22 +369,20 @@ impl MeshNode {
     /// As an **admin** device: a revocation list naming `device`'s key,
     /// signed with our admin key, applied here and published retained on
     /// `vm/{venue}/crl` (at once while connected; revoked offline, it is
-    /// published when the broker is back, `node/trust.rs` `CrlSync`). Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole)) or the
-    /// device's chain is unknown here ([`TrustError::WrongSubject`](crate::trust::TrustError::WrongSubject)).
+    /// published when the broker is back: `CrlSync` in `node/trust.rs`).
+    /// Errors: we are no admin ([`TrustError::WrongRole`](crate::trust::TrustError::WrongRole))
+    /// or the device's chain is unknown here ([`TrustError::WrongSubject`](crate::trust::TrustError::WrongSubject)).
     pub fn revoke(&mut self, device: &str, now: u64, now_wall: u64) -> Result<Vec<u8>, crate::trust::TrustError> {
-        use crate::trust::{Crl, Role, TrustError};
+        use crate::trust::{Role, TrustError};
         let trust = self.receiver.trust();
         if trust.role() != Role::Admin {
             return Err(TrustError::WrongRole);
         }
         let fp = *trust.known(device).and_then(|id| id.fps.first()).ok_or(TrustError::WrongSubject)?;
-        let mut fps: Vec<_> = trust.revoked().fingerprints().to_vec();
-        fps.push(fp);
-        let chain = crate::trust::Chain::decode(trust.chain_bytes())?;
-        let crl = Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)?;
+        let crl = self.issue_union_crl(Some(fp), now_wall)?;
         self.apply_crl(&crl.raw, now, now_wall)?;
         if self.transport_up {
-            self.publish_crl(crl.raw.clone(), &fps, now);
+            self.publish_crl(crl.raw.clone(), &crl.revoked, now);
         }
         Ok(crl.raw)
     }

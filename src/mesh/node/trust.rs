@@ -225,9 +225,7 @@ impl MeshNode {
         }
         let trust = self.receiver.trust();
         let raw = if trust.role() == Role::Admin {
-            let fps = trust.revoked().fingerprints().to_vec();
-            let chain = crate::trust::Chain::decode(trust.chain_bytes()).ok();
-            crate::trust::Crl::issue(trust.signing_key(), chain.as_ref(), &self.cfg.venue, now_wall, now_wall, &fps).ok().map(|c| (c.raw, c.revoked))
+            self.issue_union_crl(None, now_wall).ok().map(|c| (c.raw, c.revoked))
         } else {
             trust
                 .crls()
@@ -241,6 +239,20 @@ impl MeshNode {
             Some((raw, fps)) => self.publish_crl(raw, &fps, now),
             None => self.crl_sync.broker = Some(named),
         }
+    }
+
+    /// As an admin: a list naming every key we know revoked, and `extra`,
+    /// signed with our admin key (`revoke()`, and `crl_sync_due` filling a
+    /// gap in the broker's list).
+    pub(super) fn issue_union_crl(&self, extra: Option<crate::trust::Fingerprint>, now_wall: u64) -> Result<crate::trust::Crl, TrustError> {
+        let trust = self.receiver.trust();
+        if trust.role() != Role::Admin {
+            return Err(TrustError::WrongRole);
+        }
+        let mut fps = trust.revoked().fingerprints().to_vec();
+        fps.extend(extra);
+        let chain = crate::trust::Chain::decode(trust.chain_bytes())?;
+        crate::trust::Crl::issue(trust.signing_key(), Some(&chain), &self.cfg.venue, now_wall, now_wall, &fps).map_err(|_| TrustError::Malformed)
     }
 
     /// Publishes a revocation list retained on `vm/{venue}/crl`.
