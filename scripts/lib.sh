@@ -197,13 +197,13 @@ setup_test_netns() {
 check_ice_log() { # log file
   (cd "$ROOT" && node --input-type=module -e '
     import { readFileSync } from "node:fs";
-    import { inTestNetwork } from "./tests/e2e/lib.mjs";
+    import { icePairsProblems } from "./tests/e2e/lib.mjs";
     const pairs = readFileSync(process.argv[1], "utf8").split("\n").filter(Boolean).map((l) => JSON.parse(l));
     const ends = pairs.flatMap((p) => [p.local, p.remote]);
-    const bad = ends.filter((c) => !c || !inTestNetwork(c.address));
-    const used = [...new Set(ends.map((c) => c?.address))].sort().join(", ");
+    const used = [...new Set(ends.map((c) => c?.address || `${c?.type} (redacted)`))].sort().join(", ");
     console.log(`[venuemesh] ICE check: ${pairs.length} data-channel candidate pairs, addresses used: ${used || "none"} (test networks: ${process.env.VM_TEST_NETS})`);
-    if (bad.length) { console.error(`[venuemesh] ICE check FAILED: ${bad.length} candidate(s) outside the test network: ${[...new Set(bad.map((c) => c?.address))].join(", ")}`); process.exit(1); }
+    const bad = icePairsProblems(pairs);
+    if (bad.length) { console.error(`[venuemesh] ICE check FAILED: ${bad.length} pair(s) outside the test network:\n${bad.join("\n")}`); process.exit(1); }
   ' "$1")
 }
 

@@ -47,12 +47,21 @@ export function inTestNetwork(address) {
   return type !== null && TEST_NETS.check(address, type);
 }
 
-/** Why a selected pair is not allowed (null when both ends are in the run's networks). */
-function icePairProblem(pair) {
-  const bad = [pair.local, pair.remote].filter((c) => !c || !inTestNetwork(c.address));
-  if (bad.length === 0) return null;
-  return `a data channel of ${pair.page} uses ${pair.local?.address} ↔ ${pair.remote?.address}, ` +
-    `outside the test network (${process.env.VM_TEST_NETS || 'loopback only: VM_TEST_NETS is unset; run it through scripts/test'})`;
+/**
+ * Why each of `pairs` (selected candidate pairs) is not allowed: a list of
+ * problems, empty when every end lies in the run's networks. Chromium redacts
+ * the address of a remote **peer-reflexive** candidate in `getStats()` (the
+ * webrtc-stats spec: the other side's connectivity check came before its
+ * signalled candidate), so such an end reads `address: ""`. It passes only when
+ * the other page reported the same port as its own local end, inside the test
+ * network: that page is the remote, and its address was checked.
+ */
+export function icePairsProblems(pairs) {
+  const localPorts = new Set(pairs.map((p) => p.local).filter((c) => c && inTestNetwork(c.address)).map((c) => `${c.protocol}:${c.port}`));
+  const ok = (c) => c && (inTestNetwork(c.address) || (c.address === '' && c.type === 'prflx' && localPorts.has(`${c.protocol}:${c.port}`)));
+  return pairs.filter((p) => !ok(p.local) || !ok(p.remote)).map((p) =>
+    `a data channel of ${p.page} uses ${p.local?.address} ↔ ${p.remote?.address || `(redacted ${p.remote?.type} :${p.remote?.port})`}, ` +
+    `outside the test network (${process.env.VM_TEST_NETS || 'loopback only: VM_TEST_NETS is unset; run it through scripts/test'})`);
 }
 
 /**
@@ -72,14 +81,13 @@ export { launchWebKit };
 /** Debian's Chromium, headless, with our flags plus `extraArgs`; every context it makes carries the ICE probe. */
 export async function launchChromium(extraArgs = []) {
   const browser = await chromium.launch({ executablePath: '/usr/bin/chromium', headless: true, args: [...CHROMIUM_ARGS, ...extraArgs] });
-  const problems = [];
+  const pairs = []; // checked when the browser closes: a redacted end is matched against every page's reports
   const newContext = browser.newContext.bind(browser);
   browser.newContext = async (options) => {
     const context = await newContext(options);
     await context.exposeBinding('__vmIceReport', (_source, pair) => {
       if (process.env.VM_ICE_LOG) appendFileSync(process.env.VM_ICE_LOG, `${JSON.stringify(pair)}\n`);
-      const problem = icePairProblem(pair);
-      if (problem) { problems.push(problem); console.error(`ICE check: ${problem}`); }
+      pairs.push(pair);
     });
     await context.addInitScript(ICE_PROBE);
     return context;
@@ -90,6 +98,8 @@ export async function launchChromium(extraArgs = []) {
   const close = browser.close.bind(browser);
   browser.close = async (...args) => {
     await close(...args);
+    const problems = icePairsProblems(pairs);
+    for (const problem of problems) console.error(`ICE check: ${problem}`);
     if (problems.length) {
       console.error(`ICE check: ${problems.length} data channel(s) left the test network`);
       process.exitCode = 1;
@@ -107,7 +117,7 @@ export async function assertIceInTestNetwork(pages) {
   const pairs = (await Promise.all(pages.map(async (p) =>
     (await p.evaluate(() => window.__vmSelectedPairs?.() ?? [])).map((pair) => ({ ...pair, page: p.url() }))))).flat();
   assert.ok(pairs.length > 0, 'the pages opened data channels');
-  assert.deepEqual(pairs.map(icePairProblem).filter(Boolean), [], 'every data channel stays inside the test network');
+  assert.deepEqual(icePairsProblems(pairs), [], 'every data channel stays inside the test network');
   return [...new Set(pairs.flatMap((p) => [p.local.address, p.remote.address]))].sort();
 }
 
