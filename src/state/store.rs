@@ -940,18 +940,19 @@ fn emit_upstream(collection: &str, writes: &[KeyedWrite], max_bytes: usize, out:
             _ => keys.push((key.clone(), vec![w.clone()])),
         }
     }
-    let payload = StateMsg::Writes(WriteBatch { collection: collection.to_string(), keys }).encode();
-    if writes.len() > 1 && payload.as_ref().is_ok_and(|p| p.len() > max_bytes) || payload.is_err() {
+    match StateMsg::Writes(WriteBatch { collection: collection.to_string(), keys }).encode() {
+        Ok(payload) if payload.len() <= max_bytes || writes.len() == 1 => {
+            out.push(UpstreamCommand { id: upstream_write_id(collection, k, w), topic: format!("state/{collection}"), payload, hlc: w.id.hlc.to_packed() });
+        }
         // Too large, or too many devices for one body's table: halve.
-        if writes.len() > 1 {
+        _ if writes.len() > 1 => {
             let (a, b) = writes.split_at(writes.len() / 2);
             emit_upstream(collection, a, max_bytes, out);
             emit_upstream(collection, b, max_bytes, out);
         }
-        return;
+        // A single write that does not encode has no command (as before batching).
+        _ => {}
     }
-    let Ok(payload) = payload else { return };
-    out.push(UpstreamCommand { id: upstream_write_id(collection, k, w), topic: format!("state/{collection}"), payload, hlc: w.id.hlc.to_packed() });
 }
 
 /// A JSON string literal of `s`.
