@@ -49,8 +49,13 @@ extern "C" {
 /// mesh's).
 pub fn random_seed() -> u64 {
     let mut bytes = [0u8; 8];
-    get_random_values(&mut bytes);
+    random_fill(&mut bytes);
     u64::from_le_bytes(bytes)
+}
+
+/// Fills `buf` from the browser's CSPRNG (at most 65,536 bytes per call).
+pub fn random_fill(buf: &mut [u8]) {
+    get_random_values(buf);
 }
 
 /// Monotonic milliseconds since the page's time origin (the same clock as

@@ -30,9 +30,7 @@ pub fn random_seed() -> u64 {
 /// 32 bytes from the browser's CSPRNG (`crypto.getRandomValues`).
 pub fn random_bytes32() -> [u8; 32] {
     let mut out = [0u8; 32];
-    for chunk in out.chunks_exact_mut(8) {
-        chunk.copy_from_slice(&random_seed().to_le_bytes());
-    }
+    super::broker::random_fill(&mut out);
     out
 }
 
@@ -42,7 +40,6 @@ pub fn random_bytes32() -> [u8; 32] {
 /// `crypto.randomUUID`, also exists on plain-http LAN pages).
 pub fn uuid_v4() -> String {
     let mut b = [0u8; 16];
-    b[..8].copy_from_slice(&random_seed().to_le_bytes());
-    b[8..].copy_from_slice(&random_seed().to_le_bytes());
+    super::broker::random_fill(&mut b);
     crate::rng::uuid_v4_text(b)
 }

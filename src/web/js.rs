@@ -123,7 +123,8 @@ pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
         return Ok(super::socket::copy_out(a, a.length() as usize)); // 2 calls into JS, `to_vec` makes 4
     }
     if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
-        return Ok(js_sys::Uint8Array::new(b).to_vec());
+        let view = js_sys::Uint8Array::new(b);
+        return Ok(super::socket::copy_out(&view, view.length() as usize));
     }
     if js_sys::ArrayBuffer::is_view(v) {
         let view: &js_sys::Object = v.unchecked_ref();
