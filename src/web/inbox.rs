@@ -197,7 +197,6 @@ fn push_sheddable(lane: &mut VecDeque<Msg>, max: usize, msg: Msg, shed: &mut u64
 /// nothing waits and the inline budget lasts (like a direct message); the
 /// rest is queued for [`pump`]. Call [`schedule`] after it.
 pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
-    let start = fine_ms();
     let urgent = {
         let d = this.borrow();
         match topics::parse(&topic).map(|t| t.kind) {
@@ -208,11 +207,10 @@ pub fn push(this: &DriverRef, topic: String, payload: Vec<u8>, retain: bool) {
         }
     };
     let msg = Msg::Broker { topic, payload, retain };
+    // Only an urgent message may be handled inline: bulk ones skip the clock read too.
     let msg = if urgent {
-        match try_inline(this, msg, start) {
-            Some(m) => m,
-            None => return,
-        }
+        let Some(m) = try_inline(this, msg, fine_ms()) else { return };
+        m
     } else {
         msg
     };
