@@ -510,17 +510,19 @@ impl MeshNode {
             TopicKind::State => return self.receive_state_broker(payload, now, now_wall),
             TopicKind::Crl | TopicKind::Keys => {
                 count_in(&mut self.traffic.other, bytes);
-                if matches!(parsed.kind, TopicKind::Crl) {
-                    // What the broker now holds, valid or not, cleared or not.
-                    self.crl_from_broker(payload, now, now_wall);
-                }
+                let crl = matches!(parsed.kind, TopicKind::Crl);
                 if payload.is_empty() {
+                    if crl {
+                        self.crl_from_broker(payload, false, now); // the broker holds none now
+                    }
                     self.counters.hub_cleared += 1; // a cleared retained object: nothing to apply
                     return;
                 }
                 // Refusals are counted by the trust store (badCrl, badKeyUpdate).
-                if matches!(parsed.kind, TopicKind::Crl) {
-                    let _ = self.apply_crl(payload, now, now_wall);
+                if crl {
+                    // Verified once, by the apply; what the broker holds is then known.
+                    let valid = self.apply_crl(payload, now, now_wall).is_ok();
+                    self.crl_from_broker(payload, valid, now);
                 } else {
                     let _ = self.apply_key_update(payload, now_wall);
                 }

@@ -174,17 +174,14 @@ impl MeshNode {
         self.crl_sync.check_at = Some(now + CRL_SETTLE_MS + jitter);
     }
 
-    /// A message on `vm/{venue}/crl` (ours included): remember what it names
-    /// and, if it lacks a key we know revoked, compare again soon.
-    pub(super) fn crl_from_broker(&mut self, payload: &[u8], now: u64, now_wall: u64) {
+    /// A message on `vm/{venue}/crl` (ours included), after the node applied
+    /// it: `valid` when it verified (venue, issuer, signature). Remembers
+    /// what it names (nothing when cleared or invalid) and, if it lacks a key
+    /// we know revoked, compares again soon.
+    pub(super) fn crl_from_broker(&mut self, payload: &[u8], valid: bool, now: u64) {
         let mut named = crate::trust::RevocationSet::default();
-        if !payload.is_empty() {
-            let trust = self.receiver.trust();
-            if let Ok(crl) = crate::trust::Crl::decode(payload) {
-                if crl.verify(trust.anchor(), now_wall, trust.revoked()).is_ok() && crl.venue == self.cfg.venue {
-                    named.merge(&crl.revoked);
-                }
-            }
+        if let Some(crl) = valid.then(|| crate::trust::Crl::decode(payload).ok()).flatten() {
+            named.merge(&crl.revoked);
         }
         let gap = self.crl_gap(&named);
         self.crl_sync.broker = Some(named);
