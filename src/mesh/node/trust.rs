@@ -233,7 +233,10 @@ impl MeshNode {
                 .map(|c| (c.raw, c.revoked))
         };
         match raw {
-            Some((raw, fps)) => self.publish_crl(raw, &fps, now),
+            Some((raw, fps)) => {
+                self.receiver.trust_mut().stats_mut().crls_republished += 1;
+                self.publish_crl(raw, &fps, now);
+            }
             None => self.crl_sync.broker = Some(named),
         }
     }
@@ -259,7 +262,6 @@ impl MeshNode {
         self.crl_sync.broker = Some(named);
         self.crl_sync.last_publish = Some(now);
         self.crl_sync.check_at = None;
-        self.receiver.trust_mut().stats_mut().crls_republished += 1;
         let topic = crate::topics::crl(&self.cfg.venue);
         self.out.push_back(Output::Publish { topic, payload: raw, qos: 1, retain: true });
     }

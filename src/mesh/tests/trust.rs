@@ -399,6 +399,14 @@ fn a_revocation_made_while_the_broker_was_down_is_published_when_it_is_back() {
     net.run_until(net.now + 1_000);
     assert!(net.node(1).trust().revoked().contains(&fp));
     assert_eq!(net.crl_publishes(back), 1, "a complete retained list is left alone");
+    // Revoked while connected: published at once, once, and not counted as a republish.
+    let (t, now) = (net.now, net.now);
+    net.devs[0].node.as_mut().unwrap().revoke("pos-1", now, WALL0 + now).expect("pos-1 is known");
+    net.drain(0);
+    net.run_until(net.now + 6_000);
+    assert_eq!(net.crl_publishes(t), 1);
+    assert_eq!(net.retained_crl().len(), 2);
+    assert_eq!(net.node(0).stats().security.trust.crls_republished, 1);
 }
 
 /// The broker's retained list replaced by an older valid one, then cleared
