@@ -37,6 +37,34 @@ async function member(browser, broker, venue, kind) {
   return meshMember(browser, broker.url, venue, kind, { webrtc: '0', drain: '600000' });
 }
 
+/** Which parts run (`VM_BENCH_STATE_PARTS=bulk` while working on the catch-up): latency, bulk, recon. */
+const PARTS = (process.env.VM_BENCH_STATE_PARTS || 'latency,bulk,recon').split(',');
+
+/**
+ * Bench-only breakdown of a CDP CPU profile: self time (ms) by category —
+ * idle, GC, wasm (the package's functions), the package's JS glue, other JS,
+ * the browser's own work ("(program)") — and the heaviest functions.
+ */
+function profileSummary(profile) {
+  const byId = new Map(profile.nodes.map((n) => [n.id, n]));
+  const self = new Map();
+  profile.samples.forEach((id, i) => self.set(id, (self.get(id) || 0) + (profile.timeDeltas[i] || 0) / 1000));
+  const cats = {}, fns = new Map();
+  for (const [id, t] of self) {
+    const f = byId.get(id).callFrame;
+    const name = f.functionName || '(anonymous)';
+    const cat = name === '(idle)' ? 'idle' : name === '(garbage collector)' ? 'gc' : name === '(program)' ? 'program'
+      : f.url.endsWith('.wasm') || /^(\$|wasm-function)/.test(name) ? 'wasm' : /venuemesh/.test(f.url) ? 'glue' : 'js';
+    cats[cat] = (cats[cat] || 0) + t;
+    const k = `${name} ${f.url.split('/').pop()}`;
+    fns.set(k, (fns.get(k) || 0) + t);
+  }
+  const top = [...fns].filter(([k]) => !/^\((idle|program|garbage collector)\)/.test(k)).sort((a, b) => b[1] - a[1]).slice(0, 12)
+    .map(([k, t]) => `${Math.round(t)} ms ${k}`);
+  const round = Object.fromEntries(Object.entries(cats).map(([k, v]) => [k, Math.round(v)]));
+  return { ms: round, top };
+}
+
 const checksum = (m) => m.page.evaluate((c) => window.mesh.collection(c).checksum(), COLL);
 const sameChecksum = async (a, b) => JSON.stringify(await checksum(a)) === JSON.stringify(await checksum(b));
 
@@ -93,9 +121,44 @@ async function latency(browser, broker, venue) {
   return { ours, peer };
 }
 
+/**
+ * Bench-only: logs every IndexedDB transaction of the page (start, end, object
+ * stores, durability, puts/deletes) in `window.idbLog`, on Date.now().
+ */
+const IDB_LOG = () => {
+  window.idbLog = [];
+  const tx = IDBDatabase.prototype.transaction;
+  IDBDatabase.prototype.transaction = function (stores, mode, opts) {
+    const t = tx.call(this, stores, mode, opts);
+    const e = { at: Date.now(), stores: [].concat(stores).join(','), mode: mode || 'readonly', d: opts?.durability ?? '', puts: 0, end: 0 };
+    window.idbLog.push(e);
+    t.__log = e;
+    const done = () => { e.end = Date.now(); };
+    t.addEventListener('complete', done);
+    t.addEventListener('abort', done);
+    t.addEventListener('error', done);
+    return t;
+  };
+  for (const m of ['put', 'add', 'delete']) {
+    const f = IDBObjectStore.prototype[m];
+    IDBObjectStore.prototype[m] = function (...a) { if (this.transaction.__log) this.transaction.__log.puts++; return f.apply(this, a); };
+  }
+};
+
 async function bulk(browser, broker, venue, cdpOf) {
   // The source page: N documents, written at once (group commit).
-  const w = await member(browser, broker, venue, 'kiosk');
+  // WebSocket frames of 1 KB and more (both pages, both directions) and the
+  // fresh page's mesh events, on one clock (Node's Date.now(); relative to t0).
+  const frames = [];
+  const onWs = (who) => (ws) => {
+    for (const dir of ['framesent', 'framereceived']) {
+      ws.on(dir, (fr) => { const n = fr.payload?.length ?? 0; if (n >= 1024) frames.push([who, dir === 'framesent' ? 'out' : 'in', n, Date.now()]); });
+    }
+  };
+  const wctx = await browser.newContext();
+  await wctx.addInitScript(IDB_LOG);
+  wctx.on('page', (p) => p.on('websocket', onWs('w')));
+  const w = await meshMember(browser, broker.url, venue, 'kiosk', { webrtc: '0', drain: '600000' }, { context: wctx });
   const cdp = await cdpOf(w);
   const heap = async () => { await cdp.send('HeapProfiler.collectGarbage'); return (await cdp.send('Runtime.getHeapUsage')).usedSize; };
   const heapEmpty = await heap();
@@ -115,15 +178,63 @@ async function bulk(browser, broker, venue, cdpOf) {
   await w.page.evaluate(() => { window.keep = null; });
   await watch(w);
 
-  // A fresh page takes them by reconciliation.
-  const f = await member(browser, broker, venue, 'pos');
+  // A fresh page takes them by reconciliation. Bench-only breakdown (step 1 of
+  // docs/state.md "Catch-up"): CPU profiles of both pages over the catch-up,
+  // and the fresh page's timeline (open, first session, first/last remote key).
+  await cdp.send('Profiler.enable');
+  await cdp.send('Profiler.setSamplingInterval', { interval: 500 });
+  await cdp.send('Profiler.start');
+  const tOpen = Date.now();
+  const tOpenAbs = tOpen;
+  const fctx = await browser.newContext();
+  await fctx.addInitScript(IDB_LOG);
+  fctx.on('page', (p) => p.on('websocket', onWs('f')));
+  const evlogOn = (m) => m.page.evaluate(() => {
+    window.evlog = [];
+    for (const n of ['peerJoined', 'peerLeft', 'hubChanged', 'heartbeatTimeout', 'reconciliationStarted', 'syncFailed', 'reconciliationCompleted']) {
+      window.mesh.on(n, (e) => window.evlog.push([n, Date.now(), e?.device ?? e?.peer ?? e?.hub ?? '', e?.reason ?? '']));
+    }
+  });
+  await evlogOn(w);
+  const f = await meshMember(browser, broker.url, venue, 'pos', { webrtc: '0', drain: '600000' }, { context: fctx });
+  const opened = Date.now() - tOpen;
+  await evlogOn(f);
+  const fcdp = await cdpOf(f);
+  await fcdp.send('Profiler.enable');
+  await fcdp.send('Profiler.setSamplingInterval', { interval: 500 });
+  await fcdp.send('Profiler.start');
   await watch(f);
   const t0 = Date.now();
   await waitFor(() => sameChecksum(w, f), 300_000, 'the fresh page caught up', { every: 250 });
   const caughtUp = Date.now() - t0;
+  const [wProf, fProf] = await Promise.all([cdp, fcdp].map(async (c) => profileSummary((await c.send('Profiler.stop')).profile)));
   await sleep(500);
-  const timeline = await f.page.evaluate(() => ({ started: window.reconStarted, failed: window.reconFailed, done: window.recon }));
-  console.error(`# state bench: fresh page sessions (t0 ${t0}): ${JSON.stringify(timeline)}`);
+  const timeline = await f.page.evaluate(() => ({ started: window.reconStarted, failed: window.reconFailed, done: window.recon,
+    firstKey: Math.min(...window.seenAt.values()), lastKey: Math.max(...window.seenAt.values()), keys: window.seenAt.size }));
+  const rel = (t) => Math.round(t - t0);
+  console.error(`# state bench: fresh page opened in ${opened} ms; from then (t0): first session ${rel(timeline.started[0]?.at ?? NaN)} ms,`
+    + ` first remote key ${rel(timeline.firstKey)} ms, last ${rel(timeline.lastKey)} ms (${timeline.keys} keys), checksums equal ${caughtUp} ms;`
+    + ` failed: ${JSON.stringify(timeline.failed.map((x) => ({ ...x, at: rel(x.at) })))}; completed: ${JSON.stringify(timeline.done)}`);
+  for (const [who, m] of [['fresh page', f], ['writer', w]]) {
+    const evlog = await m.page.evaluate(() => window.evlog);
+    console.error(`# state bench: ${who} events: ${JSON.stringify(evlog.map(([n, t, a, b]) => [n, t - t0, a.slice(0, 8), b]))}`);
+  }
+  const fin = frames.filter((x) => x[0] === 'f');
+  console.error(`# state bench: fresh page frames ≥ 1 KB (dir, bytes, ms from t0): ${JSON.stringify(fin.map(([, d, n, t]) => [d, n, t - t0]))}`);
+  const win = frames.filter((x) => x[0] === 'w' && x[3] >= tOpen);
+  console.error(`# state bench: writer frames ≥ 1 KB from the fresh page's open: ${JSON.stringify(win.map(([, d, n, t]) => [d, n, t - t0]))}`);
+  for (const [who, m] of [['fresh page', f], ['writer', w]]) {
+    const log = (await m.page.evaluate(() => window.idbLog)).filter((e) => e.mode === 'readwrite' && e.at >= tOpenAbs);
+    const sum = (xs) => xs.reduce((a, b) => a + b, 0);
+    console.error(`# state bench: ${who} IDB readwrite transactions from open: ${log.length}, ${sum(log.map((e) => e.puts))} puts, busy ${sum(log.map((e) => e.end - e.at))} ms;`
+      + ` [start, ms, puts, stores]: ${JSON.stringify(log.map((e) => [e.at - t0, e.end - e.at, e.puts, e.stores.slice(0, 24)]))}`);
+  }
+  const writerDone = await w.page.evaluate(() => window.recon);
+  console.error(`# state bench: writer's sessions: ${JSON.stringify(writerDone)}`);
+  const conn = async (m) => (await m.page.evaluate(() => window.mesh.getDetailedStats().peers.map((p) => ({ id: p.device, ...p.connection }))));
+  console.error(`# state bench: connection counters, writer ${JSON.stringify(await conn(w))}, fresh ${JSON.stringify(await conn(f))}`);
+  console.error(`# state bench: CPU over the catch-up (open → equal + the writer from before open), writer ${JSON.stringify(wProf)}`);
+  console.error(`# state bench: fresh page ${JSON.stringify(fProf)}`);
   const snap = [...await f.page.evaluate(() => window.recon), ...await w.page.evaluate(() => window.recon)].filter((s) => s.collection === COLL);
   const initiated = await f.page.evaluate(() => window.recon.filter((s) => s.keysReceived > 0));
   const full = initiated.length ? initiated : snap;
@@ -181,11 +292,12 @@ export async function stateBench() {
   const browser = await launch();
   try {
     const venue = (w) => `bench-state-${w}-${Date.now().toString(36)}`;
-    const lat = await latency(browser, broker, venue('lat'));
+    const lat = PARTS.includes('latency') ? await latency(browser, broker, venue('lat')) : { ours: [NaN], peer: [NaN] };
     const b = await bulk(browser, broker, venue('bulk'), (m) => m.context.newCDPSession(m.page));
     let r;
     const holder = { broker };
     try {
+      if (!PARTS.includes('recon')) throw new Error('skipped (VM_BENCH_STATE_PARTS)');
       r = await onePercent(holder, b.w, b.f);
     } catch (e) {
       console.error(`benchmark state (1 % apart) failed: ${e?.stack ?? e}`);
