@@ -415,9 +415,10 @@ impl Store {
     }
 
     /// The op's local writes as upstream commands: one per collection, cut
-    /// so that no payload exceeds `max_message_bytes` (the size every state
-    /// body keeps to, well below the queue's payload limit and a
-    /// replication message). One command per write made 10,000 writes
+    /// so that no payload exceeds `max_upstream_bytes` (well below the
+    /// queue's payload limit and a replication message; larger than a state
+    /// body, which is cut small for the broker's sake: `Config`). One
+    /// command per write made 10,000 writes
     /// 10,000 outbox records, replicas and replication entries.
     fn upstream_of(&self, writes: &[Pending]) -> Vec<UpstreamCommand> {
         let mut cols: Vec<(&str, Vec<KeyedWrite>)> = Vec::new();
@@ -428,7 +429,7 @@ impl Store {
                 None => cols.push((&p.collection, vec![w])),
             }
         }
-        cols.iter().flat_map(|(c, ws)| upstream_commands(c, ws, self.cfg.max_message_bytes)).collect()
+        cols.iter().flat_map(|(c, ws)| upstream_commands(c, ws, self.cfg.max_upstream_bytes)).collect()
     }
 
     /// A storage op ended: `Ok` once its transaction committed, `Err` with

@@ -30,8 +30,20 @@ pub struct Config {
     pub max_sessions: usize,
     /// A node with at most this many keys is listed rather than split.
     pub leaf_items: usize,
-    /// A message is cut before it grows past this many bytes.
+    /// A message is cut before it grows past this many bytes (a single
+    /// write larger than this still goes, alone). Small on purpose: the
+    /// broker is the usual route, and Mosquitto 2.0 writes a packet larger
+    /// than about 4 KB to a WebSocket client in pieces, one per turn of its
+    /// event loop: 1.9 MB as 38 messages of 50 KB took 13-21 s to reach a
+    /// WebSocket subscriber on loopback, as 475 of 4 KB 0.24-0.56 s (as 38
+    /// of 50 KB over TCP: 0.1 s). Every message queued behind a large one
+    /// waits too — heartbeats included, so a peer serving a catch-up was
+    /// declared silent. The cost is an envelope (a signature) per 4 KiB.
     pub max_message_bytes: usize,
+    /// An upstream command (the op's local writes for the cloud) is cut
+    /// before its payload grows past this many bytes: commands are stored,
+    /// replicated and drained one by one, so fewer larger ones cost less.
+    pub max_upstream_bytes: usize,
     /// Most bytes of JSON one put or patch may carry.
     pub max_write_bytes: usize,
     /// A tombstone older than this is purged (`docs/state.md`).
@@ -63,7 +75,8 @@ impl Config {
             peer_retry_ms: 5_000,
             max_sessions: 4,
             leaf_items: 16,
-            max_message_bytes: 60 * 1024,
+            max_message_bytes: 4 * 1024,
+            max_upstream_bytes: 60 * 1024,
             max_write_bytes: 32 * 1024,
             tombstone_retention_ms: 30 * DAY,
             audit_retention_ms: 30 * DAY,
@@ -80,6 +93,7 @@ impl Config {
         self.max_sessions = self.max_sessions.max(1);
         self.leaf_items = self.leaf_items.max(1);
         self.max_message_bytes = self.max_message_bytes.max(1024);
+        self.max_upstream_bytes = self.max_upstream_bytes.max(1024);
         self.check_every_ms = self.check_every_ms.max(1_000);
         self.session_timeout_ms = self.session_timeout_ms.max(100);
         self.maintenance_every_ms = self.maintenance_every_ms.max(1_000);
