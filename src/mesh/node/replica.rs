@@ -136,9 +136,7 @@ impl MeshNode {
     /// Keeps a verified receipt for `id` (SYNC_ACK state 2 carries it).
     fn keep_receipt(&mut self, id: CommandId, raw: Rc<Vec<u8>>) {
         if self.receipts.len() >= MAX_RECEIPTS {
-            if let Some(k) = self.receipts.keys().next().cloned() {
-                self.receipts.remove(&k);
-            }
+            self.receipts.pop_first();
         }
         self.receipts.insert(id, raw);
     }
