@@ -368,7 +368,7 @@ impl MeshNode {
         let r = match msg {
             RepMsg::Replicate(cmds) | RepMsg::Upload { cmds, .. } => {
                 let mut origins: Vec<&str> = cmds.iter().map(|c| c.origin.as_str()).collect();
-                origins.sort_unstable();
+                crate::outbox::sort::sort(&mut origins);
                 origins.dedup();
                 let certs: Vec<Vec<u8>> = origins.iter().filter_map(|o| trust.chain_of(o).map(<[u8]>::to_vec)).collect();
                 rwire::encode_with_certs(msg, &certs)
