@@ -379,7 +379,7 @@ impl VenueMesh {
         let creds = Some(credentials.clone());
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
-        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), |_| {}, true).await?;
+        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), Box::new(|_| {}), true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let trust_state = super::trust_api::load_trust_state(&db).await;

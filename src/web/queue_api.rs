@@ -258,41 +258,39 @@ fn deferred() -> (Promise, Option<Settle>) {
 
 impl CommandQueue {
     /// Opens the database, loads the queue and the inbox, asks for persistent
-    /// storage. `device_id` prefixes generated command ids (default: the
-    /// first 8 characters of the device UUID kept in `meta`, the id
-    /// `VenueMesh` uses). `tune` adjusts the core's config.
-    pub(crate) async fn open_with(
-        db_name: &str,
+    /// storage. [`CommandQueue::open`] and `VenueMesh.open` share this one copy of
+    /// the loading code: a boxed future (polled through its vtable, not
+    /// inlined into each caller's state machine) and a boxed `tune`, so the
+    /// loading steps are not instantiated once per caller (issue #20).
+    /// `device_id` prefixes generated command ids (default: the first 8
+    /// characters of the device UUID kept in `meta`, the id `VenueMesh`
+    /// uses); `tune` adjusts the core's config. Returns every record that
+    /// is not cloud-acked with its payload when `keep_held` (the replicator
+    /// holds those).
+    pub(crate) fn open_keeping<'a>(
+        db_name: &'a str,
         device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
-    ) -> Result<CommandQueue, JsValue> {
-        Ok(Self::open_keeping(db_name, device_id, tune, false).await?.0)
-    }
-
-    /// [`CommandQueue::open_with`], also returning every record that is not
-    /// cloud-acked with its payload (the replicator holds those).
-    pub(crate) async fn open_keeping(
-        db_name: &str,
-        device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
+        tune: Box<dyn FnOnce(&mut Config) + 'a>,
         keep_held: bool,
-    ) -> Result<(CommandQueue, Vec<CommandRecord>), JsValue> {
-        let db = idb::open_raw(db_name).await.map_err(|e| e.to_js("could not open the IndexedDB database"))?;
-        let mut held = Vec::new();
-        match Self::load(db_name, &db, device_id, tune, keep_held.then_some(&mut held)).await {
-            Ok(q) => Ok((q, held)),
-            Err(e) => {
-                db.close();
-                Err(e)
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(CommandQueue, Vec<CommandRecord>), JsValue>> + 'a>> {
+        Box::pin(async move {
+            let db = idb::open_raw(db_name).await.map_err(|e| e.to_js("could not open the IndexedDB database"))?;
+            let mut held = Vec::new();
+            match Self::load(db_name, &db, device_id, tune, keep_held.then_some(&mut held)).await {
+                Ok(q) => Ok((q, held)),
+                Err(e) => {
+                    db.close();
+                    Err(e)
+                }
             }
-        }
+        })
     }
 
     async fn load(
         db_name: &str,
         db: &Db,
         device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
+        tune: Box<dyn FnOnce(&mut Config) + '_>,
         mut held: Option<&mut Vec<CommandRecord>>,
     ) -> Result<CommandQueue, JsValue> {
         let device_id = match device_id {
@@ -518,7 +516,7 @@ impl CommandQueue {
             return Err(invalid_options("`deviceId` must be 1 to 64 bytes"));
         }
         let tuning = Tuning::read(&options, &o)?;
-        Self::open_with(&db_name, device_id, move |c| tuning.apply(c)).await
+        Ok(Self::open_keeping(&db_name, device_id, Box::new(move |c| tuning.apply(c)), false).await?.0)
     }
 
     /// Queues a command; resolves with its id once it is committed to
