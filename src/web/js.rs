@@ -143,9 +143,17 @@ impl ObjBuilder {
     pub fn new() -> Self {
         ObjBuilder(js_sys::Object::new())
     }
+    /// Only the conversion is generic (and inlined at each of the ~250
+    /// call sites); the key's conversion, the `Reflect.set` and the drops
+    /// are one out-of-line [`ObjBuilder::put`] (issue #20: inlined, they
+    /// were most of `getDetailedStats`'s code).
     pub fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
+        self.put(key, value.into())
+    }
+    #[inline(never)]
+    fn put(self, key: &str, value: JsValue) -> Self {
         // Setting a data property on a fresh plain object cannot fail.
-        let _ = js_sys::Reflect::set(&self.0, &key.into(), &value.into());
+        let _ = js_sys::Reflect::set(&self.0, &key.into(), &value);
         self
     }
     pub fn opt<T: Into<JsValue>>(self, key: &str, value: Option<T>) -> Self {
