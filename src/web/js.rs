@@ -136,6 +136,16 @@ pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
     Err(())
 }
 
+/// The one `future_to_promise` instance behind every async export
+/// (`VenueMesh.open`, `join`, `createPairingRequest`, `CommandQueue.open`):
+/// an `async fn` export instantiates the promise wrapper once per future
+/// type and inlines the future into it; a boxed future shares one wrapper
+/// (issue #20). The export's TS type names the promise's value
+/// (`unchecked_return_type`).
+pub fn promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>) -> js_sys::Promise {
+    wasm_bindgen_futures::future_to_promise(f)
+}
+
 /// A small plain object built field by field for events and stats.
 pub struct ObjBuilder(js_sys::Object);
 

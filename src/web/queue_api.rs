@@ -257,6 +257,21 @@ fn deferred() -> (Promise, Option<Settle>) {
 }
 
 impl CommandQueue {
+    /// `CommandQueue.open` (the export goes through `js::promise`).
+    pub async fn open(options: JsValue) -> Result<CommandQueue, JsValue> {
+        let o = Options::new(&options, "CommandQueue.open options", OPEN_KEYS, false)?;
+        let db_name = o.required_string("dbName")?;
+        if db_name.is_empty() {
+            return Err(invalid_options("`dbName` must not be empty"));
+        }
+        let device_id = o.string("deviceId")?;
+        if device_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > MAX_DEVICE_ID) {
+            return Err(invalid_options("`deviceId` must be 1 to 64 bytes"));
+        }
+        let tuning = Tuning::read(&options, &o)?;
+        Ok(Self::open_keeping(&db_name, device_id, Box::new(move |c| tuning.apply(c)), false).await?.0)
+    }
+
     /// Opens the database, loads the queue and the inbox, asks for persistent
     /// storage. [`CommandQueue::open`] and `VenueMesh.open` share this one copy of
     /// the loading code: a boxed future (polled through its vtable, not
@@ -503,20 +518,9 @@ impl CommandQueue {
     /// `deviceId`, `maxRetries` (3), `maxQueued` (50,000), `maxPayloadBytes`
     /// (256 KiB), `maxBatchRecords` (500), `retryBackoffMs` (1,000),
     /// `retryBackoffMaxMs` (60,000), `keepCloudAckedMs` (24 h; `null` keeps).
-    pub async fn open(
-        #[wasm_bindgen(unchecked_param_type = "QueueOpenOptions")] options: JsValue,
-    ) -> Result<CommandQueue, JsValue> {
-        let o = Options::new(&options, "CommandQueue.open options", OPEN_KEYS, false)?;
-        let db_name = o.required_string("dbName")?;
-        if db_name.is_empty() {
-            return Err(invalid_options("`dbName` must not be empty"));
-        }
-        let device_id = o.string("deviceId")?;
-        if device_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > MAX_DEVICE_ID) {
-            return Err(invalid_options("`deviceId` must be 1 to 64 bytes"));
-        }
-        let tuning = Tuning::read(&options, &o)?;
-        Ok(Self::open_keeping(&db_name, device_id, Box::new(move |c| tuning.apply(c)), false).await?.0)
+    #[wasm_bindgen(js_name = open, unchecked_return_type = "Promise<CommandQueue>")]
+    pub fn open_js(#[wasm_bindgen(unchecked_param_type = "QueueOpenOptions")] options: JsValue) -> Promise {
+        super::js::promise(Box::pin(async move { Self::open(options).await.map(JsValue::from) }))
     }
 
     /// Queues a command; resolves with its id once it is committed to
