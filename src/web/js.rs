@@ -142,6 +142,7 @@ pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
 /// type and inlines the future into it; a boxed future shares one wrapper
 /// (issue #20). The export's TS type names the promise's value
 /// (`unchecked_return_type`).
+#[cfg(feature = "mesh")]
 pub fn promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(f)
 }
