@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::slabmap::SlabMap;
 use crate::vecmap::{VecMap, VecSet};
 use std::rc::Rc;
 
@@ -131,8 +132,8 @@ pub struct Replicator {
     cfg: Config,
     me: String,
     view: View,
-    held: BTreeMap<CommandId, Held>,
-    storing: BTreeMap<CommandId, (Rc<Cmd>, Vec<String>)>,
+    held: SlabMap<CommandId, Held>,
+    storing: SlabMap<CommandId, (Rc<Cmd>, Vec<String>)>,
     done: BTreeMap<CommandId, u64>,
     out: VecDeque<Output>,
     to_send: VecMap<String, Vec<Rc<Cmd>>>,
@@ -166,8 +167,8 @@ impl Replicator {
             cfg,
             me: me.into(),
             view: View::default(),
-            held: BTreeMap::new(),
-            storing: BTreeMap::new(),
+            held: SlabMap::new(),
+            storing: SlabMap::new(),
             done: BTreeMap::new(),
             out: VecDeque::new(),
             to_send: VecMap::new(),
