@@ -156,7 +156,7 @@ impl ObjBuilder {
     }
     /// Only the conversion is generic (and inlined at each of the ~250
     /// call sites); the key's conversion, the `Reflect.set` and the drops
-    /// are one out-of-line [`ObjBuilder::put`] (issue #20: inlined, they
+    /// are one out-of-line `put` (issue #20: inlined, they
     /// were most of `getDetailedStats`'s code).
     pub fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
         self.put(key, value.into())
