@@ -156,6 +156,62 @@ impl<K: Ord, V> SlabMap<K, V> {
     }
 }
 
+/// An ordered set over `BTreeMap<K, u64>` (values unused): for sets of
+/// keys that already have a `K → u64` map (command ids), no B-tree or hash
+/// table code of its own. O(log n) per operation.
+pub struct KeySet<K> {
+    map: BTreeMap<K, u64>,
+}
+
+impl<K> Default for KeySet<K> {
+    fn default() -> Self {
+        KeySet { map: BTreeMap::new() }
+    }
+}
+
+impl<K: core::fmt::Debug> core::fmt::Debug for KeySet<K> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_set().entries(self.map.keys()).finish()
+    }
+}
+
+impl<K: Ord> KeySet<K> {
+    /// An empty set.
+    pub const fn new() -> Self {
+        KeySet { map: BTreeMap::new() }
+    }
+
+    /// Adds `key`; true when it was not there.
+    pub fn insert(&mut self, key: K) -> bool {
+        self.map.insert(key, 0).is_none()
+    }
+
+    pub fn contains<Q: ?Sized + Ord>(&self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.map.contains_key(key)
+    }
+
+    /// Takes `key` out; true when it was there.
+    pub fn remove<Q: ?Sized + Ord>(&mut self, key: &Q) -> bool
+    where
+        K: Borrow<Q>,
+    {
+        self.map.remove(key).is_some()
+    }
+}
+
+impl<K: Ord> FromIterator<K> for KeySet<K> {
+    fn from_iter<I: IntoIterator<Item = K>>(iter: I) -> Self {
+        let mut s = KeySet::new();
+        for k in iter {
+            s.insert(k);
+        }
+        s
+    }
+}
+
 /// Entries in key order: the index's `(key, slot)` pairs with the slots'
 /// values (a named type, so that a range's bounds need not outlive it).
 pub struct Iter<'a, V, I> {
