@@ -142,6 +142,7 @@ pub fn bytes_of(v: &JsValue) -> Result<Vec<u8>, ()> {
 /// type and inlines the future into it; a boxed future shares one wrapper
 /// (issue #20). The export's TS type names the promise's value
 /// (`unchecked_return_type`).
+#[cfg(feature = "mesh")]
 pub fn promise(f: std::pin::Pin<Box<dyn std::future::Future<Output = Result<JsValue, JsValue>>>>) -> js_sys::Promise {
     wasm_bindgen_futures::future_to_promise(f)
 }
@@ -155,7 +156,7 @@ impl ObjBuilder {
     }
     /// Only the conversion is generic (and inlined at each of the ~250
     /// call sites); the key's conversion, the `Reflect.set` and the drops
-    /// are one out-of-line [`ObjBuilder::put`] (issue #20: inlined, they
+    /// are one out-of-line `put` (issue #20: inlined, they
     /// were most of `getDetailedStats`'s code).
     pub fn set(self, key: &str, value: impl Into<JsValue>) -> Self {
         self.put(key, value.into())
