@@ -133,7 +133,7 @@ export interface UploadBatch {
 }
 /** Replication and upstream counters in `getDetailedStats()`. */
 export interface ReplicationStats {
-  held: number; belowQuorum: number; storing: number; requestsSent: number; acksReceived: number;
+  held: number; belowQuorum: number; tentative: number; storing: number; requestsSent: number; acksReceived: number;
   replicasStored: number; batchesSent: number; batchesFailed: number; cloudAcked: number;
 }
 export interface HubTerm { number: number; score: number; hub: string }
