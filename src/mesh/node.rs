@@ -11,7 +11,7 @@ use crate::rng::Rng;
 use crate::score::{self, DeviceInfo, UPTIME_CAP_MINUTES};
 use crate::replication::{RepMsg, Replicator};
 use crate::routing::{Addr, Route, Router, RouterConfig};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 // Per-peer and per-room maps are small: sorted vectors (crate::vecmap), not
 // one B-tree copy per key/value type in the wasm.
 use crate::vecmap::{VecMap, VecSet};
@@ -117,13 +117,13 @@ pub struct MeshNode {
     next_msg_id: u64,
     /// Digest of every command the replicator holds (own and replicas):
     /// receipts are matched against it.
-    digests: BTreeMap<crate::outbox::CommandId, [u8; 32]>,
+    digests: crate::slabmap::SlabMap<crate::outbox::CommandId, [u8; 32]>,
     /// Verified cloud receipts per command id (SYNC_ACK state 2 carries them).
-    receipts: BTreeMap<crate::outbox::CommandId, std::rc::Rc<Vec<u8>>>,
+    receipts: crate::slabmap::SlabMap<crate::outbox::CommandId, std::rc::Rc<Vec<u8>>>,
     /// Verified CLOUD_ACK entries for commands we did not hold when they went
     /// by, with the digest they name: a copy placed on us later is known to be
     /// in the cloud at once (`replica.rs`, `early_receipt`).
-    early_receipts: BTreeMap<crate::outbox::CommandId, ([u8; 32], std::rc::Rc<Vec<u8>>)>,
+    early_receipts: crate::slabmap::SlabMap<crate::outbox::CommandId, ([u8; 32], std::rc::Rc<Vec<u8>>)>,
     /// Upload batches in flight on the hook: their ids and digests.
     uploads: VecMap<u64, Vec<(crate::outbox::CommandId, [u8; 32])>>,
     /// The receipt the upload hook returned, for the CLOUD_ACK that relays it.
@@ -200,9 +200,9 @@ impl MeshNode {
             receive_lag: 0,
             receive_lag_max: 0,
             next_msg_id: 0,
-            digests: BTreeMap::new(),
-            receipts: BTreeMap::new(),
-            early_receipts: BTreeMap::new(),
+            digests: crate::slabmap::SlabMap::new(),
+            receipts: crate::slabmap::SlabMap::new(),
+            early_receipts: crate::slabmap::SlabMap::new(),
             uploads: VecMap::new(),
             hook_receipt: None,
             trust_queue: VecDeque::new(),

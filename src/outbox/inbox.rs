@@ -13,9 +13,10 @@
 //! `max_age_ms` and among the `max_entries` most recent marks; a redelivery later than that is
 //! applied again (callers needing more must make the effect idempotent).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 
 use super::error::{Misuse, QueueError, StorageError};
+use super::ids::CommandId;
 use super::sort::sort;
 use super::types::{Event, InboxConfig, InboxEntry};
 
@@ -38,13 +39,14 @@ pub(crate) enum InboxWrite {
 pub struct Inbox {
     cfg: InboxConfig,
     loaded: bool,
-    processed: HashMap<Box<str>, u64>,
+    processed: BTreeMap<CommandId, u64>,
     // Marks to write (id → processed_at) and ids to delete (the value is unused). Same map type
-    // as `processed`, so the wasm build carries one hash map for all three. What is written
+    // as `processed` and as the replicator's and outbox's id maps (`crate::slabmap`), so the
+    // wasm build carries one B-tree copy for all of them and no hash table. What is written
     // must not depend on hash order (reproducible simulation): `take_write` takes the smallest
     // ids first, in order.
-    to_put: HashMap<Box<str>, u64>,
-    to_delete: HashMap<Box<str>, u64>,
+    to_put: BTreeMap<CommandId, u64>,
+    to_delete: BTreeMap<CommandId, u64>,
     retry_at: Option<u64>,
     backoff_ms: u64,
 }
@@ -54,9 +56,9 @@ impl Inbox {
         Inbox {
             cfg,
             loaded: false,
-            processed: HashMap::new(),
-            to_put: HashMap::new(),
-            to_delete: HashMap::new(),
+            processed: BTreeMap::new(),
+            to_put: BTreeMap::new(),
+            to_delete: BTreeMap::new(),
             retry_at: None,
             backoff_ms: BACKOFF_START_MS,
         }
@@ -73,7 +75,7 @@ impl Inbox {
             }
             let t = self
                 .processed
-                .entry(e.id.into_boxed_str())
+                .entry(CommandId::new(e.id))
                 .or_insert(e.processed_at);
             *t = (*t).max(e.processed_at);
         }
@@ -135,7 +137,7 @@ impl Inbox {
     /// Removes marks older than `max_age_ms`, then the oldest beyond `keep`.
     fn prune(&mut self, now: u64, keep: usize) {
         let cutoff = now.saturating_sub(self.cfg.max_age_ms);
-        let mut all: Vec<(u64, &str)> = self.processed.iter().map(|(k, t)| (*t, &**k)).collect();
+        let mut all: Vec<(u64, &str)> = self.processed.iter().map(|(k, t)| (*t, k.as_str())).collect();
         let mut victims: Vec<String> = Vec::new();
         if all.iter().any(|(t, _)| *t < cutoff) || all.len() > keep {
             sort(&mut all);
@@ -149,7 +151,7 @@ impl Inbox {
         for id in victims {
             self.processed.remove(id.as_str());
             self.to_put.remove(id.as_str());
-            self.to_delete.insert(id.into_boxed_str(), 0);
+            self.to_delete.insert(CommandId::new(id), 0);
         }
     }
 
@@ -199,7 +201,7 @@ impl Inbox {
                 for e in entries {
                     // Pruned meanwhile: no longer to be written.
                     if self.processed.contains_key(e.id.as_str()) {
-                        self.to_put.entry(e.id.into_boxed_str()).or_insert(e.processed_at);
+                        self.to_put.entry(CommandId::new(e.id)).or_insert(e.processed_at);
                     }
                 }
                 n
@@ -209,7 +211,7 @@ impl Inbox {
                 for id in ids {
                     // Marked again meanwhile: the put supersedes the delete.
                     if !self.processed.contains_key(id.as_str()) {
-                        self.to_delete.insert(id.into_boxed_str(), 0);
+                        self.to_delete.insert(CommandId::new(id), 0);
                     }
                 }
                 n
@@ -238,9 +240,9 @@ impl Inbox {
 
 /// Removes the (at most) [`WRITE_CHUNK`] smallest ids from `map` and returns them in id order
 /// with their values.
-fn take_smallest(map: &mut HashMap<Box<str>, u64>) -> Vec<(String, u64)> {
+fn take_smallest(map: &mut BTreeMap<CommandId, u64>) -> Vec<(String, u64)> {
     // Sorted as (0, id) pairs: the same element type `prune` sorts, one sort in the build.
-    let mut ids: Vec<(u64, &str)> = map.keys().map(|k| (0, &**k)).collect();
+    let mut ids: Vec<(u64, &str)> = map.keys().map(|k| (0, k.as_str())).collect();
     sort(&mut ids);
     let chosen: Vec<String> = ids.iter().take(WRITE_CHUNK).map(|(_, id)| (*id).to_owned()).collect();
     chosen

@@ -3,7 +3,9 @@
 //! deletes, reads and queries are in `status.rs`.
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::slabmap::{KeySet, SlabMap};
 
 use super::error::{FullCause, Misuse, QueueError, StorageError};
 use super::flight::{Conn, Flight};
@@ -47,7 +49,7 @@ pub(super) struct PutBatch {
 #[derive(Debug, Default)]
 pub(super) struct UpdBatch {
     pub(super) ids: Vec<CommandId>,
-    pub(super) set: HashSet<CommandId>,
+    pub(super) set: KeySet<CommandId>,
 }
 
 /// Why records are deleted.
@@ -82,11 +84,11 @@ pub struct Outbox {
     next_ticket: u64,
     pub(super) loaded: bool,
     /// Committed commands only.
-    pub(super) index: HashMap<CommandId, Entry>,
+    pub(super) index: SlabMap<CommandId, Entry>,
     /// Committed commands per status (by `Status::index`).
     pub(super) counts: [usize; 4],
     /// Ids that may not be used by a new command: queued/in-flight puts, compensating deletes.
-    pub(super) reserved: HashSet<CommandId>,
+    pub(super) reserved: KeySet<CommandId>,
     /// Records accepted by `enqueue` and not yet committed or rejected.
     pub(super) unwritten: usize,
     pub(super) put_queue: Vec<PutBatch>,
@@ -103,10 +105,10 @@ pub struct Outbox {
     pub(super) inbox_flight: Option<Flight<InboxWrite>>,
     pub(super) conn: Conn,
     /// Backoff deadlines of commands waiting to be uploaded again, by id (at most one per
-    /// command: its committed state's [`Outbox::due_at`]). A hash map rather than an ordered set,
-    /// and keyed like the inbox's maps, keeps the wasm build small; `handle_timeout` sorts what
-    /// is due.
-    pub(super) retry_due: HashMap<Box<str>, u64>,
+    /// command: its committed state's [`Outbox::due_at`]). Keyed like the inbox's maps and the
+    /// replicator's (`crate::slabmap`): one B-tree copy in the wasm build for all of them;
+    /// `handle_timeout` sorts what is due by deadline.
+    pub(super) retry_due: BTreeMap<CommandId, u64>,
     /// Cache of the smallest deadline in `retry_due` (`None` = stale, recomputed on demand), so
     /// `poll_timeout` scans the map at most once per change of its minimum.
     retry_next: Cell<Option<Option<u64>>>,
@@ -128,9 +130,9 @@ impl Outbox {
             next_counter: 1,
             next_ticket: 1,
             loaded: false,
-            index: HashMap::new(),
+            index: SlabMap::new(),
             counts: [0; 4],
-            reserved: HashSet::new(),
+            reserved: KeySet::new(),
             unwritten: 0,
             put_queue: Vec::new(),
             put_flight: None,
@@ -143,7 +145,7 @@ impl Outbox {
             reads: Vec::new(),
             inbox_flight: None,
             conn: Conn::new(),
-            retry_due: HashMap::new(),
+            retry_due: BTreeMap::new(),
             retry_next: Cell::new(Some(None)),
             maintenance_at: None,
             events: VecDeque::new(),
@@ -655,7 +657,7 @@ impl Outbox {
                 .retry_due
                 .iter()
                 .filter(|(_, t)| **t <= now)
-                .map(|(id, t)| (*t, &**id))
+                .map(|(id, t)| (*t, id.as_str()))
                 .collect();
             sort(&mut due);
             let due: Vec<CommandId> = due.into_iter().map(|(_, id)| CommandId::from(id)).collect();
@@ -687,7 +689,7 @@ impl Outbox {
     pub(super) fn remember(&mut self, id: &CommandId, info: &CommandInfo) {
         self.counts[info.status.index()] += 1;
         if let Some(t) = self.due_at(info) {
-            let old = self.retry_due.insert(id.as_str().into(), t);
+            let old = self.retry_due.insert(id.clone(), t);
             self.retry_next.set(match (old, self.retry_next.get()) {
                 (None, Some(next)) => Some(Some(next.map_or(t, |n| n.min(t)))),
                 _ => None,

@@ -1,4 +1,4 @@
-//! The one sort of the crate's core (outside the state module): a heapsort. `slice::sort_unstable`
+//! The one sort of the crate's core: a heapsort. `slice::sort_unstable`
 //! brings a large pattern-defeating quicksort (with insertion sort, heapsort fallback and pivot
 //! selection), and `slice::sort` a driftsort, per element type into the wasm build; this is a few
 //! hundred bytes per type and still `O(n log n)` without allocating.

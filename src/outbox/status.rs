@@ -1,7 +1,7 @@
 //! Status transitions and their batched writes, deletes (purge and compensation), reads of
 //! stored records, and queries over the committed queue.
 
-use std::collections::HashSet;
+use crate::slabmap::KeySet;
 
 use super::error::{Misuse, QueueError, StorageError};
 use super::flight::Flight;
@@ -322,7 +322,7 @@ impl Outbox {
     /// returned op id. Duplicate ids are asked once; an empty list is answered at once.
     pub fn read_records(&mut self, ids: Vec<CommandId>) -> OpId {
         let request = self.conn.alloc();
-        let mut seen = HashSet::new();
+        let mut seen = KeySet::new();
         let ids: Vec<CommandId> = ids
             .into_iter()
             .filter(|id| seen.insert(id.clone()))
@@ -355,8 +355,8 @@ impl Outbox {
         match result {
             Ok(records) => {
                 let f = self.reads.remove(i);
-                // Owned ids: the set type `reserved` already uses, one hash set in the build.
-                let mut wanted: HashSet<CommandId> = f.body.ids.iter().cloned().collect();
+                // Owned ids: the set type `reserved` already uses (`crate::slabmap`).
+                let mut wanted: KeySet<CommandId> = f.body.ids.iter().cloned().collect();
                 let mut found = Vec::with_capacity(records.len());
                 for r in records {
                     if wanted.remove(&r.id) {

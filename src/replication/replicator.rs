@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::slabmap::SlabMap;
 use crate::vecmap::{VecMap, VecSet};
 use std::rc::Rc;
 
@@ -167,8 +168,8 @@ pub struct Replicator {
     cfg: Config,
     me: String,
     view: View,
-    held: BTreeMap<CommandId, Held>,
-    storing: BTreeMap<CommandId, Storing>,
+    held: SlabMap<CommandId, Held>,
+    storing: SlabMap<CommandId, Storing>,
     done: BTreeMap<CommandId, u64>,
     out: VecDeque<Output>,
     to_send: VecMap<String, Vec<Rc<Cmd>>>,
@@ -208,8 +209,8 @@ impl Replicator {
             cfg,
             me: me.into(),
             view: View::default(),
-            held: BTreeMap::new(),
-            storing: BTreeMap::new(),
+            held: SlabMap::new(),
+            storing: SlabMap::new(),
             done: BTreeMap::new(),
             out: VecDeque::new(),
             to_send: VecMap::new(),
@@ -557,7 +558,9 @@ impl Replicator {
     fn tick_tentative(&mut self, now: u64) {
         let (timeout, promote) = (self.cfg.ack_timeout_ms, self.cfg.promote_tentative_after_ms);
         let mut promoted = Vec::new();
-        for (id, h) in self.held.iter_mut().filter(|(_, h)| h.tentative && h.reack_at <= now) {
+        let due: Vec<CommandId> = self.held.iter().filter(|(_, h)| h.tentative && h.reack_at <= now).map(|(id, _)| id.clone()).collect();
+        for id in due {
+            let Some(h) = self.held.get_mut(&id) else { continue };
             h.reack_at = now + timeout;
             let alive = h.cmd.origin == self.me || self.view.peers.iter().any(|p| p.id == h.cmd.origin);
             if alive {

@@ -119,7 +119,9 @@ impl Frontier {
 /// One collection of one replica.
 #[derive(Debug, Default)]
 pub(crate) struct Collection {
-    keys: BTreeMap<Rc<str>, Entry>,
+    /// Over `BTreeMap<Rc<str>, u64>` (`crate::slabmap`): the B-tree code
+    /// the frontier and `pending` already bring, not a copy of its own.
+    keys: crate::slabmap::SlabMap<Rc<str>, Entry>,
     /// `(position, key) → digest`, the order reconciliation ranges follow.
     index: BTreeMap<(u64, Rc<str>), u64>,
     sum: Checksum,

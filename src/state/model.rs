@@ -248,7 +248,7 @@ fn live_set(cands: &[Rc<Write>]) -> Vec<Rc<Write>> {
 
 /// Sorts writes by id and drops repeats (one sort for every such list).
 fn sort_by_id(v: &mut Vec<Rc<Write>>) {
-    v.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+    crate::outbox::sort::sort_by(v, |a, b| a.id.cmp(&b.id));
     v.dedup_by(|a, b| a.id == b.id);
 }
 

@@ -89,11 +89,11 @@ pub(crate) fn answer(col: &Collection, ranges: &[Range], missing: &[u64], differ
     for pos in differing {
         a.send_new.extend(col.keys_at(*pos));
     }
-    a.send.sort();
+    crate::outbox::sort::sort(&mut a.send);
     a.send.dedup();
-    a.send_new.sort();
+    crate::outbox::sort::sort(&mut a.send_new);
     a.send_new.dedup();
-    a.peer_lacks.sort();
+    crate::outbox::sort::sort(&mut a.peer_lacks);
     a.peer_lacks.dedup();
     a
 }

@@ -398,7 +398,7 @@ impl Store {
                 send.push(k);
             }
         }
-        send.sort();
+        crate::outbox::sort::sort(&mut send);
         send.dedup();
         let mut send: Vec<(Rc<str>, bool)> = send.into_iter().map(|k| (k, false)).collect();
         send.extend(a.send_new.into_iter().map(|k| (k, true)));

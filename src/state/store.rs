@@ -368,11 +368,12 @@ impl Store {
         // Sorted, not searched: 10,000 writes in one op were 10,000² steps.
         let mut touched: Vec<(String, Rc<str>)> = dirty.clone();
         touched.extend(writes.iter().map(|p| (p.collection.clone(), p.key.clone())));
-        touched.sort_unstable();
+        crate::outbox::sort::sort(&mut touched);
         touched.dedup();
         // The op's writes by key, each key's in the order they were made.
         let mut by_key: Vec<usize> = (0..writes.len()).collect();
-        by_key.sort_by(|&a, &b| (&writes[a].collection, &writes[a].key).cmp(&(&writes[b].collection, &writes[b].key)));
+        // Ties broken by position: the heapsort is not stable.
+        crate::outbox::sort::sort_by(&mut by_key, |&a, &b| (&writes[a].collection, &writes[a].key, a).cmp(&(&writes[b].collection, &writes[b].key, b)));
         let mut keys = Vec::with_capacity(touched.len());
         let mut clock = self.clock.last();
         for (collection, key) in touched {

@@ -315,9 +315,15 @@ impl VenueMesh {
     /// restores the mesh state, and starts connecting to the brokers.
     /// Resolves without waiting for a broker: the mesh works offline and
     /// connects when it can.
-    pub async fn open(
-        #[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue,
-    ) -> Result<VenueMesh, JsValue> {
+    #[wasm_bindgen(js_name = open, unchecked_return_type = "Promise<VenueMesh>")]
+    pub fn open_js(#[wasm_bindgen(unchecked_param_type = "OpenOptions")] options: JsValue) -> js_sys::Promise {
+        super::js::promise(Box::pin(async move { Self::open(options).await.map(JsValue::from) }))
+    }
+}
+
+impl VenueMesh {
+    /// `VenueMesh.open` (the export above goes through `js::promise`).
+    pub async fn open(options: JsValue) -> Result<VenueMesh, JsValue> {
         let o = Options::new(&options, "VenueMesh.open options", OPEN_KEYS, false)?;
         let venue = o.required_string("venue")?;
         if !is_valid_id(&venue) {
@@ -379,7 +385,7 @@ impl VenueMesh {
         let creds = Some(credentials.clone());
         // The queue keeps its own connection (it reopens it after WebKit
         // drops it); ids start with the device id.
-        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), |_| {}, true).await?;
+        let (queue, held) = CommandQueue::open_keeping(&db_name, Some(device_id.chars().take(8).collect()), Box::new(|_| {}), true).await?;
         let state = meta::load_mesh_state(&db).await.map_err(|e| e.to_js("could not read the mesh state"))?;
 
         let trust_state = super::trust_api::load_trust_state(&db).await;
@@ -605,6 +611,10 @@ impl VenueMesh {
         Ok(())
     }
 
+}
+
+#[wasm_bindgen]
+impl VenueMesh {
     /// This device's id: a UUID v4 created once and kept in IndexedDB.
     #[wasm_bindgen(getter, js_name = deviceId)]
     pub fn device_id(&self) -> String {

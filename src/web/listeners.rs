@@ -84,6 +84,13 @@ pub fn listen<T: 'static>(
 
 /// A JS function that runs `undo` once; later calls do nothing.
 pub fn unsubscribe_fn(undo: impl FnOnce() + 'static) -> Function {
+    unsubscribe_boxed(Box::new(undo))
+}
+
+/// One `Closure` type (and one copy of its glue) for every unsubscribe
+/// function, whatever `undo` captures (issue #20: it was one per owner type).
+#[inline(never)]
+fn unsubscribe_boxed(undo: Box<dyn FnOnce()>) -> Function {
     let mut undo = Some(undo);
     let f = Closure::<dyn FnMut()>::new(move || {
         if let Some(u) = undo.take() {

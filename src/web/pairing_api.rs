@@ -233,8 +233,15 @@ impl VenueMesh {
     /// broker, stores the bundle it answers with and opens the mesh.
     /// Rejects with `PAIRING_FAILED` when no answer comes in time (a wrong
     /// or expired code gets none).
-    #[wasm_bindgen(unchecked_return_type = "VenueMesh")]
-    pub async fn join(#[wasm_bindgen(unchecked_param_type = "JoinOptions")] options: JsValue) -> Result<VenueMesh, JsValue> {
+    #[wasm_bindgen(js_name = join, unchecked_return_type = "Promise<VenueMesh>")]
+    pub fn join_js(#[wasm_bindgen(unchecked_param_type = "JoinOptions")] options: JsValue) -> js_sys::Promise {
+        super::js::promise(Box::pin(async move { Self::join(options).await.map(JsValue::from) }))
+    }
+}
+
+impl VenueMesh {
+    /// `VenueMesh.join` (the export above goes through `js::promise`).
+    pub async fn join(options: JsValue) -> Result<VenueMesh, JsValue> {
         if !options.is_object() {
             return Err(js_error(ErrorCode::InvalidOptions, "VenueMesh.join options must be an object", None));
         }

@@ -257,42 +257,55 @@ fn deferred() -> (Promise, Option<Settle>) {
 }
 
 impl CommandQueue {
-    /// Opens the database, loads the queue and the inbox, asks for persistent
-    /// storage. `device_id` prefixes generated command ids (default: the
-    /// first 8 characters of the device UUID kept in `meta`, the id
-    /// `VenueMesh` uses). `tune` adjusts the core's config.
-    pub(crate) async fn open_with(
-        db_name: &str,
-        device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
-    ) -> Result<CommandQueue, JsValue> {
-        Ok(Self::open_keeping(db_name, device_id, tune, false).await?.0)
+    /// `CommandQueue.open` (the export goes through `js::promise`).
+    pub async fn open(options: JsValue) -> Result<CommandQueue, JsValue> {
+        let o = Options::new(&options, "CommandQueue.open options", OPEN_KEYS, false)?;
+        let db_name = o.required_string("dbName")?;
+        if db_name.is_empty() {
+            return Err(invalid_options("`dbName` must not be empty"));
+        }
+        let device_id = o.string("deviceId")?;
+        if device_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > MAX_DEVICE_ID) {
+            return Err(invalid_options("`deviceId` must be 1 to 64 bytes"));
+        }
+        let tuning = Tuning::read(&options, &o)?;
+        Ok(Self::open_keeping(&db_name, device_id, Box::new(move |c| tuning.apply(c)), false).await?.0)
     }
 
-    /// [`CommandQueue::open_with`], also returning every record that is not
-    /// cloud-acked with its payload (the replicator holds those).
-    pub(crate) async fn open_keeping(
-        db_name: &str,
+    /// Opens the database, loads the queue and the inbox, asks for persistent
+    /// storage. [`CommandQueue::open`] and `VenueMesh.open` share this one copy of
+    /// the loading code: a boxed future (polled through its vtable, not
+    /// inlined into each caller's state machine) and a boxed `tune`, so the
+    /// loading steps are not instantiated once per caller (issue #20).
+    /// `device_id` prefixes generated command ids (default: the first 8
+    /// characters of the device UUID kept in `meta`, the id `VenueMesh`
+    /// uses); `tune` adjusts the core's config. Returns every record that
+    /// is not cloud-acked with its payload when `keep_held` (the replicator
+    /// holds those).
+    pub(crate) fn open_keeping<'a>(
+        db_name: &'a str,
         device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
+        tune: Box<dyn FnOnce(&mut Config) + 'a>,
         keep_held: bool,
-    ) -> Result<(CommandQueue, Vec<CommandRecord>), JsValue> {
-        let db = idb::open_raw(db_name).await.map_err(|e| e.to_js("could not open the IndexedDB database"))?;
-        let mut held = Vec::new();
-        match Self::load(db_name, &db, device_id, tune, keep_held.then_some(&mut held)).await {
-            Ok(q) => Ok((q, held)),
-            Err(e) => {
-                db.close();
-                Err(e)
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<(CommandQueue, Vec<CommandRecord>), JsValue>> + 'a>> {
+        Box::pin(async move {
+            let db = idb::open_raw(db_name).await.map_err(|e| e.to_js("could not open the IndexedDB database"))?;
+            let mut held = Vec::new();
+            match Self::load(db_name, &db, device_id, tune, keep_held.then_some(&mut held)).await {
+                Ok(q) => Ok((q, held)),
+                Err(e) => {
+                    db.close();
+                    Err(e)
+                }
             }
-        }
+        })
     }
 
     async fn load(
         db_name: &str,
         db: &Db,
         device_id: Option<String>,
-        tune: impl FnOnce(&mut Config),
+        tune: Box<dyn FnOnce(&mut Config) + '_>,
         mut held: Option<&mut Vec<CommandRecord>>,
     ) -> Result<CommandQueue, JsValue> {
         let device_id = match device_id {
@@ -524,20 +537,9 @@ impl CommandQueue {
     /// `deviceId`, `maxRetries` (3), `maxQueued` (50,000), `maxPayloadBytes`
     /// (256 KiB), `maxBatchRecords` (500), `retryBackoffMs` (1,000),
     /// `retryBackoffMaxMs` (60,000), `keepCloudAckedMs` (24 h; `null` keeps).
-    pub async fn open(
-        #[wasm_bindgen(unchecked_param_type = "QueueOpenOptions")] options: JsValue,
-    ) -> Result<CommandQueue, JsValue> {
-        let o = Options::new(&options, "CommandQueue.open options", OPEN_KEYS, false)?;
-        let db_name = o.required_string("dbName")?;
-        if db_name.is_empty() {
-            return Err(invalid_options("`dbName` must not be empty"));
-        }
-        let device_id = o.string("deviceId")?;
-        if device_id.as_ref().is_some_and(|d| d.is_empty() || d.len() > MAX_DEVICE_ID) {
-            return Err(invalid_options("`deviceId` must be 1 to 64 bytes"));
-        }
-        let tuning = Tuning::read(&options, &o)?;
-        Self::open_with(&db_name, device_id, move |c| tuning.apply(c)).await
+    #[wasm_bindgen(js_name = open, unchecked_return_type = "Promise<CommandQueue>")]
+    pub fn open_js(#[wasm_bindgen(unchecked_param_type = "QueueOpenOptions")] options: JsValue) -> Promise {
+        super::js::promise(Box::pin(async move { Self::open(options).await.map(JsValue::from) }))
     }
 
     /// Queues a command; resolves with its id once it is committed to

@@ -217,10 +217,17 @@ impl VenueMesh {
     /// returns what the venue's server needs to certify it:
     /// `{ venue, device, publicKey }`. A different `device` than the stored
     /// key's makes a new key (re-pairing under another id).
-    #[wasm_bindgen(js_name = createPairingRequest, unchecked_return_type = "PairingRequest")]
-    pub async fn create_pairing_request(
+    #[wasm_bindgen(js_name = createPairingRequest, unchecked_return_type = "Promise<PairingRequest>")]
+    pub fn create_pairing_request_js(
         #[wasm_bindgen(unchecked_param_type = "PairingRequestOptions")] options: JsValue,
-    ) -> Result<JsValue, JsValue> {
+    ) -> js_sys::Promise {
+        super::js::promise(Box::pin(Self::create_pairing_request(options)))
+    }
+}
+
+impl VenueMesh {
+    /// `VenueMesh.createPairingRequest` (the export above goes through `js::promise`).
+    pub async fn create_pairing_request(options: JsValue) -> Result<JsValue, JsValue> {
         let o = Options::new(&options, "createPairingRequest options", REQUEST_KEYS, false)?;
         let venue = o.required_string("venue")?;
         if !is_valid_id(&venue) {

@@ -148,9 +148,7 @@ impl MeshNode {
     /// Keeps a verified receipt for `id` (SYNC_ACK state 2 carries it).
     fn keep_receipt(&mut self, id: CommandId, raw: Rc<Vec<u8>>) {
         if self.receipts.len() >= MAX_RECEIPTS {
-            if let Some(k) = self.receipts.keys().next().cloned() {
-                self.receipts.remove(&k);
-            }
+            self.receipts.pop_first();
         }
         self.receipts.insert(id, raw);
     }
@@ -390,7 +388,7 @@ impl MeshNode {
         let r = match msg {
             RepMsg::Replicate(cmds) | RepMsg::Tentative(cmds) | RepMsg::Upload { cmds, .. } => {
                 let mut origins: Vec<&str> = cmds.iter().map(|c| c.origin.as_str()).collect();
-                origins.sort_unstable();
+                crate::outbox::sort::sort(&mut origins);
                 origins.dedup();
                 let certs: Vec<Vec<u8>> = origins.iter().filter_map(|o| trust.chain_of(o).map(<[u8]>::to_vec)).collect();
                 rwire::encode_with_certs(msg, &certs)

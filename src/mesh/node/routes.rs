@@ -142,7 +142,7 @@ impl MeshNode {
         let mut m: Vec<String> = self.election.peers().map(|(id, _)| id.to_string()).collect();
         m.extend(self.rtc_open.iter().cloned());
         m.extend(self.kept.keys().cloned());
-        m.sort();
+        crate::outbox::sort::sort(&mut m);
         m.dedup();
         m
     }

@@ -114,7 +114,7 @@ fn writers(msg: &StateMsg) -> Vec<Rc<str>> {
         StateMsg::Checksums(_) => return Vec::new(),
     };
     let mut w: Vec<Rc<str>> = keys.iter().flat_map(|(_, ws)| ws.iter().map(|w| w.id.writer.clone())).collect();
-    w.sort();
+    crate::outbox::sort::sort(&mut w);
     w.dedup();
     w
 }
