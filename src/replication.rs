@@ -1,10 +1,15 @@
 //! Quorum replication and the upstream drain (sans-IO).
 //!
-//! A command is first durable on its origin (the outbox commits it), then
-//! the [`Replicator`] copies it to the best-placed peers until
+//! A command's copies leave its origin as soon as its commit starts, as
+//! *tentative* copies, in parallel with the origin's own strict commit; the
+//! [`Replicator`] copies it to the best-placed peers until
 //! `factor` devices hold it (default 3, counting the origin). It is
-//! `peer_ack` once a **majority** of `factor` (2 of 3) hold it durably: a
-//! replica answers `SYNC_ACK` only after its own IndexedDB commit. The hub
+//! `peer_ack` once the origin's own commit is done **and** a **majority** of
+//! `factor` (2 of 3, counting the origin) hold it durably: a replica answers
+//! `SYNC_ACK` only after its own IndexedDB commit. A tentative copy is
+//! neither uploaded nor forwarded until its origin confirms it
+//! ([`RepMsg::Confirm`], sent once the commit is done) — a command whose
+//! `enqueue()` rejected is withdrawn instead and never reaches the cloud. The hub
 //! drains everything it holds to the cloud in batches, keyed by command id
 //! so that retries and new hubs never duplicate; the cloud's `CLOUD_ACK`
 //! reaches every holder, which marks the command `cloud_ack` (the outbox
@@ -63,6 +68,18 @@ pub struct Config {
     pub reoffer_after_ms: u64,
     /// How long cloud-acked ids are remembered to answer late requests.
     pub remember_done_ms: u64,
+    /// A tentative copy (sent by its origin while its own commit ran, not
+    /// confirmed yet) whose origin has been out of the view this long is
+    /// promoted to an ordinary replica and uploaded. Its origin may have
+    /// reached `peer_ack` with it and then been lost for good: dropping it
+    /// could lose an acknowledged command. The cost: if the origin's commit
+    /// had failed (`enqueue()` rejected), its withdrawal did not get through
+    /// (it is sent at once and answered to every re-ack, every
+    /// `ack_timeout_ms`, while the origin is present) and the origin stays
+    /// away this long, a rejected command reaches the cloud. An origin that
+    /// comes back sooner answers from its IndexedDB (committed: confirmed;
+    /// absent: withdrawn).
+    pub promote_tentative_after_ms: u64,
     /// Where batches go.
     pub upstream: Upstream,
 }
@@ -80,6 +97,7 @@ impl Default for Config {
             upload_backoff_max_ms: 60_000,
             reoffer_after_ms: 60_000,
             remember_done_ms: 600_000,
+            promote_tentative_after_ms: 120_000,
             upstream: Upstream::Mqtt,
         }
     }
@@ -101,6 +119,7 @@ impl Config {
         self.upload_timeout_ms = self.upload_timeout_ms.max(10);
         self.drain_interval_ms = self.drain_interval_ms.max(10);
         self.upload_backoff_max_ms = self.upload_backoff_max_ms.max(1_000);
+        self.promote_tentative_after_ms = self.promote_tentative_after_ms.max(self.ack_timeout_ms);
         self
     }
 }

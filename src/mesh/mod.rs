@@ -265,6 +265,16 @@ pub enum Output {
     /// origin; an id already there is kept as it is), then call
     /// [`MeshNode::handle_stored`] or [`MeshNode::handle_store_failed`].
     Store(Vec<std::rc::Rc<crate::replication::Cmd>>),
+    /// Store these *tentative* copies like [`Output::Store`] but with status
+    /// `pending` (a replica record in `pending` is a tentative copy; give
+    /// it back as not peer-acked at the next open), then
+    /// [`MeshNode::handle_stored`] or [`MeshNode::handle_store_failed`].
+    StoreTentative(Vec<std::rc::Rc<crate::replication::Cmd>>),
+    /// Tentative copies confirmed by their origin (or promoted): rewrite
+    /// their records as `peer_ack` (`outbox.peer_acked(ids)`, no app event).
+    ConfirmReplicas(Vec<crate::outbox::CommandId>),
+    /// Tentative copies withdrawn by their origin: delete their records.
+    DropReplicas(Vec<crate::outbox::CommandId>),
     /// Own commands reached the quorum: `outbox.peer_acked(ids)`.
     PeerAcked(Vec<crate::outbox::CommandId>),
     /// The cloud has these commands: `outbox.cloud_acked(ids)`.

@@ -250,7 +250,9 @@ impl Net {
                         (own.origin, own.origin_sig) = (None, None);
                         own
                     });
-                    (r, *peer)
+                    // A replica record in `pending` is a tentative copy.
+                    let peer = if r.origin.is_some() { r.status != crate::outbox::Status::Pending } else { *peer };
+                    (r, peer)
                 })
                 .collect();
             node.handle_restored_records(records, now, WALL0 + now);
@@ -285,7 +287,10 @@ impl Net {
                     self.push(at, Ev::Persisted { to: i, inc, state });
                 }
                 Output::Event(e) => self.devs[i].events.push((now, e)),
-                Output::Store(cmds) => {
+                // (This harness commits own commands without announcing the
+                // write first, so no tentative copies are made here.)
+                Output::ConfirmReplicas(_) | Output::DropReplicas(_) => {}
+                Output::Store(cmds) | Output::StoreTentative(cmds) => {
                     let at = now + self.rand(1, PERSIST_MAX);
                     let inc = self.devs[i].inc;
                     self.push(at, Ev::Stored { to: i, inc, cmds });

@@ -246,6 +246,26 @@ impl Outbox {
         }
     }
 
+    /// Deletes these replica records if they are still `Pending` (tentative
+    /// copies whose origin withdrew them: its commit failed) and no write of
+    /// theirs is pending; reported as `Purged`. Anything else is left alone.
+    pub fn discard_tentative(&mut self, ids: &[CommandId]) {
+        let ids: Vec<CommandId> = ids
+            .iter()
+            .filter(|id| {
+                self.index.get_mut(*id).is_some_and(|e| {
+                    let ok = e.committed.status == Status::Pending && e.writes == 0 && !e.purging;
+                    e.purging |= ok;
+                    ok
+                })
+            })
+            .cloned()
+            .collect();
+        if !ids.is_empty() {
+            self.del_queue.push(DelBatch { kind: DelKind::Purge, ids });
+        }
+    }
+
     pub(super) fn del_done(&mut self, result: Result<(), StorageError>, now: u64) {
         let Some(mut f) = self.del_flight.take() else {
             return;

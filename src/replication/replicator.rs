@@ -54,6 +54,17 @@ pub enum Output {
     /// Store these replicas durably (status `peer_ack`, keep an existing
     /// record as it is), then call `handle_stored` or `handle_store_failed`.
     Store(Vec<Rc<Cmd>>),
+    /// Store these *tentative* copies durably (status `pending`: a replica
+    /// record in `pending` is tentative and is restored as such), then call
+    /// `handle_stored` or `handle_store_failed`.
+    StoreTentative(Vec<Rc<Cmd>>),
+    /// Their origin confirmed these tentative copies (or they were promoted,
+    /// see [`super::Config::promote_tentative_after_ms`]): rewrite their
+    /// records as `peer_ack`. Nothing waits for this write.
+    Confirmed(Vec<CommandId>),
+    /// Their origin withdrew these tentative copies (its commit failed):
+    /// delete their records.
+    Withdrawn(Vec<CommandId>),
     /// These own commands reached the quorum: mark them `peer_ack`.
     PeerAcked(Vec<CommandId>),
     /// The cloud has these commands: mark them `cloud_ack`.
@@ -93,6 +104,29 @@ struct Held {
     /// Offer it to the hub now, whatever its age (catch-up, see `catch_up`;
     /// a copy placed by a holder other than its origin, see `handle_stored`).
     offer_now: bool,
+    /// Own command: the origin's own commit is done (`handle_committed`).
+    /// Until then its copies go out as tentative and it cannot reach the
+    /// quorum. Always true for a replica.
+    committed: bool,
+    /// Replica: a tentative copy its origin has not confirmed yet. It is not
+    /// uploaded, forwarded, offered or counted; see `Replicator::tick_tentative`.
+    tentative: bool,
+    /// Tentative: since when its origin has been out of the view.
+    gone_since: Option<u64>,
+    /// Tentative: when it is next acknowledged to its origin again (which
+    /// answers with its verdict) or checked for promotion.
+    reack_at: u64,
+}
+
+/// A copy being written.
+#[derive(Debug)]
+struct Storing {
+    cmd: Rc<Cmd>,
+    requesters: Vec<String>,
+    /// Written as a tentative copy (status `pending`).
+    tentative: bool,
+    /// Its origin's verdict arrived during the write (`Some(false)`: withdrawn).
+    verdict: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -112,6 +146,8 @@ pub struct ReplicationStats {
     pub below_quorum: usize,
     /// Replicas being written.
     pub storing: usize,
+    /// Tentative copies held for origins still committing (not in `held`).
+    pub tentative: usize,
     /// Replica requests sent / SYNC_ACKs received / replicas stored for peers.
     pub requests_sent: u64,
     /// SYNC_ACK entries received.
@@ -133,12 +169,18 @@ pub struct Replicator {
     me: String,
     view: View,
     held: SlabMap<CommandId, Held>,
-    storing: SlabMap<CommandId, (Rc<Cmd>, Vec<String>)>,
+    storing: SlabMap<CommandId, Storing>,
     done: BTreeMap<CommandId, u64>,
     out: VecDeque<Output>,
     to_send: VecMap<String, Vec<Rc<Cmd>>>,
+    /// Copies of own commands still being committed (sent as `Tentative`).
+    to_send_tentative: VecMap<String, Vec<Rc<Cmd>>>,
     acks_out: VecMap<String, Vec<(CommandId, AckState)>>,
+    confirms_out: VecMap<String, Vec<(CommandId, bool)>>,
     store_out: Vec<Rc<Cmd>>,
+    store_tentative_out: Vec<Rc<Cmd>>,
+    confirmed_out: Vec<CommandId>,
+    withdrawn_out: Vec<CommandId>,
     peer_acked_out: Vec<CommandId>,
     cloud_acked_out: Vec<CommandId>,
     flight: Option<Flight>,
@@ -172,8 +214,13 @@ impl Replicator {
             done: BTreeMap::new(),
             out: VecDeque::new(),
             to_send: VecMap::new(),
+            to_send_tentative: VecMap::new(),
             acks_out: VecMap::new(),
+            confirms_out: VecMap::new(),
             store_out: Vec::new(),
+            store_tentative_out: Vec::new(),
+            confirmed_out: Vec::new(),
+            withdrawn_out: Vec::new(),
             peer_acked_out: Vec::new(),
             cloud_acked_out: Vec::new(),
             flight: None,
@@ -194,7 +241,8 @@ impl Replicator {
     /// Counters and gauges.
     pub fn stats(&self) -> ReplicationStats {
         let mut s = self.stats;
-        s.held = self.held.len();
+        s.tentative = self.held.values().filter(|h| h.tentative).count();
+        s.held = self.held.len() - s.tentative;
         s.below_quorum = self.held.values().filter(|h| h.own && !h.quorum).count();
         s.storing = self.storing.len();
         s
@@ -205,25 +253,80 @@ impl Replicator {
         self.held.get(id).map(|h| h.acked.iter().cloned().collect())
     }
 
+    /// Whether `id` is an own command whose commit is running (announced by
+    /// `handle_committing`, not yet `handle_committed` or failed).
+    pub fn committing(&self, id: &str) -> bool {
+        self.held.get(id).is_some_and(|h| h.own && !h.committed)
+    }
+
     // ----- inputs ----------------------------------------------------------
 
     /// Commands held at start (read back from the outbox): everything not
     /// cloud-acked, own and replicas, with `peer_acked` = its stored status.
+    ///
+    /// A replica restored with `peer_acked` false is a tentative copy (stored
+    /// `pending`): it stays tentative and asks its origin again.
     pub fn handle_restored(&mut self, cmds: Vec<(Rc<Cmd>, bool)>, now: u64) {
         for (cmd, peer_acked) in cmds {
             let own = cmd.origin == self.me;
+            let id = cmd.id.clone();
             self.hold(cmd, own, peer_acked || !own, VecSet::new(), now);
+            if !own && !peer_acked {
+                if let Some(h) = self.held.get_mut(&id) {
+                    h.tentative = true;
+                    h.quorum = false;
+                    h.reack_at = now;
+                }
+            }
         }
         self.catch_up = true;
         self.ensure_all(now);
         self.finish(now);
     }
 
-    /// This device's own commands, now durable in its outbox.
-    pub fn handle_committed(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
-        let solo = self.cfg.quorum() <= 1;
+    /// This device's own commands whose commit has *started*: their copies
+    /// go out now, as tentative ([`RepMsg::Tentative`]), in parallel with
+    /// the local commit (Raft's leader writing its log while it sends
+    /// AppendEntries). They reach the quorum only after `handle_committed`;
+    /// if the commit fails, `handle_store_failed` withdraws them.
+    pub fn handle_committing(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
         for cmd in cmds {
             let id = cmd.id.clone();
+            if cmd.origin != self.me || self.held.contains_key(&id) || self.done.contains_key(&id) {
+                continue;
+            }
+            self.hold(cmd, true, false, VecSet::new(), now);
+            if let Some(h) = self.held.get_mut(&id) {
+                h.committed = false;
+            }
+            self.ensure(&id, now);
+        }
+        self.finish(now);
+    }
+
+    /// This device's own commands, now durable in its outbox. For commands
+    /// announced by `handle_committing`: the holders that acknowledged a
+    /// tentative copy meanwhile get the origin's confirmation, and they count
+    /// for the quorum from now on.
+    pub fn handle_committed(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
+        let solo = self.cfg.quorum() <= 1;
+        let quorum = self.cfg.quorum();
+        for cmd in cmds {
+            let id = cmd.id.clone();
+            if let Some(h) = self.held.get_mut(&id).filter(|h| h.own && !h.committed) {
+                h.committed = true;
+                for p in h.acked.iter() {
+                    self.confirms_out.entry(p.clone()).or_default().push((id.clone(), true));
+                }
+                if 1 + h.acked.len() >= quorum {
+                    h.quorum = true;
+                    self.peer_acked_out.push(id.clone());
+                }
+                // Requests still out were tentative: their acks (state 3)
+                // are confirmed when they come; a resend is a plain copy.
+                self.ensure(&id, now);
+                continue;
+            }
             if self.held.contains_key(&id) || self.done.contains_key(&id) {
                 continue;
             }
@@ -292,7 +395,10 @@ impl Replicator {
     /// A verified message from device `from` (one of ours, or the ingest).
     pub fn handle_message(&mut self, from: &str, msg: RepMsg, now: u64) {
         match msg {
-            RepMsg::Replicate(cmds) => self.on_replicate(from, cmds),
+            RepMsg::Replicate(cmds) => self.on_replicate(from, cmds, false, now),
+            // Only its origin may send a tentative copy.
+            RepMsg::Tentative(cmds) => self.on_replicate(from, cmds.into_iter().filter(|c| c.origin == from).collect(), true, now),
+            RepMsg::Confirm(verdicts) => self.on_confirm(from, verdicts, now),
             RepMsg::SyncAck(acks) => self.on_sync_ack(from, acks, now),
             RepMsg::CloudAck(ids) => {
                 for id in ids {
@@ -308,8 +414,30 @@ impl Replicator {
     /// The replicas of an [`Output::Store`] are durable.
     pub fn handle_stored(&mut self, ids: &[CommandId], now: u64) {
         for id in ids {
-            let Some((cmd, requesters)) = self.storing.remove(id) else { continue };
+            let Some(Storing { cmd, requesters, tentative, verdict }) = self.storing.remove(id) else { continue };
             self.stats.replicas_stored += 1;
+            if tentative && verdict == Some(false) && !self.done.contains_key(id) {
+                // Withdrawn while it was written: delete it again, no ack.
+                self.withdrawn_out.push(id.clone());
+                continue;
+            }
+            if tentative && verdict.is_none() && !self.done.contains_key(id) && !self.held.contains_key(id) {
+                // Hold it, acknowledge it as tentative; the origin answers.
+                let acked = requesters.iter().cloned().collect();
+                self.hold(cmd, false, false, acked, now);
+                if let Some(h) = self.held.get_mut(id) {
+                    h.tentative = true;
+                    h.reack_at = now + self.cfg.ack_timeout_ms;
+                }
+                for r in requesters {
+                    self.acks_out.entry(r).or_default().push((id.clone(), AckState::Tentative));
+                }
+                continue;
+            }
+            if tentative && verdict == Some(true) {
+                // Written as `pending`, confirmed meanwhile: rewrite it.
+                self.confirmed_out.push(id.clone());
+            }
             let state = if self.done.contains_key(id) {
                 // Confirmed while being written: the record must say so too.
                 self.cloud_acked_out.push(id.clone());
@@ -343,9 +471,23 @@ impl Replicator {
 
     /// The replicas of an [`Output::Store`] could not be written (quota,
     /// storage lost): no acknowledgement; the senders place them elsewhere.
+    ///
+    /// Also for own commands of `handle_committing` whose commit failed
+    /// (`enqueue()` rejected): they are dropped and every device that was
+    /// sent a tentative copy is told to withdraw it.
     pub fn handle_store_failed(&mut self, ids: &[CommandId], now: u64) {
         for id in ids {
             self.storing.remove(id);
+            if self.committing(id.as_str()) {
+                if let Some(h) = self.held.remove(id) {
+                    for p in h.acked.iter().chain(h.sent.keys()).chain(h.tries.keys()) {
+                        let v = self.confirms_out.entry(p.clone()).or_default();
+                        if !v.iter().any(|(x, _)| x == id) {
+                            v.push((id.clone(), false));
+                        }
+                    }
+                }
+            }
         }
         self.finish(now);
     }
@@ -398,10 +540,40 @@ impl Replicator {
                 }
             }
         }
+        self.tick_tentative(now);
         let keep = self.cfg.remember_done_ms;
         self.done.retain(|_, at| *at + keep > now);
         self.ensure_all(now);
         self.finish(now);
+    }
+
+    /// Tentative copies that are due: while their origin is in the view,
+    /// acknowledge them to it again (state 3) every `ack_timeout_ms` — it
+    /// answers with its verdict, so a lost confirmation or withdrawal is
+    /// repaired, and an origin that reloaded answers from its IndexedDB.
+    /// Once the origin has been out of the view for
+    /// `promote_tentative_after_ms`, the copy is promoted to a replica: its
+    /// origin may have acknowledged it (`peer_ack`) before it went, and a
+    /// lost origin must not lose that command (see the config field).
+    fn tick_tentative(&mut self, now: u64) {
+        let (timeout, promote) = (self.cfg.ack_timeout_ms, self.cfg.promote_tentative_after_ms);
+        let mut promoted = Vec::new();
+        let due: Vec<CommandId> = self.held.iter().filter(|(_, h)| h.tentative && h.reack_at <= now).map(|(id, _)| id.clone()).collect();
+        for id in due {
+            let Some(h) = self.held.get_mut(&id) else { continue };
+            h.reack_at = now + timeout;
+            let alive = h.cmd.origin == self.me || self.view.peers.iter().any(|p| p.id == h.cmd.origin);
+            if alive {
+                h.gone_since = None;
+                self.acks_out.entry(h.cmd.origin.clone()).or_default().push((id.clone(), AckState::Tentative));
+            } else if now.saturating_sub(*h.gone_since.get_or_insert(now)) >= promote {
+                h.tentative = false;
+                h.quorum = true;
+                h.offer_now = true;
+                promoted.push(id.clone());
+            }
+        }
+        self.confirmed_out.extend(promoted);
     }
 
     // ----- outputs ---------------------------------------------------------
@@ -424,6 +596,9 @@ impl Replicator {
             // Also when replicas become due for a re-offer to the hub: they
             // are checked on this tick (at most one period late).
             at(self.tries_reset_at);
+        }
+        if let Some(r) = self.held.values().filter(|h| h.tentative).map(|h| h.reack_at).min() {
+            at(r);
         }
         if let Some(first) = self.done.values().min() {
             at(first + self.cfg.remember_done_ms);
@@ -449,6 +624,10 @@ impl Replicator {
                 next_offer: now + self.cfg.reoffer_after_ms,
                 offers: 0,
                 offer_now: false,
+                committed: true,
+                tentative: false,
+                gone_since: None,
+                reack_at: 0,
             },
         );
     }
@@ -482,7 +661,7 @@ impl Replicator {
     /// device is responsible (its origin, or a replica whose origin is
     /// gone), and to the hub if the hub does not have it.
     fn ensure(&mut self, id: &CommandId, now: u64) {
-        let Some(h) = self.held.get(id) else { return };
+        let Some(h) = self.held.get(id).filter(|h| !h.tentative) else { return };
         let responsible = h.own || !self.alive(&h.cmd.origin);
         let max_tries = self.cfg.max_tries;
         let usable = |p: &str| {
@@ -510,10 +689,11 @@ impl Replicator {
         if self.view.hub.as_ref().is_some_and(|hub| wanted.contains(hub)) {
             h.offer_now = false;
         }
+        let out = if h.committed { &mut self.to_send } else { &mut self.to_send_tentative };
         for to in wanted {
             h.sent.insert(to.clone(), now);
             *h.tries.entry(to.clone()).or_insert(0) += 1;
-            self.to_send.entry(to).or_default().push(h.cmd.clone());
+            out.entry(to).or_default().push(h.cmd.clone());
             self.stats.requests_sent += 1;
         }
         let deadline = now + self.cfg.ack_timeout_ms;
@@ -536,28 +716,74 @@ impl Replicator {
             return;
         }
         self.catch_up = false;
-        for h in self.held.values_mut() {
+        for h in self.held.values_mut().filter(|h| !h.tentative) {
             h.acked.remove(&hub);
             h.tries.remove(&hub);
             h.offer_now = true;
         }
     }
 
-    fn on_replicate(&mut self, from: &str, cmds: Vec<Rc<Cmd>>) {
+    /// A copy request. `tentative`: sent by its origin before its own
+    /// commit ended. A plain copy of a command held tentatively confirms it
+    /// (whoever sends a plain copy has it committed: its origin after the
+    /// commit, or a holder of a confirmed replica).
+    fn on_replicate(&mut self, from: &str, cmds: Vec<Rc<Cmd>>, tentative: bool, now: u64) {
         for cmd in cmds {
             let id = cmd.id.clone();
             if self.done.contains_key(&id) {
                 self.acks_out.entry(from.to_owned()).or_default().push((id, AckState::CloudAcked));
             } else if let Some(h) = self.held.get_mut(&id) {
                 h.acked.insert(from.to_owned());
-                self.acks_out.entry(from.to_owned()).or_default().push((id, AckState::Durable));
-            } else if let Some((_, requesters)) = self.storing.get_mut(&id) {
-                if !requesters.iter().any(|r| r == from) {
-                    requesters.push(from.to_owned());
+                let state = if h.tentative && !tentative {
+                    h.tentative = false;
+                    h.quorum = true;
+                    self.confirmed_out.push(id.clone());
+                    AckState::Durable
+                } else if h.tentative {
+                    AckState::Tentative
+                } else {
+                    AckState::Durable
+                };
+                self.acks_out.entry(from.to_owned()).or_default().push((id.clone(), state));
+                if state == AckState::Durable {
+                    self.ensure(&id, now);
+                }
+            } else if let Some(s) = self.storing.get_mut(&id) {
+                if !s.requesters.iter().any(|r| r == from) {
+                    s.requesters.push(from.to_owned());
+                }
+                if s.tentative && !tentative {
+                    s.verdict = Some(true);
                 }
             } else {
-                self.store_out.push(cmd.clone());
-                self.storing.insert(id, (cmd, vec![from.to_owned()]));
+                if tentative {
+                    self.store_tentative_out.push(cmd.clone());
+                } else {
+                    self.store_out.push(cmd.clone());
+                }
+                self.storing.insert(id, Storing { cmd, requesters: vec![from.to_owned()], tentative, verdict: None });
+            }
+        }
+    }
+
+    /// The origin's verdicts on tentative copies (only from the command's
+    /// origin: nobody else can confirm or withdraw).
+    fn on_confirm(&mut self, from: &str, verdicts: Vec<(CommandId, bool)>, now: u64) {
+        for (id, committed) in verdicts {
+            if let Some(s) = self.storing.get_mut(&id).filter(|s| s.tentative && s.cmd.origin == from) {
+                s.verdict = Some(committed);
+                continue;
+            }
+            let Some(h) = self.held.get_mut(&id).filter(|h| h.tentative && h.cmd.origin == from) else { continue };
+            if committed {
+                h.tentative = false;
+                h.quorum = true;
+                h.acked.insert(from.to_owned());
+                self.confirmed_out.push(id.clone());
+                self.ensure(&id, now);
+            } else {
+                self.held.remove(&id);
+                self.withdrawn_out.push(id);
             }
         }
     }
@@ -570,10 +796,23 @@ impl Replicator {
                 self.cloud_ack(id, now);
                 continue;
             }
-            let Some(h) = self.held.get_mut(&id) else { continue };
+            let Some(h) = self.held.get_mut(&id) else {
+                if state == AckState::Tentative {
+                    // A tentative copy of a command of ours (only its origin
+                    // is asked) that we neither commit, hold nor know the
+                    // cloud has: its commit failed, or this device lost it
+                    // before committing it (crash, reload): withdraw it.
+                    let committed = self.done.contains_key(&id);
+                    self.confirms_out.entry(from.to_owned()).or_default().push((id, committed));
+                }
+                continue;
+            };
             h.sent.remove(from);
             h.acked.insert(from.to_owned());
-            if h.own && !h.quorum && 1 + h.acked.len() >= quorum {
+            if state == AckState::Tentative && h.own && h.committed {
+                self.confirms_out.entry(from.to_owned()).or_default().push((id.clone(), true));
+            }
+            if h.own && h.committed && !h.quorum && 1 + h.acked.len() >= quorum {
                 h.quorum = true;
                 self.peer_acked_out.push(id);
             }
@@ -624,7 +863,7 @@ impl Replicator {
         if !self.view.acting || self.flight.is_some() || now < self.backoff_until {
             return;
         }
-        let mut waiting: Vec<&Held> = self.held.values().filter(|h| !h.uploading).collect();
+        let mut waiting: Vec<&Held> = self.held.values().filter(|h| !h.uploading && !h.tentative && h.committed).collect();
         if waiting.is_empty() || (waiting.len() < self.cfg.batch_max && now < self.drain_at) {
             return;
         }
@@ -661,26 +900,43 @@ impl Replicator {
         if !self.store_out.is_empty() {
             self.out.push_back(Output::Store(std::mem::take(&mut self.store_out)));
         }
-        for (to, cmds) in std::mem::take(&mut self.to_send) {
+        if !self.store_tentative_out.is_empty() {
+            self.out.push_back(Output::StoreTentative(std::mem::take(&mut self.store_tentative_out)));
+        }
+        let tentative = std::mem::take(&mut self.to_send_tentative).into_iter().map(|(to, c)| (to, c, true));
+        let plain: Vec<_> = std::mem::take(&mut self.to_send).into_iter().map(|(to, c)| (to, c, false)).collect();
+        for (to, cmds, tentative) in tentative.chain(plain) {
+            let wrap = |c: Vec<Rc<Cmd>>| if tentative { RepMsg::Tentative(c) } else { RepMsg::Replicate(c) };
             let mut chunk: Vec<Rc<Cmd>> = Vec::new();
             let mut bytes = 3;
             for c in cmds {
                 let len = c.wire_len();
                 if !chunk.is_empty() && (chunk.len() == self.cfg.batch_max || bytes + len > self.cfg.batch_max_bytes) {
-                    self.out.push_back(Output::Send { to: to.clone(), msg: RepMsg::Replicate(std::mem::take(&mut chunk)) });
+                    self.out.push_back(Output::Send { to: to.clone(), msg: wrap(std::mem::take(&mut chunk)) });
                     bytes = 3;
                 }
                 bytes += len;
                 chunk.push(c);
             }
             if !chunk.is_empty() {
-                self.out.push_back(Output::Send { to, msg: RepMsg::Replicate(chunk) });
+                self.out.push_back(Output::Send { to, msg: wrap(chunk) });
             }
         }
         for (to, acks) in std::mem::take(&mut self.acks_out) {
             for chunk in acks.chunks(IDS_PER_MSG) {
                 self.out.push_back(Output::Send { to: to.clone(), msg: RepMsg::SyncAck(chunk.to_vec()) });
             }
+        }
+        for (to, verdicts) in std::mem::take(&mut self.confirms_out) {
+            for chunk in verdicts.chunks(IDS_PER_MSG) {
+                self.out.push_back(Output::Send { to: to.clone(), msg: RepMsg::Confirm(chunk.to_vec()) });
+            }
+        }
+        if !self.confirmed_out.is_empty() {
+            self.out.push_back(Output::Confirmed(std::mem::take(&mut self.confirmed_out)));
+        }
+        if !self.withdrawn_out.is_empty() {
+            self.out.push_back(Output::Withdrawn(std::mem::take(&mut self.withdrawn_out)));
         }
         if !self.peer_acked_out.is_empty() {
             self.out.push_back(Output::PeerAcked(std::mem::take(&mut self.peer_acked_out)));

@@ -329,3 +329,194 @@ fn a_holder_back_from_an_outage_catches_up_on_cloud_acks_at_once() {
     r.handle_timeout(30_000);
     assert_eq!(sends(&outputs(&mut r)), vec![]);
 }
+
+// ----- tentative copies: the COPY leaves at enqueue, in parallel with the
+// origin's own commit (issue #15) ---------------------------------------
+
+fn tentative_sends(out: &[Output]) -> Vec<(String, Vec<String>)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Send { to, msg: RepMsg::Tentative(cmds) } => Some((to.clone(), cmds.iter().map(|c| c.id.as_str().to_owned()).collect())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn acks(state: AckState, ids_: &[&str]) -> RepMsg {
+    RepMsg::SyncAck(ids(ids_).into_iter().map(|i| (i, state)).collect())
+}
+
+fn confirm(v: &[(&str, bool)]) -> RepMsg {
+    RepMsg::Confirm(v.iter().map(|(i, ok)| (CommandId::new(*i), *ok)).collect())
+}
+
+#[test]
+fn copies_leave_at_commit_start_and_peer_ack_waits_for_the_local_commit() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 500), ("c", 900)], Some("b"), false), 0);
+    r.handle_committing(vec![cmd("a-1", "a", 0)], 1);
+    // Sent at once, before the commit, as tentative copies (hub first).
+    assert_eq!(tentative_sends(&outputs(&mut r)), vec![("b".into(), vec!["a-1".into()]), ("c".into(), vec!["a-1".into()])]);
+    assert!(r.committing("a-1"));
+    // Both replicas answer before the local commit: a majority of holders
+    // without the origin's own copy is not a quorum yet.
+    r.handle_message("b", acks(AckState::Tentative, &["a-1"]), 2);
+    r.handle_message("c", acks(AckState::Tentative, &["a-1"]), 3);
+    assert_eq!(outputs(&mut r), vec![]);
+    assert_eq!(r.stats().below_quorum, 1);
+    // The local commit: peer_ack now, and the holders get the confirmation.
+    r.handle_committed(vec![cmd("a-1", "a", 0)], 4);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::PeerAcked(ids(&["a-1"]))), "{out:?}");
+    assert!(out.contains(&Output::Send { to: "b".into(), msg: confirm(&[("a-1", true)]) }), "{out:?}");
+    assert!(out.contains(&Output::Send { to: "c".into(), msg: confirm(&[("a-1", true)]) }), "{out:?}");
+    assert!(!r.committing("a-1"));
+}
+
+#[test]
+fn an_ack_after_the_commit_counts_at_once_and_is_confirmed() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 500), ("c", 900)], Some("b"), false), 0);
+    r.handle_committing(vec![cmd("a-1", "a", 0)], 1);
+    outputs(&mut r);
+    r.handle_committed(vec![cmd("a-1", "a", 0)], 2);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_message("c", acks(AckState::Tentative, &["a-1"]), 3);
+    let out = outputs(&mut r);
+    assert_eq!(out, vec![Output::Send { to: "c".into(), msg: confirm(&[("a-1", true)]) }, Output::PeerAcked(ids(&["a-1"]))]);
+}
+
+#[test]
+fn a_failed_commit_withdraws_its_copies_and_never_acks() {
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 500), ("c", 900)], Some("b"), true), 0);
+    r.handle_committing(vec![cmd("a-1", "a", 0)], 1);
+    outputs(&mut r);
+    r.handle_message("b", acks(AckState::Tentative, &["a-1"]), 2);
+    r.handle_store_failed(&ids(&["a-1"]), 3);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::Send { to: "b".into(), msg: confirm(&[("a-1", false)]) }), "{out:?}");
+    assert!(out.contains(&Output::Send { to: "c".into(), msg: confirm(&[("a-1", false)]) }), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Output::PeerAcked(_))));
+    assert_eq!(r.stats().held, 0);
+    // A late ack of the withdrawn copy is answered with the withdrawal again.
+    r.handle_message("c", acks(AckState::Tentative, &["a-1"]), 4);
+    assert_eq!(outputs(&mut r), vec![Output::Send { to: "c".into(), msg: confirm(&[("a-1", false)]) }]);
+    // Even as acting hub the origin uploads nothing.
+    r.handle_timeout(100_000);
+    assert!(!outputs(&mut r).iter().any(|o| matches!(o, Output::Publish(RepMsg::Upload { .. }))));
+}
+
+/// A replica (here: the acting hub) holding a tentative copy.
+fn hub_with_tentative() -> Replicator {
+    let mut r = Replicator::new("b", Config::default(), 0);
+    r.handle_view(view(&[("a", 1), ("c", 2)], Some("b"), true), 0);
+    outputs(&mut r);
+    r.handle_message("a", RepMsg::Tentative(vec![cmd("a-1", "a", 0)]), 1);
+    assert_eq!(outputs(&mut r), vec![Output::StoreTentative(vec![cmd("a-1", "a", 0)])]);
+    r.handle_stored(&ids(&["a-1"]), 2);
+    assert_eq!(outputs(&mut r), vec![Output::Send { to: "a".into(), msg: acks(AckState::Tentative, &["a-1"]) }]);
+    r
+}
+
+fn uploaded_ids(out: &[Output]) -> Vec<String> {
+    out.iter()
+        .flat_map(|o| match o {
+            Output::Publish(RepMsg::Upload { cmds, .. }) => cmds.iter().map(|c| c.id.as_str().to_owned()).collect(),
+            _ => Vec::new(),
+        })
+        .collect()
+}
+
+#[test]
+fn a_tentative_copy_is_not_uploaded_or_forwarded_until_confirmed() {
+    let mut r = hub_with_tentative();
+    assert_eq!(r.stats().held, 0);
+    assert_eq!(r.stats().tentative, 1);
+    // Drain time passes: nothing uploaded; the re-ack goes to the origin.
+    r.handle_timeout(31_000);
+    let out = outputs(&mut r);
+    assert!(uploaded_ids(&out).is_empty(), "{out:?}");
+    assert_eq!(sends(&out), vec![]);
+    // Only its origin may confirm it.
+    r.handle_message("c", confirm(&[("a-1", true)]), 31_001);
+    assert_eq!(outputs(&mut r), vec![]);
+    r.handle_message("a", confirm(&[("a-1", true)]), 31_002);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::Confirmed(ids(&["a-1"]))), "{out:?}");
+    // Confirmed after the drain interval: uploaded at once.
+    assert_eq!(uploaded_ids(&out), vec!["a-1".to_string()]);
+}
+
+#[test]
+fn a_withdrawn_copy_is_deleted_and_never_uploaded() {
+    let mut r = hub_with_tentative();
+    // A lost withdrawal is repaired: the copy is acknowledged to its origin
+    // again every ack timeout while the origin is present.
+    r.handle_timeout(1_502);
+    assert_eq!(outputs(&mut r), vec![Output::Send { to: "a".into(), msg: acks(AckState::Tentative, &["a-1"]) }]);
+    r.handle_message("a", confirm(&[("a-1", false)]), 1_510);
+    assert_eq!(outputs(&mut r), vec![Output::Withdrawn(ids(&["a-1"]))]);
+    assert_eq!(r.stats().tentative, 0);
+    r.handle_timeout(200_000);
+    assert!(uploaded_ids(&outputs(&mut r)).is_empty());
+}
+
+#[test]
+fn a_plain_copy_confirms_a_tentative_one() {
+    // The origin's resend after its commit (its tentative ack was lost).
+    let mut r = hub_with_tentative();
+    r.handle_message("a", RepMsg::Replicate(vec![cmd("a-1", "a", 0)]), 10);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::Confirmed(ids(&["a-1"]))), "{out:?}");
+    assert!(out.contains(&Output::Send { to: "a".into(), msg: durable(&["a-1"]) }), "{out:?}");
+    assert_eq!(r.stats().held, 1);
+}
+
+#[test]
+fn a_tentative_copy_of_a_lost_origin_is_promoted_after_the_timeout() {
+    let cfg = Config { promote_tentative_after_ms: 10_000, ..Config::default() };
+    let mut r = Replicator::new("b", cfg, 0);
+    r.handle_view(view(&[("a", 1), ("c", 2)], Some("b"), true), 0);
+    r.handle_message("a", RepMsg::Tentative(vec![cmd("a-1", "a", 0)]), 1);
+    r.handle_stored(&ids(&["a-1"]), 2);
+    outputs(&mut r);
+    // The origin leaves the view (Will / silence) and never comes back.
+    r.handle_view(view(&[("c", 2)], Some("b"), true), 100);
+    r.handle_timeout(5_000);
+    assert!(uploaded_ids(&outputs(&mut r)).is_empty());
+    assert_eq!(r.stats().tentative, 1);
+    r.handle_timeout(20_000);
+    let out = outputs(&mut r);
+    assert!(out.contains(&Output::Confirmed(ids(&["a-1"]))), "{out:?}");
+    // Now an ordinary replica whose origin is gone: re-replicated and uploaded.
+    assert_eq!(sends(&out), vec![("c".into(), vec!["a-1".into()])]);
+    assert_eq!(uploaded_ids(&out), vec!["a-1".to_string()]);
+}
+
+#[test]
+fn an_origin_that_reloaded_confirms_from_its_storage() {
+    // The replica's tentative copy survives its own reload (stored pending).
+    let mut rep = Replicator::new("b", Config::default(), 0);
+    rep.handle_view(view(&[("a", 1)], Some("b"), false), 0);
+    rep.handle_restored(vec![(cmd("a-1", "a", 0), false), (cmd("a-2", "a", 0), false)], 0);
+    rep.handle_timeout(1);
+    let out = outputs(&mut rep);
+    assert!(out.contains(&Output::Send { to: "a".into(), msg: acks(AckState::Tentative, &["a-1", "a-2"]) }), "{out:?}");
+    // The origin reloaded: a-1 is in its IndexedDB, a-2 never committed.
+    let mut origin = Replicator::new("a", Config::default(), 0);
+    origin.handle_view(view(&[("b", 1)], Some("b"), false), 0);
+    origin.handle_restored(vec![(cmd("a-1", "a", 0), false)], 0);
+    outputs(&mut origin);
+    origin.handle_message("b", acks(AckState::Tentative, &["a-1", "a-2"]), 2);
+    let out = outputs(&mut origin);
+    let verdict = out.iter().find_map(|o| match o {
+        Output::Send { to, msg: m @ RepMsg::Confirm(_) } if to == "b" => Some(m.clone()),
+        _ => None,
+    });
+    assert_eq!(verdict, Some(confirm(&[("a-1", true), ("a-2", false)])));
+    rep.handle_message("a", verdict.unwrap(), 3);
+    let out = outputs(&mut rep);
+    assert!(out.contains(&Output::Confirmed(ids(&["a-1"]))), "{out:?}");
+    assert!(out.contains(&Output::Withdrawn(ids(&["a-2"]))), "{out:?}");
+}

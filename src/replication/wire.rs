@@ -11,6 +11,8 @@
 //! | `0x11` | SyncAck | SYNC_ACK (5) | `dev/{origin of the request}/ack` |
 //! | `0x12` | CloudAck | CLOUD_ACK (6) | `cloud` |
 //! | `0x13` | Upload | UPLOAD (12) | `up` |
+//! | `0x14` | Tentative | REPLICATE_COMMAND (4) | `dev/{target}/rep` |
+//! | `0x15` | Confirm | REPLICATE_COMMAND (4) | `dev/{holder}/rep` |
 //!
 //! Decoding is total (any bytes give a value or a [`WireError`]) and
 //! allocates at most what the bytes hold.
@@ -29,6 +31,12 @@ pub const TYPE_SYNC_ACK: u8 = 0x11;
 pub const TYPE_CLOUD_ACK: u8 = 0x12;
 /// Body type of an upload batch (hub → ingest).
 pub const TYPE_UPLOAD: u8 = 0x13;
+/// Body type of a tentative copy: sent by its origin while its own commit
+/// is still running (layout of [`TYPE_REPLICATE`]).
+pub const TYPE_TENTATIVE: u8 = 0x14;
+/// Body type of the origin's verdict on tentative copies (committed or
+/// withdrawn).
+pub const TYPE_CONFIRM: u8 = 0x15;
 
 /// Longest command id on the wire (the outbox's `max_id_len` default).
 pub const MAX_COMMAND_ID: usize = 128;
@@ -124,6 +132,20 @@ pub enum AckState {
     Durable,
     /// `2`: the sender knows the cloud has it (the requester may mark it `cloud_ack`).
     CloudAcked,
+    /// `3`: in the sender's IndexedDB as a *tentative* copy (it came as
+    /// [`RepMsg::Tentative`]); only its origin reads this state, counts it
+    /// as durable and answers with [`RepMsg::Confirm`].
+    Tentative,
+}
+
+impl AckState {
+    fn code(self) -> u8 {
+        match self {
+            AckState::Durable => 1,
+            AckState::CloudAcked => 2,
+            AckState::Tentative => 3,
+        }
+    }
 }
 
 /// A replication or upstream message.
@@ -136,6 +158,15 @@ pub enum RepMsg {
     /// The cloud stored these commands (from the ingest, or from a hub whose
     /// upload hook succeeded).
     CloudAck(Vec<CommandId>),
+    /// Keep a durable copy of these commands, which their origin (the
+    /// sender) is still committing: hold it *tentatively* (never uploaded,
+    /// forwarded or counted) until the origin's [`RepMsg::Confirm`], and
+    /// acknowledge with [`AckState::Tentative`].
+    Tentative(Vec<Rc<Cmd>>),
+    /// The origin's verdict on tentative copies: `true` committed (the copy
+    /// becomes a replica like any other), `false` withdrawn (its commit
+    /// failed or never happened: drop the copy).
+    Confirm(Vec<(CommandId, bool)>),
     /// A batch for the cloud; `batch` is the hub's sequence number (for logs;
     /// the ingest deduplicates by command id).
     Upload {
@@ -150,7 +181,7 @@ impl RepMsg {
     /// The envelope kind this body travels in.
     pub fn kind(&self) -> Kind {
         match self {
-            RepMsg::Replicate(_) => Kind::ReplicateCommand,
+            RepMsg::Replicate(_) | RepMsg::Tentative(_) | RepMsg::Confirm(_) => Kind::ReplicateCommand,
             RepMsg::SyncAck(_) => Kind::SyncAck,
             RepMsg::CloudAck(_) => Kind::CloudAck,
             RepMsg::Upload { .. } => Kind::Upload,
@@ -162,23 +193,20 @@ impl RepMsg {
     pub fn encode(&self) -> Result<Vec<u8>, WireError> {
         let mut out = Vec::new();
         match self {
-            RepMsg::Replicate(cmds) => {
-                out.push(TYPE_REPLICATE);
-                put_cmds(&mut out, &[], cmds)?;
-            }
-            RepMsg::Upload { batch, cmds } => {
-                out.push(TYPE_UPLOAD);
-                out.extend_from_slice(&batch.to_be_bytes());
-                put_cmds(&mut out, &[], cmds)?;
-            }
+            RepMsg::Replicate(_) | RepMsg::Tentative(_) | RepMsg::Upload { .. } => return encode_with_certs(self, &[]),
             RepMsg::SyncAck(acks) => {
                 out.push(TYPE_SYNC_ACK);
                 put_count(&mut out, acks.len())?;
                 for (id, state) in acks {
-                    out.push(match state {
-                        AckState::Durable => 1,
-                        AckState::CloudAcked => 2,
-                    });
+                    out.push(state.code());
+                    put_text(&mut out, id.as_str(), MAX_COMMAND_ID)?;
+                }
+            }
+            RepMsg::Confirm(verdicts) => {
+                out.push(TYPE_CONFIRM);
+                put_count(&mut out, verdicts.len())?;
+                for (id, committed) in verdicts {
+                    out.push(u8::from(*committed));
                     put_text(&mut out, id.as_str(), MAX_COMMAND_ID)?;
                 }
             }
@@ -249,6 +277,20 @@ pub fn decode(bytes: &[u8]) -> Result<RepMsg, WireError> {
     let mut r = Reader { rest };
     Ok(match ty {
         TYPE_REPLICATE => RepMsg::Replicate(read_cmds(&mut r)?.1),
+        TYPE_TENTATIVE => RepMsg::Tentative(read_cmds(&mut r)?.1),
+        TYPE_CONFIRM => {
+            let n = read_count(&mut r)?;
+            let mut verdicts = Vec::new();
+            for _ in 0..n {
+                let committed = match r.u8()? {
+                    0 => false,
+                    1 => true,
+                    _ => return Err(WireError::BadField),
+                };
+                verdicts.push((CommandId::new(read_text(&mut r, MAX_COMMAND_ID)?), committed));
+            }
+            RepMsg::Confirm(verdicts)
+        }
         TYPE_UPLOAD => {
             let batch = r.u64()?;
             RepMsg::Upload { batch, cmds: read_cmds(&mut r)?.1 }
@@ -260,6 +302,7 @@ pub fn decode(bytes: &[u8]) -> Result<RepMsg, WireError> {
                 let state = match r.u8()? {
                     1 => AckState::Durable,
                     2 => AckState::CloudAcked,
+                    3 => AckState::Tentative,
                     _ => return Err(WireError::BadField),
                 };
                 acks.push((CommandId::new(read_text(&mut r, MAX_COMMAND_ID)?), state));
@@ -340,6 +383,10 @@ pub fn encode_with_certs(msg: &RepMsg, certs: &[Vec<u8>]) -> Result<Vec<u8>, Wir
             out.push(TYPE_REPLICATE);
             put_cmds(&mut out, certs, cmds)?;
         }
+        RepMsg::Tentative(cmds) => {
+            out.push(TYPE_TENTATIVE);
+            put_cmds(&mut out, certs, cmds)?;
+        }
         RepMsg::Upload { batch, cmds } => {
             out.push(TYPE_UPLOAD);
             out.extend_from_slice(&batch.to_be_bytes());
@@ -359,7 +406,7 @@ pub fn cert_table(bytes: &[u8]) -> Vec<Vec<u8>> {
         return Vec::new();
     }
     match ty {
-        TYPE_REPLICATE | TYPE_UPLOAD => read_cmds(&mut r).map(|(c, _)| c).unwrap_or_default(),
+        TYPE_REPLICATE | TYPE_TENTATIVE | TYPE_UPLOAD => read_cmds(&mut r).map(|(c, _)| c).unwrap_or_default(),
         _ => Vec::new(),
     }
 }
@@ -440,6 +487,13 @@ mod tests {
         assert_eq!(hex(&ack), "1100010100026331");
         let cloud = RepMsg::CloudAck(vec![CommandId::new("c1"), CommandId::new("c2")]).encode().unwrap();
         assert_eq!(hex(&cloud), "1200020002633100026332");
+        let tentative = RepMsg::Tentative(vec![cmd("c1", b"hi")]).encode().unwrap();
+        assert_eq!(tentative[0], 0x14);
+        assert_eq!(&tentative[1..], &rep[1..]);
+        let ack3 = RepMsg::SyncAck(vec![(CommandId::new("c1"), AckState::Tentative)]).encode().unwrap();
+        assert_eq!(hex(&ack3), "1100010300026331");
+        let verdicts = RepMsg::Confirm(vec![(CommandId::new("c1"), true), (CommandId::new("c2"), false)]).encode().unwrap();
+        assert_eq!(hex(&verdicts), "150002010002633100000263 32".replace(' ', ""));
         let up = RepMsg::Upload { batch: 7, cmds: vec![cmd("c1", b"hi")] }.encode().unwrap();
         assert_eq!(&up[..9], &[0x13, 0, 0, 0, 0, 0, 0, 0, 7]);
         assert_eq!(&up[9..], &rep[1..]);
@@ -454,9 +508,11 @@ mod tests {
         assert_eq!(RepMsg::Replicate(vec![Rc::new(bad)]).encode(), Err(WireError::BadId));
         assert_eq!(decode(&[]), Err(WireError::Empty));
         assert_eq!(decode(&[0x12, 0, 0]), Err(WireError::BadField));
-        assert_eq!(decode(&[0x11, 0, 1, 3, 0, 1, b'x']), Err(WireError::BadField));
+        assert_eq!(decode(&[0x11, 0, 1, 0, 0, 1, b'x']), Err(WireError::BadField));
         assert_eq!(decode(&[0x12, 0, 1, 0, 2, 0xff, 0xfe]), Err(WireError::BadField));
-        assert_eq!(decode(&[0x14]), Err(WireError::UnknownType(0x14)));
+        assert_eq!(decode(&[0x16]), Err(WireError::UnknownType(0x16)));
+        assert_eq!(decode(&[0x15, 0, 1, 2, 0, 1, b'x']), Err(WireError::BadField));
+        assert_eq!(decode(&[0x11, 0, 1, 4, 0, 1, b'x']), Err(WireError::BadField));
         assert_eq!(decode(&[0x10, 0, 0, 1, 0, 2, b'c']), Err(WireError::Truncated));
     }
 
@@ -470,7 +526,9 @@ mod tests {
     proptest! {
         #[test]
         fn round_trip(cmds in proptest::collection::vec(arb_cmd(), 1..5), batch in any::<u64>()) {
-            for m in [RepMsg::Replicate(cmds.clone()), RepMsg::Upload { batch, cmds: cmds.clone() },
+            for m in [RepMsg::Replicate(cmds.clone()), RepMsg::Upload { batch, cmds: cmds.clone() }, RepMsg::Tentative(cmds.clone()),
+                      RepMsg::Confirm(cmds.iter().enumerate().map(|(i, c)| (c.id.clone(), i % 2 == 0)).collect()),
+                      RepMsg::SyncAck(cmds.iter().map(|c| (c.id.clone(), AckState::Tentative)).collect()),
                       RepMsg::CloudAck(cmds.iter().map(|c| c.id.clone()).collect()),
                       RepMsg::SyncAck(cmds.iter().map(|c| (c.id.clone(), AckState::CloudAcked)).collect())] {
                 let bytes = m.encode().unwrap();
@@ -480,7 +538,7 @@ mod tests {
         }
 
         #[test]
-        fn random_bytes_never_panic(ty in 0x10u8..0x14, rest in proptest::collection::vec(any::<u8>(), 0..300)) {
+        fn random_bytes_never_panic(ty in 0x10u8..0x16, rest in proptest::collection::vec(any::<u8>(), 0..300)) {
             let mut b = vec![ty];
             b.extend(rest);
             let _ = decode(&b);

@@ -37,6 +37,15 @@ pub enum Record {
     Own(Vec<Rc<Cmd>>),
     /// Replicas kept for others.
     Replicas(Vec<Rc<Cmd>>),
+    /// Tentative copies kept for origins still committing.
+    Tentative(Vec<Rc<Cmd>>),
+    /// Tentative copies confirmed (or promoted).
+    Confirmed(Vec<CommandId>),
+    /// Tentative copies withdrawn (deleted).
+    Withdrawn(Vec<CommandId>),
+    /// An own commit that failed: nothing is written (the marker only
+    /// carries the failure back at the write's end).
+    Rejected(Vec<CommandId>),
     /// Status changes.
     PeerAcked(Vec<CommandId>),
     /// See `PeerAcked`.
@@ -46,6 +55,10 @@ pub enum Record {
 /// What the checker observes.
 #[derive(Debug, Clone, Hash)]
 pub enum Event {
+    /// The app called `enqueue()` (the commit and the tentative copies start).
+    Enqueued(CommandId),
+    /// The origin's commit failed: `enqueue()` rejected.
+    Rejected(CommandId),
     /// An own command is durable on its origin.
     Committed(CommandId),
     /// Own commands reached the quorum.
@@ -98,6 +111,9 @@ impl Device {
                 Output::Send { to, msg } => Step::Send { to, msg: Msg::Rep(msg) },
                 Output::Publish(m) => Step::Broadcast(Msg::Rep(m)),
                 Output::Store(cmds) => Step::Persist(Record::Replicas(cmds)),
+                Output::StoreTentative(cmds) => Step::Persist(Record::Tentative(cmds)),
+                Output::Confirmed(ids) => Step::Persist(Record::Confirmed(ids)),
+                Output::Withdrawn(ids) => Step::Persist(Record::Withdrawn(ids)),
                 Output::PeerAcked(ids) => {
                     self.out.push(Step::Event(Event::PeerAcked(ids.clone())));
                     Step::Persist(Record::PeerAcked(ids))
@@ -109,8 +125,9 @@ impl Device {
         }
     }
 
-    /// The app enqueues a command: the outbox writes it first.
-    pub fn enqueue(&mut self, id: &str, me: &str, now: u64) {
+    /// The app enqueues a command: the outbox starts its write and the
+    /// tentative copies leave at once; `fail`: the write fails (quota).
+    pub fn enqueue(&mut self, id: &str, me: &str, now: u64, fail: bool) {
         let cmd = Cmd {
             id: CommandId::new(id),
             origin: me.to_owned(),
@@ -120,12 +137,18 @@ impl Device {
             payload: id.as_bytes().to_vec(),
             origin_sig: [0; 64],
         };
-        self.out.push(Step::Persist(Record::Own(vec![Rc::new(cmd)])));
+        let cmd = Rc::new(cmd);
+        self.out.push(Step::Event(Event::Enqueued(cmd.id.clone())));
+        self.rep.handle_committing(vec![cmd.clone()], now);
+        self.pump(now);
+        let record = if fail { Record::Rejected(vec![cmd.id.clone()]) } else { Record::Own(vec![cmd]) };
+        self.out.push(Step::Persist(record));
     }
 
-    /// Commands held and not cloud-acked.
+    /// Commands held and not cloud-acked, tentative copies included.
     pub fn held(&self) -> usize {
-        self.rep.stats().held
+        let s = self.rep.stats();
+        s.held + s.tentative
     }
 }
 
@@ -177,11 +200,17 @@ impl Actor for Node {
                 }
                 d.rep.handle_committed(cmds.clone(), now);
             }
-            Record::Replicas(cmds) => {
+            Record::Replicas(cmds) | Record::Tentative(cmds) => {
                 let ids: Vec<CommandId> = cmds.iter().map(|c| c.id.clone()).collect();
                 d.rep.handle_stored(&ids, now);
             }
-            Record::PeerAcked(_) | Record::CloudAcked(_) => {}
+            Record::Rejected(ids) => {
+                for id in ids {
+                    d.out.push(Step::Event(Event::Rejected(id.clone())));
+                }
+                d.rep.handle_store_failed(ids, now);
+            }
+            Record::PeerAcked(_) | Record::CloudAcked(_) | Record::Confirmed(_) | Record::Withdrawn(_) => {}
         }
         d.pump(now);
     }
@@ -235,6 +264,11 @@ impl Actor for Node {
     }
 }
 
+/// Share of own commits that fail in a run (`SIM_FAIL_RATE`, default 0.1).
+fn rcfg_fail_rate() -> f64 {
+    std::env::var("SIM_FAIL_RATE").ok().and_then(|s| s.parse().ok()).unwrap_or(0.1)
+}
+
 /// Rebuilds a device from what it wrote: its term, and every command it
 /// holds that is not cloud-acked (with its status).
 fn restore(id: &str, seed: u64, score: u64, ecfg: &election::Config, rcfg: &replication::Config, durable: &[Record]) -> Device {
@@ -251,9 +285,27 @@ fn restore(id: &str, seed: u64, score: u64, ecfg: &election::Config, rcfg: &repl
             }
             Record::Replicas(c) => {
                 for c in c {
-                    cmds.entry(c.id.clone()).or_insert((c.clone(), true));
+                    cmds.entry(c.id.clone()).or_insert((c.clone(), true)).1 = true;
                 }
             }
+            Record::Tentative(c) => {
+                for c in c {
+                    cmds.entry(c.id.clone()).or_insert((c.clone(), false));
+                }
+            }
+            Record::Confirmed(ids) => {
+                for id in ids {
+                    if let Some(e) = cmds.get_mut(id) {
+                        e.1 = true;
+                    }
+                }
+            }
+            Record::Withdrawn(ids) => {
+                for id in ids {
+                    cmds.remove(id);
+                }
+            }
+            Record::Rejected(_) => {}
             Record::PeerAcked(ids) => {
                 for id in ids {
                     if let Some(e) = cmds.get_mut(id) {
@@ -278,6 +330,11 @@ pub struct Report {
     pub peer_acked: usize,
     /// Distinct commands in the ingest.
     pub ingested: usize,
+    /// Commands whose origin commit failed (`enqueue()` rejected).
+    pub rejected: usize,
+    /// Of those, uploaded anyway: their origin was destroyed before its
+    /// withdrawal reached the holders of a tentative copy.
+    pub rejected_uploaded: usize,
     /// Uploads of an id already stored (absorbed by the idempotent key).
     pub duplicate_uploads: u64,
     /// Broken promises (empty when the run is correct).
@@ -304,6 +361,9 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
         upload_timeout_ms: 1_000,
         reoffer_after_ms: 3_000,
         upload_backoff_max_ms: 4_000,
+        // Longer than any device stays crashed before the heal (≤ 20 s):
+        // only the destroyed device's copies are promoted.
+        promote_tentative_after_ms: 30_000,
         batch_max: 1 + r.below(20) as usize,
         ..replication::Config::default()
     };
@@ -336,6 +396,7 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
     // Work and faults until heal_at.
     let heal_at = 10_000 + r.below(10_000);
     let lost = if r.chance(0.5) { Some(r.below(n as u64) as usize) } else { None };
+    let fail_rate = rcfg_fail_rate();
     let mut plan: Vec<(u64, u8, usize)> = Vec::new();
     for k in 0..(20 + r.below(40)) {
         plan.push((r.below(heal_at), 0, (k as usize) % n));
@@ -349,6 +410,7 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
     plan.sort();
     let mut seq = 0;
     let mut crashed: BTreeSet<usize> = BTreeSet::new();
+    let mut crashed_ever: BTreeSet<usize> = BTreeSet::new();
     for (at, what, i) in plan {
         w.run_until(at);
         match what {
@@ -356,9 +418,12 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
                 seq += 1;
                 let id = format!("{}-{seq}", ids[i]);
                 let me = ids[i].clone();
+                // One commit in ten fails (quota): `enqueue()` rejects, and
+                // the copies already sent must be withdrawn.
+                let fail = fail_rate > 0.0 && r.chance(fail_rate);
                 w.apply(i, "enqueue", |node, now| {
                     if let Node::Device(d) = node {
-                        d.enqueue(&id, &me, now);
+                        d.enqueue(&id, &me, now, fail);
                     }
                 });
             }
@@ -366,6 +431,7 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
             1 if crashed.len() < n - 1 => {
                 w.crash(i);
                 crashed.insert(i);
+                crashed_ever.insert(i);
             }
             2 => {
                 for j in crashed.clone() {
@@ -392,6 +458,7 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
             9 => {
                 w.crash(i);
                 crashed.insert(i);
+                crashed_ever.insert(i);
             }
             _ => {}
         }
@@ -414,8 +481,15 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
     let mut rep = Report::default();
     let mut committed: BTreeMap<CommandId, usize> = BTreeMap::new();
     let mut peer_acked: BTreeSet<CommandId> = BTreeSet::new();
+    let (mut enqueued, mut rejected): (BTreeMap<CommandId, usize>, BTreeSet<CommandId>) = Default::default();
     for ev in w.take_events() {
         match ev.event {
+            Event::Enqueued(id) => {
+                enqueued.insert(id, ev.node);
+            }
+            Event::Rejected(id) => {
+                rejected.insert(id);
+            }
             Event::Committed(id) => {
                 committed.insert(id, ev.node);
             }
@@ -441,9 +515,28 @@ pub fn run_with(seed: u64, tweak: impl FnOnce(&mut replication::Config)) -> Repo
             rep.violations.push(format!("{} committed on a surviving device but is not in the ingest", id.as_str()));
         }
     }
+    rep.rejected = rejected.len();
     for id in stored.keys() {
-        if !committed.contains_key(id) {
-            rep.violations.push(format!("the ingest holds {} which nobody committed", id.as_str()));
+        // A command whose origin crashed during its commit (neither
+        // committed nor rejected: `enqueue()` never answered) may reach the
+        // ingest through a promoted tentative copy; one that was rejected
+        // must not, nor one that was never enqueued.
+        if !enqueued.contains_key(id) {
+            rep.violations.push(format!("the ingest holds {} which nobody enqueued", id.as_str()));
+        } else if rejected.contains(id) && Some(enqueued[id]) == lost {
+            // The documented cost of promoting tentative copies
+            // (`Config::promote_tentative_after_ms`): the origin rejected it
+            // and was cut off or destroyed before its withdrawal got through.
+            rep.rejected_uploaded += 1;
+        } else if rejected.contains(id) {
+            rep.violations.push(format!("the ingest holds {} whose enqueue() was rejected", id.as_str()));
+        } else if !committed.contains_key(id) && Some(enqueued[id]) != lost && !crashed_ever.contains(&enqueued[id]) {
+            rep.violations.push(format!("the ingest holds {} which its origin never committed", id.as_str()));
+        }
+    }
+    for id in &peer_acked {
+        if rejected.contains(id) {
+            rep.violations.push(format!("{} reached peer_ack although its commit failed", id.as_str()));
         }
     }
     for i in 0..n {
@@ -472,7 +565,7 @@ mod tests {
     #[test]
     fn every_peer_acked_command_reaches_the_ingest_exactly_once() {
         let only = std::env::var("SEED").ok().and_then(|s| s.parse::<u64>().ok());
-        let (mut committed, mut acked, mut dups) = (0, 0, 0);
+        let (mut committed, mut acked, mut dups, mut rejected, mut leaked) = (0, 0, 0, 0, 0);
         let range: Vec<u64> = match only {
             Some(s) => vec![s],
             None => (0..seeds()).collect(),
@@ -484,8 +577,10 @@ mod tests {
             committed += rep.committed;
             acked += rep.peer_acked;
             dups += rep.duplicate_uploads;
+            rejected += rep.rejected;
+            leaked += rep.rejected_uploaded;
         }
-        eprintln!("replication sim: {committed} commands committed, {acked} reached peer_ack, {dups} duplicate uploads absorbed by id");
+        eprintln!("replication sim: {committed} commands committed, {acked} reached peer_ack, {dups} duplicate uploads absorbed by id, {rejected} commits failed ({leaked} of them uploaded: origin destroyed before its withdrawal got through)");
     }
 
     /// The checker must be able to fail: with a factor of 1 nothing is

@@ -96,6 +96,18 @@ fn vectors() -> Value {
             "origin_sig": hex(&sig),
             "digest": hex(&digest),
         },
+        // Part 4 §2: the tentative copy of `command` (no cert table), its
+        // SyncAck state 3, and the origin's Confirm (committed) — issue #15.
+        "replication_tentative": {
+            "tentative_body": hex(&{
+                let mut c = cmd.clone();
+                c.origin_sig = sig;
+                crate::replication::RepMsg::Tentative(vec![std::rc::Rc::new(c)]).encode().unwrap()
+            }),
+            "sync_ack_tentative_body": hex(&crate::replication::RepMsg::SyncAck(vec![(cmd.id.clone(), crate::replication::AckState::Tentative)]).encode().unwrap()),
+            "confirm_committed_body": hex(&crate::replication::RepMsg::Confirm(vec![(cmd.id.clone(), true)]).encode().unwrap()),
+            "confirm_withdrawn_body": hex(&crate::replication::RepMsg::Confirm(vec![(cmd.id.clone(), false)]).encode().unwrap()),
+        },
         "receipt": hex(&receipt.raw),
         "crl_root_signed": hex(&crl_root.raw),
         "crl_admin_signed": hex(&crl_admin.raw),

@@ -133,7 +133,7 @@ export interface UploadBatch {
 }
 /** Replication and upstream counters in `getDetailedStats()`. */
 export interface ReplicationStats {
-  held: number; belowQuorum: number; storing: number; requestsSent: number; acksReceived: number;
+  held: number; belowQuorum: number; tentative: number; storing: number; requestsSent: number; acksReceived: number;
   replicasStored: number; batchesSent: number; batchesFailed: number; cloudAcked: number;
 }
 export interface HubTerm { number: number; score: number; hub: string }
@@ -403,7 +403,11 @@ impl VenueMesh {
         if let Some(t) = &trust_state {
             node.handle_restored_trust(t, wall_ms());
         }
-        let held = held.into_iter().map(|r| (r, true)).collect::<Vec<_>>();
+        // A replica record still `pending` is a tentative copy (issue #15).
+        let held = held.into_iter().map(|r| {
+            let peer = r.origin.is_none() || r.status != crate::outbox::Status::Pending;
+            (r, peer)
+        }).collect::<Vec<_>>();
         node.handle_restored_records(held, monotonic_ms(), wall_ms());
         let loaded = super::state_idb::load(&db).await.map_err(|e| e.to_js("could not read the shared state"))?;
         node.handle_restored_state(loaded, monotonic_ms(), wall_ms());
@@ -492,6 +496,18 @@ impl VenueMesh {
                     }
                     _ => return,
                 }
+            }
+            mesh_driver::drive(&d);
+        }));
+        // Own commands whose write has started: their copies leave now, in
+        // parallel with the commit (tentative until it is done).
+        let (weak_driver, me) = (Rc::downgrade(&driver), mesh.state.borrow().device_id.clone());
+        mesh.queue.set_writing(Rc::new(move |records| {
+            let Some(d) = weak_driver.upgrade() else { return };
+            {
+                let Ok(mut dm) = d.try_borrow_mut() else { return };
+                let cmds = records.into_iter().map(|r| Rc::new(Cmd::from_record(r, &me))).collect();
+                dm.node.handle_committing(cmds, monotonic_ms());
             }
             mesh_driver::drive(&d);
         }));

@@ -369,6 +369,29 @@ fn replication_work(this: &DriverRef, work: Output) {
             d.node.handle_stored(&have, monotonic_ms());
             d.node.handle_store_failed(&refused, monotonic_ms());
         }
+        Output::StoreTentative(cmds) => {
+            let now = wall_ms();
+            // Status `pending`: a replica record in `pending` is a
+            // tentative copy (restored as such at the next open).
+            let records = {
+                let d = this.borrow();
+                cmds.iter()
+                    .map(|c| {
+                        let mut r = d.node.replica_record(c, now);
+                        r.status = crate::outbox::Status::Pending;
+                        r
+                    })
+                    .collect()
+            };
+            let (have, refused) = queue.store_replicas(records);
+            let mut d = this.borrow_mut();
+            d.node.handle_stored(&have, monotonic_ms());
+            d.node.handle_store_failed(&refused, monotonic_ms());
+        }
+        // Tentative copies confirmed: `pending` → `peer_ack` (no app event:
+        // they are not this device's commands).
+        Output::ConfirmReplicas(ids) => queue.apply_acks(false, &ids),
+        Output::DropReplicas(ids) => queue.drop_replicas(&ids),
         Output::PeerAcked(ids) => {
             queue.apply_acks(false, &ids);
             notify(this, "peerAck", &ids);

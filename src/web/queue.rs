@@ -91,6 +91,10 @@ pub(crate) struct Inner {
     /// `false` also when the browser has no such API).
     pub persistent: Option<bool>,
     pub hook: Option<Hook>,
+    /// Called with the own commands of a `PutRecords` as soon as its
+    /// transaction is issued (before it commits): the mesh sends their
+    /// tentative copies in parallel with the commit (issue #15).
+    pub writing: Option<Rc<dyn Fn(Vec<crate::outbox::CommandRecord>)>>,
     /// Stamps a command enqueued without `hlc` with the mesh node's clock
     /// (`MeshNode::next_hlc`, given `Date.now()`); `None` (a queue without
     /// a mesh) or a busy node leaves 0.
@@ -116,6 +120,7 @@ impl Inner {
             stats: Counters::default(),
             persistent: None,
             hook: None,
+            writing: None,
             stamp: None,
         }
     }
@@ -126,6 +131,7 @@ enum Action {
     Settle(Function, JsValue),
     Emit(Vec<Function>, JsValue),
     Hook(Hook, Event),
+    Writing(Rc<dyn Fn(Vec<crate::outbox::CommandRecord>)>, Vec<crate::outbox::CommandRecord>),
 }
 
 fn run(actions: Vec<Action>) {
@@ -136,6 +142,7 @@ fn run(actions: Vec<Action>) {
             }
             Action::Emit(targets, v) => call_all(&targets, &[&v]),
             Action::Hook(h, ev) => h(&ev),
+            Action::Writing(h, records) => h(records),
         }
     }
 }
@@ -226,7 +233,17 @@ fn step(s: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Vec<Action> {
                 }
             }
         }
-        if let Some(err) = start_op(s, op, weak) {
+        let own: Vec<crate::outbox::CommandRecord> = match (&op, &s.writing) {
+            (StorageOp::PutRecords { records, .. }, Some(_)) => records.iter().filter(|r| r.origin.is_none()).cloned().collect(),
+            _ => Vec::new(),
+        };
+        let started = start_op(s, op, weak);
+        if started.is_none() && !own.is_empty() {
+            if let Some(w) = &s.writing {
+                actions.push(Action::Writing(w.clone(), own));
+            }
+        }
+        if let Some(err) = started {
             // Failed before anything was issued (closed connection, closed
             // queue): report at once; the core decides (reopen, reject).
             s.stats.failed_transactions += 1;

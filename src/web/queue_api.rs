@@ -405,6 +405,25 @@ impl CommandQueue {
         }
     }
 
+    /// See `Inner::writing`.
+    pub(crate) fn set_writing(&self, writing: Rc<dyn Fn(Vec<CommandRecord>)>) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            s.writing = Some(writing);
+        }
+    }
+
+    /// Deletes tentative copies their origin withdrew (replica records still
+    /// `pending`); anything else is left alone.
+    pub(crate) fn drop_replicas(&self, ids: &[CommandId]) {
+        if let Ok(mut s) = self.shared.try_borrow_mut() {
+            if s.closed {
+                return; // asked again at the next open (restored tentative)
+            }
+            s.outbox.discard_tentative(ids);
+        }
+        queue::schedule_drain(&self.shared);
+    }
+
     pub(crate) fn set_hook(&self, hook: Hook) {
         if let Ok(mut s) = self.shared.try_borrow_mut() {
             s.hook = Some(hook);

@@ -142,6 +142,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
             ObjBuilder::new()
                 .set("held", r.held as f64)
                 .set("belowQuorum", r.below_quorum as f64)
+                .set("tentative", r.tentative as f64)
                 .set("storing", r.storing as f64)
                 .set("requestsSent", r.requests_sent as f64)
                 .set("acksReceived", r.acks_received as f64)

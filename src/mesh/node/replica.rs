@@ -38,8 +38,20 @@ impl MeshNode {
     pub fn handle_committed(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
         let now = self.begin(now);
         self.sync_view(now);
-        let cmds = cmds.into_iter().map(|c| self.sign_own(c)).collect();
+        // Signed already when the commit started (`handle_committing`).
+        let cmds = cmds.into_iter().map(|c| if self.rep.committing(c.id.as_str()) { c } else { self.sign_own(c) }).collect();
         self.rep.handle_committed(cmds, now);
+    }
+
+    /// Own commands whose outbox write has *started* (the shell issued the
+    /// IndexedDB transaction): signed now and sent to their holders as
+    /// tentative copies, in parallel with the commit. `handle_committed`
+    /// (or `handle_store_failed` if the write failed) must follow.
+    pub fn handle_committing(&mut self, cmds: Vec<Rc<Cmd>>, now: u64) {
+        let now = self.begin(now);
+        self.sync_view(now);
+        let cmds = cmds.into_iter().map(|c| self.sign_own(c)).collect();
+        self.rep.handle_committing(cmds, now);
     }
 
     /// At open: every command in the outbox that is not cloud-acked (own and
@@ -181,7 +193,8 @@ impl MeshNode {
             Err(_) => return self.counters.bad_body += 1,
         };
         let msg = match msg {
-            RepMsg::Replicate(cmds) => {
+            RepMsg::Replicate(cmds) | RepMsg::Tentative(cmds) => {
+                let tentative = matches!(msg_kind_of(body), Some(rwire::TYPE_TENTATIVE));
                 for chain in rwire::cert_table(body) {
                     let _ = self.receiver.trust_mut().learn_chain(&chain, now_wall);
                 }
@@ -193,7 +206,11 @@ impl MeshNode {
                     // would wait for its re-offer to learn so.
                     self.rep.handle_message(sender, RepMsg::CloudAck(known), now);
                 }
-                RepMsg::Replicate(cmds)
+                if tentative {
+                    RepMsg::Tentative(cmds)
+                } else {
+                    RepMsg::Replicate(cmds)
+                }
             }
             RepMsg::SyncAck(acks) => RepMsg::SyncAck(self.proven_acks(acks, body, now_wall)),
             other => other,
@@ -238,7 +255,7 @@ impl MeshNode {
     /// the digest of our record (a forged state 2 made v1 hubs mark their
     /// sales `cloud_ack` without uploading them).
     fn proven_acks(&mut self, acks: Vec<(CommandId, AckState)>, body: &[u8], now_wall: u64) -> Vec<(CommandId, AckState)> {
-        if acks.iter().all(|(_, s)| *s == AckState::Durable) {
+        if acks.iter().all(|(_, s)| *s != AckState::CloudAcked) {
             return acks;
         }
         let receipts: Vec<_> = rwire::sync_ack_receipts(body)
@@ -247,7 +264,7 @@ impl MeshNode {
             .collect();
         let mut out = Vec::with_capacity(acks.len());
         for (id, state) in acks {
-            if state == AckState::Durable {
+            if state != AckState::CloudAcked {
                 out.push((id, state));
                 continue;
             }
@@ -339,6 +356,9 @@ impl MeshNode {
                     self.rep_queue.push_back((dest, msg));
                 }
                 replication::Output::Store(cmds) => self.out.push_back(Output::Store(cmds)),
+                replication::Output::StoreTentative(cmds) => self.out.push_back(Output::StoreTentative(cmds)),
+                replication::Output::Confirmed(ids) => self.out.push_back(Output::ConfirmReplicas(ids)),
+                replication::Output::Withdrawn(ids) => self.out.push_back(Output::DropReplicas(ids)),
                 replication::Output::PeerAcked(ids) => self.out.push_back(Output::PeerAcked(ids)),
                 replication::Output::CloudAcked(ids) => {
                     for id in &ids {
@@ -366,7 +386,7 @@ impl MeshNode {
     fn replication_body(&mut self, msg: &RepMsg) -> Option<Vec<u8>> {
         let trust = self.receiver.trust();
         let r = match msg {
-            RepMsg::Replicate(cmds) | RepMsg::Upload { cmds, .. } => {
+            RepMsg::Replicate(cmds) | RepMsg::Tentative(cmds) | RepMsg::Upload { cmds, .. } => {
                 let mut origins: Vec<&str> = cmds.iter().map(|c| c.origin.as_str()).collect();
                 crate::outbox::sort::sort(&mut origins);
                 origins.dedup();
@@ -378,7 +398,7 @@ impl MeshNode {
                 let acks: Vec<_> = acks
                     .iter()
                     .filter(|(id, state)| match state {
-                        AckState::Durable => true,
+                        AckState::Durable | AckState::Tentative => true,
                         AckState::CloudAcked => match self.receipts.get(id) {
                             Some(r) => {
                                 if !receipts.iter().any(|x| Rc::ptr_eq(x, r)) {
@@ -397,6 +417,7 @@ impl MeshNode {
                 rwire::encode_sync_ack(&acks, &receipts)
             }
             RepMsg::CloudAck(_) => return self.hook_receipt.take().map(|r| rwire::encode_cloud_ack(&r)),
+            RepMsg::Confirm(_) => msg.encode(),
         };
         match r {
             Ok(b) => Some(b),
@@ -451,4 +472,9 @@ impl MeshNode {
             self.out.push_back(Output::Publish { topic, payload, qos, retain: false });
         }
     }
+}
+
+/// The body type byte of a replication body.
+fn msg_kind_of(body: &[u8]) -> Option<u8> {
+    body.first().copied()
 }
