@@ -28,6 +28,12 @@ pub mod wire;
 pub use replicator::{Output, PeerView, ReplicationStats, Replicator, View};
 pub use wire::{AckState, Cmd, RepMsg};
 
+/// The largest message, in bytes on the wire, that the replicator means to
+/// hand a WebSocket client of the broker in normal operation (see
+/// [`Config::batch_max_bytes`]); a single command larger than that still
+/// goes, alone.
+pub const WS_MESSAGE_BYTES: usize = 4 * 1024;
+
 /// How the hub hands batches to the cloud.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Upstream {
@@ -54,9 +60,22 @@ pub struct Config {
     pub drain_interval_ms: u64,
     /// Commands per upload batch and per replication message.
     pub batch_max: usize,
-    /// Body bytes per upload batch or replication message (below the
-    /// envelope's 256 KiB body limit).
+    /// Body bytes per replication message (`REPLICATE`, tentative copies; a
+    /// single larger command still goes, alone). 3 KiB, so that with the
+    /// largest envelope around it ([`crate::envelope::Limits::max_envelope`]
+    /// of an empty body, 751 bytes) and the MQTT header a message stays
+    /// within [`WS_MESSAGE_BYTES`]: Mosquitto 2.0 (libwebsockets' default
+    /// tx chunk) writes a larger packet to a WebSocket subscriber a ~4 KB
+    /// piece per turn of its event loop, and every message behind it on that
+    /// connection — heartbeats included — waits. Measured with MQTT.js on
+    /// loopback, 1.9 MB to a WebSocket subscriber: 38 × 50 KB 13–21 s,
+    /// 475 × 4 KB 0.24–0.56 s (`docs/replication.md`).
     pub batch_max_bytes: usize,
+    /// Body bytes per upload batch. Uploads go to the ingest only (a
+    /// server, or the app's hook), never to a WebSocket page, so they keep
+    /// large batches: one batch is in flight at a time and each waits for the
+    /// cloud's answer.
+    pub upload_max_bytes: usize,
     /// An upload unanswered this long counts as failed.
     pub upload_timeout_ms: u64,
     /// Upper bound of the upload backoff (1 s doubling).
@@ -92,7 +111,8 @@ impl Default for Config {
             max_tries: 2,
             drain_interval_ms: 30_000,
             batch_max: 200,
-            batch_max_bytes: 192 * 1024,
+            batch_max_bytes: 3 * 1024,
+            upload_max_bytes: 192 * 1024,
             upload_timeout_ms: 10_000,
             upload_backoff_max_ms: 60_000,
             reoffer_after_ms: 60_000,
@@ -115,6 +135,7 @@ impl Config {
         self.max_tries = self.max_tries.max(1);
         self.batch_max = self.batch_max.clamp(1, 65_535);
         self.batch_max_bytes = self.batch_max_bytes.clamp(1024, 240 * 1024);
+        self.upload_max_bytes = self.upload_max_bytes.clamp(1024, 240 * 1024);
         self.ack_timeout_ms = self.ack_timeout_ms.max(10);
         self.upload_timeout_ms = self.upload_timeout_ms.max(10);
         self.drain_interval_ms = self.drain_interval_ms.max(10);

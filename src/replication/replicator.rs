@@ -12,9 +12,12 @@ use super::wire::{AckState, Cmd, RepMsg};
 use super::{Config, Upstream};
 use crate::outbox::CommandId;
 
-/// SYNC_ACK / CLOUD_ACK entries per message: 1 000 ids of ≤ 128 bytes stay
-/// below the 256 KiB body limit.
-const IDS_PER_MSG: usize = 1_000;
+/// SYNC_ACK / CONFIRM entries per message: 64 ids of the usual ~36 bytes
+/// are ~2.4 KB, within [`super::WS_MESSAGE_BYTES`] with the envelope, and
+/// 64 of the longest ids (128 bytes) stay far below the 256 KiB body limit.
+/// (A CLOUD_ACK travels as the cloud's receipt for the whole batch, whatever
+/// the chunking of its ids here.)
+pub(crate) const IDS_PER_MSG: usize = 64;
 
 /// A live peer as the replicator needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -871,7 +874,7 @@ impl Replicator {
         let (mut cmds, mut bytes, mut full) = (Vec::new(), 9usize, false);
         for h in waiting {
             let len = h.cmd.wire_len();
-            if cmds.len() == self.cfg.batch_max || (!cmds.is_empty() && bytes + len > self.cfg.batch_max_bytes) {
+            if cmds.len() == self.cfg.batch_max || (!cmds.is_empty() && bytes + len > self.cfg.upload_max_bytes) {
                 full = true;
                 break;
             }

@@ -520,3 +520,54 @@ fn an_origin_that_reloaded_confirms_from_its_storage() {
     assert!(out.contains(&Output::Confirmed(ids(&["a-1"]))), "{out:?}");
     assert!(out.contains(&Output::Withdrawn(ids(&["a-2"]))), "{out:?}");
 }
+
+/// A device made holder of a large backlog (a fresh page joining while the
+/// writer holds hundreds of commands) gets it in messages that each stay
+/// within [`WS_MESSAGE_BYTES`] inside the largest envelope — Mosquitto 2.0
+/// writes anything larger to a WebSocket page ~4 KB per turn of its event
+/// loop, and heartbeats queued behind it wait (`docs/replication.md`). A
+/// single larger command still goes, alone. The holder's acks of that
+/// backlog stay within the limit too. Failed with the old 192 KiB /
+/// 1,000-id defaults (one ~180 KB `REPLICATE`, one ~19 KB `SYNC_ACK`).
+#[test]
+fn replication_messages_of_a_backlog_stay_within_the_websocket_limit() {
+    let envelope = crate::envelope::Limits { max_body: 0 }.max_envelope();
+    let sized = |i: usize, len: usize| Rc::new(Cmd { payload: vec![i as u8; len], ..(*cmd(&format!("a-{i:04}-{}", "x".repeat(24)), "a", i as u64)).clone() });
+    let mut backlog: Vec<Rc<Cmd>> = (0..500).map(|i| sized(i, 100 + (i * 37) % 400)).collect();
+    backlog.insert(250, sized(9_999, 10_000));
+    let mut r = Replicator::new("a", Config::default(), 0);
+    r.handle_view(view(&[("b", 500)], Some("b"), false), 0);
+    r.handle_committed(backlog.clone(), 10);
+    let (mut carried, mut messages) = (Vec::new(), 0);
+    for o in outputs(&mut r) {
+        if let Output::Send { msg: m @ (RepMsg::Replicate(_) | RepMsg::Tentative(_)), .. } = &o {
+            let (RepMsg::Replicate(cmds) | RepMsg::Tentative(cmds)) = m else { unreachable!() };
+            let len = m.encode().unwrap().len();
+            messages += 1;
+            carried.extend(cmds.iter().map(|c| c.id.clone()));
+            if cmds.iter().any(|c| c.payload.len() == 10_000) {
+                assert_eq!(cmds.len(), 1, "the large command goes alone");
+            } else {
+                assert!(len + envelope <= WS_MESSAGE_BYTES, "{len} body bytes + {envelope} > {WS_MESSAGE_BYTES}");
+            }
+        }
+    }
+    assert_eq!(carried, backlog.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), "every command once, in order");
+    assert!(messages > 40, "{messages} messages");
+
+    // The holder stores the backlog and acks it.
+    let mut b = Replicator::new("b", Config::default(), 0);
+    b.handle_view(view(&[("a", 1)], Some("b"), false), 0);
+    b.handle_message("a", RepMsg::Replicate(backlog.clone()), 1);
+    outputs(&mut b);
+    b.handle_stored(&backlog.iter().map(|c| c.id.clone()).collect::<Vec<_>>(), 2);
+    let mut acked = 0;
+    for o in outputs(&mut b) {
+        if let Output::Send { msg: m @ RepMsg::SyncAck(a), .. } = &o {
+            acked += a.len();
+            let len = m.encode().unwrap().len();
+            assert!(len + envelope <= WS_MESSAGE_BYTES, "ack: {len} body bytes + {envelope} > {WS_MESSAGE_BYTES}");
+        }
+    }
+    assert_eq!(acked, backlog.len());
+}
