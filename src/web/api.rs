@@ -403,9 +403,11 @@ impl VenueMesh {
         if let Some(t) = &trust_state {
             node.handle_restored_trust(t, wall_ms());
         }
-        // A replica record still `pending` is a tentative copy (issue #15).
+        // A record still `pending` has not reached the quorum: an own command
+        // is replicated again (and marked `peer_ack` when a majority holds it),
+        // a replica is a tentative copy (issue #15) that asks its origin.
         let held = held.into_iter().map(|r| {
-            let peer = r.origin.is_none() || r.status != crate::outbox::Status::Pending;
+            let peer = r.status != crate::outbox::Status::Pending;
             (r, peer)
         }).collect::<Vec<_>>();
         node.handle_restored_records(held, monotonic_ms(), wall_ms());

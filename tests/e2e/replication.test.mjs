@@ -96,3 +96,28 @@ test('when a replica holder leaves, its commands are replicated to the next best
   for (const m of [kiosk, pos, phone]) assert.deepEqual(m.errors, []);
   await Promise.all([kiosk, pos, phone].map((m) => m.context.close()));
 });
+
+test('own commands still pending at a reload reach peer_ack once peers come', { timeout: 90_000 }, async () => {
+  // Enqueued while alone (no replica can hold them), then the page reloads:
+  // the outbox restores them as not yet at the quorum, so they are
+  // replicated when peers appear and marked peer_ack. Restored as if already
+  // at the quorum, they would stay `pending` for ever.
+  const venue = `e2e-reload-pend-${Date.now().toString(36)}`;
+  const opts = { drain: '600000' }; // no cloud: statuses stop at peer_ack
+  const pos = await member(venue, 'pos', { ...opts, db: `reload-pend-${Date.now()}` });
+  const ids = await enqueue(pos, 5, 'alone');
+  await sleep(1_000);
+  const alone = await counts(pos);
+  assert.equal(alone.pending, 5, 'alone, nothing reaches the quorum');
+  assert.equal(alone.peerAck, 0);
+  await pos.page.reload();
+  await pos.page.waitForFunction(() => window.mesh || window.openError, null, { timeout: 10_000 });
+  assert.equal(await pos.page.evaluate(() => window.openError ?? null), null);
+  const kiosk = await member(venue, 'kiosk', opts);
+  const ipad = await member(venue, 'ipad', { ...opts, charging: '1' });
+  await waitFor(async () => (await counts(pos)).peerAck === 5, 20_000, 'the reloaded page\'s 5 commands are peer_ack');
+  const listed = await pos.page.evaluate(() => window.mesh.queue.listIds('peer_ack'));
+  assert.deepEqual(new Set(listed), new Set(ids));
+  for (const m of [kiosk, ipad]) assert.deepEqual(m.errors, []);
+  await Promise.all([pos, kiosk, ipad].map((m) => m.context.close()));
+});
