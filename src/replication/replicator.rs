@@ -273,11 +273,12 @@ impl Replicator {
         for (cmd, peer_acked) in cmds {
             let own = cmd.origin == self.me;
             let id = cmd.id.clone();
-            self.hold(cmd, own, peer_acked || !own, VecSet::new(), now);
+            // At the quorum exactly when stored as such: an own `pending`
+            // command is replicated again, a `pending` replica is tentative.
+            self.hold(cmd, own, peer_acked, VecSet::new(), now);
             if !own && !peer_acked {
                 if let Some(h) = self.held.get_mut(&id) {
                     h.tentative = true;
-                    h.quorum = false;
                     h.reack_at = now;
                 }
             }
