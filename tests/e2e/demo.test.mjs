@@ -249,3 +249,25 @@ test('several devices: the demo shows the hub, the peers with scores, the queue 
     await pos.context.close();
     await ipad.context.close();
   });
+
+test('the shared price list: a price edited on one device shows on the other, a sale there takes from the shared stock', { timeout: 60_000 }, async (t) => {
+  const venue = `e2e-prices-${Date.now().toString(36)}`;
+  const { broker } = await privateCloud(t, venue);
+  const a = await device(venue, 'kiosk', LANDSCAPE, broker.url);
+  const b = await device(venue, 'ipad', PORTRAIT, broker.url);
+  const priceOf = (d) => d.page.$eval('#prices tr[data-sku="juice"] input', (i) => Number(i.value));
+  const stockOf = (d) => d.page.$eval('#prices tr[data-sku="juice"] [data-stock]', (td) => Number(td.dataset.stock));
+  // Edited on a (the page's own change handler, as a person typing would).
+  await a.page.fill('#prices tr[data-sku="juice"] input', '4.2');
+  await a.page.dispatchEvent('#prices tr[data-sku="juice"] input', 'change');
+  await b.page.waitForFunction(() => Number(document.querySelector('#prices tr[data-sku="juice"] input')?.value) === 4.2,
+    null, { timeout: 15_000 });
+  assert.equal(await priceOf(b), 4.2);
+  const before = await stockOf(a);
+  await b.page.click('#prices button[data-sell="juice"]');
+  await a.page.waitForFunction((n) => Number(document.querySelector('#prices tr[data-sku="juice"] [data-stock]')?.dataset.stock) === n,
+    before - 1, { timeout: 15_000 });
+  assert.equal(await stockOf(b), before - 1, 'both show the stock after the sale');
+  for (const d of [a, b]) assert.deepEqual(d.errors, []);
+  await Promise.all([a, b].map((d) => d.context.close()));
+});
