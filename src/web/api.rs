@@ -25,7 +25,6 @@ use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
 use crate::mqtt::{Client, ClientConfig, EndpointConfig, Event, QoS, SessionConfig, Will};
 use crate::outbox::Event as OutboxEvent;
-use crate::replication::Cmd;
 use crate::rng::Rng;
 use crate::score::{wifi_quality_from_link, DeviceInfo, DeviceKind};
 
@@ -484,10 +483,9 @@ impl VenueMesh {
                 let now = monotonic_ms();
                 match event {
                     OutboxEvent::Enqueued { records, .. } => {
-                        let (own, replicas): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| r.origin.is_none());
-                        let ids: Vec<_> = replicas.into_iter().map(|r| r.id.clone()).collect();
+                        let ids: Vec<_> = records.iter().filter(|r| r.origin.is_some()).map(|r| r.id.clone()).collect();
                         dm.node.handle_stored(&ids, now);
-                        let own = own.into_iter().map(|r| Rc::new(Cmd::from_record(r.clone(), &me))).collect::<Vec<_>>();
+                        let own = mesh_driver::own_cmds(records, &me);
                         if !own.is_empty() {
                             dm.node.handle_committed(own, now);
                         }
@@ -508,8 +506,7 @@ impl VenueMesh {
             let Some(d) = weak_driver.upgrade() else { return };
             {
                 let Ok(mut dm) = d.try_borrow_mut() else { return };
-                let cmds = records.into_iter().map(|r| Rc::new(Cmd::from_record(r, &me))).collect();
-                dm.node.handle_committing(cmds, monotonic_ms());
+                dm.node.handle_committing(mesh_driver::own_cmds(&records, &me), monotonic_ms());
             }
             mesh_driver::drive(&d);
         }));

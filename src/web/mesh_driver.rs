@@ -355,30 +355,22 @@ fn replication_work(this: &DriverRef, work: Output) {
         (d.queue.clone(), d.uploader.clone())
     };
     let Some(queue) = queue else { return };
+    let tentative = matches!(work, Output::StoreTentative(_));
     match work {
-        Output::Store(cmds) => {
+        Output::Store(cmds) | Output::StoreTentative(cmds) => {
             let now = wall_ms();
             // With the origin signature and chain, so the replica can be
-            // forwarded and uploaded after a reload (origin gone).
-            let records = {
-                let d = this.borrow();
-                cmds.iter().map(|c| d.node.replica_record(c, now)).collect()
-            };
-            let (have, refused) = queue.store_replicas(records);
-            let mut d = this.borrow_mut();
-            d.node.handle_stored(&have, monotonic_ms());
-            d.node.handle_store_failed(&refused, monotonic_ms());
-        }
-        Output::StoreTentative(cmds) => {
-            let now = wall_ms();
-            // Status `pending`: a replica record in `pending` is a
-            // tentative copy (restored as such at the next open).
+            // forwarded and uploaded after a reload (origin gone). A
+            // tentative copy is stored `pending` (a replica record in
+            // `pending` is restored as tentative at the next open).
             let records = {
                 let d = this.borrow();
                 cmds.iter()
                     .map(|c| {
                         let mut r = d.node.replica_record(c, now);
-                        r.status = crate::outbox::Status::Pending;
+                        if tentative {
+                            r.status = crate::outbox::Status::Pending;
+                        }
                         r
                     })
                     .collect()
@@ -403,6 +395,13 @@ fn replication_work(this: &DriverRef, work: Output) {
         Output::Upload { batch, cmds } => upload(this, uploader, batch, &cmds),
         _ => {}
     }
+}
+
+/// The replicator's commands for the own records (no `origin`) among
+/// `records`, in order: one copy of this conversion for the queue's hooks
+/// (`api.rs`) and the shared state's upstream (`state_api.rs`).
+pub(super) fn own_cmds(records: &[crate::outbox::CommandRecord], me: &str) -> Vec<Rc<Cmd>> {
+    records.iter().filter(|r| r.origin.is_none()).map(|r| Rc::new(Cmd::from_record(r.clone(), me))).collect()
 }
 
 /// `peerAck` / `cloudAck`: the replicator's verdict, as soon as it is

@@ -150,7 +150,7 @@ fn committed_upstream(this: &DriverRef, records: Vec<crate::outbox::CommandRecor
     let queue = this.borrow().queue.clone();
     let mut d = this.borrow_mut();
     let me = d.node.device_id().to_owned();
-    let cmds = records.iter().map(|r| std::rc::Rc::new(crate::replication::Cmd::from_record(r.clone(), &me))).collect();
+    let cmds = super::mesh_driver::own_cmds(&records, &me);
     d.node.handle_committed(cmds, monotonic_ms());
     drop(d);
     if let Some(q) = queue {
