@@ -166,12 +166,10 @@ js = js.slice(0, objStart) + importObj + js.slice(objEnd).replace(`"${bgModule}"
 let seenExports;
 [js, seenExports] = renameAll(js, /\b(wasm\.)([A-Za-z_$][\w$]*)/g, exportsMap, 'export');
 if (/\bwasm\[/.test(js)) die(`${jsPath}: an export read by computed name`);
-writeFileSync(jsPath, js);
 
 // --- the raw exports' types ------------------------------------------------------
 const bgDts = `${dir}/${name}_bg.wasm.d.ts`;
 const [bg] = renameAll(readFileSync(bgDts, 'utf8'), /^(export const )([A-Za-z_$][\w$]*)(?=:)/gm, exportsMap, bgDts);
-writeFileSync(bgDts, bg);
 const dtsPath = `${dir}/${name}.d.ts`;
 let dts = readFileSync(dtsPath, 'utf8');
 const io = dts.indexOf('export interface InitOutput {');
@@ -179,7 +177,10 @@ const ioEnd = dts.indexOf('\n}', io);
 if (io < 0 || ioEnd < 0) die(`${dtsPath}: InitOutput not found`);
 const [ioText, seenTypes] = renameAll(dts.slice(io, ioEnd), /^( {4}readonly )([A-Za-z_$][\w$]*)(?=:)/gm, exportsMap, dtsPath);
 if (!seenTypes.size) die(`${dtsPath}: InitOutput lists no exports`);
-writeFileSync(dtsPath, dts.slice(0, io) + ioText + dts.slice(ioEnd));
 
+// Every check passed: only now are the four files written.
+writeFileSync(jsPath, js);
+writeFileSync(bgDts, bg);
+writeFileSync(dtsPath, dts.slice(0, io) + ioText + dts.slice(ioEnd));
 writeFileSync(wasmPath, Buffer.concat(parts));
 console.log(`short-names: ${name}: ${imports.size} imports, ${exportsMap.size - 1} exports renamed (${seenExports.size} used by the glue)`);
