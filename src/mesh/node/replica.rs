@@ -5,7 +5,7 @@
 use std::rc::Rc;
 
 use super::{count_in, count_out, MeshNode};
-use crate::envelope::{Kind, SendCounter};
+use crate::envelope::Kind;
 use crate::topics::{self, TopicKind};
 use crate::mesh::wire::Capabilities;
 use crate::mesh::Output;
@@ -431,18 +431,12 @@ impl MeshNode {
     /// Seals and publishes queued replication messages while counters last.
     pub(super) fn flush_replication(&mut self, now_wall: u64) {
         while !self.rep_queue.is_empty() {
-            let Some(counter) = self.counter.as_mut().and_then(SendCounter::issue) else {
-                self.counters.send_stalls += 1;
-                return;
-            };
+            let Some(counter) = self.next_counter() else { return };
             let Some((dest, msg)) = self.rep_queue.pop_front() else { return };
             let Some(body) = self.replication_body(&msg) else {
                 continue;
             };
-            let Some(payload) = self.seal(msg.kind(), &body, counter, now_wall) else {
-                self.counters.encode_errors += 1;
-                continue;
-            };
+            let Some(payload) = self.seal(msg.kind(), &body, counter, now_wall) else { continue };
             let venue = &self.cfg.venue;
             let topic = match &dest {
                 RepDest::Peer(to) => {

@@ -26,7 +26,7 @@
 
 use super::{count_in, count_out, MeshNode};
 use crate::election::LeftReason;
-use crate::envelope::{Kind, SendCounter};
+use crate::envelope::Kind;
 use crate::topics::TopicKind;
 use crate::mesh::{Capabilities, MeshEvent, Output};
 use crate::routing::{self, wire as rwire, Addr, Dest, Route, Router, SendError};
@@ -294,15 +294,9 @@ impl MeshNode {
     /// them to their route.
     pub(super) fn flush_routes(&mut self, now_wall: u64) {
         while !self.route_queue.is_empty() {
-            let Some(counter) = self.counter.as_mut().and_then(SendCounter::issue) else {
-                self.counters.send_stalls += 1;
-                return;
-            };
+            let Some(counter) = self.next_counter() else { return };
             let Some((route, to, kind, body)) = self.route_queue.pop_front() else { return };
-            let Some(env) = self.seal(kind, &body, counter, now_wall) else {
-                self.counters.encode_errors += 1;
-                continue;
-            };
+            let Some(env) = self.seal(kind, &body, counter, now_wall) else { continue };
             count_out(&mut self.traffic.routing, env.len() as u64);
             match (route, to) {
                 (Route::Broker, to) => {

@@ -44,7 +44,7 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use super::{count_in, count_out, MeshNode};
-use crate::envelope::{Envelope, Kind, SendCounter};
+use crate::envelope::{Envelope, Kind};
 use crate::mesh::wire::Body;
 use crate::mesh::{MeshEvent, Output};
 use crate::routing::Route;
@@ -106,17 +106,27 @@ impl StateSync {
     }
 }
 
-/// The writers named in a body (every write's `writer`).
-fn writers(msg: &StateMsg) -> Vec<Rc<str>> {
-    let keys = match msg {
+/// Brings `keys` up to date for every writer named in `msg` (each write's
+/// `writer`): its key if the trust store knows its chain, else no entry (its
+/// writes are then refused). A plain loop, no sorted list of writers: a
+/// writer named twice is looked up twice, and a known one costs no
+/// allocation.
+fn refresh_keys(msg: &StateMsg, trust: &crate::trust::TrustStore, keys: &mut crate::vecmap::VecMap<String, VerifyingKey>) {
+    let batch = match msg {
         StateMsg::Writes(b) => &b.keys,
         StateMsg::Reconcile(r) => &r.keys,
-        StateMsg::Checksums(_) => return Vec::new(),
+        StateMsg::Checksums(_) => return,
     };
-    let mut w: Vec<Rc<str>> = keys.iter().flat_map(|(_, ws)| ws.iter().map(|w| w.id.writer.clone())).collect();
-    crate::outbox::sort::sort(&mut w);
-    w.dedup();
-    w
+    for (_, ws) in batch {
+        for w in ws {
+            let writer = &*w.id.writer;
+            match (trust.known(writer), keys.get_mut(writer)) {
+                (Some(id), Some(k)) => *k = id.key,
+                (Some(id), None) => drop(keys.insert(writer.to_string(), id.key)),
+                (None, _) => drop(keys.remove(writer)),
+            }
+        }
+    }
 }
 
 impl MeshNode {
@@ -253,15 +263,9 @@ impl MeshNode {
     /// Seals queued bodies while counters last and sends them.
     pub(super) fn flush_state(&mut self, now_wall: u64) {
         while self.state.as_ref().is_some_and(|s| !s.queue.is_empty()) {
-            let Some(counter) = self.counter.as_mut().and_then(SendCounter::issue) else {
-                self.counters.send_stalls += 1;
-                return;
-            };
+            let Some(counter) = self.next_counter() else { return };
             let Some((to, body)) = self.state.as_mut().and_then(|s| s.queue.pop_front()) else { return };
-            let Some(env) = self.seal(Kind::State, &body, counter, now_wall) else {
-                self.counters.encode_errors += 1;
-                continue;
-            };
+            let Some(env) = self.seal(Kind::State, &body, counter, now_wall) else { continue };
             let n = env.len() as u64;
             match to {
                 None => {
@@ -314,14 +318,7 @@ impl MeshNode {
         // Decoded once: the writers' keys first, then the same value to the store.
         let decoded = state::wire::decode(&env.body);
         if let Ok(msg) = &decoded {
-            let trust = self.receiver.trust();
-            let mut keys = s.keys.borrow_mut();
-            for w in writers(msg) {
-                match trust.known(&w) {
-                    Some(id) => drop(keys.insert(w.to_string(), id.key)),
-                    None => drop(keys.remove(&*w)),
-                }
-            }
+            refresh_keys(msg, self.receiver.trust(), &mut s.keys.borrow_mut());
         }
         match s.store.handle_decoded(&env.header.sender, decoded, env.body.len(), now_wall) {
             Ok(()) => self.counters.delivered += 1,

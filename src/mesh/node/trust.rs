@@ -123,14 +123,10 @@ impl MeshNode {
                 self.trust_queue.clear();
                 return;
             }
-            let Some(counter) = self.counter.as_mut().and_then(crate::envelope::SendCounter::issue) else {
-                self.counters.send_stalls += 1;
-                return;
-            };
+            let Some(counter) = self.next_counter() else { return };
             let Some(body) = self.trust_queue.pop_front() else { return };
-            match self.seal(Kind::Trust, &body, counter, now_wall) {
-                Some(env) => self.send_direct_all(&env),
-                None => self.counters.encode_errors += 1,
+            if let Some(env) = self.seal(Kind::Trust, &body, counter, now_wall) {
+                self.send_direct_all(&env);
             }
         }
     }
