@@ -556,10 +556,18 @@ impl Store {
     /// A state body from `from` (the sender the envelope authenticated).
     /// A bad body is refused with a typed error and changes nothing.
     pub fn handle_body(&mut self, from: &str, body: &[u8], now: u64) -> Result<(), StateError> {
+        self.handle_decoded(from, super::wire::decode(body), body.len(), now)
+    }
+
+    /// [`Store::handle_body`] for a body of `len` bytes the caller already
+    /// decoded (the mesh node reads its writers first, to look their keys
+    /// up): one decode per received body. `decoded` is what
+    /// [`wire::decode`](super::wire::decode) returned, an error included.
+    pub fn handle_decoded(&mut self, from: &str, decoded: Result<StateMsg, crate::wire::WireError>, len: usize, now: u64) -> Result<(), StateError> {
         if !self.loaded {
             return Err(StateError::NotLoaded);
         }
-        let msg = match super::wire::decode(body) {
+        let msg = match decoded {
             Ok(m) => m,
             Err(e) => {
                 self.stats.refused += 1;
@@ -579,7 +587,7 @@ impl Store {
                 Ok(())
             }
             StateMsg::Reconcile(m) => {
-                self.handle_reconcile(&from, m, body.len(), now);
+                self.handle_reconcile(&from, m, len, now);
                 Ok(())
             }
         };

@@ -12,7 +12,7 @@
 //! into the queue from them.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::VecDeque;
 use std::rc::{Rc, Weak};
 
 use gloo_timers::callback::Timeout;
@@ -59,6 +59,56 @@ pub(crate) struct Counters {
     pub last_error: Option<String>,
 }
 
+/// Promises waiting for an event that names them by an increasing number
+/// (an `enqueue()` ticket, a `list()` op id, a state write's ticket): a deque
+/// sorted by that number. Why not a `HashMap`: these were the package's
+/// only hash tables, and hashbrown plus SipHash cost ~9 KB of wasm (issue
+/// #20). Keys arrive in increasing order (insert at the back) and are
+/// mostly settled oldest first (remove at the front), both O(1) here; any
+/// other position is a binary search plus a move of the shorter side.
+pub(crate) struct Waiting<V>(VecDeque<(u64, V)>);
+
+impl<V> Default for Waiting<V> {
+    fn default() -> Self {
+        Waiting(VecDeque::new())
+    }
+}
+
+impl<V> Waiting<V> {
+    /// Adds (or replaces) the waiter of `key`.
+    pub fn insert(&mut self, key: u64, value: V) {
+        let i = self.0.partition_point(|(k, _)| *k < key);
+        match self.0.get_mut(i) {
+            Some((k, v)) if *k == key => *v = value,
+            _ => self.0.insert(i, (key, value)),
+        }
+    }
+
+    /// Takes the waiter of `key`, if any.
+    pub fn remove(&mut self, key: u64) -> Option<V> {
+        let i = self.0.binary_search_by(|(k, _)| k.cmp(&key)).ok()?;
+        self.0.remove(i).map(|(_, v)| v)
+    }
+}
+
+/// Takes the `markProcessed()` promises of `ids` out of `marks` (kept in
+/// call order; one pass, the ids sorted for the lookups).
+fn take_marks(marks: &mut Vec<(String, Settle)>, ids: &[String], actions: &mut Vec<Action>) {
+    if marks.is_empty() {
+        return;
+    }
+    let mut sorted: Vec<&str> = ids.iter().map(String::as_str).collect();
+    crate::outbox::sort::sort(&mut sorted);
+    let mut kept = Vec::with_capacity(marks.len());
+    for (id, p) in marks.drain(..) {
+        match sorted.binary_search(&id.as_str()) {
+            Ok(_) => actions.push(Action::Settle(p.resolve, JsValue::TRUE)),
+            Err(_) => kept.push((id, p)),
+        }
+    }
+    *marks = kept;
+}
+
 /// Rust-side observer of every core event (for the mesh: replication wants
 /// `Event::Enqueued` with its records). Called with no borrow held.
 pub(crate) type Hook = Rc<dyn Fn(&Event)>;
@@ -71,12 +121,12 @@ pub(crate) struct Inner {
     pub db: Option<Db>,
     pub closed: bool,
     /// `enqueue()` promises by ticket number.
-    pub enqueues: HashMap<u64, Settle>,
+    pub enqueues: Waiting<Settle>,
     /// `list()` promises by the op id `read_records` returned.
-    pub reads: HashMap<u64, ReadWaiter>,
-    /// `markProcessed()` promises (resolve with `true` once durable) by
-    /// message id.
-    pub marks: HashMap<String, Vec<Settle>>,
+    pub reads: Waiting<ReadWaiter>,
+    /// `markProcessed()` promises (resolve with `true` once durable) with
+    /// their message ids, in call order.
+    pub marks: Vec<(String, Settle)>,
     /// `flush()` promises.
     pub flushes: Vec<Settle>,
     pub listeners: Listeners,
@@ -109,9 +159,9 @@ impl Inner {
             device_id,
             db: Some(db),
             closed: false,
-            enqueues: HashMap::new(),
-            reads: HashMap::new(),
-            marks: HashMap::new(),
+            enqueues: Waiting::default(),
+            reads: Waiting::default(),
+            marks: Vec::new(),
             flushes: Vec::new(),
             listeners: Listeners::default(),
             timer: None,
@@ -227,11 +277,7 @@ fn step(s: &mut Inner, weak: &Weak<RefCell<Inner>>) -> Vec<Action> {
         if let StorageOp::DeleteInbox { ids, .. } = &op {
             // A mark pruned before its write: no `InboxPersisted` will name
             // it; it was applied and is no longer tracked, so settle now.
-            for id in ids {
-                for p in s.marks.remove(id).unwrap_or_default() {
-                    actions.push(Action::Settle(p.resolve, JsValue::TRUE));
-                }
-            }
+            take_marks(&mut s.marks, ids, &mut actions);
         }
         let own: Vec<crate::outbox::CommandRecord> = match (&op, &s.writing) {
             (StorageOp::PutRecords { records, .. }, Some(_)) => records.iter().filter(|r| r.origin.is_none()).cloned().collect(),
@@ -422,7 +468,7 @@ fn on_event(s: &mut Inner, ev: Event, actions: &mut Vec<Action>) {
     match &ev {
         Event::Enqueued { tickets, .. } => {
             for t in tickets {
-                if let Some(p) = s.enqueues.remove(&t.seq()) {
+                if let Some(p) = s.enqueues.remove(t.seq()) {
                     actions.push(Action::Settle(p.resolve, JsValue::from_str(t.id().as_str())));
                 }
             }
@@ -431,7 +477,7 @@ fn on_event(s: &mut Inner, ev: Event, actions: &mut Vec<Action>) {
             s.stats.last_error = Some(error.to_string());
             let err = queue_error(error, s.closed);
             for t in tickets {
-                if let Some(p) = s.enqueues.remove(&t.seq()) {
+                if let Some(p) = s.enqueues.remove(t.seq()) {
                     actions.push(Action::Settle(p.reject, err.clone()));
                 }
             }
@@ -452,16 +498,16 @@ fn on_event(s: &mut Inner, ev: Event, actions: &mut Vec<Action>) {
             );
         }
         Event::RecordsRead { op, records, .. } => {
-            if let Some(w) = s.reads.remove(&op.get()) {
-                let by_id: HashMap<&str, _> = records.iter().map(|r| (r.id.as_str(), r)).collect();
-                let out: Array = with_keys(|k| {
-                    w.ids.iter().filter_map(|id| by_id.get(id.as_str())).map(|r| command_js(r, k)).collect()
-                });
+            if let Some(w) = s.reads.remove(op.get()) {
+                let mut by_id: Vec<(&str, usize)> = records.iter().enumerate().map(|(i, r)| (r.id.as_str(), i)).collect();
+                crate::outbox::sort::sort(&mut by_id);
+                let find = |id: &str| by_id.binary_search_by(|(k, _)| (*k).cmp(id)).ok().map(|i| &records[by_id[i].1]);
+                let out: Array = with_keys(|k| w.ids.iter().filter_map(|id| find(id.as_str())).map(|r| command_js(r, k)).collect());
                 actions.push(Action::Settle(w.settle.resolve, out.into()));
             }
         }
         Event::ReadFailed { op, error, .. } => {
-            if let Some(w) = s.reads.remove(&op.get()) {
+            if let Some(w) = s.reads.remove(op.get()) {
                 actions.push(Action::Settle(w.settle.reject, queue_error(error, s.closed)));
             }
         }
@@ -469,13 +515,7 @@ fn on_event(s: &mut Inner, ev: Event, actions: &mut Vec<Action>) {
             emit(s, "retryDue", || ObjBuilder::new().set("ids", ids_js(ids)).build(), actions);
         }
         Event::Purged { ids } => emit(s, "purged", || ObjBuilder::new().set("ids", ids_js(ids)).build(), actions),
-        Event::InboxPersisted { ids } => {
-            for id in ids {
-                for p in s.marks.remove(id).unwrap_or_default() {
-                    actions.push(Action::Settle(p.resolve, JsValue::TRUE));
-                }
-            }
-        }
+        Event::InboxPersisted { ids } => take_marks(&mut s.marks, ids, actions),
         Event::InboxWriteFailed { count, error, retry_at } => {
             s.stats.last_error = Some(error.to_string());
             emit(
@@ -568,10 +608,8 @@ pub(crate) fn close(this: &Shared) {
         }
         // The marks count in memory, but their write may not happen now.
         let err = closed_error("markProcessed()");
-        for (_, ps) in s.marks.drain() {
-            for p in ps {
-                actions.push(Action::Settle(p.reject, err.clone()));
-            }
+        for (_, p) in s.marks.drain(..) {
+            actions.push(Action::Settle(p.reject, err.clone()));
         }
         actions
     };

@@ -517,7 +517,7 @@ impl CommandQueue {
         }
         let (promise, settle) = deferred();
         if let Some(settle) = settle {
-            s.marks.entry(id).or_default().push(settle);
+            s.marks.push((id, settle));
         }
         drop(s);
         queue::schedule_drain(&self.shared);

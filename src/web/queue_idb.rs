@@ -7,7 +7,6 @@
 //! `complete`/`abort` event is waited for ([`Started::on_end`]). The caller
 //! (`queue.rs`) reports the outcome to the core.
 
-use std::collections::HashMap;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -261,8 +260,9 @@ fn issue(store: &IdbObjectStore, op: &StorageOp, k: &Keys, started: &mut Started
             started.put_records = records.len();
         }
         StorageOp::UpdateStatus { updates, .. } => {
-            let table: HashMap<String, StatusUpdate> =
-                updates.iter().map(|u| (u.id.as_str().to_owned(), u.clone())).collect();
+            // Sorted by id for the lookups (no hash table in the wasm, issue #20).
+            let mut table: Vec<(String, StatusUpdate)> = updates.iter().map(|u| (u.id.as_str().to_owned(), u.clone())).collect();
+            crate::outbox::sort::sort_by(&mut table, |a, b| a.0.cmp(&b.0));
             // One handler for every `get`: it finds the update by the stored
             // record's id and puts the changed record back, inside the same
             // transaction (we are in its request's success event). A missing
@@ -272,7 +272,8 @@ fn issue(store: &IdbObjectStore, op: &StorageOp, k: &Keys, started: &mut Started
                 let Ok(rec) = req.result() else { return };
                 with_keys(|k| {
                     let Some(id) = get(&rec, &k.id).and_then(|v| v.as_string()) else { return };
-                    let Some(u) = table.get(&id) else { return };
+                    let Ok(i) = table.binary_search_by(|(k, _)| k.cmp(&id)) else { return };
+                    let u = &table[i].1;
                     apply_update(&rec, u, k);
                     let store = req.source().and_then(|s| s.dyn_into::<IdbObjectStore>().ok());
                     let put = store.map(|s| s.put(&rec));

@@ -21,7 +21,6 @@
 //!   the peer, reports `Closed` once if it had reported `Open`.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use wasm_bindgen::prelude::*;
@@ -101,7 +100,8 @@ impl Conn {
 }
 
 struct Inner {
-    conns: HashMap<String, Conn>,
+    /// By peer (a handful: sorted vector, no hash table in the wasm).
+    conns: crate::vecmap::VecMap<String, Conn>,
     sink: Sink,
     signal: SignalOut,
     next_session: u32,
@@ -120,7 +120,7 @@ impl Rtc {
         let seed = (js_sys::Math::random() * f64::from(u32::MAX)) as u32;
         Rtc {
             inner: Rc::new(RefCell::new(Inner {
-                conns: HashMap::new(),
+                conns: Default::default(),
                 sink: Rc::new(sink),
                 signal: Rc::new(signal),
                 next_session: seed,
@@ -227,7 +227,7 @@ impl Rtc {
 
     /// Closes everything (page hide, shutdown).
     pub fn close_all(&self) {
-        let conns: Vec<Conn> = self.inner.borrow_mut().conns.drain().map(|(_, c)| c).collect();
+        let conns: Vec<Conn> = std::mem::take(&mut self.inner.borrow_mut().conns).into_iter().map(|(_, c)| c).collect();
         for c in conns {
             c.shut();
         }

@@ -11,8 +11,6 @@
 //! transaction failed; a bad argument throws at once (`INVALID_ARGUMENT`),
 //! changing nothing. Callbacks run with no borrow of the node held.
 
-use std::collections::HashMap;
-
 use js_sys::{Array, Function, Promise, JSON};
 use wasm_bindgen::prelude::*;
 
@@ -100,7 +98,7 @@ export interface MeshEvents {
 /// `change` listeners by collection.
 #[derive(Default)]
 pub struct StateJs {
-    pending: HashMap<u64, (Function, Function)>,
+    pending: super::queue::Waiting<(Function, Function)>,
     changes: Listeners,
 }
 
@@ -163,7 +161,7 @@ fn committed_upstream(this: &DriverRef, records: Vec<crate::outbox::CommandRecor
 fn settle(this: &DriverRef, tickets: &[Ticket], ok: bool, reason: &str) {
     let settles: Vec<_> = {
         let mut d = this.borrow_mut();
-        tickets.iter().filter_map(|t| d.state_js.pending.remove(&t.0)).collect()
+        tickets.iter().filter_map(|t| d.state_js.pending.remove(t.0)).collect()
     };
     for (resolve, reject) in settles {
         let _ = if ok {

@@ -10,6 +10,7 @@
 import { readFileSync } from 'node:fs';
 import { gzipSync } from 'node:zlib';
 import { fileURLToPath } from 'node:url';
+import { linkChecks, selfChecks } from './short-names-check.mjs';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
@@ -47,6 +48,8 @@ if (import.meta.url === `file://${process.argv[1]}`) {
   const results = check(sizes, budget);
   const hooks = testHooks();
   results.push({ name: 'no test hooks in the release package', ok: hooks.length === 0, text: hooks.length ? `exports ${hooks.join(', ')}: built with --features test-hooks?` : 'none' });
+  // The glue and the wasm carry short names (scripts/short-names.mjs): they must still fit.
+  results.push(...await linkChecks());
   if (process.argv.includes('--self-test')) {
     // A deliberate regression: one byte more than the budget allows must fail
     // every entry, and exactly the budget must pass.
@@ -54,6 +57,7 @@ if (import.meta.url === `file://${process.argv[1]}`) {
     const exact = check({ ...budget.gzipBytes }, budget);
     results.push({ name: 'a regression of 1 byte fails', ok: over.every((r) => !r.ok), text: over.map((r) => r.text).join('; ') });
     results.push({ name: 'exactly the budget passes', ok: exact.every((r) => r.ok), text: 'budget figures themselves pass' });
+    results.push(...await selfChecks());
   }
   let failed = 0;
   for (const [i, r] of results.entries()) {

@@ -14,7 +14,7 @@
 //! * **In**: STATE envelopes are accepted on `vm/{venue}/state`,
 //!   `dev/{me}/msg`, data channels and tab frames; each is opened (signature,
 //!   replay window), must be fresh, and its body goes to
-//!   [`Store::handle_body`] with the authenticated sender.
+//!   [`Store::handle_decoded`] with the authenticated sender (decoded once).
 //! * **Who wrote it**: every local write is signed with the device's
 //!   Ed25519 key over its canonical bytes ([`signing_input`](crate::state::codec::signing_input)),
 //!   and a relayed write (reconciliation hands on other devices' writes) is
@@ -311,17 +311,19 @@ impl MeshNode {
             return;
         };
         s.anchor = (now, now_wall);
-        if let Ok(msg) = state::wire::decode(&env.body) {
+        // Decoded once: the writers' keys first, then the same value to the store.
+        let decoded = state::wire::decode(&env.body);
+        if let Ok(msg) = &decoded {
             let trust = self.receiver.trust();
             let mut keys = s.keys.borrow_mut();
-            for w in writers(&msg) {
+            for w in writers(msg) {
                 match trust.known(&w) {
                     Some(id) => drop(keys.insert(w.to_string(), id.key)),
                     None => drop(keys.remove(&*w)),
                 }
             }
         }
-        match s.store.handle_body(&env.header.sender, &env.body, now_wall) {
+        match s.store.handle_decoded(&env.header.sender, decoded, env.body.len(), now_wall) {
             Ok(()) => self.counters.delivered += 1,
             Err(_) => self.counters.bad_body += 1,
         }
