@@ -22,8 +22,8 @@
 /// Small sorted-vector maps and sets (smaller wasm than one B-tree per key type).
 pub(crate) mod vecmap;
 pub(crate) mod slabmap;
-// The wasm global allocator; natively only its tests use it.
-#[cfg_attr(not(target_arch = "wasm32"), allow(dead_code))]
+// The MQTT-only wasm entry's allocator; elsewhere only its tests use it.
+#[cfg_attr(not(all(target_arch = "wasm32", not(feature = "mesh"))), allow(dead_code))]
 mod pow2alloc;
 pub mod rng;
 pub mod mqtt;

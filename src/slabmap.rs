@@ -175,6 +175,12 @@ impl<K: core::fmt::Debug> core::fmt::Debug for KeySet<K> {
     }
 }
 
+impl<K: Ord + Clone> Clone for KeySet<K> {
+    fn clone(&self) -> Self {
+        KeySet { map: self.map.clone() }
+    }
+}
+
 impl<K: Ord> KeySet<K> {
     /// An empty set.
     pub const fn new() -> Self {

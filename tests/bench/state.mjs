@@ -20,9 +20,9 @@
 //   4. JS heap (CDP, after a forced GC) of a page holding 10,000 documents,
 //      growth over the same page with the mesh open and empty. Peer: the
 //      same 10,000 documents as parsed objects in a JS Map, in that page.
-//      Beside it, each page's ArrayBuffer memory (CDP backingStorageSize,
-//      mostly the wasm memory, which never shrinks: the allocator's peak):
-//      the writer after the 10,000 puts, the fresh page after its catch-up.
+//      Beside it, each page's wasm memory (it never shrinks: the
+//      allocator's peak): the writer after the 10,000 puts, the fresh page
+//      after its catch-up.
 import { launch, startBroker, meshMember, sleep, waitFor } from '../e2e/lib.mjs';
 
 const N = Number(process.env.VM_BENCH_STATE_N || 10_000);
@@ -173,8 +173,9 @@ async function bulk(browser, broker, venue, cdpOf) {
     return performance.now() - t0;
   }, [COLL, docs]);
   const heapFull = await heap();
-  const buffers = async (c) => (await c.send('Runtime.getHeapUsage')).backingStorageSize;
-  const wasmWriter = await buffers(cdp);
+  // The glue's init() hands back the instance's exports once loaded.
+  const wasmMemory = (m) => m.page.evaluate(async () => (await (await import('/pkg/venuemesh.js')).default()).memory.buffer.byteLength);
+  const wasmWriter = await wasmMemory(w);
   // What the 10,000 writes left for the upstream path (commands, not writes).
   const queueAfterWrite = await w.page.evaluate(() => window.mesh.queue.countByStatus());
   console.error(`# state bench: queue after ${N} puts: ${JSON.stringify(queueAfterWrite)}`);
@@ -212,7 +213,7 @@ async function bulk(browser, broker, venue, cdpOf) {
   const t0 = Date.now();
   await waitFor(() => sameChecksum(w, f), 300_000, 'the fresh page caught up', { every: 250 });
   const caughtUp = Date.now() - t0;
-  const wasmFresh = await buffers(fcdp);
+  const wasmFresh = await wasmMemory(f);
   const [wProf, fProf] = await Promise.all([cdp, fcdp].map(async (c) => profileSummary((await c.send('Profiler.stop')).profile)));
   await sleep(500);
   const timeline = await f.page.evaluate(() => ({ started: window.reconStarted, failed: window.reconFailed, done: window.recon,
@@ -329,7 +330,7 @@ export async function stateBench() {
         'goal', '≤ 5 %', ''),
       row('  same, session time / from the broker\'s return to the first session / until equal', `${fmt(reconMs)} ms / ${fmt(r.startMs)} ms / ${fmt(r.equalMs)} ms`, `apart before: ${r.apart}, sessions: ${r.sessions.length}`, '', ''),
       row(`state: JS heap growth with ${fmt(N)} documents held`, mb(b.heapGrowth), `the same documents in a JS Map`, mb(b.heapMap), (b.heapGrowth / b.heapMap).toFixed(2)),
-      row('  same, ArrayBuffer (wasm) memory: writer after the puts / fresh page after the catch-up', `${mb(b.wasmWriter)} / ${mb(b.wasmFresh)}`, '', '', ''),
+      row('  same, wasm memory: writer after the puts / fresh page after the catch-up', `${mb(b.wasmWriter)} / ${mb(b.wasmFresh)}`, '', '', ''),
       row(`state: ${fmt(N)} put() at once, until all durable (ms)`, fmt(b.tWrite), '', '', ''),
     ];
   } finally {
