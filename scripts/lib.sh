@@ -120,6 +120,18 @@ build_pkg() {
   sed -i "s/\"version\": \"[^\"]*\"/\"version\": \"$ver\"/" "$out/package.json"
 }
 
+# The package with the `test-hooks` feature into pkg-hooks/ (never published):
+# benchmark-only exports such as `__benchTrust` (tests/bench/trust.mjs) are
+# left out of pkg/ (issue #20). Optimised like pkg/, so what it times is what ships.
+build_hooks_pkg() {
+  say "building the package with benchmark hooks into pkg-hooks/"
+  local target="${CARGO_TARGET_DIR:-$ROOT/target}"
+  (cd "$ROOT" && cargo build --release --target wasm32-unknown-unknown --lib -q --features test-hooks \
+    --target-dir "$target/hooks")
+  rm -rf "$ROOT/pkg-hooks" && mkdir -p "$ROOT/pkg-hooks"
+  bindgen_opt "$target/hooks/wasm32-unknown-unknown/release/venuemesh.wasm" "$ROOT/pkg-hooks" venuemesh
+}
+
 bindgen_opt() { # module.wasm, out dir, out name
   local wasm="$1" out="$2" name="$3"
   wasm-bindgen --target web --out-dir "$out" --out-name "$name" "$wasm"

@@ -10,7 +10,7 @@ import * as T from '../tests/ca/trust.mjs';
 const root = resolve(fileURLToPath(new URL('..', import.meta.url)));
 const port = Number(process.argv[2] || 8080);
 // Only these prefixes are served; everything else is 404.
-const allowed = ['www/', 'pkg/', 'tests/e2e/pages/', 'tests/bench/pages/', '.run/pages/', 'node_modules/mqtt/dist/',
+const allowed = ['www/', 'pkg/', 'pkg-hooks/', 'tests/e2e/pages/', 'tests/bench/pages/', '.run/pages/', 'node_modules/mqtt/dist/',
   'node_modules/idb/build/', 'node_modules/dexie/dist/'];
 const types = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',

@@ -269,6 +269,9 @@ impl VenueMesh {
 /// times it. `op`: `sign` / `verify` (Ed25519 over an envelope),
 /// `seal` / `open` (ChaCha20-Poly1305 of the body under the sender's
 /// subkey, derivation included), `hmac` (HMAC-SHA256: what envelope v1 cost).
+/// Only in builds with the `test-hooks` feature (`scripts/bench` builds one
+/// into pkg-hooks/): the published package does not export it (issue #20).
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[wasm_bindgen(js_name = __benchTrust)]
 pub fn bench_trust(op: &str, n: u32) -> Result<u32, JsValue> {

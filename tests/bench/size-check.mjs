@@ -32,12 +32,12 @@ export function check(sizes, budget) {
   });
 }
 
-/** Names of test-only hooks (`…ForTest`, the `test-hooks` cargo feature)
+/** Names of test-only hooks (`…ForTest`, `__bench…`: the `test-hooks` cargo feature)
  * found in the package's glue or wasm exports: the published build has none. */
 export function testHooks(dir = `${root}pkg`) {
   const found = new Set();
   for (const f of ['venuemesh.js', 'venuemesh_bg.wasm', 'mqtt/venuemesh_mqtt.js', 'mqtt/venuemesh_mqtt_bg.wasm']) {
-    for (const m of readFileSync(`${dir}/${f}`).toString('latin1').matchAll(/[A-Za-z_]*ForTest/g)) found.add(m[0]);
+    for (const m of readFileSync(`${dir}/${f}`).toString('latin1').matchAll(/[A-Za-z_]*ForTest|__bench[A-Za-z]*/g)) found.add(m[0]);
   }
   return [...found];
 }

@@ -1,9 +1,10 @@
 // The trust model's per-message cost in wasm (issue #15), Chromium: Ed25519 sign and verify
 // of an envelope (260 bytes: header + 200-byte body), and ChaCha20-Poly1305 of the body
 // under the sender's HKDF subkey, each run N times inside wasm (the hidden `__benchTrust`
-// export) and timed from the page. Peers in the same run: HMAC-SHA256 in wasm (what the v1
-// envelope cost per message) for the signature rows, and the browser's own WebCrypto
-// Ed25519 where Chromium has it.
+// export, only in the test-hooks build scripts/bench writes to pkg-hooks/) and timed from
+// the page. Peers in the same run: HMAC-SHA256 in wasm (what the v1 envelope cost per
+// message) for the signature rows, and the browser's own WebCrypto Ed25519 where Chromium
+// has it.
 import { launch } from '../e2e/lib.mjs';
 
 const BASE = process.env.VM_BENCH_BASE || 'http://127.0.0.1:18180';
@@ -35,7 +36,7 @@ export async function trustBench() {
   const browser = await launch();
   try {
     const page = await (await browser.newContext()).newPage();
-    await page.goto(`${BASE}/tests/e2e/pages/blank.html`);
+    await page.goto(`${BASE}/tests/e2e/pages/blank.html?pkg=hooks`);
     await page.waitForFunction(() => window.ready, null, { timeout: 10_000 });
     const r = await page.evaluate(inPage, N);
     const f = (x) => x.toFixed(1);
