@@ -245,23 +245,8 @@ impl Rtc {
         let pc = new_pc()?;
         let mut conn = Conn::new(session, &pc);
         watch_gathering(&mut conn, &weak, from, session, false);
-        let (w, p) = (weak.clone(), from.to_string());
-        let on_channel = Closure::<dyn FnMut(RtcDataChannelEvent)>::new(move |e: RtcDataChannelEvent| {
-            let Some(inner) = w.upgrade() else { return };
-            let opened = {
-                let mut i = inner.borrow_mut();
-                let Some(c) = i.conns.get_mut(&p).filter(|c| c.session == session) else { return };
-                let dc = e.channel();
-                let open_now = dc.ready_state() == RtcDataChannelState::Open;
-                attach_channel(c, dc, &w, &p, session);
-                open_now && !std::mem::replace(&mut c.open, true)
-            };
-            if opened {
-                emit(&w, RtcEvent::Open(p.clone()));
-            }
-        });
-        pc.set_ondatachannel(Some(on_channel.as_ref().unchecked_ref()));
-        conn.closures.push(Box::new(on_channel));
+        let f = on(&mut conn, &weak, from, session, false, On::Channel);
+        pc.set_ondatachannel(Some(&f));
         self.replace(from, conn, true);
         let from = from.to_string();
         wasm_bindgen_futures::spawn_local(async move {
@@ -393,18 +378,10 @@ fn send_description(signal: &SignalOut, peer: &str, session: u32, sdp: String, o
 
 /// Gathering complete → describe; a fallback timer sends what we have.
 fn watch_gathering(conn: &mut Conn, weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offer: bool) {
-    let (w, p) = (weak.clone(), peer.to_string());
-    let on_ice = Closure::<dyn FnMut(RtcPeerConnectionIceEvent)>::new(move |e: RtcPeerConnectionIceEvent| {
-        if e.candidate().is_none() {
-            maybe_describe(&w, &p, session, offer);
-        }
-    });
-    conn.pc.set_onicecandidate(Some(on_ice.as_ref().unchecked_ref()));
-    conn.closures.push(Box::new(on_ice));
-    let (w, p) = (weak.clone(), peer.to_string());
-    let on_state = Closure::<dyn FnMut()>::new(move || maybe_describe(&w, &p, session, offer));
-    conn.pc.set_onicegatheringstatechange(Some(on_state.as_ref().unchecked_ref()));
-    conn.closures.push(Box::new(on_state));
+    let f = on(conn, weak, peer, session, offer, On::Candidate);
+    conn.pc.set_onicecandidate(Some(&f));
+    let f = on(conn, weak, peer, session, offer, On::Gathering);
+    conn.pc.set_onicegatheringstatechange(Some(&f));
     let (w, p) = (weak.clone(), peer.to_string());
     let timer = gloo_timers::callback::Timeout::new(GATHER_TIMEOUT_MS, move || {
         let Some(inner) = w.upgrade() else { return };
@@ -418,50 +395,90 @@ fn watch_gathering(conn: &mut Conn, weak: &Weak<RefCell<Inner>>, peer: &str, ses
         send_description(&out.0, &p, session, out.1, offer);
     });
     conn.closures.push(Box::new(timer));
-    let (w, p) = (weak.clone(), peer.to_string());
-    let pc = conn.pc.clone();
-    let on_conn = Closure::<dyn FnMut()>::new(move || {
-        use web_sys::RtcPeerConnectionState as S;
-        if matches!(pc.connection_state(), S::Failed | S::Closed) {
-            fail(&w, &p, session);
-        }
-    });
-    conn.pc.set_onconnectionstatechange(Some(on_conn.as_ref().unchecked_ref()));
-    conn.closures.push(Box::new(on_conn));
+    let f = on(conn, weak, peer, session, offer, On::State);
+    conn.pc.set_onconnectionstatechange(Some(&f));
 }
 
 /// Wires a data channel's open / close / message to the sink.
 fn attach_channel(conn: &mut Conn, dc: RtcDataChannel, weak: &Weak<RefCell<Inner>>, peer: &str, session: u32) {
     dc.set_binary_type(RtcDataChannelType::Arraybuffer);
-    let (w, p) = (weak.clone(), peer.to_string());
-    let on_open = Closure::<dyn FnMut()>::new(move || {
-        let Some(inner) = w.upgrade() else { return };
-        let opened = {
-            let mut i = inner.borrow_mut();
-            match i.conns.get_mut(&p) {
-                Some(c) if c.session == session => !std::mem::replace(&mut c.open, true),
-                _ => false,
-            }
-        };
-        if opened {
-            emit(&w, RtcEvent::Open(p.clone()));
-        }
-    });
-    let (w, p) = (weak.clone(), peer.to_string());
-    let on_close = Closure::<dyn FnMut()>::new(move || fail(&w, &p, session));
-    let (w, p) = (weak.clone(), peer.to_string());
-    let on_message = Closure::<dyn FnMut(MessageEvent)>::new(move |e: MessageEvent| {
-        if let Ok(buf) = e.data().dyn_into::<js_sys::ArrayBuffer>() {
-            emit(&w, RtcEvent::Message(p.clone(), js_sys::Uint8Array::new(&buf).to_vec()));
-        }
-    });
-    dc.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    dc.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-    dc.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-    conn.closures.push(Box::new(on_open));
-    conn.closures.push(Box::new(on_close));
-    conn.closures.push(Box::new(on_message));
+    dc.set_onopen(Some(&on(conn, weak, peer, session, false, On::Open)));
+    dc.set_onclose(Some(&on(conn, weak, peer, session, false, On::Close)));
+    dc.set_onmessage(Some(&on(conn, weak, peer, session, false, On::Message)));
     conn.dc = Some(dc);
+}
+
+/// The browser events of one connection attempt. They all go through one
+/// closure type ([`on`], [`handle`]): one copy of wasm-bindgen's closure
+/// glue for the seven handlers instead of one per handler (issue #20).
+#[derive(Clone, Copy)]
+enum On {
+    /// `icecandidate` on the peer connection (a null candidate: gathering done).
+    Candidate,
+    /// `icegatheringstatechange`.
+    Gathering,
+    /// `connectionstatechange`.
+    State,
+    /// `datachannel` (the answering side).
+    Channel,
+    /// The data channel's `open`, `close`, `message`.
+    Open,
+    Close,
+    Message,
+}
+
+/// A handler for `what` of the attempt `session` to `peer`, kept alive by
+/// the connection.
+fn on(conn: &mut Conn, weak: &Weak<RefCell<Inner>>, peer: &str, session: u32, offer: bool, what: On) -> js_sys::Function {
+    let (w, p) = (weak.clone(), peer.to_string());
+    let f = Closure::<dyn FnMut(JsValue)>::new(move |e: JsValue| handle(&w, &p, session, offer, what, e));
+    let js: js_sys::Function = f.as_ref().clone().unchecked_into();
+    conn.closures.push(Box::new(f));
+    js
+}
+
+fn handle(w: &Weak<RefCell<Inner>>, p: &str, session: u32, offer: bool, what: On, e: JsValue) {
+    match what {
+        On::Candidate => {
+            if e.unchecked_ref::<RtcPeerConnectionIceEvent>().candidate().is_none() {
+                maybe_describe(w, p, session, offer);
+            }
+        }
+        On::Gathering => maybe_describe(w, p, session, offer),
+        On::State => {
+            use web_sys::RtcPeerConnectionState as S;
+            let pc = e.unchecked_ref::<web_sys::Event>().target().map(|t| t.unchecked_into::<RtcPeerConnection>());
+            if pc.is_some_and(|pc| matches!(pc.connection_state(), S::Failed | S::Closed)) {
+                fail(w, p, session);
+            }
+        }
+        On::Channel | On::Open => {
+            let Some(inner) = w.upgrade() else { return };
+            let opened = {
+                let mut i = inner.borrow_mut();
+                let Some(c) = i.conns.get_mut(p).filter(|c| c.session == session) else { return };
+                let open_now = match what {
+                    On::Channel => {
+                        let dc = e.unchecked_ref::<RtcDataChannelEvent>().channel();
+                        let open_now = dc.ready_state() == RtcDataChannelState::Open;
+                        attach_channel(c, dc, w, p, session);
+                        open_now
+                    }
+                    _ => true,
+                };
+                open_now && !std::mem::replace(&mut c.open, true)
+            };
+            if opened {
+                emit(w, RtcEvent::Open(p.to_string()));
+            }
+        }
+        On::Close => fail(w, p, session),
+        On::Message => {
+            if let Ok(buf) = e.unchecked_ref::<MessageEvent>().data().dyn_into::<js_sys::ArrayBuffer>() {
+                emit(w, RtcEvent::Message(p.to_string(), js_sys::Uint8Array::new(&buf).to_vec()));
+            }
+        }
+    }
 }
 
 /// Whether this page takes part in WebRTC data channels
