@@ -33,7 +33,11 @@
 //!
 //! Several publishes made before the next drain go out as one `Send` (one
 //! WebSocket frame): coalescing is automatic as long as the shell drains
-//! once per JavaScript turn rather than once per call.
+//! once per JavaScript turn rather than once per call. A long burst should
+//! not wait whole for the end of the turn, though: [`Client::poll_transmit_over`]
+//! hands out what has piled up once it reaches [`COALESCE_LIMIT`], so the
+//! first frames travel (and the broker forwards them) while the app is still
+//! publishing the rest.
 
 use std::collections::VecDeque;
 
@@ -44,6 +48,18 @@ use super::session::{LostReason, PublishId, Session, SessionConfig, SessionEvent
 use super::timing::{Deadline, RttStats};
 use crate::endpoints::{BackoffConfig, EndpointConfig, Endpoints};
 use crate::rng::Rng;
+
+/// How many bytes [`Client::poll_transmit_over`] lets pile up before it
+/// hands them out as one frame: 16 KiB, about 75 publishes of 200 B. Big
+/// enough that a burst costs few `WebSocket.send` calls (and few frames
+/// for the broker to parse), small enough that the first frame leaves after
+/// a fraction of a millisecond of publishing instead of after the whole
+/// burst (10,000 publishes made one 2 MB frame that nothing could read
+/// until the last was encoded). Mosquitto 2.0.11 takes frames of this size
+/// back to back without the stall that two small frames can cause (measured
+/// from Node: 130 frames of 16 KiB as fast as one 2 MB frame), and so does
+/// Aedes (`e2e-aedes`). Each frame holds whole packets.
+pub const COALESCE_LIMIT: usize = 16 * 1024;
 
 /// Names one WebSocket the shell opened on our behalf. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -369,6 +385,26 @@ impl Client {
                 None => return Output::Idle,
             }
         }
+    }
+
+    /// The bytes waiting for the connection's socket, ahead of
+    /// [`Client::poll_output`], once there are at least `limit` of them
+    /// (use [`COALESCE_LIMIT`]); `None` below that or while the connection
+    /// is not up to sending. Queued outputs do not hold these bytes back:
+    /// none of them is for this socket (the connection's bytes only ever
+    /// leave through here and `poll_output`'s session transmit; the queued
+    /// `Send`/`CloseSocket`s are for probes and for connections already
+    /// ended), and events may follow the bytes they report. A shell calls
+    /// this after each app call of a burst and sends what it gets at once,
+    /// as one frame; the rest still leaves at the next drain. Taking bytes
+    /// early changes nothing else: a failed send is reported as
+    /// [`Input::SocketClosed`] like any other.
+    pub fn poll_transmit_over(&mut self, limit: usize) -> Option<(SocketId, Vec<u8>)> {
+        let c = self.conn.as_ref().filter(|c| c.phase != Phase::Opening)?;
+        if self.session.tx_buffered() < limit.max(1) {
+            return None;
+        }
+        Some((c.id, self.session.poll_transmit()?))
     }
 
     /// Publishes (queued while disconnected, sent after CONNACK; QoS 0 too,

@@ -25,7 +25,7 @@ pub mod topic;
 mod tests;
 
 pub use crate::endpoints::{BackoffConfig, EndpointConfig};
-pub use client::{Client, ClientConfig, ClientStats, DisconnectReason, Event, Input, Output, SocketId};
+pub use client::{Client, ClientConfig, ClientStats, DisconnectReason, Event, Input, Output, SocketId, COALESCE_LIMIT};
 pub use codec::{DecodeError, Decoder, EncodeError};
 pub use error::{ConfigError, ProtocolError, PublishError, UsageError};
 pub use packet::{ConnectReturnCode, Packet, QoS, Will};

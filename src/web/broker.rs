@@ -285,13 +285,7 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
                 }
             }
             Output::Send { id, bytes } => {
-                match &mut link.out {
-                    Some((pending, buf)) if *pending == id => buf.extend_from_slice(&bytes),
-                    _ => {
-                        send_now(link, now); // another socket: keep the order
-                        link.out = Some((id, bytes));
-                    }
-                }
+                buffer_send(link, id, bytes, now);
                 schedule_flush(link, weak);
             }
             Output::CloseSocket { id } => {
@@ -325,6 +319,33 @@ impl Drop for Link {
             }
         }
     }
+}
+
+/// Appends `bytes` for socket `id` to what waits for the next flush.
+fn buffer_send(link: &mut Link, id: SocketId, bytes: Vec<u8>, now: u64) {
+    match &mut link.out {
+        Some((pending, buf)) if *pending == id => buf.extend_from_slice(&bytes),
+        _ => {
+            send_now(link, now); // another socket: keep the order
+            link.out = Some((id, bytes));
+        }
+    }
+}
+
+/// After an app call: once a burst made in this turn has piled up
+/// [`COALESCE_LIMIT`] bytes, sends them now as one frame instead of
+/// waiting for the scheduled drain (see `mqtt::client`). Dispatches no
+/// events, so no app callback runs inside the app's call: a failed send
+/// reaches the core as a closed socket, and what that causes comes out of
+/// the drain the call scheduled (schedule it first).
+///
+/// [`COALESCE_LIMIT`]: crate::mqtt::COALESCE_LIMIT
+pub fn send_early(link: &LinkRef) {
+    let mut l = link.borrow_mut();
+    let Some((id, bytes)) = l.client.poll_transmit_over(crate::mqtt::COALESCE_LIMIT) else { return };
+    let now = now_ms();
+    buffer_send(&mut l, id, bytes, now);
+    send_now(&mut l, now);
 }
 
 /// Sends what is buffered, in one frame.

@@ -472,15 +472,16 @@ impl MqttClient {
             // kept per message.
             (id, qos == QoS::AtMostOnce && l.client.session().queued_len() == 0)
         };
+        // The drain first: `send_early` leaves what a failed send causes to it.
+        broker::schedule_drain(&link);
+        broker::send_early(&link);
         if written {
-            broker::schedule_drain(&link);
             return Ok(Promise::resolve(&JsValue::UNDEFINED));
         }
         let shared = self.shared.clone();
         let promise = Promise::new(&mut |resolve, reject| {
             shared.borrow_mut().publishes.insert(id, (resolve, reject));
         });
-        broker::schedule_drain(&link);
         Ok(promise)
     }
 

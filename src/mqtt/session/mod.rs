@@ -351,6 +351,12 @@ impl Session {
         self.decoder.buffered()
     }
 
+    /// Bytes written for the transport and not yet taken by
+    /// [`Session::poll_transmit`].
+    pub fn tx_buffered(&self) -> usize {
+        self.tx.out.len()
+    }
+
     /// Publishes waiting to be sent.
     pub fn queued_len(&self) -> usize {
         self.queue.len()

@@ -8,7 +8,7 @@ use crate::endpoints::{BackoffConfig, EndpointConfig};
 use crate::mqtt::codec::{encode, Decoder};
 use crate::mqtt::packet::*;
 use crate::mqtt::topic::topic_matches;
-use crate::mqtt::{Client, ClientConfig, Event, Input, Output, SessionConfig, SocketId};
+use crate::mqtt::{Client, ClientConfig, Event, Input, Output, SessionConfig, SocketId, COALESCE_LIMIT};
 use crate::rng::Rng;
 
 pub const LOCAL: &str = "ws://local:9001";
@@ -214,6 +214,16 @@ impl Harness {
             self.pending.retain(|(_, _, i)| !matches!(i, Input::SocketData(s, _) if *s == id));
             self.schedule(self.now + self.latency, Input::SocketClosed(id));
         }
+    }
+
+    /// What a shell does after each app call of a burst: takes the bytes
+    /// [`Client::poll_transmit_over`] hands out at [`COALESCE_LIMIT`] and
+    /// sends them as one frame. Returns that frame's length.
+    pub fn send_early(&mut self) -> Option<usize> {
+        let (id, bytes) = self.client.poll_transmit_over(COALESCE_LIMIT)?;
+        let len = bytes.len();
+        self.broker_receive(id, bytes);
+        Some(len)
     }
 
     /// Raw bytes from the broker to a socket (after the latency).

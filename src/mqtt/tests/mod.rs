@@ -4,5 +4,6 @@
 
 mod broker;
 mod client;
+mod coalesce;
 mod props;
 mod session;
