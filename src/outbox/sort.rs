@@ -13,35 +13,51 @@ pub(crate) fn sort<T: Ord>(v: &mut [T]) {
 
 /// Sorts `v` by `cmp`. Not stable: callers give a total order over their elements (ties broken
 /// by a unique id), so the result is the one a stable sort gives.
+///
+/// The heap walk itself is [`heapsort`], not generic: only this small adapter (one compare and
+/// one swap by index) is instantiated per element type and comparator, where a generic walk
+/// put a copy of `sift_down` into the wasm build for each of the crate's ~13 sorts (issue #20).
 pub(crate) fn sort_by<T>(v: &mut [T], mut cmp: impl FnMut(&T, &T) -> Ordering) {
-    let n = v.len();
+    heapsort(v.len(), &mut |i, j, swap| {
+        if swap {
+            v.swap(i, j);
+            false
+        } else {
+            cmp(&v[i], &v[j]) == Ordering::Less
+        }
+    });
+}
+
+/// Heapsorts `n` elements through `op`: `op(i, j, false)` is "element `i` < element `j`",
+/// `op(i, j, true)` swaps them (its result unused).
+fn heapsort(n: usize, op: &mut dyn FnMut(usize, usize, bool) -> bool) {
     let mut i = n / 2;
     while i > 0 {
         i -= 1;
-        sift_down(v, i, n, &mut cmp);
+        sift_down(op, i, n);
     }
     let mut end = n;
     while end > 1 {
         end -= 1;
-        v.swap(0, end);
-        sift_down(v, 0, end, &mut cmp);
+        op(0, end, true);
+        sift_down(op, 0, end);
     }
 }
 
-/// Restores the max-heap property below `root` within `v[..end]`.
-fn sift_down<T>(v: &mut [T], mut root: usize, end: usize, cmp: &mut impl FnMut(&T, &T) -> Ordering) {
+/// Restores the max-heap property below `root` within the first `end` elements.
+fn sift_down(op: &mut dyn FnMut(usize, usize, bool) -> bool, mut root: usize, end: usize) {
     loop {
         let mut child = 2 * root + 1;
         if child >= end {
             return;
         }
-        if child + 1 < end && cmp(&v[child], &v[child + 1]) == Ordering::Less {
+        if child + 1 < end && op(child, child + 1, false) {
             child += 1;
         }
-        if cmp(&v[root], &v[child]) != Ordering::Less {
+        if !op(root, child, false) {
             return;
         }
-        v.swap(root, child);
+        op(root, child, true);
         root = child;
     }
 }

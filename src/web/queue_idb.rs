@@ -377,8 +377,10 @@ fn probe_connection(tx: &IdbTransaction) -> Option<DbError> {
 }
 
 /// Reads a whole store in chunks of [`LOAD_CHUNK`] (one readonly transaction
-/// per chunk, keys ascending), calling `each` with every chunk.
-async fn read_store(db: &Db, store_name: &str, mut each: impl FnMut(&Array)) -> Result<(), DbError> {
+/// per chunk, keys ascending), calling `each` with every chunk. `each` is a
+/// `dyn` so this loop is one copy for both stores, not one per caller
+/// inlined into the queue's loading future (issue #20).
+async fn read_store(db: &Db, store_name: &str, each: &mut dyn FnMut(&Array)) -> Result<(), DbError> {
     let mut after: Option<JsValue> = None;
     loop {
         let tx = idb::transaction(db, store_name, IdbTransactionMode::Readonly, None)?;
@@ -406,7 +408,7 @@ async fn read_store(db: &Db, store_name: &str, mut each: impl FnMut(&Array)) -> 
 /// chunks; returns how many stored records could not be read.
 pub async fn load_outbox(db: &Db, payloads: bool, mut each: impl FnMut(Vec<CommandRecord>)) -> Result<usize, DbError> {
     let mut unreadable = 0;
-    read_store(db, idb::OUTBOX, |chunk| {
+    read_store(db, idb::OUTBOX, &mut |chunk| {
         let recs: Vec<CommandRecord> = with_keys(|k| chunk.iter().filter_map(|v| record_from_js(&v, payloads, k)).collect());
         unreadable += chunk.length() as usize - recs.len();
         each(recs);
@@ -417,7 +419,7 @@ pub async fn load_outbox(db: &Db, payloads: bool, mut each: impl FnMut(Vec<Comma
 
 /// Every mark of the `inbox_processed` store, in chunks.
 pub async fn load_inbox(db: &Db, mut each: impl FnMut(Vec<InboxEntry>)) -> Result<(), DbError> {
-    read_store(db, idb::INBOX, |chunk| {
+    read_store(db, idb::INBOX, &mut |chunk| {
         each(with_keys(|k| chunk.iter().filter_map(|v| inbox_from_js(&v, k)).collect()));
     })
     .await

@@ -362,3 +362,73 @@ for (const [name, bytes] of Object.entries(MALFORMED)) {
     noPageErrors(d);
   });
 }
+
+// Coalescing (issue #20): a burst made in one task leaves in frames of at most
+// 16 KiB plus one packet (COALESCE_LIMIT in src/mqtt/client.rs), several
+// PUBLISH packets per frame, and the broker (Mosquitto, or Aedes in e2e-aedes)
+// splits them back into messages, each once, in order.
+for (const qos of [0, 1]) {
+  test(`a burst of publishes in one task leaves in ~16 KiB frames and arrives whole, in order, at QoS ${qos}`, { timeout: 90_000 }, async (t) => {
+    const a = await device(t), b = await device(t);
+    // Counts the frames the publisher page sends (sizes), from before connect.
+    await a.page.evaluate(() => {
+      const send = WebSocket.prototype.send;
+      window.__frames = [];
+      WebSocket.prototype.send = function (d) { window.__frames.push(d.byteLength ?? d.length); return send.call(this, d); };
+    });
+    await call(a, 'connect', 'c', { brokers: [BROKER] });
+    await call(b, 'connect', 'c', { brokers: [BROKER] });
+    const topic = T('burst', `q${qos}`);
+    await call(b, 'sub', 'c', topic, qos);
+    // QoS 1: 1,000, the client's inflight window (more would wait for PUBACKs)
+    // and the test broker's queue per subscriber (Mosquitto's default drops
+    // QoS 1 messages past 1,000 queued for a slow subscriber).
+    const count = qos ? 1_000 : 2_000;
+    const pad = '.'.repeat(190);
+    const before = await a.page.evaluate(() => window.__frames.length);
+    await call(a, 'pubMany', 'c', topic, pad, 0, count, { qos });
+    assert.deepEqual(await call(a, 'settle', 'c', 30_000), [], 'every publish promise resolves');
+    const got = await call(b, 'waitCount', 'c', topic, count, 30_000);
+    await sleep(300); // a duplicate would arrive by now
+    assert.equal((await call(b, 'messages', 'c', topic)).length, count, 'each message exactly once');
+    assert.deepEqual(got.map((m) => m.text), Array.from({ length: count }, (_, i) => `${pad}${i}`), 'in order');
+    // ~217 B a packet: 2,000 leave as 26 or more frames of 16 KiB (+ under one
+    // packet) and one with the rest; 1,000 as 13 and the rest.
+    const frames = (await a.page.evaluate(() => window.__frames)).slice(before);
+    const what = `frames sent: ${frames.length} (${frames.join(', ')})`;
+    const full = frames.filter((n) => n >= 16_384);
+    assert.ok(full.length >= (qos ? 13 : 26), what);
+    assert.ok(frames.every((n) => n < 16_384 + 300), `no frame over the limit + one packet; ${what}`);
+    // The rest of the burst in one frame (2-byte frames are PINGREQs: the
+    // client measures the RTT after connecting).
+    assert.ok(frames.filter((n) => n > 2).length <= full.length + 1, what);
+    noPageErrors(a, b);
+  });
+}
+
+test('several packets in one frame and a packet split across frames from the broker all arrive, in order', { timeout: 60_000 }, async (t) => {
+  const fake = await startFakeBroker((conn) => {
+    conn.onPacket = (p) => {
+      if (p.type === 1) conn.send(CONNACK_OK);
+      if (p.type === 8) { // SUBSCRIBE: SUBACK, then the messages
+        conn.send(Buffer.from([0x90, 3, p.body[0], p.body[1], 0]));
+        const str = (s) => Buffer.concat([Buffer.from([0, Buffer.byteLength(s)]), Buffer.from(s)]);
+        const publish = (text) => { const body = Buffer.concat([str('multi'), Buffer.from(text)]); return Buffer.concat([Buffer.from([0x30, body.length]), body]); };
+        const all = Buffer.concat(Array.from({ length: 50 }, (_, i) => publish(`m${i}`)));
+        // One frame with 30 whole packets and half of the 31st, then the rest.
+        const cut = publish('m0').length * 30 + 4;
+        setTimeout(() => { conn.send(all.subarray(0, cut)); conn.send(all.subarray(cut)); }, 50);
+      }
+    };
+  });
+  t.after(() => fake.close());
+  const d = await device(t);
+  await call(d, 'connect', 'c', { brokers: [fake.url] });
+  await call(d, 'sub', 'c', 'multi', 0);
+  const got = await call(d, 'waitCount', 'c', 'multi', 50, 10_000);
+  assert.deepEqual(got.map((m) => m.text), Array.from({ length: 50 }, (_, i) => `m${i}`));
+  // The payload handed to the app is the message's bytes only, also when it
+  // shares its frame with others (no view into the whole frame).
+  assert.deepEqual(got.map((m) => Buffer.from(m.b64, 'base64').length), got.map((m) => m.text.length));
+  noPageErrors(d);
+});
