@@ -19,7 +19,7 @@ use super::rtc::WebRtcUse;
 use super::meta;
 use super::queue_api::CommandQueue;
 use super::mqtt_api::{client_stats_js, reason_str};
-use super::stats::{mesh_stats_js, LocalRoutes};
+use super::stats::{mesh_stats_js, LocalRoutes, ShellSecurity};
 use crate::election;
 use crate::envelope::is_valid_id;
 use crate::mesh::{MeshConfig, MeshNode};
@@ -702,23 +702,19 @@ impl VenueMesh {
     pub fn get_detailed_stats(&self) -> JsValue {
         let d = self.driver.borrow();
         let broker_stats = client_stats_js(&d.link.borrow());
-        let oversized = d.link.borrow().oversized_frames;
         let s = self.state.borrow();
         let info = s.host.device_info(s.battery);
-        let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some(), reconnects: d.peer_reconnects.clone() };
-        let stats = mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local);
-        let _ = js_sys::Reflect::set(&stats, &"queue".into(), &self.queue.stats());
-        // Drop reasons the shell sees (the core's are already in `security`).
-        if let Ok(security) = js_sys::Reflect::get(&stats, &"security".into()) {
-            let _ = js_sys::Reflect::set(&security, &"oversized".into(), &(oversized as f64).into());
-            let _ = js_sys::Reflect::set(&security, &"shed".into(), &(d.inbox.shed as f64).into());
-            let _ = js_sys::Reflect::set(&security, &"revokedKeys".into(), &(d.node.trust().revoked().len() as f64).into());
-            let keys = d.node.trust().content();
-            let epochs: js_sys::Array = keys.all().iter().map(|(e, _)| JsValue::from(f64::from(*e))).collect();
-            let _ = js_sys::Reflect::set(&security, &"keyEpoch".into(), &f64::from(keys.epoch()).into());
-            let _ = js_sys::Reflect::set(&security, &"keyEpochs".into(), &epochs);
-        }
-        stats
+        let local = LocalRoutes { webrtc: d.webrtc.name(), tab: d.tabs.is_some(), reconnects: &d.peer_reconnects };
+        let keys = d.node.trust().content();
+        // Drop reasons the shell sees (the core's are in `security` already) and its keys.
+        let shell = ShellSecurity {
+            oversized: d.link.borrow().oversized_frames as f64,
+            shed: d.inbox.shed as f64,
+            revoked_keys: d.node.trust().revoked().len() as f64,
+            key_epoch: keys.epoch(),
+            key_epochs: keys.all().iter().map(|(e, _)| JsValue::from(f64::from(*e))).collect(),
+        };
+        mesh_stats_js(&d.node.stats(), &info, monotonic_ms(), broker_stats, local, shell, self.queue.stats())
     }
 
     /// The durable command queue (IndexedDB outbox and inbox) of this device.

@@ -27,16 +27,33 @@ fn flow(f: &Flow) -> JsValue {
 }
 
 /// What this page itself can use, beside the core's per-peer routes.
-pub struct LocalRoutes {
+pub struct LocalRoutes<'a> {
     /// `"on"`, `"off"` or `"unavailable"` (`rtc::WebRtcUse`).
     pub webrtc: &'static str,
     /// Whether the tab channel (BroadcastChannel) is open.
     pub tab: bool,
     /// Times each peer came back since open (`peerReconnected`).
-    pub reconnects: crate::vecmap::VecMap<String, u32>,
+    pub reconnects: &'a crate::vecmap::VecMap<String, u32>,
 }
 
-pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes) -> JsValue {
+/// Drop reasons and key state the shell counts itself, appended to the
+/// core's `security` counters (set here with the rest: read back and set
+/// afterwards, each took a `Reflect.get`/`set` round trip, issue #20).
+pub struct ShellSecurity {
+    /// Broker frames over `max_packet_size`.
+    pub oversized: f64,
+    /// Envelopes shed by the bounded input queue.
+    pub shed: f64,
+    /// Keys on the revocation list held here.
+    pub revoked_keys: f64,
+    /// The current content-key epoch.
+    pub key_epoch: u8,
+    /// Every content-key epoch held.
+    pub key_epochs: js_sys::Array,
+}
+
+/// The whole snapshot; `queue` is `CommandQueue.stats()`, set last.
+pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue, local: LocalRoutes<'_>, shell: ShellSecurity, queue: JsValue) -> JsValue {
     let peers = js_sys::Array::new();
     for p in &s.peers {
         // Seed 001's connection metrics: routed traffic with this peer over
@@ -124,7 +141,7 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         .set("peers", peers)
         .set(
             "security",
-            security_js(&s.security),
+            security_js(&s.security, shell),
         )
         .set(
             "traffic",
@@ -154,12 +171,13 @@ pub fn mesh_stats_js(s: &MeshStats, info: &DeviceInfo, now: u64, broker: JsValue
         })
         .set("broker", broker)
         .set("routes", routes_js(&s.routing, local))
+        .set("queue", queue)
         .build()
 }
 
-/// `getDetailedStats().security`: one counter per drop reason (the shell
-/// adds `oversized`, which it counts itself).
-fn security_js(x: &SecurityStats) -> JsValue {
+/// `getDetailedStats().security`: one counter per drop reason, the core's
+/// then the shell's.
+fn security_js(x: &SecurityStats, shell: ShellSecurity) -> JsValue {
     let (e, t) = (&x.envelope, &x.trust);
     ObjBuilder::new()
         // `accepted`: acted on; `verified`: let through by the envelope
@@ -213,11 +231,16 @@ fn security_js(x: &SecurityStats) -> JsValue {
         .set("scoreCapped", x.election.score_capped as f64)
         .set("electionEvicted", x.election.peers_evicted as f64)
         .set("electionRefused", x.election.peers_refused as f64)
+        .set("oversized", shell.oversized)
+        .set("shed", shell.shed)
+        .set("revokedKeys", shell.revoked_keys)
+        .set("keyEpoch", shell.key_epoch)
+        .set("keyEpochs", shell.key_epochs)
         .build()
 }
 
 /// `getDetailedStats().routes`: per peer and route (tab, rtc, broker).
-fn routes_js(r: &RouterStats, local: LocalRoutes) -> JsValue {
+fn routes_js(r: &RouterStats, local: LocalRoutes<'_>) -> JsValue {
     let peers = js_sys::Array::new();
     for p in &r.peers {
         let routes = js_sys::Array::new();
