@@ -16,6 +16,15 @@ fn connected() -> Harness {
     h
 }
 
+/// Connected and subscribed to `topic` (the broker echoes the burst back).
+fn subscribed(topic: &str, qos: QoS) -> Harness {
+    let mut h = connected();
+    h.client.subscribe(topic, qos, h.now).expect("ok");
+    h.run_for(100);
+    h.take_events();
+    h
+}
+
 /// 200 B payloads whose first four bytes are `i`.
 fn payload(i: u32) -> Vec<u8> {
     let mut p = i.to_be_bytes().to_vec();
@@ -37,10 +46,7 @@ fn message_indexes(h: &Harness) -> Vec<u32> {
 
 #[test]
 fn a_burst_leaves_in_frames_of_the_limit_whole_and_in_order() {
-    let mut h = connected();
-    h.client.subscribe("b", QoS::AtMostOnce, h.now).expect("ok");
-    h.run_for(100);
-    h.take_events();
+    let mut h = subscribed("b", QoS::AtMostOnce);
     let packet_len = codec::publish_len("b", 200, QoS::AtMostOnce);
     let sends_before = h.sends.len();
     let mut early = Vec::new();
@@ -72,10 +78,7 @@ fn a_burst_leaves_in_frames_of_the_limit_whole_and_in_order() {
 
 #[test]
 fn a_publish_larger_than_the_limit_goes_out_at_once_and_alone() {
-    let mut h = connected();
-    h.client.subscribe("big", QoS::AtLeastOnce, h.now).expect("ok");
-    h.run_for(100);
-    h.take_events();
+    let mut h = subscribed("big", QoS::AtLeastOnce);
     let big = vec![7u8; 3 * COALESCE_LIMIT];
     h.client.publish("big", b"before", QoS::AtLeastOnce, false, h.now).expect("ok");
     assert_eq!(h.send_early(), None, "below the limit: waits for the drain");
