@@ -136,21 +136,29 @@ pub fn set_sink(link: &LinkRef, sink: EventSink) {
     link.borrow_mut().sink = Some(sink);
 }
 
-/// Feeds one input and drains. Replies to incoming data wait for the
-/// flush task (more frames may be queued behind this one); everything else
-/// leaves at once.
+/// Feeds one input and drains; what it sends leaves at once.
 pub fn feed(link: &LinkRef, input: Input) {
-    let incoming = matches!(input, Input::SocketData(..));
     let now = now_ms();
     {
         let mut l = link.borrow_mut();
         l.client.handle_input(input, now);
-        l.flush_follows = !incoming;
+        l.flush_follows = true;
     }
     drain_at(link, Some(now));
-    if !incoming {
-        flush(link);
-    }
+    flush(link);
+}
+
+/// Feeds a frame from socket `id` and drains. The clock is read only when
+/// the core needs it (`Client::handle_data_lazy`: not for a frame of QoS 0
+/// messages, one per message from Mosquitto). Replies wait for the flush
+/// task (more frames may be queued behind this one).
+fn feed_data(link: &LinkRef, id: SocketId, bytes: Vec<u8>) {
+    let now = {
+        let mut l = link.borrow_mut();
+        l.flush_follows = false;
+        l.client.handle_data_lazy(id, bytes, now_ms)
+    };
+    drain_at(link, Some(now));
 }
 
 /// Drains soon (in a microtask), once however often it is called per turn.
@@ -256,7 +264,7 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
                                 let fresh = link.borrow().client.session().rx_buffered() == 0;
                                 let len = bytes.len();
                                 link.borrow_mut().frame = fresh.then_some(Frame { buf, len });
-                                feed(&link, Input::SocketData(id, bytes));
+                                feed_data(&link, id, bytes);
                                 link.borrow_mut().frame = None;
                             }
                             SocketEvent::Closed => feed(&link, Input::SocketClosed(id)),
@@ -296,7 +304,7 @@ fn run_outputs(link: &mut Link, weak: &Weak<RefCell<Link>>, now: u64) -> Vec<Eve
             }
             Output::Event(e) => events.push(e),
             Output::Timeout(at) => {
-                arm_timer(link, at, now, weak);
+                arm_timer(link, at, weak);
                 break;
             }
             Output::Idle => {
@@ -407,7 +415,7 @@ fn new_flusher(weak: Weak<RefCell<Link>>) -> Option<Flusher> {
     Some(Flusher { port: channel.port1(), _receiver: receiver, _on_message: on_message })
 }
 
-fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
+fn arm_timer(link: &mut Link, at: u64, weak: &Weak<RefCell<Link>>) {
     // A timer that fires early is harmless (the core re-reports its next
     // instant), so a later deadline keeps the armed timer: the keepalive
     // deadline moves with every send, and re-arming on each drain would cost
@@ -416,7 +424,10 @@ fn arm_timer(link: &mut Link, at: u64, now: u64, weak: &Weak<RefCell<Link>>) {
         return;
     }
     let w = weak.clone();
-    let delay = at.saturating_sub(now).min(i32::MAX as u64) as u32;
+    // The delay from the clock, not from the drain's `now`: that may be the
+    // time of an earlier input (`feed_data`), and the timer would be late
+    // by the difference. Arming is rare (see above), so is this read.
+    let delay = at.saturating_sub(now_ms()).min(i32::MAX as u64) as u32;
     let t = Timeout::new(delay, move || {
         if let Some(link) = w.upgrade() {
             link.borrow_mut().timer = None;

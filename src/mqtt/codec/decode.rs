@@ -62,7 +62,7 @@ impl<'a> Reader<'a> {
 
 /// Parses the fixed header at the start of `buf`: `Ok(None)` while it is
 /// incomplete, else `(header length, remaining length)`.
-pub(super) fn parse_fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
+pub(crate) fn parse_fixed_header(buf: &[u8]) -> Result<Option<(usize, usize)>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
     };

@@ -22,6 +22,7 @@ mod encode;
 mod tests;
 
 pub use decode::{decode_one, Decoder};
+pub(crate) use decode::parse_fixed_header as fixed_header;
 pub use encode::{encode, encode_publish, publish_len};
 
 /// The default bound on one incoming packet (fixed header included): 1 MiB.

@@ -357,6 +357,35 @@ impl Session {
         self.tx.out.len()
     }
 
+    /// True when feeding `data` next would use `now` only for the receive
+    /// time of the keepalive rule: connected, no PINGREQ awaiting its answer
+    /// (any packet moves its deadline, and its PINGRESP is an RTT sample),
+    /// no `recv_silence_ms`, nothing of a packet buffered, and `data` whole
+    /// QoS 0 PUBLISH packets (no DUP) within `max_packet_size`. Such packets
+    /// only produce messages. See [`crate::mqtt::Client::handle_data_lazy`].
+    pub fn quiet_data(&self, data: &[u8]) -> bool {
+        if !matches!(self.state, State::Connected)
+            || self.ping.is_some()
+            || self.cfg.recv_silence_ms.is_some()
+            || self.decoder.buffered() != 0
+        {
+            return false;
+        }
+        let mut at = 0;
+        while at < data.len() {
+            let rest = &data[at..];
+            // Type 3, DUP 0, QoS 0; RETAIN either way.
+            if rest[0] & 0xFE != 0x30 {
+                return false;
+            }
+            match codec::fixed_header(rest) {
+                Ok(Some((header, remaining))) if header + remaining <= self.cfg.max_packet_size => at += header + remaining,
+                _ => return false,
+            }
+        }
+        at == data.len()
+    }
+
     /// Publishes waiting to be sent.
     pub fn queued_len(&self) -> usize {
         self.queue.len()

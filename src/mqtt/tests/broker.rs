@@ -57,6 +57,12 @@ pub struct Harness {
     pub no_pubcomp: BTreeSet<String>,
     /// Per URL: keep sessions of `clean_session = false` clients.
     pub persist: bool,
+    /// Feed socket data as the web shell does, with
+    /// `Client::handle_data_lazy` (and drain at the time it used).
+    pub lazy: bool,
+    /// Frames fed that way, and how many of them read the clock.
+    pub lazy_frames: u64,
+    pub clock_reads: u64,
     conns: BTreeMap<SocketId, BConn>,
     sessions: HashMap<(String, String), BSession>,
     retained: HashMap<(String, String), (Vec<u8>, QoS)>,
@@ -93,6 +99,9 @@ impl Harness {
             chunk: None,
             no_pubcomp: BTreeSet::new(),
             persist: true,
+            lazy: false,
+            lazy_frames: 0,
+            clock_reads: 0,
             conns: BTreeMap::new(),
             sessions: HashMap::new(),
             retained: HashMap::new(),
@@ -122,8 +131,13 @@ impl Harness {
 
     /// Drains the client's outputs (the single-mutation invariant).
     pub fn drain(&mut self) {
+        self.drain_at(self.now);
+    }
+
+    /// [`Harness::drain`] at `now` (the time a lazy feed used).
+    fn drain_at(&mut self, now: u64) {
         for _ in 0..100_000 {
-            match self.client.poll_output(self.now) {
+            match self.client.poll_output(now) {
                 Output::OpenSocket { id, url } => {
                     self.opened.push((self.now, id, url.clone()));
                     let mode = self.mode(&url);
@@ -162,6 +176,18 @@ impl Harness {
             if let Some(c) = self.conns.get_mut(id) {
                 c.open = true;
             }
+        }
+        if let (true, Input::SocketData(id, bytes)) = (self.lazy, &input) {
+            let (id, bytes, now) = (*id, bytes.clone(), self.now);
+            let mut read = false;
+            let used = self.client.handle_data_lazy(id, bytes, || {
+                read = true;
+                now
+            });
+            self.lazy_frames += 1;
+            self.clock_reads += u64::from(read);
+            self.drain_at(used);
+            return;
         }
         self.client.handle_input(input, self.now);
         self.drain();
@@ -232,6 +258,11 @@ impl Harness {
         for p in packets {
             encode(p, &mut bytes).expect("valid test packet");
         }
+        self.deliver(id, bytes);
+    }
+
+    /// Raw bytes from the broker to a socket (after the latency).
+    pub fn inject_raw(&mut self, id: SocketId, bytes: Vec<u8>) {
         self.deliver(id, bytes);
     }
 

@@ -5,5 +5,6 @@
 mod broker;
 mod client;
 mod coalesce;
+mod lazy;
 mod props;
 mod session;
