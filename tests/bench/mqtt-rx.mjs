@@ -16,8 +16,9 @@
 // the static server serves, default /pkg/mqtt/venuemesh_mqtt.js), each in
 // its own page, ROUNDS (VM_BENCH_RX_ROUNDS, 7) rounds in rotated order;
 // prints each client's median and its ratio to the floor's.
-// VM_BENCH_RX_PROFILE=DIR writes one `.cpuprofile` per client of the
-// middle round (summarise with tests/bench/mqtt-profile.mjs).
+// VM_BENCH_RX_PROFILE=DIR writes `.cpuprofile`s per client of the middle
+// round, rx-* of the burst and synth-* of the synthetic loop (summarise with
+// tests/bench/mqtt-profile.mjs).
 import { WebSocketServer } from 'ws';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { launchCdp } from './cdp.mjs';
@@ -149,12 +150,17 @@ const once = async (c, round) => {
   // without Chromium's networking, on one core, timed in the page.
   await p.evaluate(([t, n]) => window.bench.tpArm(t, 0, n), [TOPIC, N]);
   const frame = [...publishFrame(TOPIC, Buffer.from('00000001' + 'x'.repeat(192)))];
+  if (profiling) await p.cdp('Profiler.start');
   c.synth.push(await p.evaluate(([f, n]) => {
     const ev = new MessageEvent('message', { data: new Uint8Array(f).buffer });
     const t0 = performance.now();
     for (let i = 0; i < n; i++) window.__ws.onmessage(ev);
     return ((performance.now() - t0) * 1000) / n;
   }, [frame, N]));
+  if (profiling) {
+    const { profile } = await p.cdp('Profiler.stop');
+    writeFileSync(`${PROFILE}/synth-${c.name.replace(/[^a-z0-9]+/gi, '_')}.cpuprofile`, JSON.stringify(profile));
+  }
   await p.evaluate((t) => window.bench.tpDisarm(t, 0), TOPIC);
   return ((r.tLast - r.tFirst) * 1000) / (N - 1);
 };
