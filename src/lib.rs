@@ -22,6 +22,8 @@
 /// Small sorted-vector maps and sets (smaller wasm than one B-tree per key type).
 pub(crate) mod vecmap;
 pub(crate) mod slabmap;
+/// FNV-1a: the local hash of the state audit and the simulator's trace.
+pub(crate) mod fnv;
 // The MQTT-only wasm entry's allocator; elsewhere only its tests use it.
 #[cfg_attr(not(all(target_arch = "wasm32", not(feature = "mesh"))), allow(dead_code))]
 mod pow2alloc;

@@ -3,42 +3,7 @@
 
 use std::hash::{Hash, Hasher};
 
-/// FNV-1a, 64 bit: stable across platforms and Rust versions, unlike
-/// `DefaultHasher`, so a trace hash can be compared between machines.
-#[derive(Debug, Clone)]
-pub struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    /// Whole words in one step (FNV-1a over words rather than bytes: still
-    /// stable, and much cheaper for the many integers of a trace).
-    fn write_u64(&mut self, x: u64) {
-        self.0 ^= x;
-        self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    fn write_u8(&mut self, x: u8) {
-        self.write_u64(u64::from(x));
-    }
-    fn write_u32(&mut self, x: u32) {
-        self.write_u64(u64::from(x));
-    }
-    fn write_usize(&mut self, x: usize) {
-        self.write_u64(x as u64);
-    }
-}
+pub(crate) use crate::fnv::Fnv;
 
 /// Hash plus optional text of every simulated step.
 #[derive(Debug, Clone, Default)]

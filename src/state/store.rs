@@ -3,6 +3,7 @@
 //! timers. Reconciliation sessions and peers are in `session.rs`.
 
 use std::collections::VecDeque;
+use std::hash::Hasher;
 use std::rc::Rc;
 
 use super::audit::{Bounded, ConflictEntry, SeenPairs, SyncLogEntry, SyncStatus, Winner, WriteRef};
@@ -17,6 +18,7 @@ use super::types::{
 };
 use super::wire::{Checksum, StateMsg, WriteBatch};
 use crate::envelope::is_valid_id;
+use crate::fnv::Fnv;
 use crate::hlc::{Clock, Hlc};
 use crate::rng::Rng;
 
@@ -130,19 +132,17 @@ fn check_field(name: &str) -> Result<(), StateError> {
     }
 }
 
-/// A hash of `(collection, key)` for the audit's duplicate filter: 64-bit FNV-1a over the
-/// collection, a 0xff separator (never a byte of UTF-8, so `("ab","c")` and `("a","bc")` differ)
-/// and the key. Local only (never on the wire or on disk), so it need not match any other
-/// hash; FNV instead of `DefaultHasher` keeps SipHash out of the wasm build (issue #20). The
-/// filter compares the write id too, so a collision can at worst hide one duplicate entry.
+/// A hash of `(collection, key)` for the audit's duplicate filter: FNV-1a over the collection,
+/// a 0xff separator (never a byte of UTF-8, so `("ab","c")` and `("a","bc")` differ) and the
+/// key. Local only (never on the wire or on disk), so it need not match any other hash; FNV
+/// instead of `DefaultHasher` keeps SipHash out of the wasm build (issue #20). The filter
+/// compares the write id too, so a collision can at worst hide one duplicate entry.
 fn key_hash(collection: &str, key: &str) -> u64 {
-    fn fold(mut h: u64, bytes: &[u8]) -> u64 {
-        for &b in bytes {
-            h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h
-    }
-    fold(fold(fold(0xcbf2_9ce4_8422_2325, collection.as_bytes()), &[0xff]), key.as_bytes())
+    let mut h = Fnv::default();
+    h.write(collection.as_bytes());
+    h.write(&[0xff]);
+    h.write(key.as_bytes());
+    h.finish()
 }
 
 impl Store {
