@@ -177,18 +177,20 @@ impl Harness {
                 c.open = true;
             }
         }
-        if let (true, Input::SocketData(id, bytes)) = (self.lazy, &input) {
-            let (id, bytes, now) = (*id, bytes.clone(), self.now);
-            let mut read = false;
-            let used = self.client.handle_data_lazy(id, bytes, || {
-                read = true;
-                now
-            });
-            self.lazy_frames += 1;
-            self.clock_reads += u64::from(read);
-            self.drain_at(used);
-            return;
-        }
+        let input = match input {
+            Input::SocketData(id, bytes) if self.lazy => {
+                let (now, mut read) = (self.now, false);
+                let used = self.client.handle_data_lazy(id, bytes, || {
+                    read = true;
+                    now
+                });
+                self.lazy_frames += 1;
+                self.clock_reads += u64::from(read);
+                self.drain_at(used);
+                return;
+            }
+            input => input,
+        };
         self.client.handle_input(input, self.now);
         self.drain();
     }

@@ -107,7 +107,7 @@ fn a_protocol_error_in_a_quiet_frame_runs_on_the_real_time() {
 fn which_frames_read_the_clock() {
     let mut h = connected(true);
     let sid = h.socket_to(LOCAL).expect("socket");
-    let mut reads = |h: &mut Harness, frame: Vec<u8>| {
+    let reads = |h: &mut Harness, frame: Vec<u8>| {
         let before = h.clock_reads;
         h.inject_raw(sid, frame);
         h.run_for(20);
